@@ -1,0 +1,116 @@
+// What the SQL console returns per statement (DESIGN §7): columns, capped rows, true row count, or an error as data.
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using Npgsql;
+
+namespace DbStudio.Core.Console;
+
+/// <summary>How a column's PostgreSQL text output is written to JSON.</summary>
+public enum ValueKind { String, Number, Boolean, Json }
+
+public sealed record ResultColumn(string Name, string Type)
+{
+    [JsonIgnore] public ValueKind Kind { get; init; }
+
+    public static ValueKind KindOf(uint oid) => oid switch
+    {
+        16 => ValueKind.Boolean,
+        20 or 21 or 23 or 26 or 700 or 701 or 1700 => ValueKind.Number,
+        114 or 3802 => ValueKind.Json,
+        _ => ValueKind.String,
+    };
+}
+
+public sealed record SqlError(string Code, string Message, string? Detail = null, string? Hint = null, int? Position = null)
+{
+    public static SqlError From(PostgresException e, int statementOffset) => new(
+        e.SqlState, e.MessageText, e.Detail, e.Hint,
+        e.Position > 0 ? statementOffset + e.Position : null);
+}
+
+/// <summary>One statement's outcome. Rows hold PostgreSQL's text output (null for SQL NULL).</summary>
+[JsonConverter(typeof(StatementResultConverter))]
+public sealed class StatementResult
+{
+    public required string Statement { get; init; }
+    /// <summary>0-based position of the statement in the script.</summary>
+    public int Offset { get; init; }
+    public string? Command { get; init; }
+    public IReadOnlyList<ResultColumn>? Columns { get; init; }
+    public IReadOnlyList<string?[]>? Rows { get; init; }
+    public long RowCount { get; init; }
+    public bool Truncated { get; init; }
+    public double ElapsedMs { get; init; }
+    public SqlError? Error { get; init; }
+}
+
+internal sealed class StatementResultConverter : JsonConverter<StatementResult>
+{
+    public override StatementResult Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options) =>
+        throw new NotSupportedException("StatementResult is written, not read");
+
+    public override void Write(Utf8JsonWriter w, StatementResult r, JsonSerializerOptions options)
+    {
+        w.WriteStartObject();
+        w.WriteString("statement", r.Statement);
+        if (r.Error is { } e)
+        {
+            w.WritePropertyName("error");
+            w.WriteStartObject();
+            w.WriteString("code", e.Code);
+            w.WriteString("message", e.Message);
+            w.WriteString("detail", e.Detail);
+            w.WriteString("hint", e.Hint);
+            if (e.Position is int p) w.WriteNumber("position", p); else w.WriteNull("position");
+            w.WriteEndObject();
+            w.WriteNumber("elapsedMs", Math.Round(r.ElapsedMs, 3));
+            w.WriteEndObject();
+            return;
+        }
+        w.WriteString("command", r.Command);
+        w.WritePropertyName("columns");
+        w.WriteStartArray();
+        foreach (var c in r.Columns ?? [])
+        {
+            w.WriteStartObject();
+            w.WriteString("name", c.Name);
+            w.WriteString("type", c.Type);
+            w.WriteEndObject();
+        }
+        w.WriteEndArray();
+        w.WritePropertyName("rows");
+        w.WriteStartArray();
+        var cols = r.Columns ?? [];
+        foreach (var row in r.Rows ?? [])
+        {
+            w.WriteStartArray();
+            for (var i = 0; i < row.Length; i++) WriteValue(w, row[i], i < cols.Count ? cols[i].Kind : ValueKind.String);
+            w.WriteEndArray();
+        }
+        w.WriteEndArray();
+        w.WriteNumber("rowCount", r.RowCount);
+        w.WriteBoolean("truncated", r.Truncated);
+        w.WriteNumber("elapsedMs", Math.Round(r.ElapsedMs, 3));
+        w.WriteEndObject();
+    }
+
+    internal static void WriteValue(Utf8JsonWriter w, string? text, ValueKind kind)
+    {
+        if (text is null) { w.WriteNullValue(); return; }
+        switch (kind)
+        {
+            case ValueKind.Boolean:
+                w.WriteBooleanValue(text == "t");
+                return;
+            case ValueKind.Number when IsJsonNumber(text):
+            case ValueKind.Json:
+                try { w.WriteRawValue(text); return; }
+                catch (JsonException) { break; } // e.g. NaN, Infinity: written as text below
+                catch (ArgumentException) { break; }
+        }
+        w.WriteStringValue(text);
+    }
+
+    private static bool IsJsonNumber(string s) =>
+        s.Length > 0 && (char.IsAsciiDigit(s[0]) || (s[0] == '-' && s.Length > 1 && char.IsAsciiDigit(s[1])));
+}

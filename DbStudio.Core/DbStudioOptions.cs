@@ -1,0 +1,32 @@
+// Settings bound from configuration section "DbStudio".
+namespace DbStudio.Core;
+
+public sealed class DbStudioOptions
+{
+    public const string Section = "DbStudio";
+
+    /// <summary>Public base URL of the app (for REST URLs); null = taken from the request.</summary>
+    public string? PublicBaseUrl { get; set; }
+    /// <summary>Host and port clients use for the Connection URL; null = those of the platform connection.</summary>
+    public string? PublicDbHost { get; set; }
+    public int? PublicDbPort { get; set; }
+
+    /// <summary>Most connections one project's owner role may hold (console pool + Connection URL clients).</summary>
+    public int OwnerConnectionLimit { get; set; } = 20;
+
+    public ConsoleOptions Console { get; set; } = new();
+}
+
+public sealed class ConsoleOptions
+{
+    /// <summary>Deadline per statement, enforced by the app (users can change statement_timeout).</summary>
+    public TimeSpan StatementTimeout { get; set; } = TimeSpan.FromSeconds(30);
+    /// <summary>Rows kept per result; the true count is still reported.</summary>
+    public int MaxRows { get; set; } = 1000;
+    /// <summary>Longest script accepted, in characters.</summary>
+    public int MaxScriptLength { get; set; } = 1_000_000;
+    /// <summary>Connections per project pool for console/assistant SQL.</summary>
+    public int PoolSize { get; set; } = 4;
+    /// <summary>Idle owner connections are closed after this long; idle pools are dropped after ten times it.</summary>
+    public TimeSpan PoolIdle { get; set; } = TimeSpan.FromSeconds(30);
+}

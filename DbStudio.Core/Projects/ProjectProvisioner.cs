@@ -1,0 +1,102 @@
+// Creates and drops a project's schema and roles (DESIGN §2). Every statement runs in the caller's
+// transaction, so provisioning and deletion are all-or-nothing: a crash half-way leaves nothing behind.
+using DbStudio.Core.Sql;
+using Npgsql;
+
+namespace DbStudio.Core.Projects;
+
+public sealed class ProjectProvisioner
+{
+    /// <summary>Group role holding CONNECT and TEMPORARY on the platform database; every project owner is a member.
+    /// Granting on the database once (not per project) avoids "tuple concurrently updated" under parallel creates.</summary>
+    public static string OwnersGroup(string database) => $"{database}_project_owners";
+
+    /// <summary>
+    /// Locks the platform database down (idempotent, run at start-up by the platform role): nobody but the
+    /// platform role and project owners may connect, nobody may create schemas or objects in `public`.
+    /// </summary>
+    public static async Task HardenDatabaseAsync(NpgsqlDataSource platform, CancellationToken ct = default)
+    {
+        await using var conn = await platform.OpenConnectionAsync(ct);
+        await using var tx = await conn.BeginTransactionAsync(ct);
+        await using (var lockCmd = new NpgsqlCommand("SELECT pg_advisory_xact_lock(7220411)", conn, tx))
+            await lockCmd.ExecuteNonQueryAsync(ct);
+        var db = conn.Database;
+        var group = OwnersGroup(db);
+        await using (var exists = new NpgsqlCommand("SELECT 1 FROM pg_roles WHERE rolname = $1", conn, tx))
+        {
+            exists.Parameters.Add(new() { Value = group });
+            if (await exists.ExecuteScalarAsync(ct) is null)
+                await Exec(conn, tx, $"CREATE ROLE {SqlText.Ident(group)} NOLOGIN", ct);
+        }
+        await Exec(conn, tx, $"""
+            REVOKE ALL ON DATABASE {SqlText.Ident(db)} FROM PUBLIC;
+            GRANT CONNECT, TEMPORARY ON DATABASE {SqlText.Ident(db)} TO {SqlText.Ident(group)};
+            REVOKE CREATE ON SCHEMA public FROM PUBLIC;
+            """, ct);
+        await tx.CommitAsync(ct);
+    }
+
+    /// <summary>Creates schema proj_{id} and its three roles inside <paramref name="tx"/>.</summary>
+    public static async Task CreateAsync(NpgsqlConnection conn, NpgsqlTransaction tx, string id, string ownerPassword,
+        int ownerConnectionLimit, CancellationToken ct)
+    {
+        if (!ProjectNaming.IsValidId(id)) throw new ArgumentException("invalid project id", nameof(id));
+        var schema = SqlText.Ident(ProjectNaming.Schema(id));
+        var owner = SqlText.Ident(ProjectNaming.OwnerRole(id));
+        var anon = SqlText.Ident(ProjectNaming.AnonRole(id));
+        var user = SqlText.Ident(ProjectNaming.UserRole(id));
+        var group = SqlText.Ident(OwnersGroup(conn.Database));
+        // PASSWORD takes no parameter: a SCRAM verifier built here is the literal, so the server and its
+        // logs never see the password itself.
+        var verifier = SqlText.Literal(Scram.Verifier(ownerPassword));
+        await Exec(conn, tx, $"""
+            CREATE ROLE {owner} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS
+                CONNECTION LIMIT {ownerConnectionLimit} PASSWORD {verifier};
+            CREATE ROLE {anon} NOLOGIN NOINHERIT;
+            CREATE ROLE {user} NOLOGIN NOINHERIT;
+            GRANT {owner}, {anon}, {user} TO CURRENT_USER;
+            GRANT {group} TO {owner};
+            CREATE SCHEMA {schema} AUTHORIZATION {owner};
+            GRANT USAGE ON SCHEMA {schema} TO {anon}, {user};
+            ALTER ROLE {owner} SET search_path = {schema};
+            """, ct);
+    }
+
+    /// <summary>Drops schema proj_{id} and whichever of its roles exist, inside <paramref name="tx"/>.</summary>
+    public static async Task DropAsync(NpgsqlConnection conn, NpgsqlTransaction tx, string id, CancellationToken ct)
+    {
+        if (!ProjectNaming.IsValidId(id)) throw new ArgumentException("invalid project id", nameof(id));
+        string[] roles = [ProjectNaming.OwnerRole(id), ProjectNaming.AnonRole(id), ProjectNaming.UserRole(id)];
+        var existing = new List<string>();
+        await using (var cmd = new NpgsqlCommand("SELECT rolname FROM pg_roles WHERE rolname = ANY($1)", conn, tx))
+        {
+            cmd.Parameters.Add(new() { Value = roles });
+            await using var r = await cmd.ExecuteReaderAsync(ct);
+            while (await r.ReadAsync(ct)) existing.Add(r.GetString(0));
+        }
+        var sql = $"DROP SCHEMA IF EXISTS {SqlText.Ident(ProjectNaming.Schema(id))} CASCADE;";
+        if (existing.Count > 0)
+        {
+            var list = string.Join(", ", existing.Select(SqlText.Ident));
+            if (existing.Contains(roles[0])) sql += $"ALTER ROLE {SqlText.Ident(roles[0])} NOLOGIN;";
+            sql += $"DROP OWNED BY {list} CASCADE; DROP ROLE {list};";
+        }
+        await Exec(conn, tx, sql, ct);
+    }
+
+    /// <summary>Ends the owner's open sessions (console pools, Connection URL clients) before a drop.</summary>
+    public static async Task TerminateOwnerSessionsAsync(NpgsqlDataSource platform, string id, CancellationToken ct)
+    {
+        await using var cmd = platform.CreateCommand(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE usename = $1 AND pid <> pg_backend_pid()");
+        cmd.Parameters.Add(new() { Value = ProjectNaming.OwnerRole(id) });
+        await cmd.ExecuteScalarAsync(ct);
+    }
+
+    private static async Task Exec(NpgsqlConnection conn, NpgsqlTransaction tx, string sql, CancellationToken ct)
+    {
+        await using var cmd = new NpgsqlCommand(sql, conn, tx);
+        await cmd.ExecuteNonQueryAsync(ct);
+    }
+}

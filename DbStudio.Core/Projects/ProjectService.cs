@@ -1,0 +1,118 @@
+// Projects of platform users: create (provision), list, read, delete. Only the owner sees a project.
+using DbStudio.Core.Platform;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Storage;
+using Microsoft.Extensions.Options;
+using Npgsql;
+
+namespace DbStudio.Core.Projects;
+
+/// <summary>A project as its owner sees it, credentials included (the management API's JSON shape).</summary>
+public sealed record ProjectInfo(string Id, string Name, string Schema, string RestUrl, string AnonKey, string ApiKey,
+    string ConnectionUrl, DateTimeOffset CreatedAt);
+
+public sealed class ProjectService(
+    PlatformDbContext db,
+    NpgsqlDataSource platform,
+    SecretProtector protector,
+    OwnerConnections ownerConnections,
+    IOptions<DbStudioOptions> options)
+{
+    public const int MaxNameLength = 100;
+
+    public static string? ValidateName(string? name) =>
+        string.IsNullOrWhiteSpace(name) ? "name is required"
+        : name.Trim().Length > MaxNameLength ? $"name is longer than {MaxNameLength} characters"
+        : name.Any(char.IsControl) ? "name contains control characters"
+        : null;
+
+    public async Task<ProjectInfo> CreateAsync(string ownerUserId, string name, string publicBaseUrl, CancellationToken ct = default)
+    {
+        if (ValidateName(name) is { } problem) throw new ArgumentException(problem, nameof(name));
+        var id = ProjectNaming.NewId();
+        var password = ProjectNaming.NewPassword();
+        var anonKey = ProjectNaming.NewAnonKey();
+        var apiKey = ProjectNaming.NewApiKey();
+        var now = DateTimeOffset.UtcNow;
+        var project = new Project
+        {
+            Id = id, Name = name.Trim(), OwnerUserId = ownerUserId, CreatedAt = now,
+            Secrets =
+            [
+                Secret(id, ProjectSecretKind.OwnerPassword, password, hash: false, now),
+                Secret(id, ProjectSecretKind.AnonKey, anonKey, hash: true, now),
+                Secret(id, ProjectSecretKind.ApiKey, apiKey, hash: true, now),
+            ],
+        };
+
+        // Roles, schema and metadata commit together or not at all.
+        var strategy = db.Database.CreateExecutionStrategy();
+        await strategy.ExecuteAsync(async () =>
+        {
+            await using var tx = await db.Database.BeginTransactionAsync(ct);
+            var conn = (NpgsqlConnection)db.Database.GetDbConnection();
+            await ProjectProvisioner.CreateAsync(conn, (NpgsqlTransaction)tx.GetDbTransaction(), id, password,
+                options.Value.OwnerConnectionLimit, ct);
+            db.Projects.Add(project);
+            await db.SaveChangesAsync(ct);
+            await tx.CommitAsync(ct);
+        });
+        return ToInfo(project, publicBaseUrl, password, anonKey, apiKey);
+    }
+
+    public async Task<List<ProjectInfo>> ListAsync(string ownerUserId, string publicBaseUrl, CancellationToken ct = default)
+    {
+        var projects = await db.Projects.AsNoTracking().Include(p => p.Secrets)
+            .Where(p => p.OwnerUserId == ownerUserId).OrderBy(p => p.CreatedAt).ToListAsync(ct);
+        return projects.Select(p => ToInfo(p, publicBaseUrl)).ToList();
+    }
+
+    /// <summary>The project if <paramref name="ownerUserId"/> owns it; null otherwise (callers answer 404).</summary>
+    public async Task<ProjectInfo?> GetAsync(string ownerUserId, string id, string publicBaseUrl, CancellationToken ct = default)
+    {
+        var p = await FindOwnedAsync(ownerUserId, id, ct);
+        return p is null ? null : ToInfo(p, publicBaseUrl);
+    }
+
+    public async Task<bool> IsOwnerAsync(string ownerUserId, string id, CancellationToken ct = default) =>
+        ProjectNaming.IsValidId(id) && await db.Projects.AnyAsync(p => p.Id == id && p.OwnerUserId == ownerUserId, ct);
+
+    /// <summary>Drops schema, roles and metadata. False when the project does not exist or is not the caller's.</summary>
+    public async Task<bool> DeleteAsync(string ownerUserId, string id, CancellationToken ct = default)
+    {
+        if (!await IsOwnerAsync(ownerUserId, id, ct)) return false;
+        ownerConnections.Forget(id);
+        await ProjectProvisioner.TerminateOwnerSessionsAsync(platform, id, ct);
+        var strategy = db.Database.CreateExecutionStrategy();
+        await strategy.ExecuteAsync(async () =>
+        {
+            await using var tx = await db.Database.BeginTransactionAsync(ct);
+            var conn = (NpgsqlConnection)db.Database.GetDbConnection();
+            await ProjectProvisioner.DropAsync(conn, (NpgsqlTransaction)tx.GetDbTransaction(), id, ct);
+            await db.Projects.Where(p => p.Id == id).ExecuteDeleteAsync(ct);
+            await tx.CommitAsync(ct);
+        });
+        return true;
+    }
+
+    private async Task<Project?> FindOwnedAsync(string ownerUserId, string id, CancellationToken ct) =>
+        !ProjectNaming.IsValidId(id) ? null
+        : await db.Projects.AsNoTracking().Include(p => p.Secrets)
+            .FirstOrDefaultAsync(p => p.Id == id && p.OwnerUserId == ownerUserId, ct);
+
+    private ProjectSecret Secret(string id, ProjectSecretKind kind, string value, bool hash, DateTimeOffset now) => new()
+    {
+        ProjectId = id, Kind = kind, Protected = protector.Protect(value),
+        Hash = hash ? ProjectNaming.KeyHash(value) : null, CreatedAt = now,
+    };
+
+    private ProjectInfo ToInfo(Project p, string publicBaseUrl)
+    {
+        string Get(ProjectSecretKind k) => protector.Unprotect(p.Secrets.Single(s => s.Kind == k).Protected);
+        return ToInfo(p, publicBaseUrl, Get(ProjectSecretKind.OwnerPassword), Get(ProjectSecretKind.AnonKey), Get(ProjectSecretKind.ApiKey));
+    }
+
+    private ProjectInfo ToInfo(Project p, string publicBaseUrl, string password, string anonKey, string apiKey) =>
+        new(p.Id, p.Name, ProjectNaming.Schema(p.Id), $"{publicBaseUrl.TrimEnd('/')}/db/{p.Id}/rest", anonKey, apiKey,
+            ownerConnections.ConnectionUrl(p.Id, password), p.CreatedAt);
+}

@@ -1,0 +1,74 @@
+// Platform management API (DESIGN §7): projects of the signed-in platform user, their SQL console and
+// the assistant's <sql> blocks. Another user's project answers 404, as if it did not exist.
+using System.Security.Claims;
+using DbStudio.Core;
+using DbStudio.Core.Console;
+using DbStudio.Core.Projects;
+using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.Extensions.Options;
+
+namespace DbStudio.Web.Apis;
+
+public sealed record CreateProjectRequest(string? Name);
+public sealed record SqlRequest(string? Sql);
+public sealed record AssistantRequest(string? Text);
+public sealed record SqlResponse(List<StatementResult> Results);
+
+public static class ProjectsApi
+{
+    public static RouteGroupBuilder MapProjectsApi(this IEndpointRouteBuilder app)
+    {
+        var g = app.MapGroup("/api/projects").RequireAuthorization().WithTags("Projects");
+        g.MapPost("/", Create);
+        g.MapGet("/", List);
+        g.MapGet("/{id}", Get);
+        g.MapDelete("/{id}", Delete);
+        g.MapPost("/{id}/sql", RunSql);
+        g.MapPost("/{id}/assistant/sql", RunAssistant);
+        return g;
+    }
+
+    public static async Task<Results<Created<ProjectInfo>, ValidationProblem>> Create(
+        CreateProjectRequest body, ClaimsPrincipal user, ProjectService projects, HttpRequest req, IOptions<DbStudioOptions> opt,
+        CancellationToken ct)
+    {
+        if (ProjectService.ValidateName(body.Name) is { } problem)
+            return TypedResults.ValidationProblem(new Dictionary<string, string[]> { ["name"] = [problem] });
+        var p = await projects.CreateAsync(UserId(user), body.Name!, BaseUrl(req, opt), ct);
+        return TypedResults.Created($"/api/projects/{p.Id}", p);
+    }
+
+    public static async Task<Ok<List<ProjectInfo>>> List(ClaimsPrincipal user, ProjectService projects, HttpRequest req,
+        IOptions<DbStudioOptions> opt, CancellationToken ct) =>
+        TypedResults.Ok(await projects.ListAsync(UserId(user), BaseUrl(req, opt), ct));
+
+    public static async Task<Results<Ok<ProjectInfo>, NotFound>> Get(string id, ClaimsPrincipal user, ProjectService projects,
+        HttpRequest req, IOptions<DbStudioOptions> opt, CancellationToken ct) =>
+        await projects.GetAsync(UserId(user), id, BaseUrl(req, opt), ct) is { } p ? TypedResults.Ok(p) : TypedResults.NotFound();
+
+    public static async Task<Results<NoContent, NotFound>> Delete(string id, ClaimsPrincipal user, ProjectService projects,
+        CancellationToken ct) =>
+        await projects.DeleteAsync(UserId(user), id, ct) ? TypedResults.NoContent() : TypedResults.NotFound();
+
+    public static async Task<Results<Ok<SqlResponse>, NotFound, ValidationProblem>> RunSql(string id, SqlRequest body,
+        ClaimsPrincipal user, ProjectService projects, SqlConsole console, CancellationToken ct)
+    {
+        if (body.Sql is null) return TypedResults.ValidationProblem(new Dictionary<string, string[]> { ["sql"] = ["sql is required"] });
+        if (!await projects.IsOwnerAsync(UserId(user), id, ct)) return TypedResults.NotFound();
+        return TypedResults.Ok(new SqlResponse(await console.RunAsync(id, body.Sql, ct)));
+    }
+
+    public static async Task<Results<Ok<AssistantRun>, NotFound, ValidationProblem>> RunAssistant(string id, AssistantRequest body,
+        ClaimsPrincipal user, ProjectService projects, AssistantSql assistant, CancellationToken ct)
+    {
+        if (body.Text is null) return TypedResults.ValidationProblem(new Dictionary<string, string[]> { ["text"] = ["text is required"] });
+        if (!await projects.IsOwnerAsync(UserId(user), id, ct)) return TypedResults.NotFound();
+        return TypedResults.Ok(await assistant.RunAsync(id, body.Text, ct));
+    }
+
+    private static string UserId(ClaimsPrincipal user) =>
+        user.FindFirstValue(ClaimTypes.NameIdentifier) ?? throw new InvalidOperationException("authenticated user has no id");
+
+    internal static string BaseUrl(HttpRequest req, IOptions<DbStudioOptions> opt) =>
+        opt.Value.PublicBaseUrl ?? $"{req.Scheme}://{req.Host}{req.PathBase}";
+}

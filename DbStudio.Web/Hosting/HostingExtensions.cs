@@ -1,0 +1,97 @@
+// Service registration and the request pipeline, so Program.cs stays a few lines.
+using DbStudio.Core;
+using DbStudio.Core.Console;
+using DbStudio.Core.Platform;
+using DbStudio.Core.Postgres;
+using DbStudio.Core.Projects;
+using DbStudio.Web.Apis;
+using DbStudio.Web.Components;
+using Microsoft.AspNetCore.DataProtection;
+using Microsoft.EntityFrameworkCore;
+using MudBlazor.Services;
+using Npgsql;
+
+namespace DbStudio.Web.Hosting;
+
+public static class HostingExtensions
+{
+    public static async Task AddDbStudioAsync(this WebApplicationBuilder builder)
+    {
+        var services = builder.Services;
+        var config = builder.Configuration;
+
+        var connectionString = config.GetConnectionString("Platform");
+        if (string.IsNullOrWhiteSpace(connectionString))
+        {
+            using var loggerFactory = LoggerFactory.Create(l => l.AddConsole());
+            var embedded = config.GetSection(EmbeddedOptions.Section).Get<EmbeddedOptions>() ?? new EmbeddedOptions();
+            var (cluster, cs) = await EmbeddedPostgres.StartAsync(embedded, loggerFactory.CreateLogger("DbStudio.Embedded"));
+            services.AddSingleton(cluster);
+            services.AddHostedService<EmbeddedClusterStopper>();
+            connectionString = cs;
+        }
+
+        services.AddOptions<DbStudioOptions>().BindConfiguration(DbStudioOptions.Section);
+
+        var dataSource = new NpgsqlDataSourceBuilder(connectionString) { Name = "platform" }.Build();
+        services.AddSingleton(dataSource);
+        services.AddDbContext<PlatformDbContext>(o => o.UseNpgsql(dataSource,
+            npg => npg.MigrationsHistoryTable("__ef_migrations", PlatformDbContext.Schema)));
+
+        services.AddDataProtection().SetApplicationName("DbStudio").PersistKeysToDbContext<PlatformDbContext>();
+        services.AddAuthorization();
+        services.AddIdentityApiEndpoints<PlatformUser>(o =>
+            {
+                o.Password.RequiredLength = 8;
+                o.Password.RequireNonAlphanumeric = false;
+                o.Password.RequireUppercase = false;
+                o.Password.RequireLowercase = false;
+                o.Password.RequireDigit = false;
+                o.User.RequireUniqueEmail = true;
+                o.SignIn.RequireConfirmedAccount = config.GetValue("Identity:RequireConfirmedAccount", false);
+            })
+            .AddEntityFrameworkStores<PlatformDbContext>();
+
+        services.AddSingleton<SecretProtector>();
+        services.AddSingleton<OwnerConnections>();
+        services.AddScoped<ProjectService>();
+        services.AddSingleton<SqlConsole>();
+        services.AddSingleton<AssistantSql>();
+
+        services.AddProblemDetails();
+        services.AddHealthChecks().AddDbContextCheck<PlatformDbContext>("platform-db");
+        services.AddRazorComponents().AddInteractiveServerComponents();
+        services.AddMudServices();
+    }
+
+    public static async Task UseDbStudioAsync(this WebApplication app)
+    {
+        await using (var scope = app.Services.CreateAsyncScope())
+        {
+            var db = scope.ServiceProvider.GetRequiredService<PlatformDbContext>();
+            await db.Database.MigrateAsync();
+        }
+        await ProjectProvisioner.HardenDatabaseAsync(app.Services.GetRequiredService<NpgsqlDataSource>());
+
+        app.UseExceptionHandler(new ExceptionHandlerOptions
+        {
+            StatusCodeSelector = ex => ex is BadHttpRequestException bad ? bad.StatusCode : StatusCodes.Status500InternalServerError,
+        });
+        app.UseStatusCodePages();
+        app.UseAntiforgery();
+        app.MapStaticAssets();
+
+        app.MapHealthChecks("/healthz");
+        app.MapGroup("/api/auth").MapIdentityApi<PlatformUser>().WithTags("Platform accounts");
+        app.MapProjectsApi();
+
+        app.MapRazorComponents<App>().AddInteractiveServerRenderMode();
+    }
+}
+
+/// <summary>Stops the embedded cluster when the app shuts down.</summary>
+internal sealed class EmbeddedClusterStopper(LocalCluster cluster) : IHostedService
+{
+    public Task StartAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+    public Task StopAsync(CancellationToken cancellationToken) => cluster.StopAsync();
+}
