@@ -1,0 +1,75 @@
+// The app under test (WebApplicationFactory) on the run's PostgreSQL, plus helpers to act as platform users.
+using System.Net.Http.Headers;
+using System.Net.Http.Json;
+using System.Text.Json;
+using DbStudio.Core.Projects;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Mvc.Testing;
+using Microsoft.Extensions.DependencyInjection;
+
+[assembly: AssemblyFixture(typeof(DbStudio.Tests.Infrastructure.TestApp))]
+
+namespace DbStudio.Tests.Infrastructure;
+
+public sealed class AppFactory(string platformConnectionString, IReadOnlyDictionary<string, string?>? settings = null)
+    : WebApplicationFactory<Program>
+{
+    protected override void ConfigureWebHost(IWebHostBuilder builder)
+    {
+        builder.UseEnvironment("Testing");
+        builder.UseSetting("ConnectionStrings:Platform", platformConnectionString);
+        builder.UseSetting("DbStudio:Console:StatementTimeout", "00:00:05");
+        foreach (var (k, v) in settings ?? new Dictionary<string, string?>()) builder.UseSetting(k, v);
+    }
+}
+
+/// <summary>Assembly fixture: one PostgreSQL and one app for the whole run; each test makes its own users and projects.</summary>
+public sealed class TestApp : IAsyncLifetime
+{
+    public PostgresServer Db { get; private set; } = null!;
+    public AppFactory Factory { get; private set; } = null!;
+    public IServiceProvider Services => Factory.Services;
+
+    public async ValueTask InitializeAsync()
+    {
+        Db = await PostgresServer.StartAsync();
+        Factory = new AppFactory(Db.PlatformConnectionString);
+        _ = Factory.Server; // start now: migrations run once, before the tests
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await Factory.DisposeAsync();
+        await Db.DisposeAsync();
+    }
+
+    /// <summary>Registers a new platform user and returns a client that sends its bearer token.</summary>
+    public async Task<HttpClient> NewUserClientAsync()
+    {
+        var client = Factory.CreateClient();
+        var email = $"u{Guid.NewGuid():N}@example.com";
+        var creds = new { email, password = "a long enough password" };
+        (await client.PostAsJsonAsync("/api/auth/register", creds)).EnsureSuccessStatusCode();
+        var login = await (await client.PostAsJsonAsync("/api/auth/login", creds)).EnsureSuccessStatusCode()
+            .Content.ReadFromJsonAsync<JsonElement>();
+        client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", login.GetProperty("accessToken").GetString());
+        return client;
+    }
+
+    public static async Task<ProjectInfo> CreateProjectAsync(HttpClient client, string name = "test project")
+    {
+        var res = await client.PostAsJsonAsync("/api/projects", new { name });
+        res.EnsureSuccessStatusCode();
+        return (await res.Content.ReadFromJsonAsync<ProjectInfo>())!;
+    }
+
+    public static async Task<JsonElement[]> SqlAsync(HttpClient client, string projectId, string sql)
+    {
+        var res = await client.PostAsJsonAsync($"/api/projects/{projectId}/sql", new { sql });
+        res.EnsureSuccessStatusCode();
+        var body = await res.Content.ReadFromJsonAsync<JsonElement>();
+        return body.GetProperty("results").EnumerateArray().ToArray();
+    }
+
+    public T Service<T>() where T : notnull => Services.GetRequiredService<T>();
+}
