@@ -38,7 +38,12 @@ public static class HostingExtensions
         services.AddDbContext<PlatformDbContext>(o => o.UseNpgsql(dataSource,
             npg => npg.MigrationsHistoryTable("__ef_migrations", PlatformDbContext.Schema)));
 
-        services.AddDataProtection().SetApplicationName("DbStudio").PersistKeysToDbContext<PlatformDbContext>();
+        // The key ring lives in the platform database so every instance shares it. Deployments should also
+        // encrypt it with a certificate kept outside the database (DataProtection:CertificatePath).
+        var dataProtection = services.AddDataProtection().SetApplicationName("DbStudio").PersistKeysToDbContext<PlatformDbContext>();
+        if (config["DataProtection:CertificatePath"] is { Length: > 0 } certPath)
+            dataProtection.ProtectKeysWithCertificate(System.Security.Cryptography.X509Certificates.X509CertificateLoader
+                .LoadPkcs12FromFile(certPath, config["DataProtection:CertificatePassword"]));
         services.AddAuthorization();
         services.AddIdentityApiEndpoints<PlatformUser>(o =>
             {

@@ -1,0 +1,51 @@
+// A throwaway PostgreSQL cluster plus the app's services on it, for benchmarks.
+using DbStudio.Core.Postgres;
+using DbStudio.Web.Hosting;
+
+namespace DbStudio.Bench;
+
+public sealed class BenchHost : IAsyncDisposable
+{
+    public required LocalCluster Cluster { get; init; }
+    public required WebApplication App { get; init; }
+    public required string PlatformConnectionString { get; init; }
+
+    public static async Task<BenchHost> StartAsync(string[]? urls = null)
+    {
+        var root = Path.Combine(Path.GetTempPath(), $"dbstudio-bench-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(root);
+        File.SetUnixFileMode(root, (UnixFileMode)0b111_101_101);
+        var cluster = await LocalCluster.StartAsync(new LocalClusterOptions
+        {
+            DataDir = Path.Combine(root, "pgdata"), Ephemeral = true, SuperuserPassword = "bench",
+        });
+        var cs = await PlatformBootstrap.EnsureRoleAndDatabaseAsync(cluster.SuperuserConnectionString(), "dbstudio", "bench", "dbstudio");
+        var builder = WebApplication.CreateBuilder(new WebApplicationOptions { EnvironmentName = "Production" });
+        builder.Configuration["ConnectionStrings:Platform"] = cs;
+        builder.Logging.SetMinimumLevel(LogLevel.Warning);
+        if (urls is not null) builder.WebHost.UseUrls(urls);
+        await builder.AddDbStudioAsync();
+        var app = builder.Build();
+        await app.UseDbStudioAsync();
+        return new BenchHost { Cluster = cluster, App = app, PlatformConnectionString = cs };
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await App.DisposeAsync();
+        await Cluster.StopAsync(immediate: true);
+        try { Directory.Delete(Path.GetDirectoryName(Cluster.DataDir)!, true); } catch (Exception) { /* best effort */ }
+    }
+}
+
+public static class Stats
+{
+    public static double Percentile(IReadOnlyList<double> sorted, double p) =>
+        sorted.Count == 0 ? double.NaN : sorted[Math.Clamp((int)Math.Ceiling(p / 100 * sorted.Count) - 1, 0, sorted.Count - 1)];
+
+    public static string Summary(List<double> ms)
+    {
+        ms.Sort();
+        return $"median {Percentile(ms, 50):F1} ms, p95 {Percentile(ms, 95):F1} ms, max {ms[^1]:F1} ms (n={ms.Count})";
+    }
+}
