@@ -122,7 +122,7 @@ public sealed class LocalCluster : IAsyncDisposable
         if (_runAs is null) psi.FileName = exe;
         else
         {
-            psi.FileName = "runuser";
+            psi.FileName = new[] { "/usr/sbin/runuser", "/sbin/runuser", "/usr/bin/runuser" }.FirstOrDefault(File.Exists) ?? "runuser";
             foreach (var a in new[] { "-u", _runAs, "--", exe }) psi.ArgumentList.Add(a);
         }
         foreach (var a in args) psi.ArgumentList.Add(a);
@@ -216,7 +216,7 @@ public static class PgBinaries
     {
         static bool Has(string? d) => d is not null && File.Exists(Path.Combine(d, "initdb")) && File.Exists(Path.Combine(d, "pg_ctl"));
         var env = Environment.GetEnvironmentVariable("PG_BINDIR");
-        if (Has(env)) return env;
+        if (!string.IsNullOrEmpty(env)) return Has(env) ? env : null; // an explicit choice is final
         try
         {
             var psi = new ProcessStartInfo("pg_config", "--bindir") { RedirectStandardOutput = true, RedirectStandardError = true };
