@@ -15,6 +15,7 @@ public sealed class DbStudioOptions
     public int OwnerConnectionLimit { get; set; } = 20;
 
     public ConsoleOptions Console { get; set; } = new();
+    public Rest.RestOptions Rest { get; set; } = new();
 }
 
 public sealed class ConsoleOptions

@@ -3,7 +3,9 @@
 using System.Data;
 using StatementType = Npgsql.StatementType;
 using System.Diagnostics;
+using DbStudio.Core.Access;
 using DbStudio.Core.Projects;
+using DbStudio.Core.Rest;
 using DbStudio.Core.Sql;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
@@ -11,7 +13,8 @@ using Npgsql;
 
 namespace DbStudio.Core.Console;
 
-public sealed class SqlConsole(OwnerConnections owners, IOptions<DbStudioOptions> options, ILogger<SqlConsole> log)
+public sealed class SqlConsole(OwnerConnections owners, SchemaCache schemas, AccessPolicies access, IOptions<DbStudioOptions> options,
+    ILogger<SqlConsole> log)
 {
     private readonly ConsoleOptions _opt = options.Value.Console;
 
@@ -51,6 +54,16 @@ public sealed class SqlConsole(OwnerConnections owners, IOptions<DbStudioOptions
                 var r = await RunOneAsync(conn, stmt, ct);
                 results.Add(r);
                 if (r.Error is not null || conn.FullState != ConnectionState.Open) break;
+            }
+        }
+        if (results.Any(r => r.Command is not ("SELECT" or "INSERT" or "UPDATE" or "DELETE")))
+        {
+            // DDL may have changed tables: refresh the REST schema cache and give new tables their secure defaults.
+            schemas.Invalidate(projectId);
+            try { await access.EnsureAllAsync(projectId, CancellationToken.None); }
+            catch (Exception e) when (e is NpgsqlException or InvalidOperationException)
+            {
+                log.LogWarning(e, "Could not apply default access policies for project {Project}", projectId);
             }
         }
         log.LogInformation("Console ran {Count} of {Total} statements for project {Project} in {Elapsed} ms",

@@ -34,6 +34,56 @@ public sealed class ProjectSecret
     public DateTimeOffset CreatedAt { get; set; }
 }
 
+/// <summary>The Access tab's settings for one table (DESIGN §4); the RLS policies are generated from it.</summary>
+public sealed class TableAccess
+{
+    public required string ProjectId { get; set; }
+    public required string TableName { get; set; }
+    public bool AnonSelect { get; set; }
+    public bool AnonInsert { get; set; }
+    public bool AuthInsert { get; set; } = true;
+    public bool AuthSelectOwn { get; set; } = true;
+    public bool AuthUpdateOwn { get; set; } = true;
+    public bool AuthDeleteOwn { get; set; } = true;
+    public string? UserIdColumn { get; set; }
+    public DateTimeOffset UpdatedAt { get; set; }
+}
+
+/// <summary>An end user of a project (signs up through the project's REST auth endpoints).</summary>
+public sealed class EndUser
+{
+    public Guid Id { get; set; }
+    public required string ProjectId { get; set; }
+    public required string Email { get; set; }
+    public required string NormalizedEmail { get; set; }
+    public required string PasswordHash { get; set; }
+    public string Role { get; set; } = EndUserRoles.User;
+    public DateTimeOffset CreatedAt { get; set; }
+}
+
+public static class EndUserRoles
+{
+    public const string User = "user";
+    public const string Admin = "admin";
+    public static bool IsValid(string? role) => role is User or Admin;
+}
+
+/// <summary>A signed-in session. Tokens are stored only as SHA-256 hashes.</summary>
+public sealed class EndUserSession
+{
+    public Guid Id { get; set; }
+    public required string ProjectId { get; set; }
+    public Guid UserId { get; set; }
+    /// <summary>All sessions that came from one login by refreshing; a reused refresh token revokes the family.</summary>
+    public Guid FamilyId { get; set; }
+    public required string AccessTokenHash { get; set; }
+    public required string RefreshTokenHash { get; set; }
+    public DateTimeOffset AccessExpiresAt { get; set; }
+    public DateTimeOffset RefreshExpiresAt { get; set; }
+    public DateTimeOffset? RevokedAt { get; set; }
+    public DateTimeOffset CreatedAt { get; set; }
+}
+
 public sealed class PlatformDbContext(DbContextOptions<PlatformDbContext> options)
     : IdentityDbContext<PlatformUser>(options), IDataProtectionKeyContext
 {
@@ -42,6 +92,9 @@ public sealed class PlatformDbContext(DbContextOptions<PlatformDbContext> option
     public DbSet<Project> Projects => Set<Project>();
     public DbSet<ProjectSecret> ProjectSecrets => Set<ProjectSecret>();
     public DbSet<DataProtectionKey> DataProtectionKeys => Set<DataProtectionKey>();
+    public DbSet<TableAccess> TableAccess => Set<TableAccess>();
+    public DbSet<EndUser> EndUsers => Set<EndUser>();
+    public DbSet<EndUserSession> EndUserSessions => Set<EndUserSession>();
 
     protected override void OnModelCreating(ModelBuilder b)
     {
@@ -64,6 +117,31 @@ public sealed class PlatformDbContext(DbContextOptions<PlatformDbContext> option
             e.HasIndex(s => s.Hash).IsUnique();
         });
         b.Entity<DataProtectionKey>().ToTable("data_protection_keys");
+        b.Entity<TableAccess>(e =>
+        {
+            e.ToTable("table_access");
+            e.HasKey(t => new { t.ProjectId, t.TableName });
+            e.Property(t => t.TableName).HasMaxLength(63);
+            e.HasOne<Project>().WithMany().HasForeignKey(t => t.ProjectId).OnDelete(DeleteBehavior.Cascade);
+        });
+        b.Entity<EndUser>(e =>
+        {
+            e.ToTable("end_users");
+            e.HasIndex(u => new { u.ProjectId, u.NormalizedEmail }).IsUnique();
+            e.Property(u => u.Email).HasMaxLength(254);
+            e.Property(u => u.NormalizedEmail).HasMaxLength(254);
+            e.Property(u => u.Role).HasMaxLength(16);
+            e.HasOne<Project>().WithMany().HasForeignKey(u => u.ProjectId).OnDelete(DeleteBehavior.Cascade);
+        });
+        b.Entity<EndUserSession>(e =>
+        {
+            e.ToTable("end_user_sessions");
+            e.HasIndex(x => x.AccessTokenHash).IsUnique();
+            e.HasIndex(x => x.RefreshTokenHash).IsUnique();
+            e.HasIndex(x => x.FamilyId);
+            e.HasIndex(x => x.UserId);
+            e.HasOne<EndUser>().WithMany().HasForeignKey(x => x.UserId).OnDelete(DeleteBehavior.Cascade);
+        });
     }
 }
 

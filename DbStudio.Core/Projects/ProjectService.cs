@@ -16,6 +16,9 @@ public sealed class ProjectService(
     NpgsqlDataSource platform,
     SecretProtector protector,
     OwnerConnections ownerConnections,
+    Auth.Credentials credentials,
+    Rest.SchemaCache schemas,
+    Access.AccessPolicies access,
     IOptions<DbStudioOptions> options)
 {
     public const int MaxNameLength = 100;
@@ -92,6 +95,9 @@ public sealed class ProjectService(
             await db.Projects.Where(p => p.Id == id).ExecuteDeleteAsync(ct);
             await tx.CommitAsync(ct);
         });
+        credentials.Forget(id);
+        schemas.Invalidate(id);
+        access.Forget(id);
         return true;
     }
 

@@ -66,7 +66,7 @@ public static class ProjectsApi
         return TypedResults.Ok(await assistant.RunAsync(id, body.Text, ct));
     }
 
-    private static string UserId(ClaimsPrincipal user) =>
+    internal static string UserId(ClaimsPrincipal user) =>
         user.FindFirstValue(ClaimTypes.NameIdentifier) ?? throw new InvalidOperationException("authenticated user has no id");
 
     internal static string BaseUrl(HttpRequest req, IOptions<DbStudioOptions> opt) =>

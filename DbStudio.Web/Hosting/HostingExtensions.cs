@@ -1,9 +1,13 @@
 // Service registration and the request pipeline, so Program.cs stays a few lines.
+using System.Threading.RateLimiting;
 using DbStudio.Core;
+using DbStudio.Core.Access;
+using DbStudio.Core.Auth;
 using DbStudio.Core.Console;
 using DbStudio.Core.Platform;
 using DbStudio.Core.Postgres;
 using DbStudio.Core.Projects;
+using DbStudio.Core.Rest;
 using DbStudio.Web.Apis;
 using DbStudio.Web.Components;
 using Microsoft.AspNetCore.DataProtection;
@@ -62,6 +66,34 @@ public static class HostingExtensions
         services.AddScoped<ProjectService>();
         services.AddSingleton<SqlConsole>();
         services.AddSingleton<AssistantSql>();
+        services.AddSingleton(TimeProvider.System);
+        services.AddSingleton<SchemaCache>();
+        services.AddSingleton<AccessPolicies>();
+        services.AddSingleton<EndUserAuth>();
+        services.AddSingleton<DbStudio.Core.Auth.Credentials>();
+        services.AddSingleton(sp => RestDataSource.Create(connectionString,
+            sp.GetRequiredService<Microsoft.Extensions.Options.IOptions<DbStudioOptions>>().Value.Rest.PoolSize));
+        services.AddSingleton<RestExecutor>();
+
+        // Browser apps call the REST API directly from any origin; the keys, not the origin, are the security.
+        services.AddCors(o => o.AddPolicy(RestApi.CorsPolicy, p => p.AllowAnyOrigin().AllowAnyMethod().AllowAnyHeader()
+            .WithExposedHeaders("Content-Range", "Content-Location", "Preference-Applied", "Retry-After")
+            .SetPreflightMaxAge(TimeSpan.FromHours(1))));
+        var authPerMinute = config.GetValue("DbStudio:Auth:AttemptsPerMinute", 30);
+        services.AddRateLimiter(o =>
+        {
+            o.RejectionStatusCode = StatusCodes.Status429TooManyRequests;
+            o.AddPolicy(EndUserAuthApi.RateLimitPolicy, ctx => RateLimitPartition.GetSlidingWindowLimiter(
+                $"{ctx.Connection.RemoteIpAddress}|{ctx.Request.RouteValues["id"]}",
+                _ => new SlidingWindowRateLimiterOptions { PermitLimit = authPerMinute, Window = TimeSpan.FromMinutes(1), SegmentsPerWindow = 6 }));
+            o.OnRejected = async (context, ct) =>
+            {
+                var retry = context.Lease.TryGetMetadata(MetadataName.RetryAfter, out var after) ? after : TimeSpan.FromSeconds(10);
+                context.HttpContext.Response.Headers.RetryAfter = ((int)Math.Ceiling(retry.TotalSeconds)).ToString();
+                await context.HttpContext.Response.WriteAsJsonAsync(new RestError("429", "Too many attempts; try again later", null,
+                    $"Retry after {Math.Ceiling(retry.TotalSeconds)} s"), ct);
+            };
+        });
 
         services.AddProblemDetails();
         services.AddHealthChecks().AddDbContextCheck<PlatformDbContext>("platform-db");
@@ -83,12 +115,17 @@ public static class HostingExtensions
             StatusCodeSelector = ex => ex is BadHttpRequestException bad ? bad.StatusCode : StatusCodes.Status500InternalServerError,
         });
         app.UseStatusCodePages();
+        app.UseCors();
+        app.UseRateLimiter();
         app.UseAntiforgery();
         app.MapStaticAssets();
 
         app.MapHealthChecks("/healthz");
         app.MapGroup("/api/auth").MapIdentityApi<PlatformUser>().WithTags("Platform accounts");
         app.MapProjectsApi();
+        app.MapAccessApi();
+        app.MapRestApi();
+        app.MapEndUserAuthApi();
 
         app.MapRazorComponents<App>().AddInteractiveServerRenderMode();
     }

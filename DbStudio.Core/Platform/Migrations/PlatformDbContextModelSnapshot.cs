@@ -23,6 +23,97 @@ namespace DbStudio.Core.Platform.Migrations
 
             NpgsqlModelBuilderExtensions.UseIdentityByDefaultColumns(modelBuilder);
 
+            modelBuilder.Entity("DbStudio.Core.Platform.EndUser", b =>
+                {
+                    b.Property<Guid>("Id")
+                        .ValueGeneratedOnAdd()
+                        .HasColumnType("uuid");
+
+                    b.Property<DateTimeOffset>("CreatedAt")
+                        .HasColumnType("timestamp with time zone");
+
+                    b.Property<string>("Email")
+                        .IsRequired()
+                        .HasMaxLength(254)
+                        .HasColumnType("character varying(254)");
+
+                    b.Property<string>("NormalizedEmail")
+                        .IsRequired()
+                        .HasMaxLength(254)
+                        .HasColumnType("character varying(254)");
+
+                    b.Property<string>("PasswordHash")
+                        .IsRequired()
+                        .HasColumnType("text");
+
+                    b.Property<string>("ProjectId")
+                        .IsRequired()
+                        .HasColumnType("character varying(32)");
+
+                    b.Property<string>("Role")
+                        .IsRequired()
+                        .HasMaxLength(16)
+                        .HasColumnType("character varying(16)");
+
+                    b.HasKey("Id");
+
+                    b.HasIndex("ProjectId", "NormalizedEmail")
+                        .IsUnique();
+
+                    b.ToTable("end_users", "platform");
+                });
+
+            modelBuilder.Entity("DbStudio.Core.Platform.EndUserSession", b =>
+                {
+                    b.Property<Guid>("Id")
+                        .ValueGeneratedOnAdd()
+                        .HasColumnType("uuid");
+
+                    b.Property<DateTimeOffset>("AccessExpiresAt")
+                        .HasColumnType("timestamp with time zone");
+
+                    b.Property<string>("AccessTokenHash")
+                        .IsRequired()
+                        .HasColumnType("text");
+
+                    b.Property<DateTimeOffset>("CreatedAt")
+                        .HasColumnType("timestamp with time zone");
+
+                    b.Property<Guid>("FamilyId")
+                        .HasColumnType("uuid");
+
+                    b.Property<string>("ProjectId")
+                        .IsRequired()
+                        .HasColumnType("text");
+
+                    b.Property<DateTimeOffset>("RefreshExpiresAt")
+                        .HasColumnType("timestamp with time zone");
+
+                    b.Property<string>("RefreshTokenHash")
+                        .IsRequired()
+                        .HasColumnType("text");
+
+                    b.Property<DateTimeOffset?>("RevokedAt")
+                        .HasColumnType("timestamp with time zone");
+
+                    b.Property<Guid>("UserId")
+                        .HasColumnType("uuid");
+
+                    b.HasKey("Id");
+
+                    b.HasIndex("AccessTokenHash")
+                        .IsUnique();
+
+                    b.HasIndex("FamilyId");
+
+                    b.HasIndex("RefreshTokenHash")
+                        .IsUnique();
+
+                    b.HasIndex("UserId");
+
+                    b.ToTable("end_user_sessions", "platform");
+                });
+
             modelBuilder.Entity("DbStudio.Core.Platform.PlatformUser", b =>
                 {
                     b.Property<string>("Id")
@@ -146,6 +237,44 @@ namespace DbStudio.Core.Platform.Migrations
                         .IsUnique();
 
                     b.ToTable("project_secrets", "platform");
+                });
+
+            modelBuilder.Entity("DbStudio.Core.Platform.TableAccess", b =>
+                {
+                    b.Property<string>("ProjectId")
+                        .HasColumnType("character varying(32)");
+
+                    b.Property<string>("TableName")
+                        .HasMaxLength(63)
+                        .HasColumnType("character varying(63)");
+
+                    b.Property<bool>("AnonInsert")
+                        .HasColumnType("boolean");
+
+                    b.Property<bool>("AnonSelect")
+                        .HasColumnType("boolean");
+
+                    b.Property<bool>("AuthDeleteOwn")
+                        .HasColumnType("boolean");
+
+                    b.Property<bool>("AuthInsert")
+                        .HasColumnType("boolean");
+
+                    b.Property<bool>("AuthSelectOwn")
+                        .HasColumnType("boolean");
+
+                    b.Property<bool>("AuthUpdateOwn")
+                        .HasColumnType("boolean");
+
+                    b.Property<DateTimeOffset>("UpdatedAt")
+                        .HasColumnType("timestamp with time zone");
+
+                    b.Property<string>("UserIdColumn")
+                        .HasColumnType("text");
+
+                    b.HasKey("ProjectId", "TableName");
+
+                    b.ToTable("table_access", "platform");
                 });
 
             modelBuilder.Entity("Microsoft.AspNetCore.DataProtection.EntityFrameworkCore.DataProtectionKey", b =>
@@ -299,6 +428,24 @@ namespace DbStudio.Core.Platform.Migrations
                     b.ToTable("AspNetUserTokens", "platform");
                 });
 
+            modelBuilder.Entity("DbStudio.Core.Platform.EndUser", b =>
+                {
+                    b.HasOne("DbStudio.Core.Platform.Project", null)
+                        .WithMany()
+                        .HasForeignKey("ProjectId")
+                        .OnDelete(DeleteBehavior.Cascade)
+                        .IsRequired();
+                });
+
+            modelBuilder.Entity("DbStudio.Core.Platform.EndUserSession", b =>
+                {
+                    b.HasOne("DbStudio.Core.Platform.EndUser", null)
+                        .WithMany()
+                        .HasForeignKey("UserId")
+                        .OnDelete(DeleteBehavior.Cascade)
+                        .IsRequired();
+                });
+
             modelBuilder.Entity("DbStudio.Core.Platform.Project", b =>
                 {
                     b.HasOne("DbStudio.Core.Platform.PlatformUser", null)
@@ -312,6 +459,15 @@ namespace DbStudio.Core.Platform.Migrations
                 {
                     b.HasOne("DbStudio.Core.Platform.Project", null)
                         .WithMany("Secrets")
+                        .HasForeignKey("ProjectId")
+                        .OnDelete(DeleteBehavior.Cascade)
+                        .IsRequired();
+                });
+
+            modelBuilder.Entity("DbStudio.Core.Platform.TableAccess", b =>
+                {
+                    b.HasOne("DbStudio.Core.Platform.Project", null)
+                        .WithMany()
                         .HasForeignKey("ProjectId")
                         .OnDelete(DeleteBehavior.Cascade)
                         .IsRequired();

@@ -1,0 +1,207 @@
+// Access tab settings (DESIGN §4) and the real PostgreSQL RLS policies and grants generated from them.
+// Every table gets the secure defaults before its first REST use, however it was created.
+using System.Collections.Concurrent;
+using System.Text;
+using DbStudio.Core.Platform;
+using DbStudio.Core.Projects;
+using DbStudio.Core.Rest;
+using DbStudio.Core.Sql;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection;
+using Npgsql;
+
+namespace DbStudio.Core.Access;
+
+/// <summary>The Access tab's JSON shape (DESIGN §7).</summary>
+public sealed record AccessSettings(
+    bool anon_select, bool anon_insert, bool auth_insert, bool auth_select_own, bool auth_update_own, bool auth_delete_own,
+    string? user_id_col)
+{
+    public static AccessSettings Defaults(string? userIdColumn) => new(false, false, true, true, true, true, userIdColumn);
+
+    internal static AccessSettings From(TableAccess t) => new(t.AnonSelect, t.AnonInsert, t.AuthInsert, t.AuthSelectOwn,
+        t.AuthUpdateOwn, t.AuthDeleteOwn, t.UserIdColumn);
+}
+
+public sealed class AccessPolicies(IServiceScopeFactory scopes, NpgsqlDataSource platform, SchemaCache schemas)
+{
+    /// <summary>Column types an owner column may have: end-user ids are UUIDs.</summary>
+    public static bool IsOwnerColumnType(ColumnInfo c) => c.TypeOid is 2950 or 25 or 1043; // uuid, text, varchar
+
+    private readonly ConcurrentDictionary<(string Project, uint TableOid), AccessSettings> _applied = new();
+
+    /// <summary>
+    /// The settings in force for a table, making sure its policies exist: a table the platform has not seen
+    /// (or one dropped and re-created, so RLS is off) gets its stored settings or the secure defaults first.
+    /// </summary>
+    public async Task<AccessSettings> EnsureAsync(string projectId, TableInfo table, CancellationToken ct = default)
+    {
+        if (_applied.TryGetValue((projectId, table.Oid), out var s)) return s;
+        if (!table.IsTable) return AccessSettings.Defaults(null); // views: only the DB_API_KEY reaches them
+        await using var scope = scopes.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<PlatformDbContext>();
+        var row = await db.TableAccess.AsNoTracking().FirstOrDefaultAsync(t => t.ProjectId == projectId && t.TableName == table.Name, ct);
+        var settings = row is not null ? AccessSettings.From(row) : AccessSettings.Defaults(DefaultOwnerColumn(table));
+        if (row is null || !await RlsEnabledAsync(table.Oid, ct))
+            settings = await SaveAndApplyAsync(projectId, table, settings, ct);
+        _applied[(projectId, table.Oid)] = settings;
+        return settings;
+    }
+
+    /// <summary>Applies defaults to every table of the project whose RLS is off (new tables from the console, the assistant, a direct connection).</summary>
+    public async Task EnsureAllAsync(string projectId, CancellationToken ct = default)
+    {
+        var unprotected = new List<string>();
+        await using (var cmd = platform.CreateCommand(
+            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace " +
+            "WHERE n.nspname = $1 AND c.relkind IN ('r', 'p') AND NOT c.relrowsecurity"))
+        {
+            cmd.Parameters.Add(new NpgsqlParameter { Value = ProjectNaming.Schema(projectId) });
+            await using var r = await cmd.ExecuteReaderAsync(ct);
+            while (await r.ReadAsync(ct)) unprotected.Add(r.GetString(0));
+        }
+        if (unprotected.Count == 0) return;
+        schemas.Invalidate(projectId);
+        foreach (var name in unprotected)
+            if (await schemas.FindTableAsync(projectId, name, ct) is { } table)
+                await EnsureAsync(projectId, table, ct);
+    }
+
+    public async Task<AccessSettings?> GetAsync(string projectId, string tableName, CancellationToken ct = default)
+    {
+        var table = await schemas.FindTableAsync(projectId, tableName, ct);
+        return table is null || !table.IsTable ? null : await EnsureAsync(projectId, table, ct);
+    }
+
+    /// <summary>Validates, stores and applies new settings. Returns the error text for bad settings.</summary>
+    public async Task<(AccessSettings? Settings, string? Error)> PutAsync(string projectId, string tableName, AccessSettings settings,
+        CancellationToken ct = default)
+    {
+        schemas.Invalidate(projectId);
+        var table = await schemas.FindTableAsync(projectId, tableName, ct);
+        if (table is null || !table.IsTable) return (null, null);
+        if (settings.user_id_col is { } col)
+        {
+            var c = table.Find(col);
+            if (c is null) return (null, $"Table \"{tableName}\" has no column \"{col}\".");
+            if (!IsOwnerColumnType(c)) return (null, $"Column \"{col}\" is {c.Type}; an owner column must be uuid or text.");
+        }
+        var applied = await SaveAndApplyAsync(projectId, table, settings, ct);
+        _applied[(projectId, table.Oid)] = applied;
+        return (applied, null);
+    }
+
+    public void Forget(string projectId)
+    {
+        foreach (var key in _applied.Keys.Where(k => k.Project == projectId)) _applied.TryRemove(key, out _);
+    }
+
+    private static string? DefaultOwnerColumn(TableInfo t) =>
+        t.Find("user_id") is { } c && IsOwnerColumnType(c) ? c.Name : null;
+
+    private async Task<bool> RlsEnabledAsync(uint oid, CancellationToken ct)
+    {
+        await using var cmd = platform.CreateCommand("SELECT relrowsecurity FROM pg_class WHERE oid = $1");
+        cmd.Parameters.Add(new NpgsqlParameter { Value = oid, NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Oid });
+        return await cmd.ExecuteScalarAsync(ct) is true;
+    }
+
+    private async Task<AccessSettings> SaveAndApplyAsync(string projectId, TableInfo table, AccessSettings s, CancellationToken ct)
+    {
+        var sequences = new List<string>();
+        await using var conn = await platform.OpenConnectionAsync(ct);
+        await using var tx = await conn.BeginTransactionAsync(ct);
+        await using (var seq = new NpgsqlCommand(
+            "SELECT sn.nspname, sc.relname FROM pg_depend d JOIN pg_class sc ON sc.oid = d.objid AND sc.relkind = 'S' " +
+            "JOIN pg_namespace sn ON sn.oid = sc.relnamespace WHERE d.classid = 'pg_class'::regclass " +
+            "AND d.refclassid = 'pg_class'::regclass AND d.refobjid = $1 AND d.deptype = 'a'", conn, tx))
+        {
+            seq.Parameters.Add(new NpgsqlParameter { Value = table.Oid, NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Oid });
+            await using var r = await seq.ExecuteReaderAsync(ct);
+            while (await r.ReadAsync(ct)) sequences.Add(SqlText.Qualified(r.GetString(0), r.GetString(1)));
+        }
+        var ownerType = s.user_id_col is { } col ? table.Find(col)?.Type : null;
+        var sql = $"SET LOCAL ROLE {SqlText.Ident(ProjectNaming.OwnerRole(projectId))};\n" +
+                  GenerateSql(projectId, table.Schema, table.Name, s, ownerType, sequences) +
+                  "RESET ROLE;"; // back to the platform role for the metadata below
+        await using (var apply = new NpgsqlCommand(sql, conn, tx)) await apply.ExecuteNonQueryAsync(ct);
+        await using (var upsert = new NpgsqlCommand("""
+            INSERT INTO platform.table_access ("ProjectId", "TableName", "AnonSelect", "AnonInsert", "AuthInsert", "AuthSelectOwn",
+                "AuthUpdateOwn", "AuthDeleteOwn", "UserIdColumn", "UpdatedAt")
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, now())
+            ON CONFLICT ("ProjectId", "TableName") DO UPDATE SET "AnonSelect" = EXCLUDED."AnonSelect", "AnonInsert" = EXCLUDED."AnonInsert",
+                "AuthInsert" = EXCLUDED."AuthInsert", "AuthSelectOwn" = EXCLUDED."AuthSelectOwn", "AuthUpdateOwn" = EXCLUDED."AuthUpdateOwn",
+                "AuthDeleteOwn" = EXCLUDED."AuthDeleteOwn", "UserIdColumn" = EXCLUDED."UserIdColumn", "UpdatedAt" = now()
+            """, conn, tx))
+        {
+            foreach (var v in new object?[] { projectId, table.Name, s.anon_select, s.anon_insert, s.auth_insert, s.auth_select_own,
+                         s.auth_update_own, s.auth_delete_own, s.user_id_col })
+                upsert.Parameters.Add(new NpgsqlParameter { Value = v ?? DBNull.Value });
+            await upsert.ExecuteNonQueryAsync(ct);
+        }
+        await tx.CommitAsync(ct);
+        return s;
+    }
+
+    /// <summary>
+    /// The RLS policies and grants for one table, shown read-only in the Access tab. The caller's id and role are
+    /// read through scalar sub-selects, so PostgreSQL evaluates them once per statement (an InitPlan), and the id is
+    /// cast to the owner column's own type, so an index on that column applies.
+    /// </summary>
+    public static string GenerateSql(string projectId, string schema, string table, AccessSettings s, string? ownerColumnType,
+        IReadOnlyList<string>? sequences = null)
+    {
+        var t = SqlText.Qualified(schema, table);
+        var anon = SqlText.Ident(ProjectNaming.AnonRole(projectId));
+        var user = SqlText.Ident(ProjectNaming.UserRole(projectId));
+        const string admin = "(SELECT current_setting('request.user_role', true)) = 'admin'";
+        var own = s.user_id_col is { } col && ownerColumnType is not null
+            ? $"{SqlText.Ident(col)} = (SELECT nullif(current_setting('request.user_id', true), '')::{ownerColumnType})"
+            : null;
+        var ownOrAdmin = own is null ? admin : $"{admin} OR {own}";
+        var sb = new StringBuilder();
+        sb.Append($"ALTER TABLE {t} ENABLE ROW LEVEL SECURITY;\n");
+        sb.Append($"REVOKE ALL ON {t} FROM {anon}, {user};\n");
+        foreach (var p in new[] { "anon_select", "anon_insert", "auth_insert", "auth_select_own", "auth_update_own", "auth_delete_own" })
+            sb.Append($"DROP POLICY IF EXISTS {SqlText.Ident("dbstudio_" + p)} ON {t};\n");
+        if (s.anon_select)
+        {
+            sb.Append($"GRANT SELECT ON {t} TO {anon}, {user};\n");
+            sb.Append($"CREATE POLICY dbstudio_anon_select ON {t} FOR SELECT TO {anon}, {user} USING (true);\n");
+        }
+        if (s.anon_insert)
+        {
+            sb.Append($"GRANT INSERT ON {t} TO {anon};\n");
+            sb.Append($"CREATE POLICY dbstudio_anon_insert ON {t} FOR INSERT TO {anon} WITH CHECK (true);\n");
+        }
+        if (s.auth_insert)
+        {
+            sb.Append($"GRANT INSERT ON {t} TO {user};\n");
+            sb.Append($"CREATE POLICY dbstudio_auth_insert ON {t} FOR INSERT TO {user} WITH CHECK ({(own is null ? "true" : ownOrAdmin)});\n");
+        }
+        if (s.auth_select_own)
+        {
+            sb.Append($"GRANT SELECT ON {t} TO {user};\n");
+            sb.Append($"CREATE POLICY dbstudio_auth_select_own ON {t} FOR SELECT TO {user} USING ({ownOrAdmin});\n");
+        }
+        if (s.auth_update_own)
+        {
+            sb.Append($"GRANT UPDATE ON {t} TO {user};\n");
+            sb.Append($"CREATE POLICY dbstudio_auth_update_own ON {t} FOR UPDATE TO {user} USING ({ownOrAdmin}) WITH CHECK ({ownOrAdmin});\n");
+        }
+        if (s.auth_delete_own)
+        {
+            sb.Append($"GRANT DELETE ON {t} TO {user};\n");
+            sb.Append($"CREATE POLICY dbstudio_auth_delete_own ON {t} FOR DELETE TO {user} USING ({ownOrAdmin});\n");
+        }
+        foreach (var seq in sequences ?? [])
+        {
+            sb.Append($"REVOKE ALL ON SEQUENCE {seq} FROM {anon}, {user};\n");
+            var to = new List<string>();
+            if (s.anon_insert) to.Add(anon);
+            if (s.auth_insert) to.Add(user);
+            if (to.Count > 0) sb.Append($"GRANT USAGE ON SEQUENCE {seq} TO {string.Join(", ", to)};\n");
+        }
+        return sb.ToString();
+    }
+}

@@ -1,0 +1,77 @@
+// Turns what a REST or SSE request carries (apikey, Authorization: Bearer, query parameters) into a caller:
+// ANON key → anon, DB_API_KEY → admin, session token → end user (DESIGN §3). Keys are looked up by hash, cached.
+using System.Collections.Concurrent;
+using DbStudio.Core.Platform;
+using DbStudio.Core.Projects;
+using DbStudio.Core.Rest;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace DbStudio.Core.Auth;
+
+public sealed class Credentials(IServiceScopeFactory scopes, EndUserAuth endUsers, TimeProvider clock)
+{
+    private sealed record KeyEntry(string? ProjectId, ProjectSecretKind Kind, DateTimeOffset CachedAt);
+
+    private static readonly TimeSpan KeyCacheFor = TimeSpan.FromMinutes(5);
+    private static readonly TimeSpan MissCacheFor = TimeSpan.FromSeconds(30);
+    private readonly ConcurrentDictionary<string, KeyEntry> _keys = new();
+
+    /// <summary>
+    /// The caller for <paramref name="projectId"/>, or null when nothing valid for this project was sent (401).
+    /// A bearer token decides when present; otherwise the apikey. Any credential of another project is refused.
+    /// </summary>
+    public async Task<RestCaller?> ResolveAsync(string projectId, string? apiKey, string? bearer, CancellationToken ct = default)
+    {
+        RestCaller? fromKey = null;
+        if (!string.IsNullOrEmpty(apiKey))
+        {
+            fromKey = await FromKeyAsync(projectId, apiKey, ct);
+            if (fromKey is null) return null; // an apikey that is not this project's
+        }
+        if (string.IsNullOrEmpty(bearer)) return fromKey;
+        if (bearer.StartsWith(ProjectNaming.AnonKeyPrefix, StringComparison.Ordinal) || bearer.StartsWith(ProjectNaming.ApiKeyPrefix, StringComparison.Ordinal))
+            return await FromKeyAsync(projectId, bearer, ct);
+        var session = await endUsers.ValidateAsync(bearer, ct);
+        if (session is null || session.ProjectId != projectId) return null;
+        return new RestCaller(projectId, CallerKind.User, session.UserId, session.Role);
+    }
+
+    /// <summary>True when <paramref name="key"/> is this project's ANON key or DB_API_KEY.</summary>
+    public async Task<bool> IsProjectKeyAsync(string projectId, string? key, CancellationToken ct = default) =>
+        !string.IsNullOrEmpty(key) && await FromKeyAsync(projectId, key, ct) is not null;
+
+    public async Task<bool> IsApiKeyAsync(string projectId, string? key, CancellationToken ct = default) =>
+        !string.IsNullOrEmpty(key) && await FromKeyAsync(projectId, key, ct) is { Kind: CallerKind.Admin };
+
+    /// <summary>Forgets cached keys of a project (rotation, deletion).</summary>
+    public void Forget(string projectId)
+    {
+        foreach (var (hash, e) in _keys)
+            if (e.ProjectId == projectId) _keys.TryRemove(hash, out _);
+    }
+
+    private async Task<RestCaller?> FromKeyAsync(string projectId, string key, CancellationToken ct)
+    {
+        if (key.Length > 200) return null;
+        var hash = ProjectNaming.KeyHash(key);
+        var now = clock.GetUtcNow();
+        if (!_keys.TryGetValue(hash, out var e) || now - e.CachedAt > (e.ProjectId is null ? MissCacheFor : KeyCacheFor))
+        {
+            await using var scope = scopes.CreateAsyncScope();
+            var db = scope.ServiceProvider.GetRequiredService<PlatformDbContext>();
+            var row = await db.ProjectSecrets.AsNoTracking().Where(s => s.Hash == hash)
+                .Select(s => new { s.ProjectId, s.Kind }).FirstOrDefaultAsync(ct);
+            e = new KeyEntry(row?.ProjectId, row?.Kind ?? 0, now);
+            if (_keys.Count > 100_000) _keys.Clear();
+            _keys[hash] = e;
+        }
+        if (e.ProjectId != projectId) return null;
+        return e.Kind switch
+        {
+            ProjectSecretKind.AnonKey => new RestCaller(projectId, CallerKind.Anon),
+            ProjectSecretKind.ApiKey => new RestCaller(projectId, CallerKind.Admin),
+            _ => null,
+        };
+    }
+}

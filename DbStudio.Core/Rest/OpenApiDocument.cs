@@ -1,0 +1,102 @@
+// GET /db/{id}/rest/ — an OpenAPI 3 description of the project's tables, generated from the schema cache.
+using System.Text.Json.Nodes;
+
+namespace DbStudio.Core.Rest;
+
+public static class OpenApiDocument
+{
+    public static JsonObject Build(string projectName, string restUrl, SchemaSnapshot snapshot)
+    {
+        var paths = new JsonObject();
+        var schemas = new JsonObject();
+        foreach (var t in snapshot.Tables.Values.OrderBy(t => t.Name, StringComparer.Ordinal))
+        {
+            var props = new JsonObject();
+            foreach (var c in t.Columns)
+            {
+                var p = TypeOf(c);
+                p["description"] = c.Type + (c.IsPrimaryKey ? " (primary key)" : "");
+                if (c.Default is not null) p["default"] = c.Default;
+                props[c.Name] = p;
+            }
+            schemas[t.Name] = new JsonObject
+            {
+                ["type"] = "object",
+                ["properties"] = props,
+                ["required"] = new JsonArray(t.Columns.Where(c => c.NotNull && c.Default is null && !c.Generated)
+                    .Select(c => (JsonNode)JsonValue.Create(c.Name)!).ToArray()),
+            };
+            var filters = new JsonArray(t.Columns.Select(c => (JsonNode)new JsonObject
+            {
+                ["name"] = c.Name, ["in"] = "query", ["required"] = false,
+                ["description"] = "Filter, e.g. eq.value, gt.value, in.(a,b), is.null",
+                ["schema"] = new JsonObject { ["type"] = "string" },
+            }).ToArray());
+            JsonObject Op(string summary, bool withBody, bool read)
+            {
+                var parameters = (JsonArray)filters.DeepClone();
+                if (read)
+                    foreach (var n in new[] { "select", "order", "limit", "offset" })
+                        parameters.Add(new JsonObject { ["name"] = n, ["in"] = "query", ["required"] = false, ["schema"] = new JsonObject { ["type"] = "string" } });
+                var op = new JsonObject
+                {
+                    ["summary"] = summary, ["tags"] = new JsonArray(t.Name), ["parameters"] = parameters,
+                    ["responses"] = new JsonObject
+                    {
+                        ["200"] = new JsonObject
+                        {
+                            ["description"] = "OK",
+                            ["content"] = new JsonObject { ["application/json"] = new JsonObject { ["schema"] = new JsonObject
+                                { ["type"] = "array", ["items"] = new JsonObject { ["$ref"] = $"#/components/schemas/{t.Name}" } } } },
+                        },
+                    },
+                };
+                if (withBody)
+                    op["requestBody"] = new JsonObject
+                    {
+                        ["content"] = new JsonObject { ["application/json"] = new JsonObject { ["schema"] = new JsonObject { ["$ref"] = $"#/components/schemas/{t.Name}" } } },
+                    };
+                return op;
+            }
+            var item = new JsonObject { ["get"] = Op($"Read rows of {t.Name}", false, true) };
+            if (t.IsTable)
+            {
+                item["post"] = Op($"Insert rows into {t.Name}", true, false);
+                item["patch"] = Op($"Update rows of {t.Name}", true, false);
+                item["delete"] = Op($"Delete rows of {t.Name}", false, false);
+            }
+            paths["/" + t.Name] = item;
+        }
+        return new JsonObject
+        {
+            ["openapi"] = "3.0.3",
+            ["info"] = new JsonObject { ["title"] = projectName, ["version"] = "1", ["description"] = "DbStudio REST API (PostgREST dialect)" },
+            ["servers"] = new JsonArray(new JsonObject { ["url"] = restUrl }),
+            ["paths"] = paths,
+            ["components"] = new JsonObject
+            {
+                ["schemas"] = schemas,
+                ["securitySchemes"] = new JsonObject
+                {
+                    ["apikey"] = new JsonObject { ["type"] = "apiKey", ["in"] = "header", ["name"] = "apikey" },
+                    ["bearer"] = new JsonObject { ["type"] = "http", ["scheme"] = "bearer" },
+                },
+            },
+            ["security"] = new JsonArray(new JsonObject { ["apikey"] = new JsonArray() }, new JsonObject { ["bearer"] = new JsonArray() }),
+        };
+    }
+
+    private static JsonObject TypeOf(ColumnInfo c) => c.TypeOid switch
+    {
+        16 => new JsonObject { ["type"] = "boolean" },
+        21 or 23 => new JsonObject { ["type"] = "integer", ["format"] = "int32" },
+        20 => new JsonObject { ["type"] = "integer", ["format"] = "int64" },
+        700 or 701 => new JsonObject { ["type"] = "number" },
+        1700 => new JsonObject { ["type"] = "number", ["format"] = "decimal" },
+        114 or 3802 => new JsonObject(),
+        2950 => new JsonObject { ["type"] = "string", ["format"] = "uuid" },
+        1082 => new JsonObject { ["type"] = "string", ["format"] = "date" },
+        1184 or 1114 => new JsonObject { ["type"] = "string", ["format"] = "date-time" },
+        _ => new JsonObject { ["type"] = "string" },
+    };
+}

@@ -1,0 +1,122 @@
+// Stage 2: each project's tables and columns as the catalog has them, cached per project. Reloaded when
+// a request names a table or column the cache lacks (created through the console or a direct connection),
+// and dropped by Invalidate() after DDL the platform runs itself.
+using System.Collections.Concurrent;
+using DbStudio.Core.Projects;
+using Npgsql;
+
+namespace DbStudio.Core.Rest;
+
+public sealed record ColumnInfo(string Name, string Type, uint TypeOid, bool NotNull, string? Default, int? PrimaryKeyPosition,
+    bool Generated)
+{
+    public bool IsPrimaryKey => PrimaryKeyPosition is not null;
+}
+
+public sealed class TableInfo
+{
+    public required string Schema { get; init; }
+    public required string Name { get; init; }
+    public required uint Oid { get; init; }
+    /// <summary>r = table, p = partitioned table, v = view, m = materialized view, f = foreign table.</summary>
+    public required char Kind { get; init; }
+    public required IReadOnlyList<ColumnInfo> Columns { get; init; }
+    public IReadOnlyDictionary<string, ColumnInfo> ByName => _byName ??= Columns.ToDictionary(c => c.Name);
+    private Dictionary<string, ColumnInfo>? _byName;
+    public IReadOnlyList<ColumnInfo> PrimaryKey => Columns.Where(c => c.IsPrimaryKey).OrderBy(c => c.PrimaryKeyPosition).ToList();
+    public bool IsTable => Kind is 'r' or 'p';
+
+    public ColumnInfo? Find(string name) => ByName.GetValueOrDefault(name);
+}
+
+public sealed class SchemaSnapshot(IReadOnlyDictionary<string, TableInfo> tables, long loadedAt)
+{
+    public IReadOnlyDictionary<string, TableInfo> Tables { get; } = tables;
+    public long LoadedAt { get; } = loadedAt;
+}
+
+public sealed class SchemaCache(NpgsqlDataSource platform)
+{
+    private readonly ConcurrentDictionary<string, Task<SchemaSnapshot>> _snapshots = new();
+    /// <summary>A miss reloads at most this often per project, so a stream of bad names cannot hammer the catalog.</summary>
+    private static readonly TimeSpan MinReloadInterval = TimeSpan.FromMilliseconds(250);
+
+    public Task<SchemaSnapshot> GetAsync(string projectId, CancellationToken ct = default)
+    {
+        var task = _snapshots.GetOrAdd(projectId, id => LoadAsync(id, CancellationToken.None));
+        return task.IsFaulted || task.IsCanceled ? Reload(projectId) : task;
+    }
+
+    public void Invalidate(string projectId) => _snapshots.TryRemove(projectId, out _);
+
+    /// <summary>The table, reloading once if the cache does not know it; null if the catalog does not either.</summary>
+    public async Task<TableInfo?> FindTableAsync(string projectId, string table, CancellationToken ct = default)
+    {
+        var snap = await GetAsync(projectId, ct);
+        if (snap.Tables.TryGetValue(table, out var t)) return t;
+        snap = await ReloadIfOlderAsync(projectId, snap);
+        return snap.Tables.GetValueOrDefault(table);
+    }
+
+    /// <summary>Reloads when the snapshot is older than the throttle; returns the current snapshot.</summary>
+    public async Task<SchemaSnapshot> ReloadIfOlderAsync(string projectId, SchemaSnapshot seen)
+    {
+        if (Environment.TickCount64 - seen.LoadedAt < MinReloadInterval.TotalMilliseconds) return seen;
+        var current = await GetAsync(projectId);
+        if (!ReferenceEquals(current, seen)) return current; // someone reloaded already
+        return await Reload(projectId);
+    }
+
+    private Task<SchemaSnapshot> Reload(string projectId)
+    {
+        var task = LoadAsync(projectId, CancellationToken.None);
+        _snapshots[projectId] = task;
+        return task;
+    }
+
+    private const string CatalogQuery = """
+        SELECT c.relname, c.oid, c.relkind, a.attname, format_type(a.atttypid, a.atttypmod), a.atttypid, a.attnotnull,
+               pg_get_expr(d.adbin, d.adrelid), array_position(i.indkey::int2[], a.attnum), a.attgenerated <> ''
+        FROM pg_class c
+        JOIN pg_namespace n ON n.oid = c.relnamespace
+        JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+        LEFT JOIN pg_attrdef d ON d.adrelid = c.oid AND d.adnum = a.attnum
+        LEFT JOIN pg_index i ON i.indrelid = c.oid AND i.indisprimary
+        WHERE n.nspname = $1 AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
+        ORDER BY c.relname, a.attnum
+        """;
+
+    private async Task<SchemaSnapshot> LoadAsync(string projectId, CancellationToken ct)
+    {
+        var schema = ProjectNaming.Schema(projectId);
+        var tables = new Dictionary<string, TableInfo>();
+        await using var cmd = platform.CreateCommand(CatalogQuery);
+        cmd.Parameters.Add(new NpgsqlParameter { Value = schema });
+        await using var r = await cmd.ExecuteReaderAsync(ct);
+        string? current = null;
+        uint oid = 0;
+        var kind = 'r';
+        var columns = new List<ColumnInfo>();
+        void Flush()
+        {
+            if (current is not null)
+                tables[current] = new TableInfo { Schema = schema, Name = current, Oid = oid, Kind = kind, Columns = columns };
+        }
+        while (await r.ReadAsync(ct))
+        {
+            var name = r.GetString(0);
+            if (name != current)
+            {
+                Flush();
+                current = name;
+                oid = r.GetFieldValue<uint>(1);
+                kind = r.GetChar(2);
+                columns = [];
+            }
+            columns.Add(new ColumnInfo(r.GetString(3), r.GetString(4), r.GetFieldValue<uint>(5), r.GetBoolean(6),
+                r.IsDBNull(7) ? null : r.GetString(7), r.IsDBNull(8) ? null : r.GetInt32(8), r.GetBoolean(9)));
+        }
+        Flush();
+        return new SchemaSnapshot(tables, Environment.TickCount64);
+    }
+}

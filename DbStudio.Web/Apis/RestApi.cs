@@ -1,0 +1,127 @@
+// The REST API in PostgREST's dialect (DESIGN §5): /db/{id}/rest/{table}. The handler only moves bytes:
+// credentials → caller, request → RestParser, RestExecutor runs it, PostgreSQL's JSON streams back.
+using DbStudio.Core;
+using DbStudio.Core.Auth;
+using DbStudio.Core.Platform;
+using DbStudio.Core.Projects;
+using DbStudio.Core.Rest;
+using Microsoft.AspNetCore.Http.Features;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Options;
+
+namespace DbStudio.Web.Apis;
+
+public static class RestApi
+{
+    public const string CorsPolicy = "rest";
+
+    public static IEndpointRouteBuilder MapRestApi(this IEndpointRouteBuilder app)
+    {
+        var g = app.MapGroup("/db/{id}/rest").RequireCors(CorsPolicy).WithTags("REST");
+        g.MapMethods("/{table}", ["GET", "HEAD", "POST", "PATCH", "DELETE"], Handle).DisableAntiforgery();
+        g.MapGet("/", OpenApi);
+        g.MapGet("", OpenApi);
+        return app;
+    }
+
+    private static async Task Handle(HttpContext ctx, string id, string table, Credentials credentials, RestExecutor executor,
+        IOptions<DbStudioOptions> options)
+    {
+        var caller = await ResolveCallerAsync(ctx, id, credentials);
+        if (caller is null) { await WriteError(ctx, 401, Unauthorized()); return; }
+        var verb = ctx.Request.Method switch
+        {
+            "GET" => RestVerb.Get, "HEAD" => RestVerb.Head, "POST" => RestVerb.Post, "PATCH" => RestVerb.Patch, _ => RestVerb.Delete,
+        };
+        string? body = null;
+        if (verb is RestVerb.Post or RestVerb.Patch)
+        {
+            var max = options.Value.Rest.MaxBodyBytes;
+            if (ctx.Features.Get<IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } size) size.MaxRequestBodySize = max;
+            if (ctx.Request.ContentLength > max)
+            {
+                await WriteError(ctx, 413, new RestError("PGRST413", $"The request body is larger than {max:N0} bytes", null, null));
+                return;
+            }
+            try
+            {
+                using var reader = new StreamReader(ctx.Request.Body);
+                body = await reader.ReadToEndAsync(ctx.RequestAborted);
+            }
+            catch (BadHttpRequestException e) when (e.StatusCode == StatusCodes.Status413PayloadTooLarge)
+            {
+                await WriteError(ctx, 413, new RestError("PGRST413", $"The request body is larger than {max:N0} bytes", null, null));
+                return;
+            }
+        }
+
+        RestRequest req;
+        try
+        {
+            var query = ctx.Request.Query.SelectMany(kv => kv.Value.Select(v => new KeyValuePair<string, string>(kv.Key, v ?? "")));
+            req = RestParser.Parse(verb, table, query, ctx.Request.Headers["Prefer"].Select(p => p ?? "").ToList(),
+                ctx.Request.Headers.Range.FirstOrDefault(), ctx.Request.Headers.Accept.FirstOrDefault(), body);
+        }
+        catch (RestException e)
+        {
+            await WriteError(ctx, e.Status, e.Error);
+            return;
+        }
+
+        await using var res = await executor.ExecuteAsync(caller, req, ctx.RequestAborted);
+        if (res.Error is not null) { await WriteError(ctx, res.Status, res.Error); return; }
+        ctx.Response.StatusCode = res.Status;
+        if (res.ContentRange is not null) ctx.Response.Headers["Content-Range"] = res.ContentRange;
+        var applied = new List<string>();
+        if (req.Count != CountPref.None) applied.Add("count=" + req.Count.ToString().ToLowerInvariant());
+        if (req.Return == ReturnPref.Representation) applied.Add("return=representation");
+        if (req.Return == ReturnPref.Minimal) applied.Add("return=minimal");
+        if (req.Resolution == ResolutionPref.MergeDuplicates) applied.Add("resolution=merge-duplicates");
+        if (req.Resolution == ResolutionPref.IgnoreDuplicates) applied.Add("resolution=ignore-duplicates");
+        if (applied.Count > 0) ctx.Response.Headers["Preference-Applied"] = string.Join(", ", applied);
+        if (res.Status == 204) return;
+        ctx.Response.ContentType = (res.Singular ? RestParser.SingularMediaType : "application/json") + "; charset=utf-8";
+        if (verb == RestVerb.Head) return;
+        if (res.BodyText is not null) await ctx.Response.WriteAsync(res.BodyText, ctx.RequestAborted);
+        else if (res.Body is not null) await res.Body.CopyToAsync(ctx.Response.Body, ctx.RequestAborted);
+    }
+
+    private static async Task OpenApi(HttpContext ctx, string id, Credentials credentials, SchemaCache schemas,
+        PlatformDbContext db, IOptions<DbStudioOptions> options)
+    {
+        var caller = await ResolveCallerAsync(ctx, id, credentials);
+        if (caller is null) { await WriteError(ctx, 401, Unauthorized()); return; }
+        var name = await db.Projects.Where(p => p.Id == id).Select(p => p.Name).FirstOrDefaultAsync(ctx.RequestAborted) ?? id;
+        var snapshot = await schemas.GetAsync(id, ctx.RequestAborted);
+        var doc = OpenApiDocument.Build(name, $"{ProjectsApi.BaseUrl(ctx.Request, options)}/db/{id}/rest", snapshot);
+        ctx.Response.ContentType = "application/openapi+json; charset=utf-8";
+        await ctx.Response.WriteAsync(doc.ToJsonString(), ctx.RequestAborted);
+    }
+
+    /// <summary>apikey header (or ?apikey=), Authorization: Bearer (or ?access_token=) — DESIGN §3.</summary>
+    internal static Task<RestCaller?> ResolveCallerAsync(HttpContext ctx, string id, Credentials credentials)
+    {
+        if (!ProjectNaming.IsValidId(id)) return Task.FromResult<RestCaller?>(null);
+        var apiKey = ctx.Request.Headers["apikey"].FirstOrDefault();
+        if (string.IsNullOrEmpty(apiKey)) apiKey = ctx.Request.Query["apikey"].FirstOrDefault();
+        var bearer = BearerToken(ctx);
+        return credentials.ResolveAsync(id, apiKey, bearer, ctx.RequestAborted);
+    }
+
+    internal static string? BearerToken(HttpContext ctx)
+    {
+        var auth = ctx.Request.Headers.Authorization.FirstOrDefault();
+        if (auth is not null && auth.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase)) return auth[7..].Trim();
+        var fromQuery = ctx.Request.Query["access_token"].FirstOrDefault();
+        return string.IsNullOrEmpty(fromQuery) ? null : fromQuery;
+    }
+
+    internal static RestError Unauthorized() => new("PGRST301", "No valid API key or session token for this project was sent",
+        null, "Send the project's ANON key in the apikey header, or Authorization: Bearer with the DB_API_KEY or a session token");
+
+    internal static Task WriteError(HttpContext ctx, int status, RestError error)
+    {
+        ctx.Response.StatusCode = status;
+        return ctx.Response.WriteAsJsonAsync(error, ctx.RequestAborted);
+    }
+}
