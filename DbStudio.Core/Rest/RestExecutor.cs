@@ -113,7 +113,7 @@ public sealed class RestExecutor(RestDataSource rest, SchemaCache schemas, Acces
             foreach (var p in plan.Parameters) main.Parameters.Add(p);
             batch.BatchCommands.Add(main);
 
-            if (req.Singular && plan.IsWrite) return await RunSingularWriteAsync(conn, batch, plan, ct);
+            if (req.Singular && plan.IsWrite) return await RunSingularWriteAsync(conn, batch, req, plan, ct);
 
             if (!plan.ReturnsRow)
             {
@@ -163,7 +163,7 @@ public sealed class RestExecutor(RestDataSource rest, SchemaCache schemas, Acces
     }
 
     /// <summary>A write asking for exactly one object: checked before commit, rolled back otherwise (PGRST116).</summary>
-    private static async Task<RestResponse> RunSingularWriteAsync(NpgsqlConnection conn, NpgsqlBatch batch, RestPlan plan, CancellationToken ct)
+    private static async Task<RestResponse> RunSingularWriteAsync(NpgsqlConnection conn, NpgsqlBatch batch, RestRequest req, RestPlan plan, CancellationToken ct)
     {
         await using (conn)
         await using (batch)
@@ -192,7 +192,7 @@ public sealed class RestExecutor(RestDataSource rest, SchemaCache schemas, Acces
                     $"The result contains {page} rows", null));
             }
             await tx.CommitAsync(ct);
-            return new RestResponse { Status = body is null ? 204 : 200, Singular = true, BodyText = body, ContentRange = "*/*" };
+            return new RestResponse { Status = WriteStatus(req, body is not null), Singular = true, BodyText = body, ContentRange = "*/*" };
         }
     }
 

@@ -26,7 +26,7 @@ public class ManagementApiTests(TestApp app)
         var id = json.GetProperty("id").GetString()!;
         Assert.Equal("Shop", json.GetProperty("name").GetString());
         Assert.Equal($"proj_{id}", json.GetProperty("schema").GetString());
-        Assert.Equal($"http://localhost/db/{id}/rest", json.GetProperty("restUrl").GetString());
+        Assert.Equal($"{app.BaseUrl.GetLeftPart(UriPartial.Authority)}/db/{id}/rest", json.GetProperty("restUrl").GetString());
         Assert.StartsWith("anon_", json.GetProperty("anonKey").GetString());
         Assert.StartsWith("dak_", json.GetProperty("apiKey").GetString());
         Assert.Equal($"/api/projects/{id}", res.Headers.Location!.OriginalString);

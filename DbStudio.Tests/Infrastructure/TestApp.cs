@@ -30,11 +30,18 @@ public sealed class TestApp : IAsyncLifetime
     public AppFactory Factory { get; private set; } = null!;
     public IServiceProvider Services => Factory.Services;
 
+    /// <summary>The app's real loopback address (Kestrel), for Node clients and the browser.</summary>
+    public Uri BaseUrl { get; private set; } = null!;
+
     public async ValueTask InitializeAsync()
     {
         Db = await PostgresServer.StartAsync();
         Factory = new AppFactory(Db.PlatformConnectionString);
-        _ = Factory.Server; // start now: migrations run once, before the tests
+        Factory.UseKestrel(o => o.Listen(System.Net.IPAddress.Loopback, 0));
+        Factory.StartServer(); // migrations run once, before the tests
+        var addresses = Factory.Services.GetRequiredService<Microsoft.AspNetCore.Hosting.Server.IServer>()
+            .Features.Get<Microsoft.AspNetCore.Hosting.Server.Features.IServerAddressesFeature>()!.Addresses;
+        BaseUrl = new Uri(addresses.First());
     }
 
     public async ValueTask DisposeAsync()
