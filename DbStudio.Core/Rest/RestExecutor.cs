@@ -21,11 +21,12 @@ public sealed class RestDataSource(NpgsqlDataSource source) : IAsyncDisposable
         {
             ApplicationName = "dbstudio-rest",
             MaxPoolSize = maxPoolSize,
-            // Role and settings are transaction-local (set_config(…, true)), so nothing needs resetting:
-            // skipping DISCARD ALL keeps auto-prepared statements alive across requests.
+            // Role and settings are transaction-local (set_config(…, true)), so nothing needs resetting.
             NoResetOnClose = true,
-            MaxAutoPrepare = 256,
-            AutoPrepareMinUsages = 2,
+            // No auto-prepare: with Npgsql 10.0.3, a batch statement that fails (e.g. permission denied) can leave
+            // the auto-prepare state of the connection inconsistent, and a later request with the same SQL text then
+            // fails with "Received unexpected backend message DataRow" (reproduced by PolicyMatrixTests).
+            MaxAutoPrepare = 0,
             Timezone = "UTC",
         };
         return new RestDataSource(new NpgsqlDataSourceBuilder(csb.ConnectionString) { Name = "rest" }.Build());
