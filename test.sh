@@ -26,6 +26,11 @@ fi
 
 command -v dotnet >/dev/null 2>&1 || { echo "test.sh: the .NET 10 SDK is required (https://dot.net)"; exit 1; }
 
+# Real JavaScript clients (@supabase/postgrest-js) used by the client tests, pinned by package-lock.json.
+if [ ! -d DbStudio.Tests/js/node_modules ]; then
+  (cd DbStudio.Tests/js && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
 log=$(mktemp)
 set +e
 dotnet test DbStudio.sln --logger "console;verbosity=normal" 2>&1 | tee "$log"

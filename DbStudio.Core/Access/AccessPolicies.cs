@@ -144,9 +144,10 @@ public sealed class AccessPolicies(IServiceScopeFactory scopes, NpgsqlDataSource
     }
 
     /// <summary>
-    /// The RLS policies and grants for one table, shown read-only in the Access tab. The caller's id and role are
-    /// read through scalar sub-selects, so PostgreSQL evaluates them once per statement (an InitPlan), and the id is
-    /// cast to the owner column's own type, so an index on that column applies.
+    /// The RLS policies and grants for one table, shown read-only in the Access tab. The caller's id is read through
+    /// a scalar sub-select, so PostgreSQL evaluates it once per statement (an InitPlan), and cast to the owner
+    /// column's own type, so an index on that column applies. Admin end users have a role of their own, so the user
+    /// policy needs no OR (which would rule the index out).
     /// </summary>
     public static string GenerateSql(string projectId, string schema, string table, AccessSettings s, string? ownerColumnType,
         IReadOnlyList<string>? sequences = null)
@@ -154,52 +155,51 @@ public sealed class AccessPolicies(IServiceScopeFactory scopes, NpgsqlDataSource
         var t = SqlText.Qualified(schema, table);
         var anon = SqlText.Ident(ProjectNaming.AnonRole(projectId));
         var user = SqlText.Ident(ProjectNaming.UserRole(projectId));
-        const string admin = "(SELECT current_setting('request.user_role', true)) = 'admin'";
+        var admin = SqlText.Ident(ProjectNaming.UserAdminRole(projectId));
+        // Own rows: a plain compare with the column's own type. Without an owner column, users own nothing.
         var own = s.user_id_col is { } col && ownerColumnType is not null
             ? $"{SqlText.Ident(col)} = (SELECT nullif(current_setting('request.user_id', true), '')::{ownerColumnType})"
-            : null;
-        var ownOrAdmin = own is null ? admin : $"{admin} OR {own}";
+            : "false";
         var sb = new StringBuilder();
         sb.Append($"ALTER TABLE {t} ENABLE ROW LEVEL SECURITY;\n");
-        sb.Append($"REVOKE ALL ON {t} FROM {anon}, {user};\n");
-        foreach (var p in new[] { "anon_select", "anon_insert", "auth_insert", "auth_select_own", "auth_update_own", "auth_delete_own" })
+        sb.Append($"REVOKE ALL ON {t} FROM {anon}, {user}, {admin};\n");
+        foreach (var p in new[] { "anon_select", "anon_insert", "auth_insert", "auth_select_own", "auth_update_own", "auth_delete_own",
+                     "admin_insert", "admin_select", "admin_update", "admin_delete" })
             sb.Append($"DROP POLICY IF EXISTS {SqlText.Ident("dbstudio_" + p)} ON {t};\n");
         if (s.anon_select)
         {
-            sb.Append($"GRANT SELECT ON {t} TO {anon}, {user};\n");
-            sb.Append($"CREATE POLICY dbstudio_anon_select ON {t} FOR SELECT TO {anon}, {user} USING (true);\n");
+            sb.Append($"GRANT SELECT ON {t} TO {anon}, {user}, {admin};\n");
+            sb.Append($"CREATE POLICY dbstudio_anon_select ON {t} FOR SELECT TO {anon}, {user}, {admin} USING (true);\n");
         }
         if (s.anon_insert)
         {
             sb.Append($"GRANT INSERT ON {t} TO {anon};\n");
             sb.Append($"CREATE POLICY dbstudio_anon_insert ON {t} FOR INSERT TO {anon} WITH CHECK (true);\n");
         }
+        // Signed-in users get each enabled verb on their own rows; admin end users get it on every row.
+        void Verb(string setting, string verb, string clause)
+        {
+            sb.Append($"GRANT {verb} ON {t} TO {user}, {admin};\n");
+            var userClause = clause.Replace("{q}", own);
+            var adminClause = clause.Replace("{q}", "true");
+            sb.Append($"CREATE POLICY dbstudio_{setting} ON {t} FOR {verb} TO {user} {userClause};\n");
+            sb.Append($"CREATE POLICY dbstudio_admin_{verb.ToLowerInvariant()} ON {t} FOR {verb} TO {admin} {adminClause};\n");
+        }
         if (s.auth_insert)
         {
-            sb.Append($"GRANT INSERT ON {t} TO {user};\n");
-            sb.Append($"CREATE POLICY dbstudio_auth_insert ON {t} FOR INSERT TO {user} WITH CHECK ({(own is null ? "true" : ownOrAdmin)});\n");
+            // With no owner column, an insert needs no ownership.
+            var check = s.user_id_col is null ? "WITH CHECK (true)" : "WITH CHECK ({q})";
+            Verb("auth_insert", "INSERT", check);
         }
-        if (s.auth_select_own)
-        {
-            sb.Append($"GRANT SELECT ON {t} TO {user};\n");
-            sb.Append($"CREATE POLICY dbstudio_auth_select_own ON {t} FOR SELECT TO {user} USING ({ownOrAdmin});\n");
-        }
-        if (s.auth_update_own)
-        {
-            sb.Append($"GRANT UPDATE ON {t} TO {user};\n");
-            sb.Append($"CREATE POLICY dbstudio_auth_update_own ON {t} FOR UPDATE TO {user} USING ({ownOrAdmin}) WITH CHECK ({ownOrAdmin});\n");
-        }
-        if (s.auth_delete_own)
-        {
-            sb.Append($"GRANT DELETE ON {t} TO {user};\n");
-            sb.Append($"CREATE POLICY dbstudio_auth_delete_own ON {t} FOR DELETE TO {user} USING ({ownOrAdmin});\n");
-        }
+        if (s.auth_select_own) Verb("auth_select_own", "SELECT", "USING ({q})");
+        if (s.auth_update_own) Verb("auth_update_own", "UPDATE", "USING ({q}) WITH CHECK ({q})");
+        if (s.auth_delete_own) Verb("auth_delete_own", "DELETE", "USING ({q})");
         foreach (var seq in sequences ?? [])
         {
-            sb.Append($"REVOKE ALL ON SEQUENCE {seq} FROM {anon}, {user};\n");
+            sb.Append($"REVOKE ALL ON SEQUENCE {seq} FROM {anon}, {user}, {admin};\n");
             var to = new List<string>();
             if (s.anon_insert) to.Add(anon);
-            if (s.auth_insert) to.Add(user);
+            if (s.auth_insert) { to.Add(user); to.Add(admin); }
             if (to.Count > 0) sb.Append($"GRANT USAGE ON SEQUENCE {seq} TO {string.Join(", ", to)};\n");
         }
         return sb.ToString();

@@ -25,6 +25,9 @@ public static class ProjectNaming
     public static string OwnerRole(string id) => $"proj_{id}_owner";
     public static string AnonRole(string id) => $"proj_{id}_anon";
     public static string UserRole(string id) => $"proj_{id}_user";
+    /// <summary>End users whose role is admin: same verbs as users, without own-row filters. A role of its own
+    /// (rather than an OR in the user policy) keeps the user policy a plain, index-friendly compare.</summary>
+    public static string UserAdminRole(string id) => $"proj_{id}_user_admin";
 
     public const string AnonKeyPrefix = "anon_";
     public const string ApiKeyPrefix = "dak_";

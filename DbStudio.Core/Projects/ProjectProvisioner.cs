@@ -46,6 +46,7 @@ public sealed class ProjectProvisioner
         var owner = SqlText.Ident(ProjectNaming.OwnerRole(id));
         var anon = SqlText.Ident(ProjectNaming.AnonRole(id));
         var user = SqlText.Ident(ProjectNaming.UserRole(id));
+        var userAdmin = SqlText.Ident(ProjectNaming.UserAdminRole(id));
         var group = SqlText.Ident(OwnersGroup(conn.Database));
         // PASSWORD takes no parameter: a SCRAM verifier built here is the literal, so the server and its
         // logs never see the password itself.
@@ -55,10 +56,11 @@ public sealed class ProjectProvisioner
                 CONNECTION LIMIT {ownerConnectionLimit} PASSWORD {verifier};
             CREATE ROLE {anon} NOLOGIN NOINHERIT;
             CREATE ROLE {user} NOLOGIN NOINHERIT;
-            GRANT {owner}, {anon}, {user} TO CURRENT_USER;
+            CREATE ROLE {userAdmin} NOLOGIN NOINHERIT;
+            GRANT {owner}, {anon}, {user}, {userAdmin} TO CURRENT_USER;
             GRANT {group} TO {owner};
             CREATE SCHEMA {schema} AUTHORIZATION {owner};
-            GRANT USAGE ON SCHEMA {schema} TO {anon}, {user};
+            GRANT USAGE ON SCHEMA {schema} TO {anon}, {user}, {userAdmin};
             ALTER ROLE {owner} SET search_path = {schema};
             """, ct);
     }
@@ -67,7 +69,7 @@ public sealed class ProjectProvisioner
     public static async Task DropAsync(NpgsqlConnection conn, NpgsqlTransaction tx, string id, CancellationToken ct)
     {
         if (!ProjectNaming.IsValidId(id)) throw new ArgumentException("invalid project id", nameof(id));
-        string[] roles = [ProjectNaming.OwnerRole(id), ProjectNaming.AnonRole(id), ProjectNaming.UserRole(id)];
+        string[] roles = [ProjectNaming.OwnerRole(id), ProjectNaming.AnonRole(id), ProjectNaming.UserRole(id), ProjectNaming.UserAdminRole(id)];
         var existing = new List<string>();
         await using (var cmd = new NpgsqlCommand("SELECT rolname FROM pg_roles WHERE rolname = ANY($1)", conn, tx))
         {

@@ -205,6 +205,7 @@ public sealed class RestExecutor(RestDataSource rest, SchemaCache schemas, Acces
         var role = caller.Kind switch
         {
             CallerKind.Anon => ProjectNaming.AnonRole(caller.ProjectId),
+            CallerKind.User when caller.UserRole == Platform.EndUserRoles.Admin => ProjectNaming.UserAdminRole(caller.ProjectId),
             CallerKind.User => ProjectNaming.UserRole(caller.ProjectId),
             _ => ProjectNaming.OwnerRole(caller.ProjectId),
         };

@@ -20,6 +20,7 @@ public class ConfinementTests(TestApp app)
         ("RESET ROLE then read", "RESET ROLE; SELECT * FROM proj_{victim}.secrets"),
         ("SET ROLE other owner", "SET ROLE proj_{victim}_owner"),
         ("SET ROLE other anon", "SET ROLE proj_{victim}_anon"),
+        ("SET ROLE other admin end user", "SET ROLE proj_{victim}_user_admin"),
         ("set_config role", "SELECT set_config('role', 'proj_{victim}_owner', false)"),
         ("SET SESSION AUTHORIZATION", "SET SESSION AUTHORIZATION proj_{victim}_owner"),
         ("grant other owner to self", "GRANT proj_{victim}_owner TO current_user"),

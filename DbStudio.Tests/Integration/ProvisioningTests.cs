@@ -22,17 +22,17 @@ public class ProvisioningTests(TestApp app)
         "SELECT (SELECT count(*) FROM pg_roles WHERE rolname LIKE 'proj\\_' || $1 || '\\_%') + (SELECT count(*) FROM pg_namespace WHERE nspname = 'proj_' || $1)", id);
 
     [Fact]
-    public async Task A_project_gets_its_schema_and_three_roles_with_the_right_attributes()
+    public async Task A_project_gets_its_schema_and_its_roles_with_the_right_attributes()
     {
         var client = await app.NewUserClientAsync();
         var p = await TestApp.CreateProjectAsync(client);
-        Assert.Equal(4, await CountObjectsAsync(p.Id));
+        Assert.Equal(5, await CountObjectsAsync(p.Id)); // schema + owner, anon, user, user_admin
         Assert.Equal($"proj_{p.Id}_owner", await QueryAsync<string>("SELECT nspowner::regrole::text FROM pg_namespace WHERE nspname = $1", p.Schema));
         Assert.Equal("t f f f f f", await QueryAsync<string>(
             "SELECT concat_ws(' ', rolcanlogin, rolsuper, rolcreaterole, rolcreatedb, rolreplication, rolbypassrls) FROM pg_roles WHERE rolname = $1",
             $"proj_{p.Id}_owner"));
         Assert.Equal(0L, await QueryAsync<long>(
-            "SELECT count(*) FROM pg_roles WHERE rolname IN ($1, $2) AND rolcanlogin", $"proj_{p.Id}_anon", $"proj_{p.Id}_user"));
+            "SELECT count(*) FROM pg_roles WHERE rolname IN ($1, $2, $3) AND rolcanlogin", $"proj_{p.Id}_anon", $"proj_{p.Id}_user", $"proj_{p.Id}_user_admin"));
         Assert.False(await QueryAsync<bool>("SELECT has_database_privilege('public', current_database(), 'CONNECT')"));
         Assert.False(await QueryAsync<bool>("SELECT has_schema_privilege($1, 'public', 'CREATE')", $"proj_{p.Id}_owner"));
         Assert.Matches(@"^postgresql://proj_[a-z0-9]+_owner:[A-Za-z0-9]{32}@127\.0\.0\.1:\d+/dbstudio_test$", p.ConnectionUrl);
@@ -73,7 +73,7 @@ public class ProvisioningTests(TestApp app)
         await using (var tx = await conn.BeginTransactionAsync())
         {
             await ProjectProvisioner.CreateAsync(conn, tx, id, ProjectNaming.NewPassword(), 5, default);
-            Assert.Equal(4, await CountInTx(conn, tx, id));
+            Assert.Equal(5, await CountInTx(conn, tx, id));
             // no commit: disposed = rolled back, as when the process dies
         }
         Assert.Equal(0, await CountObjectsAsync(id));
