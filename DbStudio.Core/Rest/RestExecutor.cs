@@ -1,7 +1,9 @@
 // Stages 4–5: runs a planned REST request in one round trip — role and request.* settings batched with the
 // statement in one implicit transaction (a failure rolls everything back) — and hands back the response
 // head plus PostgreSQL's JSON text as a stream, without materialising rows in .NET.
+using System.Buffers;
 using System.Data;
+using System.Text;
 using DbStudio.Core.Access;
 using DbStudio.Core.Projects;
 using Microsoft.Extensions.Options;
@@ -15,18 +17,19 @@ public sealed class RestDataSource(NpgsqlDataSource source) : IAsyncDisposable
 {
     public NpgsqlDataSource Source { get; } = source;
 
-    public static RestDataSource Create(string platformConnectionString, int maxPoolSize)
+    public static RestDataSource Create(string platformConnectionString, int maxPoolSize, TimeSpan statementTimeout)
     {
         var csb = new NpgsqlConnectionStringBuilder(platformConnectionString)
         {
             ApplicationName = "dbstudio-rest",
             MaxPoolSize = maxPoolSize,
-            // Role and settings are transaction-local (set_config(…, true)), so nothing needs resetting.
+            // Role and settings are transaction-local (set_config(…, true)), so nothing needs resetting, and
+            // auto-prepared statements (which spare PostgreSQL the RLS planning) survive across requests.
             NoResetOnClose = true,
-            // No auto-prepare: with Npgsql 10.0.3, a batch statement that fails (e.g. permission denied) can leave
-            // the auto-prepare state of the connection inconsistent, and a later request with the same SQL text then
-            // fails with "Received unexpected backend message DataRow" (reproduced by PolicyMatrixTests).
-            MaxAutoPrepare = 0,
+            MaxAutoPrepare = 256,
+            AutoPrepareMinUsages = 2,
+            // The same for every request: set once per session, not per request.
+            Options = $"-c statement_timeout={(int)statementTimeout.TotalMilliseconds}",
             Timezone = "UTC",
         };
         return new RestDataSource(new NpgsqlDataSourceBuilder(csb.ConnectionString) { Name = "rest" }.Build());
@@ -45,24 +48,14 @@ public sealed class RestOptions
     public long MaxBodyBytes { get; set; } = 10 * 1024 * 1024;
 }
 
-/// <summary>A response ready to write: status and headers, then the body stream (if any). Dispose when written.</summary>
-public sealed class RestResponse : IAsyncDisposable
+/// <summary>A response ready to write: status, headers and the UTF-8 JSON body (if any).</summary>
+public sealed class RestResponse
 {
     public int Status { get; init; }
     public string? ContentRange { get; init; }
     public bool Singular { get; init; }
     public RestError? Error { get; init; }
-    public Stream? Body { get; init; }
-    public string? BodyText { get; init; }
-    internal IAsyncDisposable? Owner { get; init; }
-    internal IAsyncDisposable? Connection { get; init; }
-
-    public async ValueTask DisposeAsync()
-    {
-        if (Body is not null) await Body.DisposeAsync();
-        if (Owner is not null) await Owner.DisposeAsync();
-        if (Connection is not null) await Connection.DisposeAsync();
-    }
+    public ReadOnlyMemory<byte>? Body { get; init; }
 
     public static RestResponse Fail(int status, RestError error) => new() { Status = status, Error = error };
 }
@@ -84,10 +77,12 @@ public sealed class RestExecutor(RestDataSource rest, SchemaCache schemas, Acces
             try { plan = RestSql.Build(req, table, caller, settings.user_id_col, Opt.MaxRows); }
             catch (RestException e) when (e.Error.Code == "42703")
             {
-                // A column added since the cache was loaded (console, direct connection)? Reload once.
-                schemas.Invalidate(caller.ProjectId);
-                table = await schemas.FindTableAsync(caller.ProjectId, req.Table, ct) ?? throw e;
-                plan = RestSql.Build(req, table, caller, settings.user_id_col, Opt.MaxRows);
+                // A column added since the cache was loaded (console, direct connection)? Reload — at most a few
+                // times a second per project, so a stream of bad names cannot keep the catalog busy.
+                var snapshot = await schemas.GetAsync(caller.ProjectId, ct);
+                var reloaded = await schemas.ReloadIfOlderAsync(caller.ProjectId, snapshot);
+                if (ReferenceEquals(reloaded, snapshot) || !reloaded.Tables.TryGetValue(req.Table, out var fresh)) throw;
+                plan = RestSql.Build(req, fresh, caller, settings.user_id_col, Opt.MaxRows);
             }
             return await RunAsync(caller, req, plan, ct);
         }
@@ -97,7 +92,8 @@ public sealed class RestExecutor(RestDataSource rest, SchemaCache schemas, Acces
         }
         catch (PostgresException e)
         {
-            if (e.SqlState is PostgresErrorCodes.UndefinedColumn or PostgresErrorCodes.UndefinedTable) schemas.Invalidate(caller.ProjectId);
+            if (e.SqlState is PostgresErrorCodes.UndefinedColumn or PostgresErrorCodes.UndefinedTable)
+                _ = schemas.ReloadIfOlderAsync(caller.ProjectId, await schemas.GetAsync(caller.ProjectId, CancellationToken.None));
             var (status, error) = SqlStateHttp.From(e, caller.IsAnonymous);
             return RestResponse.Fail(status, error);
         }
@@ -105,102 +101,110 @@ public sealed class RestExecutor(RestDataSource rest, SchemaCache schemas, Acces
 
     private async Task<RestResponse> RunAsync(RestCaller caller, RestRequest req, RestPlan plan, CancellationToken ct)
     {
-        var conn = await rest.Source.OpenConnectionAsync(ct);
+        await using var conn = await rest.Source.OpenConnectionAsync(ct);
+        var batch = new NpgsqlBatch(conn);
+        NpgsqlTransaction? tx = null;
         try
         {
-            var batch = new NpgsqlBatch(conn);
             batch.BatchCommands.Add(SettingsCommand(caller));
+            if (plan.CountSql is not null)
+            {
+                var count = new NpgsqlBatchCommand(plan.CountSql);
+                foreach (var p in plan.Parameters.Take(plan.CountParameters)) count.Parameters.Add(p.Clone());
+                batch.BatchCommands.Add(count);
+            }
             var main = new NpgsqlBatchCommand(plan.Sql);
             foreach (var p in plan.Parameters) main.Parameters.Add(p);
             batch.BatchCommands.Add(main);
+            // A write asking for exactly one object is checked before commit and rolled back otherwise (PGRST116).
+            if (req.Singular && plan.IsWrite) batch.Transaction = tx = await conn.BeginTransactionAsync(ct);
 
-            if (req.Singular && plan.IsWrite) return await RunSingularWriteAsync(conn, batch, req, plan, ct);
-
-            if (!plan.ReturnsRow)
-            {
-                await using (batch) await batch.ExecuteNonQueryAsync(ct);
-                var affected = Math.Max(0, main.RecordsAffected);
-                await conn.DisposeAsync();
-                return new RestResponse { Status = WriteStatus(req, body: false), ContentRange = $"*/{(req.Count != CountPref.None ? affected : "*")}" };
-            }
-
-            var reader = await batch.ExecuteReaderAsync(CommandBehavior.SequentialAccess, ct);
-            await reader.NextResultAsync(ct);
-            await reader.ReadAsync(ct);
-            long? total = await reader.IsDBNullAsync(0, ct) ? null : reader.GetInt64(0);
-            var page = reader.GetInt64(1);
-            var owner = new ReaderOwner(reader, batch);
-
-            if (req.Singular && page != 1)
-            {
-                await owner.DisposeAsync();
-                await conn.DisposeAsync();
-                return RestResponse.Fail(406, new RestError("PGRST116", "JSON object requested, multiple (or no) rows returned",
-                    $"The result contains {page} rows", null));
-            }
-            if (!plan.IsWrite && total is long t && page == 0 && req.Offset > 0 && req.Offset >= t && t >= 0)
-            {
-                await owner.DisposeAsync();
-                await conn.DisposeAsync();
-                return RestResponse.Fail(416, new RestError("PGRST103", "Requested range not satisfiable",
-                    $"An offset of {req.Offset} was requested, but there are only {t} rows.", null));
-            }
-            var body = plan.ReturnsBody && !await reader.IsDBNullAsync(2, ct) ? reader.GetStream(2) : null;
-            var totalText = total?.ToString() ?? "*";
-            var range = plan.IsWrite ? $"*/{(req.Count != CountPref.None ? page : "*")}"
-                : page > 0 ? $"{req.Offset}-{req.Offset + page - 1}/{totalText}" : $"*/{totalText}";
-            var status = plan.IsWrite ? WriteStatus(req, plan.ReturnsBody)
-                : total is long all && req.Offset + page < all ? 206 : 200;
-            return new RestResponse
-            {
-                Status = status, ContentRange = range, Singular = req.Singular, Body = body, Owner = owner, Connection = conn,
-            };
-        }
-        catch
-        {
-            await conn.DisposeAsync();
-            throw;
-        }
-    }
-
-    /// <summary>A write asking for exactly one object: checked before commit, rolled back otherwise (PGRST116).</summary>
-    private static async Task<RestResponse> RunSingularWriteAsync(NpgsqlConnection conn, NpgsqlBatch batch, RestRequest req, RestPlan plan, CancellationToken ct)
-    {
-        await using (conn)
-        await using (batch)
-        {
-            await using var tx = await conn.BeginTransactionAsync(ct);
-            batch.Transaction = tx;
+            long? total = null;
             long page;
-            string? body = null;
-            if (plan.ReturnsRow)
+            ArrayBufferWriter<byte>? body = null;
+            if (!plan.ReturnsRows)
             {
-                await using var reader = await batch.ExecuteReaderAsync(ct);
-                await reader.NextResultAsync(ct);
-                await reader.ReadAsync(ct);
-                page = reader.GetInt64(1);
-                if (plan.ReturnsBody && !reader.IsDBNull(2)) body = reader.GetString(2);
+                await batch.ExecuteNonQueryAsync(ct);
+                page = Math.Max(0, main.RecordsAffected);
             }
             else
             {
-                await batch.ExecuteNonQueryAsync(ct);
-                page = Math.Max(0, batch.BatchCommands[1].RecordsAffected);
+                await using var reader = await batch.ExecuteReaderAsync(CommandBehavior.SequentialAccess, ct);
+                await reader.NextResultAsync(ct); // the settings
+                if (plan.CountSql is not null)
+                {
+                    await reader.ReadAsync(ct);
+                    total = await reader.IsDBNullAsync(0, ct) ? null : reader.GetInt64(0);
+                    await reader.NextResultAsync(ct);
+                }
+                (body, page) = await ReadRowsAsync(reader, req.Singular, ct);
             }
-            if (page != 1)
+
+            if (req.Singular && page != 1)
             {
-                await tx.RollbackAsync(ct);
+                if (tx is not null) await tx.RollbackAsync(ct);
                 return RestResponse.Fail(406, new RestError("PGRST116", "JSON object requested, multiple (or no) rows returned",
                     $"The result contains {page} rows", null));
             }
-            await tx.CommitAsync(ct);
-            return new RestResponse { Status = WriteStatus(req, body is not null), Singular = true, BodyText = body, ContentRange = "*/*" };
+            if (tx is not null) await tx.CommitAsync(ct);
+
+            if (plan.IsWrite)
+                return new RestResponse
+                {
+                    Status = WriteStatus(req, body is not null), Singular = req.Singular, Body = body?.WrittenMemory,
+                    ContentRange = $"*/{(req.Count != CountPref.None ? page : "*")}",
+                };
+            if (total is long t && page == 0 && req.Offset > 0 && req.Offset >= t)
+                return RestResponse.Fail(416, new RestError("PGRST103", "Requested range not satisfiable",
+                    $"An offset of {req.Offset} was requested, but there are only {t} rows.", null));
+            var totalText = total?.ToString() ?? "*";
+            return new RestResponse
+            {
+                Status = total is long all && req.Offset + page < all ? 206 : 200,
+                ContentRange = page > 0 ? $"{req.Offset}-{req.Offset + page - 1}/{totalText}" : $"*/{totalText}",
+                Singular = req.Singular, Body = body?.WrittenMemory,
+            };
         }
+        catch (PostgresException)
+        {
+            // Npgsql 10.0.3 can keep a statement that failed while being auto-prepared marked as prepared without
+            // its row description; the next request with the same SQL on this connection then fails ("unexpected
+            // backend message DataRow"). Errors are the rare path: forget this connection's prepared statements.
+            await batch.DisposeAsync();
+            batch = null;
+            try { conn.UnprepareAll(); } catch (Exception e) when (e is InvalidOperationException or NpgsqlException) { /* broken: dropped */ }
+            throw;
+        }
+        finally
+        {
+            if (tx is not null) await tx.DisposeAsync();
+            if (batch is not null) await batch.DisposeAsync();
+        }
+    }
+
+    /// <summary>Joins the rows' JSON texts into one array (or the single object) without parsing them.</summary>
+    private static async Task<(ArrayBufferWriter<byte> Body, long Page)> ReadRowsAsync(NpgsqlDataReader reader, bool singular, CancellationToken ct)
+    {
+        var body = new ArrayBufferWriter<byte>(4096);
+        long page = 0;
+        if (!singular) body.Write("["u8);
+        while (await reader.ReadAsync(ct))
+        {
+            page++;
+            if (singular && page > 1) continue; // counted, not kept: the answer is a 406
+            if (page > 1) body.Write(","u8);
+            var text = reader.GetString(0);
+            var span = body.GetSpan(Encoding.UTF8.GetMaxByteCount(text.Length));
+            body.Advance(Encoding.UTF8.GetBytes(text, span));
+        }
+        if (!singular) body.Write("]"u8);
+        return (body, page);
     }
 
     private static int WriteStatus(RestRequest req, bool body) =>
         req.Verb == RestVerb.Post ? 201 : body ? 200 : 204;
 
-    private NpgsqlBatchCommand SettingsCommand(RestCaller caller)
+    private static NpgsqlBatchCommand SettingsCommand(RestCaller caller)
     {
         var role = caller.Kind switch
         {
@@ -209,22 +213,20 @@ public sealed class RestExecutor(RestDataSource rest, SchemaCache schemas, Acces
             CallerKind.User => ProjectNaming.UserRole(caller.ProjectId),
             _ => ProjectNaming.OwnerRole(caller.ProjectId),
         };
-        var cmd = new NpgsqlBatchCommand(
-            "SELECT set_config('role', $1, true), set_config('request.user_id', $2, true), " +
-            "set_config('request.user_role', $3, true), set_config('statement_timeout', $4, true)");
-        cmd.Parameters.Add(new NpgsqlParameter { Value = role, NpgsqlDbType = NpgsqlDbType.Text });
-        cmd.Parameters.Add(new NpgsqlParameter { Value = caller.UserId?.ToString() ?? "", NpgsqlDbType = NpgsqlDbType.Text });
-        cmd.Parameters.Add(new NpgsqlParameter { Value = caller.UserRole ?? "", NpgsqlDbType = NpgsqlDbType.Text });
-        cmd.Parameters.Add(new NpgsqlParameter { Value = ((int)Opt.StatementTimeout.TotalMilliseconds).ToString(), NpgsqlDbType = NpgsqlDbType.Text });
-        return cmd;
+        // Transaction-local, so they end with the request's implicit transaction. Only signed-in users carry claims.
+        if (caller.Kind != CallerKind.User)
+            return new NpgsqlBatchCommand("SELECT set_config('role', $1, true)")
+                { Parameters = { new NpgsqlParameter { Value = role, NpgsqlDbType = NpgsqlDbType.Text } } };
+        return new NpgsqlBatchCommand(
+            "SELECT set_config('role', $1, true), set_config('request.user_id', $2, true), set_config('request.user_role', $3, true)")
+        {
+            Parameters =
+            {
+                new NpgsqlParameter { Value = role, NpgsqlDbType = NpgsqlDbType.Text },
+                new NpgsqlParameter { Value = caller.UserId?.ToString() ?? "", NpgsqlDbType = NpgsqlDbType.Text },
+                new NpgsqlParameter { Value = caller.UserRole ?? "", NpgsqlDbType = NpgsqlDbType.Text },
+            },
+        };
     }
 
-    private sealed class ReaderOwner(NpgsqlDataReader reader, NpgsqlBatch batch) : IAsyncDisposable
-    {
-        public async ValueTask DisposeAsync()
-        {
-            await reader.DisposeAsync();
-            await batch.DisposeAsync();
-        }
-    }
 }

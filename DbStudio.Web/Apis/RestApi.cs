@@ -68,7 +68,7 @@ public static class RestApi
             return;
         }
 
-        await using var res = await executor.ExecuteAsync(caller, req, ctx.RequestAborted);
+        var res = await executor.ExecuteAsync(caller, req, ctx.RequestAborted);
         if (res.Error is not null) { await WriteError(ctx, res.Status, res.Error); return; }
         ctx.Response.StatusCode = res.Status;
         if (res.ContentRange is not null) ctx.Response.Headers["Content-Range"] = res.ContentRange;
@@ -82,8 +82,11 @@ public static class RestApi
         if (res.Status == 204) return;
         ctx.Response.ContentType = (res.Singular ? RestParser.SingularMediaType : "application/json") + "; charset=utf-8";
         if (verb == RestVerb.Head) return;
-        if (res.BodyText is not null) await ctx.Response.WriteAsync(res.BodyText, ctx.RequestAborted);
-        else if (res.Body is not null) await res.Body.CopyToAsync(ctx.Response.Body, ctx.RequestAborted);
+        if (res.Body is { } bytes)
+        {
+            ctx.Response.ContentLength = bytes.Length;
+            await ctx.Response.Body.WriteAsync(bytes, ctx.RequestAborted);
+        }
     }
 
     private static async Task OpenApi(HttpContext ctx, string id, Credentials credentials, SchemaCache schemas,

@@ -71,8 +71,11 @@ public static class HostingExtensions
         services.AddSingleton<AccessPolicies>();
         services.AddSingleton<EndUserAuth>();
         services.AddSingleton<DbStudio.Core.Auth.Credentials>();
-        services.AddSingleton(sp => RestDataSource.Create(connectionString,
-            sp.GetRequiredService<Microsoft.Extensions.Options.IOptions<DbStudioOptions>>().Value.Rest.PoolSize));
+        services.AddSingleton(sp =>
+        {
+            var rest = sp.GetRequiredService<Microsoft.Extensions.Options.IOptions<DbStudioOptions>>().Value.Rest;
+            return RestDataSource.Create(connectionString, rest.PoolSize, rest.StatementTimeout);
+        });
         services.AddSingleton<RestExecutor>();
 
         // Browser apps call the REST API directly from any origin; the keys, not the origin, are the security.

@@ -1,5 +1,6 @@
 // DbStudio benchmarks. Each prints its figures next to a baseline measured in the same run.
 //   dotnet run -c Release --project bench/DbStudio.Bench -- provisioning [n]
+//   dotnet run -c Release --project bench/DbStudio.Bench -- rest [seconds]      (needs wrk: apt-get install wrk)
 using DbStudio.Bench;
 
 var what = args.FirstOrDefault() ?? "provisioning";
@@ -8,7 +9,13 @@ switch (what)
     case "provisioning":
         await ProvisioningBench.RunAsync(args.Length > 1 ? int.Parse(args[1]) : 100);
         return 0;
+    case "rest-serve":
+        await RestBench.RunAsync(0, serveOnly: true);
+        return 0;
+    case "rest":
+        await RestBench.RunAsync(args.Length > 1 ? int.Parse(args[1]) : 10);
+        return 0;
     default:
-        Console.Error.WriteLine($"unknown benchmark '{what}'. Known: provisioning");
+        Console.Error.WriteLine($"unknown benchmark '{what}'. Known: provisioning, rest");
         return 2;
 }

@@ -1,0 +1,207 @@
+// REST throughput and latency (issue 3): GET by primary key and 50-row pages with the ANON key on a
+// policy-checked 100,000-row table, next to — in the same run, on the same machine — a hand-written minimal
+// ASP.NET endpoint doing the same query (without and with a per-request role switch) and pgbench running the
+// same SQL. Load: wrk, 16 connections on loopback. Prints req/s, p50/p99 and the ratios.
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json;
+using System.Text.RegularExpressions;
+using DbStudio.Core.Access;
+using DbStudio.Core.Console;
+using DbStudio.Core.Platform;
+using DbStudio.Core.Postgres;
+using DbStudio.Core.Projects;
+using Microsoft.AspNetCore.Identity;
+using Npgsql;
+
+namespace DbStudio.Bench;
+
+public static partial class RestBench
+{
+    private sealed record Result(string Name, double Rps, double P50, double P99);
+
+    public static async Task RunAsync(int seconds, bool serveOnly = false)
+    {
+        if (Which("wrk") is null) { Console.Error.WriteLine("wrk is needed: apt-get install wrk"); Environment.Exit(2); }
+        await using var host = await BenchHost.StartAsync(["http://127.0.0.1:0"]);
+        await host.App.StartAsync();
+        var baseUrl = host.App.Urls.First();
+        var services = host.App.Services;
+
+        // A project with a 100,000-row table that anon may read (RLS on, policy USING (true)).
+        string userId;
+        await using (var scope = services.CreateAsyncScope())
+        {
+            var users = scope.ServiceProvider.GetRequiredService<UserManager<PlatformUser>>();
+            var user = new PlatformUser { UserName = "bench@example.com", Email = "bench@example.com" };
+            await users.CreateAsync(user, "bench password");
+            userId = user.Id;
+        }
+        ProjectInfo project;
+        await using (var scope = services.CreateAsyncScope())
+            project = await scope.ServiceProvider.GetRequiredService<ProjectService>().CreateAsync(userId, "bench", baseUrl);
+        var setup = await services.GetRequiredService<SqlConsole>().RunAsync(project.Id,
+            "create table items (id int primary key, name text not null, price numeric(10,2), user_id uuid); " +
+            "insert into items select g, 'item ' || g, g * 1.25, gen_random_uuid() from generate_series(1, 100000) g; analyze items");
+        if (setup.FirstOrDefault(r => r.Error is not null) is { } failed) throw new InvalidOperationException(failed.Error!.Message);
+        await services.GetRequiredService<AccessPolicies>().PutAsync(project.Id, "items",
+            AccessSettings.Defaults("user_id") with { anon_select = true });
+
+        await using var handWritten = await HandWrittenApp.StartAsync(host.PlatformConnectionString, project.Id);
+        var restBase = $"{baseUrl}/db/{project.Id}/rest/items";
+        if (serveOnly)
+        {
+            Console.WriteLine($"REST {restBase} apikey {project.AnonKey}\nHAND {handWritten.Url}\nPG {host.PlatformConnectionString}");
+            await Task.Delay(Timeout.Infinite);
+        }
+        var rows = new List<(string Query, List<Result> Results)>();
+        foreach (var (query, restPath, handPath, sql) in new[]
+                 {
+                     ("GET by primary key", "?id=eq.{r}", "/items/{r}", "SELECT id, name, price, user_id FROM items WHERE id = :r;"),
+                     ("GET 50-row page", "?limit=50&offset={o}", "/items?offset={o}", "SELECT id, name, price, user_id FROM items LIMIT 50 OFFSET :o;"),
+                 })
+        {
+            var results = new List<Result>
+            {
+                await Wrk("hand-written endpoint, no role switch", handWritten.Url + handPath, null, seconds),
+                await Wrk("hand-written endpoint + role switch (RLS)", handWritten.Url + "/rls" + handPath, null, seconds),
+                await Wrk("DbStudio REST, ANON key (RLS)", restBase + restPath, project.AnonKey, seconds),
+                await PgBench(host, project.Id, sql, seconds),
+            };
+            rows.Add((query, results));
+        }
+
+        Console.WriteLine($"\n== REST throughput: 16 connections, {seconds} s each, loopback, {Environment.ProcessorCount} cores ==");
+        foreach (var (query, results) in rows)
+        {
+            Console.WriteLine($"\n{query}");
+            Console.WriteLine($"  {"variant",-46} {"req/s",10} {"p50 ms",8} {"p99 ms",8}");
+            foreach (var r in results) Console.WriteLine($"  {r.Name,-46} {r.Rps,10:F0} {r.P50,8:F2} {r.P99,8:F2}");
+            var hand = results[0];
+            var rls = results[1];
+            var ours = results[2];
+            Console.WriteLine($"  ratio DbStudio / hand-written:               {ours.Rps / hand.Rps:P0} (goal ≥ 80%)");
+            Console.WriteLine($"  ratio DbStudio / hand-written + role switch: {ours.Rps / rls.Rps:P0}");
+            Console.WriteLine($"  DbStudio p99 {ours.P99:F2} ms (goal < 10 ms)");
+        }
+    }
+
+    private static async Task<Result> Wrk(string name, string urlTemplate, string? apiKey, int seconds)
+    {
+        var script = Path.Combine(Path.GetTempPath(), $"dbstudio-wrk-{Guid.NewGuid():N}.lua");
+        // {r}: random primary key; {o}: random page offset. Each request draws new values.
+        var lua = "request = function()\n" +
+                  "  local path = \"" + new Uri(urlTemplate.Replace("{r}", "RID").Replace("{o}", "OFS")).PathAndQuery + "\"\n" +
+                  "  path = path:gsub(\"RID\", tostring(math.random(1, 100000))):gsub(\"OFS\", tostring(math.random(0, 950)))\n" +
+                  (apiKey is null ? "  return wrk.format(\"GET\", path)\n" : $"  return wrk.format(\"GET\", path, {{[\"apikey\"] = \"{apiKey}\"}})\n") +
+                  "end\n";
+        await File.WriteAllTextAsync(script, lua);
+        var origin = new Uri(urlTemplate.Replace("{r}", "1").Replace("{o}", "0")).GetLeftPart(UriPartial.Authority);
+        // warm-up, then the measured run
+        await Run("wrk", ["-t2", "-c16", "-d2s", "-s", script, origin]);
+        var output = await Run("wrk", ["-t2", "-c16", $"-d{seconds}s", "--latency", "-s", script, origin]);
+        File.Delete(script);
+        var rps = double.Parse(RpsRegex().Match(output).Groups[1].Value, CultureInfo.InvariantCulture);
+        var errors = NonSuccessRegex().Match(output);
+        if (errors.Success) Console.Error.WriteLine($"{name}: {errors.Value.Trim()}");
+        return new Result(name, rps, Latency(output, "50%"), Latency(output, "99%"));
+    }
+
+    private static double Latency(string wrkOutput, string percentile)
+    {
+        var m = Regex.Match(wrkOutput, $@"^\s*{Regex.Escape(percentile)}\s+([\d.]+)(us|ms|s)\s*$", RegexOptions.Multiline);
+        var v = double.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture);
+        return m.Groups[2].Value switch { "us" => v / 1000, "s" => v * 1000, _ => v };
+    }
+
+    private static async Task<Result> PgBench(BenchHost host, string projectId, string sql, int seconds)
+    {
+        var csb = new NpgsqlConnectionStringBuilder(host.PlatformConnectionString);
+        var script = Path.Combine(Path.GetTempPath(), $"dbstudio-pgbench-{Guid.NewGuid():N}.sql");
+        await File.WriteAllTextAsync(script,
+            $"\\set r random(1, 100000)\n\\set o random(0, 950)\nSET search_path = proj_{projectId};\n{sql}\n");
+        var bin = PgBinaries.Find()!;
+        var env = new Dictionary<string, string> { ["PGPASSWORD"] = csb.Password! };
+        string[] args = ["-n", "-c", "16", "-j", "2", "-T", seconds.ToString(), "-M", "simple", "-r", "-f", script,
+            "-h", csb.Host!, "-p", csb.Port.ToString(), "-U", csb.Username!, csb.Database!];
+        var output = await Run(Path.Combine(bin, "pgbench"), args, env);
+        File.Delete(script);
+        var tps = double.Parse(TpsRegex().Match(output).Groups[1].Value, CultureInfo.InvariantCulture);
+        var avg = double.Parse(PgLatencyRegex().Match(output).Groups[1].Value, CultureInfo.InvariantCulture);
+        return new Result("pgbench, same SQL (2 statements/transaction)", tps, avg, double.NaN);
+    }
+
+    private static async Task<string> Run(string file, string[] args, Dictionary<string, string>? env = null)
+    {
+        var psi = new ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        foreach (var (k, v) in env ?? []) psi.Environment[k] = v;
+        using var p = Process.Start(psi)!;
+        var stdout = p.StandardOutput.ReadToEndAsync();
+        var stderr = p.StandardError.ReadToEndAsync();
+        await p.WaitForExitAsync();
+        var all = await stdout + await stderr;
+        if (p.ExitCode != 0) throw new InvalidOperationException($"{file} failed: {all}");
+        return all;
+    }
+
+    private static string? Which(string exe) =>
+        (Environment.GetEnvironmentVariable("PATH") ?? "").Split(':').Select(d => Path.Combine(d, exe)).FirstOrDefault(File.Exists);
+
+    [GeneratedRegex(@"Requests/sec:\s+([\d.]+)")] private static partial Regex RpsRegex();
+    [GeneratedRegex(@"Non-2xx or 3xx responses: \d+")] private static partial Regex NonSuccessRegex();
+    [GeneratedRegex(@"tps = ([\d.]+)")] private static partial Regex TpsRegex();
+    [GeneratedRegex(@"latency average = ([\d.]+) ms")] private static partial Regex PgLatencyRegex();
+}
+
+/// <summary>The baseline: what a developer would write by hand — a minimal API, Npgsql, System.Text.Json.</summary>
+public sealed class HandWrittenApp : IAsyncDisposable
+{
+    private sealed record Item(int id, string name, decimal? price, Guid? user_id);
+
+    private readonly WebApplication _app;
+    private readonly NpgsqlDataSource _db;
+    public string Url { get; }
+
+    private HandWrittenApp(WebApplication app, NpgsqlDataSource db, string url) { _app = app; _db = db; Url = url; }
+
+    public static async Task<HandWrittenApp> StartAsync(string connectionString, string projectId)
+    {
+        var builder = WebApplication.CreateSlimBuilder();
+        builder.Logging.ClearProviders();
+        builder.WebHost.UseUrls("http://127.0.0.1:0");
+        var app = builder.Build();
+        var db = new NpgsqlDataSourceBuilder(new NpgsqlConnectionStringBuilder(connectionString)
+            { SearchPath = $"proj_{projectId}", MaxPoolSize = 64, NoResetOnClose = true }.ConnectionString).Build();
+        var anon = $"proj_{projectId}_anon";
+
+        async Task<List<Item>> Query(string sql, object arg, bool asAnon)
+        {
+            await using var conn = await db.OpenConnectionAsync();
+            await using var batch = new NpgsqlBatch(conn);
+            if (asAnon)
+                batch.BatchCommands.Add(new NpgsqlBatchCommand("SELECT set_config('role', $1, true)") { Parameters = { new() { Value = anon } } });
+            batch.BatchCommands.Add(new NpgsqlBatchCommand(sql) { Parameters = { new() { Value = arg } } });
+            await using var r = await batch.ExecuteReaderAsync();
+            if (asAnon) await r.NextResultAsync();
+            var items = new List<Item>();
+            while (await r.ReadAsync())
+                items.Add(new Item(r.GetInt32(0), r.GetString(1), r.IsDBNull(2) ? null : r.GetDecimal(2), r.IsDBNull(3) ? null : r.GetGuid(3)));
+            return items;
+        }
+        const string byId = "SELECT id, name, price, user_id FROM items WHERE id = $1";
+        const string page = "SELECT id, name, price, user_id FROM items LIMIT 50 OFFSET $1";
+        app.MapGet("/items/{id:int}", async (int id) => Results.Json(await Query(byId, id, false)));
+        app.MapGet("/items", async (int offset) => Results.Json(await Query(page, (long)offset, false)));
+        app.MapGet("/rls/items/{id:int}", async (int id) => Results.Json(await Query(byId, id, true)));
+        app.MapGet("/rls/items", async (int offset) => Results.Json(await Query(page, (long)offset, true)));
+        await app.StartAsync();
+        return new HandWrittenApp(app, db, app.Urls.First());
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await _app.DisposeAsync();
+        await _db.DisposeAsync();
+    }
+}
