@@ -137,9 +137,7 @@ public sealed class RestExecutor(RestDataSource rest, SchemaCache schemas, Acces
                     total = await reader.IsDBNullAsync(0, ct) ? null : reader.GetInt64(0);
                     await reader.NextResultAsync(ct);
                 }
-                (body, page) = plan.PlainColumns is { } plain
-                    ? await ReadPlainRowsAsync(reader, plain, req.Singular, ct)
-                    : await ReadRowsAsync(reader, req.Singular, ct);
+                (body, page) = await ReadRowsAsync(reader, req.Singular, ct);
             }
 
             if (req.Singular && page != 1)
@@ -182,32 +180,6 @@ public sealed class RestExecutor(RestDataSource rest, SchemaCache schemas, Acces
             if (tx is not null) await tx.DisposeAsync();
             if (batch is not null) await batch.DisposeAsync();
         }
-    }
-
-    /// <summary>Writes rows of text values as JSON objects (RowJson), as an array or the single object.</summary>
-    private static async Task<(ArrayBufferWriter<byte> Body, long Page)> ReadPlainRowsAsync(NpgsqlDataReader reader,
-        IReadOnlyList<PlainColumn> columns, bool singular, CancellationToken ct)
-    {
-        var body = new ArrayBufferWriter<byte>(4096);
-        long page = 0;
-        await using (var w = RowJson.CreateWriter(body))
-        {
-            if (!singular) w.WriteStartArray();
-            while (await reader.ReadAsync(ct))
-            {
-                page++;
-                if (singular && page > 1) continue;
-                w.WriteStartObject();
-                for (var i = 0; i < columns.Count; i++)
-                {
-                    w.WritePropertyName(columns[i].Name);
-                    RowJson.WriteValue(w, await reader.IsDBNullAsync(i, ct) ? null : reader.GetString(i), columns[i].Kind);
-                }
-                w.WriteEndObject();
-            }
-            if (!singular) w.WriteEndArray();
-        }
-        return (body, page);
     }
 
     /// <summary>Joins the rows' JSON texts into one array (or the single object) without parsing them.</summary>

@@ -25,12 +25,7 @@ public sealed record RestCaller(string ProjectId, CallerKind Kind, Guid? UserId 
 /// PostgreSQL applies SELECT policies to RETURNING and an insert-only caller must succeed.
 /// </summary>
 public sealed record RestPlan(string Sql, IReadOnlyList<NpgsqlParameter> Parameters, bool ReturnsRows, bool IsWrite,
-    string? CountSql = null, int CountParameters = 0)
-{
-    /// <summary>When set, the statement returns these columns as text and .NET writes the JSON (RowJson);
-    /// otherwise it returns one row_to_json text per row.</summary>
-    public IReadOnlyList<PlainColumn>? PlainColumns { get; init; }
-}
+    string? CountSql = null, int CountParameters = 0);
 
 public sealed class RestSql
 {
@@ -73,16 +68,14 @@ public sealed class RestSql
         if (_req.Count != CountPref.None) countSql = "SELECT " + CountExpression(where);
         var countParams = _params.Count;
         var limit = Math.Min(_req.Limit ?? maxRows, maxRows);
-        var plain = PlainColumns();
-        if (plain is not null) _sql.Append("SELECT ").Append(PlainSelectList(plain));
-        else _sql.Append("SELECT row_to_json(").Append(Src).Append(")::text FROM (SELECT ").Append(SelectList());
-        _sql.Append(" FROM ").Append(Target()).Append(" AS ").Append(T);
+        _sql.Append("SELECT row_to_json(").Append(Src).Append(")::text FROM (SELECT ").Append(SelectList())
+            .Append(" FROM ").Append(Target()).Append(" AS ").Append(T);
         if (where.Length > 0) _sql.Append(" WHERE ").Append(where);
         AppendOrder();
         _sql.Append(" LIMIT ").Append(Param(limit, NpgsqlDbType.Bigint));
         if (_req.Offset > 0) _sql.Append(" OFFSET ").Append(Param(_req.Offset, NpgsqlDbType.Bigint));
-        if (plain is null) _sql.Append(") ").Append(Src);
-        return new RestPlan(_sql.ToString(), _params, ReturnsRows: true, IsWrite: false, countSql, countParams) { PlainColumns = plain };
+        _sql.Append(") ").Append(Src);
+        return new RestPlan(_sql.ToString(), _params, ReturnsRows: true, IsWrite: false, countSql, countParams);
     }
 
     private RestPlan Insert(RestCaller caller, string? ownerColumn)
@@ -184,48 +177,6 @@ public sealed class RestSql
     private RestException UnknownColumn(string name) =>
         new(400, "42703", $"column {_table.Name}.{RestParser.Trim(name)} does not exist", null,
             $"Columns of \"{_table.Name}\": {string.Join(", ", _table.Columns.Select(c => c.Name))}");
-
-    /// <summary>The output columns with their JSON kinds, when every one maps from text to JSON directly.</summary>
-    private List<PlainColumn>? PlainColumns()
-    {
-        var result = new List<PlainColumn>();
-        foreach (var item in _req.Select)
-        {
-            if (item.IsStar)
-            {
-                foreach (var c in _table.Columns)
-                {
-                    if (RowJson.KindOf(c.TypeOid) is not { } k) return null;
-                    result.Add(new PlainColumn(c.Name, k));
-                }
-                continue;
-            }
-            var col = Column(item.Column);
-            var kind = item.Cast is not null ? RowJson.KindOfCast(item.Cast) : RowJson.KindOf(col.TypeOid);
-            if (kind is null) return null;
-            result.Add(new PlainColumn(item.Alias ?? col.Name, kind.Value));
-        }
-        // Duplicate output names: row_to_json keeps both; keep its behaviour there.
-        return result.Select(c => c.Name).Distinct().Count() == result.Count ? result : null;
-    }
-
-    /// <summary>Each output value as text (bool as true/false), in the order of <see cref="PlainColumns"/>.</summary>
-    private string PlainSelectList(IReadOnlyList<PlainColumn> plain)
-    {
-        var parts = new List<string>(plain.Count);
-        foreach (var item in _req.Select)
-        {
-            if (item.IsStar)
-            {
-                parts.AddRange(_table.Columns.Select(c => $"{T}.{SqlText.Ident(c.Name)}::text"));
-                continue;
-            }
-            var expr = T + "." + SqlText.Ident(Column(item.Column).Name);
-            if (item.Cast is not null) expr = $"({expr})::{item.Cast}";
-            parts.Add(expr + "::text");
-        }
-        return string.Join(", ", parts);
-    }
 
     private string SelectList()
     {
