@@ -11,8 +11,9 @@ namespace DbStudio.Core.Projects;
 public sealed record ProjectInfo(string Id, string Name, string Schema, string RestUrl, string AnonKey, string ApiKey,
     string ConnectionUrl, DateTimeOffset CreatedAt);
 
+/// <summary>Safe to hold for a long time (Blazor circuits): every operation uses a DbContext of its own.</summary>
 public sealed class ProjectService(
-    PlatformDbContext db,
+    IDbContextFactory<PlatformDbContext> contexts,
     NpgsqlDataSource platform,
     SecretProtector protector,
     OwnerConnections ownerConnections,
@@ -49,6 +50,7 @@ public sealed class ProjectService(
         };
 
         // Roles, schema and metadata commit together or not at all.
+        await using var db = await contexts.CreateDbContextAsync(ct);
         var strategy = db.Database.CreateExecutionStrategy();
         await strategy.ExecuteAsync(async () =>
         {
@@ -65,6 +67,7 @@ public sealed class ProjectService(
 
     public async Task<List<ProjectInfo>> ListAsync(string ownerUserId, string publicBaseUrl, CancellationToken ct = default)
     {
+        await using var db = await contexts.CreateDbContextAsync(ct);
         var projects = await db.Projects.AsNoTracking().Include(p => p.Secrets)
             .Where(p => p.OwnerUserId == ownerUserId).OrderBy(p => p.CreatedAt).ToListAsync(ct);
         return projects.Select(p => ToInfo(p, publicBaseUrl)).ToList();
@@ -77,8 +80,12 @@ public sealed class ProjectService(
         return p is null ? null : ToInfo(p, publicBaseUrl);
     }
 
-    public async Task<bool> IsOwnerAsync(string ownerUserId, string id, CancellationToken ct = default) =>
-        ProjectNaming.IsValidId(id) && await db.Projects.AnyAsync(p => p.Id == id && p.OwnerUserId == ownerUserId, ct);
+    public async Task<bool> IsOwnerAsync(string ownerUserId, string id, CancellationToken ct = default)
+    {
+        if (!ProjectNaming.IsValidId(id)) return false;
+        await using var db = await contexts.CreateDbContextAsync(ct);
+        return await db.Projects.AnyAsync(p => p.Id == id && p.OwnerUserId == ownerUserId, ct);
+    }
 
     /// <summary>Drops schema, roles and metadata. False when the project does not exist or is not the caller's.</summary>
     public async Task<bool> DeleteAsync(string ownerUserId, string id, CancellationToken ct = default)
@@ -86,6 +93,7 @@ public sealed class ProjectService(
         if (!await IsOwnerAsync(ownerUserId, id, ct)) return false;
         ownerConnections.Forget(id);
         await ProjectProvisioner.TerminateOwnerSessionsAsync(platform, id, ct);
+        await using var db = await contexts.CreateDbContextAsync(ct);
         var strategy = db.Database.CreateExecutionStrategy();
         await strategy.ExecuteAsync(async () =>
         {
@@ -101,10 +109,13 @@ public sealed class ProjectService(
         return true;
     }
 
-    private async Task<Project?> FindOwnedAsync(string ownerUserId, string id, CancellationToken ct) =>
-        !ProjectNaming.IsValidId(id) ? null
-        : await db.Projects.AsNoTracking().Include(p => p.Secrets)
+    private async Task<Project?> FindOwnedAsync(string ownerUserId, string id, CancellationToken ct)
+    {
+        if (!ProjectNaming.IsValidId(id)) return null;
+        await using var db = await contexts.CreateDbContextAsync(ct);
+        return await db.Projects.AsNoTracking().Include(p => p.Secrets)
             .FirstOrDefaultAsync(p => p.Id == id && p.OwnerUserId == ownerUserId, ct);
+    }
 
     private ProjectSecret Secret(string id, ProjectSecretKind kind, string value, bool hash, DateTimeOffset now) => new()
     {

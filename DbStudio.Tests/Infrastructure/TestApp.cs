@@ -17,6 +17,7 @@ public sealed class AppFactory(string platformConnectionString, IReadOnlyDiction
     protected override void ConfigureWebHost(IWebHostBuilder builder)
     {
         builder.UseEnvironment("Testing");
+        builder.UseStaticWebAssets(); // serve _content/MudBlazor/… as `dotnet run` does
         builder.UseSetting("ConnectionStrings:Platform", platformConnectionString);
         builder.UseSetting("DbStudio:Console:StatementTimeout", "00:00:05");
         foreach (var (k, v) in settings ?? new Dictionary<string, string?>()) builder.UseSetting(k, v);

@@ -39,8 +39,11 @@ public static class HostingExtensions
 
         var dataSource = new NpgsqlDataSourceBuilder(connectionString) { Name = "platform" }.Build();
         services.AddSingleton(dataSource);
-        services.AddDbContext<PlatformDbContext>(o => o.UseNpgsql(dataSource,
-            npg => npg.MigrationsHistoryTable("__ef_migrations", PlatformDbContext.Schema)));
+        void Platform(DbContextOptionsBuilder o) => o.UseNpgsql(dataSource,
+            npg => npg.MigrationsHistoryTable("__ef_migrations", PlatformDbContext.Schema));
+        // Scoped contexts for request handlers and Identity; a factory for long-lived Blazor circuits.
+        services.AddDbContext<PlatformDbContext>(Platform, optionsLifetime: ServiceLifetime.Singleton);
+        services.AddDbContextFactory<PlatformDbContext>(Platform);
 
         // The key ring lives in the platform database so every instance shares it. Deployments should also
         // encrypt it with a certificate kept outside the database (DataProtection:CertificatePath).
@@ -77,6 +80,7 @@ public static class HostingExtensions
             return RestDataSource.Create(connectionString, rest.PoolSize, rest.StatementTimeout);
         });
         services.AddSingleton<RestExecutor>();
+        services.AddSingleton<DbStudio.Core.Panel.TableBrowser>();
 
         // Browser apps call the REST API directly from any origin; the keys, not the origin, are the security.
         services.AddCors(o => o.AddPolicy(RestApi.CorsPolicy, p => p.AllowAnyOrigin().AllowAnyMethod().AllowAnyHeader()
@@ -101,6 +105,27 @@ public static class HostingExtensions
         services.AddProblemDetails();
         services.AddHealthChecks().AddDbContextCheck<PlatformDbContext>("platform-db");
         services.AddRazorComponents().AddInteractiveServerComponents();
+        services.AddCascadingAuthenticationState();
+        // Pages challenge with the cookie (a redirect to sign in); the JSON APIs answer 401 instead.
+        services.AddAuthentication(o => o.DefaultChallengeScheme = Microsoft.AspNetCore.Identity.IdentityConstants.ApplicationScheme);
+        services.ConfigureApplicationCookie(o =>
+        {
+            o.LoginPath = "/account/login";
+            o.Cookie.Name = "dbstudio";
+            o.Cookie.SameSite = SameSiteMode.Lax;
+            o.Events.OnRedirectToLogin = ctx =>
+            {
+                if (ctx.Request.Path.StartsWithSegments("/api") || ctx.Request.Path.StartsWithSegments("/db"))
+                    ctx.Response.StatusCode = StatusCodes.Status401Unauthorized;
+                else ctx.Response.Redirect(ctx.RedirectUri);
+                return Task.CompletedTask;
+            };
+            o.Events.OnRedirectToAccessDenied = ctx =>
+            {
+                ctx.Response.StatusCode = StatusCodes.Status403Forbidden;
+                return Task.CompletedTask;
+            };
+        });
         services.AddMudServices();
     }
 
@@ -125,6 +150,7 @@ public static class HostingExtensions
 
         app.MapHealthChecks("/healthz");
         app.MapGroup("/api/auth").MapIdentityApi<PlatformUser>().WithTags("Platform accounts");
+        app.MapAccountEndpoints();
         app.MapProjectsApi();
         app.MapAccessApi();
         app.MapRestApi();

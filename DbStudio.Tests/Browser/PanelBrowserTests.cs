@@ -1,0 +1,170 @@
+// The panel in a real browser: Playwright drives Debian's Chromium against the app on its real port.
+// One screenshot per tab is saved under TestResults/screenshots.
+using System.Net.Http.Headers;
+using System.Text.Json;
+using System.Text.RegularExpressions;
+using DbStudio.Tests.Infrastructure;
+using Microsoft.Playwright;
+
+namespace DbStudio.Tests.Browser;
+
+public class PanelBrowserTests(TestApp app) : IAsyncLifetime
+{
+    private IPlaywright _playwright = null!;
+    private IBrowser _browser = null!;
+    private static readonly string Shots = Path.Combine(AppContext.BaseDirectory, "TestResults", "screenshots");
+
+    public async ValueTask InitializeAsync()
+    {
+        _playwright = await Playwright.CreateAsync();
+        _browser = await _playwright.Chromium.LaunchAsync(new BrowserTypeLaunchOptions
+        {
+            ExecutablePath = "/usr/bin/chromium", Headless = true,
+            Args = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"],
+        });
+        Directory.CreateDirectory(Shots);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await _browser.DisposeAsync();
+        _playwright.Dispose();
+    }
+
+    [Fact]
+    public async Task Register_create_a_project_and_use_every_tab_of_the_db_panel()
+    {
+        var context = await _browser.NewContextAsync(new BrowserNewContextOptions { ViewportSize = new() { Width = 1400, Height = 900 } });
+        var page = await context.NewPageAsync();
+        _lastPage = page;
+        page.SetDefaultTimeout(15_000);
+        var baseUrl = app.BaseUrl.ToString().TrimEnd('/');
+        var email = $"ui{Guid.NewGuid():N}@example.com";
+
+        // Register (a static form), which signs in and lands on the project list.
+        await page.GotoAsync($"{baseUrl}/account/register");
+        await page.FillAsync("#email", email);
+        await page.FillAsync("#password", "browser password");
+        await page.ClickAsync("button[type=submit]");
+        await Assertions.Expect(page).ToHaveURLAsync(new Regex("/projects$"));
+        await Assertions.Expect(page.Locator("#signed-in-as")).ToHaveTextAsync(email);
+
+        // Create a project.
+        var name = Input(page, "new-project-name");
+        await UntilAsync(async () =>
+        {
+            await name.FillAsync("Browser shop");
+            await page.ClickAsync("#create-project");
+            await Assertions.Expect(page).ToHaveURLAsync(new Regex("/projects/[a-z0-9]+$"), new() { Timeout = 3000 });
+        });
+        await Assertions.Expect(page.Locator("#project-name")).ToHaveTextAsync("Browser shop");
+        var projectId = page.Url[(page.Url.LastIndexOf('/') + 1)..];
+
+        // The footer's DB button opens the panel; the credentials box is bottom-left.
+        await UntilAsync(async () =>
+        {
+            await page.ClickAsync("#db-button");
+            await Assertions.Expect(page.Locator("#db-panel")).ToBeVisibleAsync(new() { Timeout = 3000 });
+        });
+        await Assertions.Expect(page.Locator("#cred-schema")).ToHaveTextAsync($"proj_{projectId}");
+        await Assertions.Expect(page.Locator("#cred-rest")).ToHaveTextAsync($"{baseUrl}/db/{projectId}/rest");
+        var anonKey = await page.Locator("#cred-anon").InnerTextAsync();
+        Assert.StartsWith("anon_", anonKey);
+        await Assertions.Expect(page.Locator("#cred-api")).Not.ToContainTextAsync("dak_"); // masked until revealed
+        await page.ClickAsync("#cred-api-reveal");
+        await Assertions.Expect(page.Locator("#cred-api")).ToContainTextAsync("dak_");
+        await Assertions.Expect(page.Locator("#cred-conn")).ToContainTextAsync("••••");
+
+        // SQL tab: create a table and insert 120 rows; the row count shows.
+        await page.GetByRole(AriaRole.Tab, new() { Name = "SQL" }).ClickAsync();
+        await Input(page, "sql-input").FillAsync(
+            "create table products (id serial primary key, name text not null, price numeric(10,2), in_stock boolean default true, meta jsonb, added timestamptz default now());\n" +
+            "insert into products (name, price, meta) select 'product ' || g, g * 1.5, jsonb_build_object('n', g) from generate_series(1, 120) g");
+        await page.ClickAsync("#sql-run");
+        await Assertions.Expect(page.Locator("#sql-result-1")).ToContainTextAsync("INSERT · 120 rows");
+        await page.ScreenshotAsync(new() { Path = Path.Combine(Shots, "sql-tab.png") });
+
+        // A SQL error shows inline with its SQLSTATE and the position marked.
+        await Input(page, "sql-input").FillAsync("select nope from products");
+        await Input(page, "sql-input").PressAsync("Control+Enter");
+        await Assertions.Expect(page.Locator("#sql-result-0 .sql-error")).ToContainTextAsync("42703");
+        await Assertions.Expect(page.Locator("#sql-result-0 .sql-error pre")).ToContainTextAsync("^");
+
+        // Data tab: 50 rows a page with the total.
+        await page.GetByRole(AriaRole.Tab, new() { Name = "Data" }).ClickAsync();
+        await page.GetByText("products", new() { Exact = true }).ClickAsync();
+        await Assertions.Expect(page.Locator("#data-range")).ToHaveTextAsync("Rows 1–50 of 120");
+        await Assertions.Expect(page.Locator("#data-grid tbody tr")).ToHaveCountAsync(50);
+        await page.ScreenshotAsync(new() { Path = Path.Combine(Shots, "data-tab.png") });
+        await page.ClickAsync("#data-next");
+        await Assertions.Expect(page.Locator("#data-range")).ToHaveTextAsync("Rows 51–100 of 120");
+        await page.ClickAsync("#data-next");
+        await Assertions.Expect(page.Locator("#data-range")).ToHaveTextAsync("Rows 101–120 of 120");
+        await Assertions.Expect(page.Locator("#data-grid tbody tr")).ToHaveCountAsync(20);
+
+        // Schema tab: columns with type, nullable, default and primary key.
+        await page.GetByRole(AriaRole.Tab, new() { Name = "Schema" }).ClickAsync();
+        var columns = page.Locator("#schema-columns");
+        await Assertions.Expect(columns).ToContainTextAsync("numeric(10,2)");
+        await Assertions.Expect(columns).ToContainTextAsync("timestamp with time zone");
+        await Assertions.Expect(columns.Locator("tr", new() { HasText = "id" }).First).ToContainTextAsync("✓");
+        await page.ScreenshotAsync(new() { Path = Path.Combine(Shots, "schema-tab.png") });
+
+        // Access tab: anon may not read until anon_select is turned on; then the ANON key reads over REST.
+        var http = new HttpClient { BaseAddress = app.BaseUrl };
+        async Task<HttpResponseMessage> AnonGet()
+        {
+            var req = new HttpRequestMessage(HttpMethod.Get, $"/db/{projectId}/rest/products?select=id,name&limit=3&order=id");
+            req.Headers.Add("apikey", anonKey);
+            return await http.SendAsync(req);
+        }
+        Assert.Equal(System.Net.HttpStatusCode.Unauthorized, (await AnonGet()).StatusCode);
+        await page.GetByRole(AriaRole.Tab, new() { Name = "Access" }).ClickAsync();
+        await Assertions.Expect(page.Locator("#access-sql")).ToContainTextAsync("ENABLE ROW LEVEL SECURITY");
+        await Input(page, "access-anon-select").CheckAsync();
+        await page.ClickAsync("#access-save");
+        await Assertions.Expect(page.Locator("#access-sql")).ToContainTextAsync("dbstudio_anon_select");
+        await page.ScreenshotAsync(new() { Path = Path.Combine(Shots, "access-tab.png") });
+        var res = await AnonGet();
+        Assert.Equal(System.Net.HttpStatusCode.OK, res.StatusCode);
+        var rows = JsonDocument.Parse(await res.Content.ReadAsStringAsync()).RootElement;
+        Assert.Equal("product 1", rows[0].GetProperty("name").GetString());
+        await context.CloseAsync();
+    }
+
+    [Fact]
+    public async Task Pages_need_a_sign_in_and_a_wrong_password_is_told()
+    {
+        var page = await _browser.NewPageAsync();
+        var baseUrl = app.BaseUrl.ToString().TrimEnd('/');
+        await page.GotoAsync($"{baseUrl}/projects");
+        await Assertions.Expect(page).ToHaveURLAsync(new Regex("/account/login"));
+        await page.FillAsync("#email", "nobody@example.com");
+        await page.FillAsync("#password", "wrong password");
+        await page.ClickAsync("button[type=submit]");
+        await Assertions.Expect(page.Locator("#account-error")).ToContainTextAsync("Wrong email or password");
+    }
+
+    /// <summary>MudBlazor puts the id on the input or on its wrapper, depending on the component.</summary>
+    private static ILocator Input(IPage page, string id) =>
+        page.Locator($"input#{id}, textarea#{id}, #{id} input, #{id} textarea").First;
+
+    /// <summary>The first clicks can land before the Blazor circuit is up: retry the step a few times.</summary>
+    private static IPage? _lastPage; // the page a failing step belongs to
+    private static async Task UntilAsync(Func<Task> step, int attempts = 6)
+    {
+        for (var i = 1; ; i++)
+        {
+            try { await step(); return; }
+            catch (Exception) when (i < attempts) { await Task.Delay(500); }
+            catch (Exception) when (_lastPage is { } page)
+            {
+                // Leave what the browser showed as a test artifact.
+                await page.ScreenshotAsync(new() { Path = Path.Combine(Shots, "failure.png") });
+                await File.WriteAllTextAsync(Path.Combine(Shots, "failure.html"), await page.ContentAsync());
+                throw;
+            }
+        }
+    }
+}
