@@ -134,6 +134,77 @@ public class PanelBrowserTests(TestApp app) : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Schema_tab_creates_a_table_with_several_types_and_adds_and_deletes_a_column()
+    {
+        var (page, context, projectId) = await SignedInProjectAsync();
+        await page.GetByRole(AriaRole.Tab, new() { Name = "Schema" }).ClickAsync();
+        await page.ClickAsync("#schema-new-table");
+        await Input(page, "schema-table-name").FillAsync("orders");
+        await Input(page, "schema-new-name-1").FillAsync("customer");
+        async Task AddDraft(int index, string name, string type)
+        {
+            await page.ClickAsync("#schema-add-draft-column");
+            await Input(page, $"schema-new-name-{index}").FillAsync(name);
+            await ChooseAsync(page, $"schema-new-type-{index}", type);
+        }
+        await AddDraft(2, "total", "NUMERIC");
+        await AddDraft(3, "paid", "BOOLEAN");
+        await AddDraft(4, "placed", "TIMESTAMPTZ");
+        await Input(page, "schema-new-default-4").FillAsync("now()");
+        await Input(page, "schema-owner-column").CheckAsync();
+        await page.ClickAsync("#schema-create-table");
+        var columns = page.Locator("#schema-columns");
+        await Assertions.Expect(columns).ToContainTextAsync("customer");
+        foreach (var expected in new[] { "numeric", "boolean", "timestamp with time zone", "now()", "user_id", "uuid" })
+            await Assertions.Expect(columns).ToContainTextAsync(expected);
+        await Assertions.Expect(page.Locator("#table-list")).ToContainTextAsync("orders");
+
+        await Input(page, "schema-add-name-0").FillAsync("note");
+        await page.ClickAsync("#schema-add-column");
+        await Assertions.Expect(columns.Locator("td", new() { HasText = "note" })).ToHaveCountAsync(1);
+        await page.ScreenshotAsync(new() { Path = Path.Combine(Shots, "schema-tab-editing.png") });
+        await page.ClickAsync("#schema-drop-note");
+        await page.ClickAsync("#schema-drop-note-confirm");
+        await Assertions.Expect(columns.Locator("td", new() { HasText = "note" })).ToHaveCountAsync(0);
+
+        // A bad default is refused with PostgreSQL's message, and nothing is added.
+        await Input(page, "schema-add-name-0").FillAsync("qty");
+        await ChooseAsync(page, "schema-add-type-0", "INTEGER");
+        await Input(page, "schema-add-default-0").FillAsync("'many'");
+        await page.ClickAsync("#schema-add-column");
+        await Assertions.Expect(page.Locator("#schema-error")).ToContainTextAsync("22P02");
+        await Assertions.Expect(columns.Locator("td", new() { HasText = "qty" })).ToHaveCountAsync(0);
+        await context.CloseAsync();
+    }
+
+    /// <summary>A new account with a new project, its page open and the DB panel showing.</summary>
+    private async Task<(IPage Page, IBrowserContext Context, string ProjectId)> SignedInProjectAsync()
+    {
+        var context = await _browser.NewContextAsync(new BrowserNewContextOptions { ViewportSize = new() { Width = 1400, Height = 900 } });
+        var page = await context.NewPageAsync();
+        _lastPage = page;
+        page.SetDefaultTimeout(15_000);
+        var baseUrl = app.BaseUrl.ToString().TrimEnd('/');
+        await page.GotoAsync($"{baseUrl}/account/register");
+        await page.FillAsync("#email", $"ui{Guid.NewGuid():N}@example.com");
+        await page.FillAsync("#password", "browser password");
+        await page.ClickAsync("button[type=submit]");
+        await Assertions.Expect(page).ToHaveURLAsync(new Regex("/projects$"));
+        await UntilAsync(async () =>
+        {
+            await Input(page, "new-project-name").FillAsync("Schema work");
+            await page.ClickAsync("#create-project");
+            await Assertions.Expect(page).ToHaveURLAsync(new Regex("/projects/[a-z0-9]+$"), new() { Timeout = 3000 });
+        });
+        await UntilAsync(async () =>
+        {
+            await page.ClickAsync("#db-button");
+            await Assertions.Expect(page.Locator("#db-panel")).ToBeVisibleAsync(new() { Timeout = 3000 });
+        });
+        return (page, context, page.Url[(page.Url.LastIndexOf('/') + 1)..]);
+    }
+
+    [Fact]
     public async Task Pages_need_a_sign_in_and_a_wrong_password_is_told()
     {
         var page = await _browser.NewPageAsync();
@@ -144,6 +215,14 @@ public class PanelBrowserTests(TestApp app) : IAsyncLifetime
         await page.FillAsync("#password", "wrong password");
         await page.ClickAsync("button[type=submit]");
         await Assertions.Expect(page.Locator("#account-error")).ToContainTextAsync("Wrong email or password");
+    }
+
+    /// <summary>Opens a MudSelect (its input is hidden: click the visible field) and picks an option.</summary>
+    private static async Task ChooseAsync(IPage page, string id, string option)
+    {
+        await page.Locator($"#{id}").Locator("xpath=ancestor::div[contains(@class,'mud-select')][1]").ClickAsync();
+        await page.Locator(".mud-popover-open .mud-list-item", new() { HasText = option }).First.ClickAsync();
+        await Assertions.Expect(page.Locator($"#{id}")).ToHaveValueAsync(option);
     }
 
     /// <summary>MudBlazor puts the id on the input or on its wrapper, depending on the component.</summary>

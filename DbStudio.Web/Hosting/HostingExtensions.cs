@@ -81,6 +81,7 @@ public static class HostingExtensions
         });
         services.AddSingleton<RestExecutor>();
         services.AddSingleton<DbStudio.Core.Panel.TableBrowser>();
+        services.AddSingleton<DbStudio.Core.Schema.SchemaEditor>();
 
         // Browser apps call the REST API directly from any origin; the keys, not the origin, are the security.
         services.AddCors(o => o.AddPolicy(RestApi.CorsPolicy, p => p.AllowAnyOrigin().AllowAnyMethod().AllowAnyHeader()

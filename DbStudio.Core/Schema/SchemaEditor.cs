@@ -1,0 +1,92 @@
+// The Schema tab's DDL: create and drop tables, add and drop columns, with the panel's 13 column types.
+// Names are quoted, types come from a fixed list, defaults are SQL expressions a person typed (run as the
+// project's owner role, like the console). Errors come back as PostgreSQL's, as data.
+using DbStudio.Core.Access;
+using DbStudio.Core.Console;
+using DbStudio.Core.Projects;
+using DbStudio.Core.Rest;
+using DbStudio.Core.Sql;
+using Npgsql;
+
+namespace DbStudio.Core.Schema;
+
+public sealed record NewColumn(string Name, string Type, bool Nullable = true, string? Default = null, bool PrimaryKey = false);
+
+public sealed class SchemaEditor(OwnerConnections owners, SchemaCache schemas, AccessPolicies access)
+{
+    /// <summary>The column types offered in the panel (others still display).</summary>
+    public static readonly IReadOnlyList<string> Types =
+        ["TEXT", "INTEGER", "BIGINT", "SERIAL", "BOOLEAN", "FLOAT", "NUMERIC", "TIMESTAMPTZ", "DATE", "JSON", "JSONB", "UUID", "VARCHAR(255)"];
+
+    private static string SqlType(string type) => type.ToUpperInvariant() switch
+    {
+        "FLOAT" => "double precision",
+        var t when Types.Contains(t) => t.ToLowerInvariant(),
+        _ => throw new ArgumentException($"Unsupported column type \"{type}\". Choose one of: {string.Join(", ", Types)}."),
+    };
+
+    /// <summary>CREATE TABLE with the given columns (and, if asked, an owner column user_id uuid).</summary>
+    public static string CreateTableSql(string schema, string table, IReadOnlyList<NewColumn> columns, bool ownerColumn)
+    {
+        if (string.IsNullOrWhiteSpace(table)) throw new ArgumentException("The table needs a name.");
+        if (columns.Count == 0 && !ownerColumn) throw new ArgumentException("The table needs at least one column.");
+        var defs = columns.Select(ColumnSql).ToList();
+        if (ownerColumn && columns.All(c => c.Name != "user_id")) defs.Add("\"user_id\" uuid");
+        var pk = columns.Where(c => c.PrimaryKey).Select(c => SqlText.Ident(c.Name)).ToList();
+        if (pk.Count > 0) defs.Add($"PRIMARY KEY ({string.Join(", ", pk)})");
+        return $"CREATE TABLE {SqlText.Qualified(schema, table)} (\n  {string.Join(",\n  ", defs)}\n)";
+    }
+
+    public static string AddColumnSql(string schema, string table, NewColumn column) =>
+        $"ALTER TABLE {SqlText.Qualified(schema, table)} ADD COLUMN {ColumnSql(column)}";
+
+    public static string DropColumnSql(string schema, string table, string column) =>
+        $"ALTER TABLE {SqlText.Qualified(schema, table)} DROP COLUMN {SqlText.Ident(column)}";
+
+    public static string DropTableSql(string schema, string table) => $"DROP TABLE {SqlText.Qualified(schema, table)}";
+
+    private static string ColumnSql(NewColumn c)
+    {
+        if (string.IsNullOrWhiteSpace(c.Name)) throw new ArgumentException("Every column needs a name.");
+        var sql = $"{SqlText.Ident(c.Name)} {SqlType(c.Type)}";
+        if (!c.Nullable || c.PrimaryKey) sql += " NOT NULL";
+        if (!string.IsNullOrWhiteSpace(c.Default))
+        {
+            // A default is an SQL expression (now(), 0, 'text', gen_random_uuid()) that a person typed; it runs as the
+            // owner role, as console SQL does. A semicolon would end the statement early: refuse it.
+            if (StatementSplitter.Split("SELECT " + c.Default).Count != 1) throw new ArgumentException("A default must be a single expression.");
+            sql += $" DEFAULT {c.Default}";
+        }
+        return sql;
+    }
+
+    public Task<SqlError?> CreateTableAsync(string projectId, string table, IReadOnlyList<NewColumn> columns, bool ownerColumn, CancellationToken ct = default) =>
+        RunAsync(projectId, () => CreateTableSql(ProjectNaming.Schema(projectId), table, columns, ownerColumn), ct);
+
+    public Task<SqlError?> AddColumnAsync(string projectId, string table, NewColumn column, CancellationToken ct = default) =>
+        RunAsync(projectId, () => AddColumnSql(ProjectNaming.Schema(projectId), table, column), ct);
+
+    public Task<SqlError?> DropColumnAsync(string projectId, string table, string column, CancellationToken ct = default) =>
+        RunAsync(projectId, () => DropColumnSql(ProjectNaming.Schema(projectId), table, column), ct);
+
+    public Task<SqlError?> DropTableAsync(string projectId, string table, CancellationToken ct = default) =>
+        RunAsync(projectId, () => DropTableSql(ProjectNaming.Schema(projectId), table), ct);
+
+    /// <summary>Runs one DDL statement as the owner; null on success, PostgreSQL's error otherwise (nothing changed).</summary>
+    private async Task<SqlError?> RunAsync(string projectId, Func<string> build, CancellationToken ct)
+    {
+        string sql;
+        try { sql = build(); }
+        catch (ArgumentException e) { return new SqlError("22023", e.Message); }
+        try
+        {
+            await using (var conn = await owners.OpenAsync(projectId, ct))
+            await using (var cmd = new NpgsqlCommand(sql, conn))
+                await cmd.ExecuteNonQueryAsync(ct);
+        }
+        catch (PostgresException e) { return SqlError.From(e, 0) with { Position = null }; }
+        schemas.Invalidate(projectId);
+        await access.EnsureAllAsync(projectId, ct); // a new table gets the secure defaults at once
+        return null;
+    }
+}
