@@ -1,0 +1,113 @@
+// bUnit: the panel's components rendered with the real Core services on the run's PostgreSQL.
+using Bunit;
+using DbStudio.Core.Access;
+using DbStudio.Core.Console;
+using DbStudio.Core.Panel;
+using DbStudio.Core.Rest;
+using DbStudio.Core.Schema;
+using DbStudio.Tests.Infrastructure;
+using DbStudio.Web.Components.Panel;
+using Microsoft.Extensions.DependencyInjection;
+using MudBlazor;
+using MudBlazor.Services;
+
+namespace DbStudio.Tests.Components;
+
+public class PanelComponentTests : BunitContext
+{
+    private readonly TestApp _app;
+
+    public PanelComponentTests(TestApp app)
+    {
+        _app = app;
+        Services.AddMudServices();
+        JSInterop.Mode = JSRuntimeMode.Loose;
+        Services.AddSingleton(app.Service<SqlConsole>());
+        Services.AddSingleton(app.Service<SchemaCache>());
+        Services.AddSingleton(app.Service<SchemaEditor>());
+        Services.AddSingleton(app.Service<AccessPolicies>());
+        Services.AddSingleton(app.Service<TableBrowser>());
+    }
+
+    private async Task<(HttpClient Client, Core.Projects.ProjectInfo Project)> ProjectAsync(string? sql = null)
+    {
+        var client = await _app.NewUserClientAsync();
+        var p = await TestApp.CreateProjectAsync(client);
+        if (sql is not null) await TestApp.SqlAsync(client, p.Id, sql);
+        return (client, p);
+    }
+
+    [Fact]
+    public async Task Credentials_box_shows_schema_and_keys_and_masks_secrets_until_revealed()
+    {
+        var (_, p) = await ProjectAsync();
+        Render<MudPopoverProvider>();
+        var cut = Render<CredentialsBox>(ps => ps.Add(c => c.Project, p));
+        Assert.Equal(p.Schema, cut.Find("#cred-schema").TextContent);
+        Assert.Equal(p.AnonKey, cut.Find("#cred-anon").TextContent);
+        Assert.DoesNotContain("dak_", cut.Find("#cred-api").TextContent);
+        var password = new Uri(p.ConnectionUrl).UserInfo.Split(':')[1];
+        Assert.DoesNotContain(password, cut.Find("#cred-conn").TextContent);
+        cut.Find("#cred-api-reveal").Click();
+        cut.WaitForAssertion(() => Assert.Equal(p.ApiKey, cut.Find("#cred-api").TextContent));
+        cut.Find("#cred-conn-reveal").Click();
+        cut.WaitForAssertion(() => Assert.Equal(p.ConnectionUrl, cut.Find("#cred-conn").TextContent));
+        cut.Find("#cred-anon-copy").Click();
+        cut.WaitForAssertion(() => Assert.Contains(JSInterop.Invocations, i => i.Identifier == "dbstudio.copy" && (string?)i.Arguments[0] == p.AnonKey));
+    }
+
+    [Fact]
+    public async Task Sql_tab_shows_one_result_per_statement_with_counts_nulls_and_errors()
+    {
+        var (_, p) = await ProjectAsync();
+        var ran = 0;
+        var cut = Render<SqlTab>(ps => ps.Add(c => c.ProjectId, p.Id).Add(c => c.Ran, () => ran++));
+        cut.Find("#sql-input").Input("create table t (id int, label text); insert into t values (1, null), (2, 'two'); select * from t order by id; select nope");
+        cut.Find("#sql-run").Click();
+        cut.WaitForAssertion(() => Assert.Equal(4, cut.FindAll("[id^=sql-result-]").Count), TimeSpan.FromSeconds(10));
+        Assert.Contains("INSERT · 2 rows", cut.Find("#sql-result-1").TextContent);
+        Assert.Contains("SELECT · 2 rows", cut.Find("#sql-result-2").TextContent);
+        Assert.Contains("NULL", cut.Find("#sql-result-2 .null-value").TextContent);
+        Assert.Contains("42703", cut.Find("#sql-result-3 .sql-error").TextContent);
+        Assert.Contains("^", cut.Find("#sql-result-3 pre").TextContent);
+        Assert.Equal(1, ran);
+    }
+
+    [Fact]
+    public async Task Schema_tab_lists_columns_with_type_nullable_default_and_primary_key()
+    {
+        var (_, p) = await ProjectAsync("create table items (id serial primary key, name text not null, price numeric(8,2) default 0, tags text[])");
+        var cut = Render<SchemaTab>(ps => ps.Add(c => c.ProjectId, p.Id).Add(c => c.Table, "items"));
+        cut.WaitForAssertion(() => Assert.Equal(4, cut.FindAll("#schema-columns tbody tr").Count));
+        var rows = cut.FindAll("#schema-columns tbody tr").Select(r => r.TextContent).ToList();
+        Assert.Contains("integer", rows[0]);
+        Assert.Contains("✓", rows[0]);
+        Assert.Contains("no", rows[1]);          // name is NOT NULL
+        Assert.Contains("numeric(8,2)", rows[2]);
+        Assert.Contains("0", rows[2]);           // its default
+        Assert.Contains("text[]", rows[3]);      // types beyond the 13 still display
+    }
+
+    [Fact]
+    public async Task Data_tab_pages_50_rows_with_the_total_and_marks_nulls()
+    {
+        var (_, p) = await ProjectAsync("create table n (id int primary key, v text); insert into n select g, case when g % 2 = 0 then 'x' end from generate_series(1, 75) g");
+        var cut = Render<DataTab>(ps => ps.Add(c => c.ProjectId, p.Id).Add(c => c.Table, "n"));
+        cut.WaitForAssertion(() => Assert.Equal("Rows 1–50 of 75", cut.Find("#data-range").TextContent.Trim()));
+        Assert.Equal(50, cut.FindAll("#data-grid tbody tr").Count);
+        Assert.NotEmpty(cut.FindAll("#data-grid .null-value"));
+        cut.Find("#data-next").Click();
+        cut.WaitForAssertion(() => Assert.Equal("Rows 51–75 of 75", cut.Find("#data-range").TextContent.Trim()));
+    }
+
+    [Fact]
+    public async Task Access_tab_offers_only_uuid_or_text_owner_columns_and_shows_the_policy_sql()
+    {
+        var (_, p) = await ProjectAsync("create table docs (id serial primary key, user_id uuid, owner_name text, n int)");
+        Render<MudPopoverProvider>();
+        var cut = Render<AccessTab>(ps => ps.Add(c => c.ProjectId, p.Id).Add(c => c.Table, "docs"));
+        cut.WaitForAssertion(() => Assert.Contains("ENABLE ROW LEVEL SECURITY", cut.Find("#access-sql").TextContent));
+        Assert.Contains("user_id", cut.Find("#access-sql").TextContent); // the default owner column
+        Assert.Contains("::uuid", cut.Find("#access-sql").TextContent);
+    }
+}
