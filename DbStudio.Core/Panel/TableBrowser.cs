@@ -7,11 +7,109 @@ namespace DbStudio.Core.Panel;
 
 public sealed record DataPage(TableInfo Table, IReadOnlyList<JsonElement> Rows, long? Total, bool TotalIsEstimate, RestError? Error);
 
+/// <summary>The outcome of an edit: the row as saved, or why not (PostgreSQL's error, or someone else's change).</summary>
+public sealed record EditResult(JsonElement? Row, RestError? Error, JsonElement? Current = null)
+{
+    public bool Conflict => Error?.Code == TableBrowser.ConflictCode;
+}
+
 public sealed class TableBrowser(SchemaCache schemas, RestExecutor rest)
 {
     public const int PageSize = 50;
     /// <summary>At and above this many rows the total shown is the planner's estimate (no count(*) per page).</summary>
     public const long EstimateAbove = 100_000;
+
+    public const string ConflictCode = "DBS409";
+
+    /// <summary>
+    /// Sets one cell of the row identified by its primary key — only if the cell still holds <paramref name="original"/>
+    /// (what the editor showed), so someone else's change is never overwritten silently. <paramref name="newValue"/> is
+    /// text as typed (null = SQL NULL); PostgreSQL parses it for the column's type.
+    /// </summary>
+    public async Task<EditResult> UpdateCellAsync(string projectId, TableInfo table, JsonElement row, string column, JsonElement original,
+        string? newValue, CancellationToken ct = default)
+    {
+        var col = table.Find(column) ?? throw new ArgumentException($"no column {column}");
+        var filters = KeyFilters(table, row);
+        // json has no equality operator; its cells are saved without the check.
+        if (col.TypeOid != 114)
+            filters.Add(original.ValueKind == JsonValueKind.Null
+                ? new ColumnFilter(column, FilterOp.Is, "null", null, false)
+                : new ColumnFilter(column, FilterOp.Eq, col.TypeOid == 3802 ? original.GetRawText() : Text(original), null, false));
+        var body = new Dictionary<string, object?> { [column] = ValueFor(col, newValue) };
+        var res = await rest.ExecuteAsync(Admin(projectId), new RestRequest
+        {
+            Verb = RestVerb.Patch, Table = table.Name, Filters = filters, Return = ReturnPref.Representation,
+            Body = JsonSerializer.Serialize(body),
+        }, ct);
+        if (res.Error is not null) return new EditResult(null, res.Error);
+        var rows = Rows(res);
+        if (rows.Count == 1) return new EditResult(rows[0], null);
+        // Nothing matched: the row changed (or went away) since it was shown.
+        var current = await ReadRowAsync(projectId, table, row, ct);
+        return new EditResult(null, new RestError(ConflictCode,
+            current is null ? "This row was deleted by someone else." : "Someone else changed this value; it now shows theirs.", null, null), current);
+    }
+
+    /// <summary>Inserts a row from the given texts (columns left out take their defaults, SERIAL included).</summary>
+    public async Task<EditResult> InsertAsync(string projectId, TableInfo table, IReadOnlyDictionary<string, string?> values, CancellationToken ct = default)
+    {
+        var body = values.ToDictionary(kv => kv.Key, kv => ValueFor(table.Find(kv.Key) ?? throw new ArgumentException(kv.Key), kv.Value));
+        var res = await rest.ExecuteAsync(Admin(projectId), new RestRequest
+        {
+            Verb = RestVerb.Post, Table = table.Name, Return = ReturnPref.Representation,
+            Body = body.Count == 0 ? "{}" : JsonSerializer.Serialize(body),
+        }, ct);
+        return res.Error is not null ? new EditResult(null, res.Error) : new EditResult(Rows(res).FirstOrDefault(), null);
+    }
+
+    /// <summary>Deletes rows by primary key; returns how many went.</summary>
+    public async Task<(int Deleted, RestError? Error)> DeleteAsync(string projectId, TableInfo table, IEnumerable<JsonElement> rows,
+        CancellationToken ct = default)
+    {
+        var keyed = rows.Select(r => (Filter)new LogicFilter(false, KeyFilters(table, r), false)).ToList();
+        if (keyed.Count == 0) return (0, null);
+        var res = await rest.ExecuteAsync(Admin(projectId), new RestRequest
+        {
+            Verb = RestVerb.Delete, Table = table.Name, Filters = [new LogicFilter(true, keyed, false)], Return = ReturnPref.Representation,
+        }, ct);
+        return res.Error is not null ? (0, res.Error) : (Rows(res).Count, null);
+    }
+
+    private async Task<JsonElement?> ReadRowAsync(string projectId, TableInfo table, JsonElement row, CancellationToken ct)
+    {
+        var res = await rest.ExecuteAsync(Admin(projectId),
+            new RestRequest { Verb = RestVerb.Get, Table = table.Name, Filters = KeyFilters(table, row), Limit = 1 }, ct);
+        return res.Error is null ? Rows(res).FirstOrDefault() is { ValueKind: JsonValueKind.Object } r ? r : null : null;
+    }
+
+    private static List<Filter> KeyFilters(TableInfo table, JsonElement row)
+    {
+        if (table.PrimaryKey.Count == 0) throw new InvalidOperationException($"{table.Name} has no primary key");
+        return table.PrimaryKey.Select(k => (Filter)new ColumnFilter(k.Name, FilterOp.Eq, Text(row.GetProperty(k.Name)), null, false)).ToList();
+    }
+
+    /// <summary>The JSON value for a typed text: json/jsonb columns take the JSON itself, other types their text form.</summary>
+    private static object? ValueFor(ColumnInfo c, string? text)
+    {
+        if (text is null) return null;
+        if (c.TypeOid is 114 or 3802)
+        {
+            try { return JsonDocument.Parse(text).RootElement.Clone(); }
+            catch (JsonException e) { throw new ArgumentException($"Not valid JSON: {e.Message}"); }
+        }
+        return text;
+    }
+
+    private static string Text(JsonElement v) => v.ValueKind == JsonValueKind.String ? v.GetString()! : v.GetRawText();
+
+    private static RestCaller Admin(string projectId) => new(projectId, CallerKind.Admin);
+
+    private static List<JsonElement> Rows(RestResponse res)
+    {
+        using var doc = JsonDocument.Parse(res.Body ?? "[]"u8.ToArray());
+        return doc.RootElement.ValueKind == JsonValueKind.Array ? doc.RootElement.EnumerateArray().Select(e => e.Clone()).ToList() : [];
+    }
 
     public async Task<DataPage?> PageAsync(string projectId, string table, int page, string? orderBy = null, bool descending = false,
         CancellationToken ct = default)

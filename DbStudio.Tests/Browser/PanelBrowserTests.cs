@@ -177,6 +177,76 @@ public class PanelBrowserTests(TestApp app) : IAsyncLifetime
         await context.CloseAsync();
     }
 
+    [Fact]
+    public async Task Data_tab_edits_cells_inline_shows_type_errors_deletes_and_inserts_rows()
+    {
+        var (page, context, _) = await SignedInProjectAsync();
+        await page.GetByRole(AriaRole.Tab, new() { Name = "SQL" }).ClickAsync();
+        await Input(page, "sql-input").FillAsync(
+            "create table products (id serial primary key, name text not null, qty int, price numeric(10,2), in_stock boolean default true, meta jsonb, added timestamptz default now());\n" +
+            "insert into products (name, qty, price, meta) select 'product ' || g, g, g * 1.5, jsonb_build_object('n', g) from generate_series(1, 60) g");
+        await page.ClickAsync("#sql-run");
+        await Assertions.Expect(page.Locator("#sql-result-1")).ToContainTextAsync("INSERT · 60 rows");
+        await page.GetByRole(AriaRole.Tab, new() { Name = "Data" }).ClickAsync();
+        await Assertions.Expect(page.Locator("#data-range")).ToHaveTextAsync("Rows 1–50 of 60");
+
+        ILocator Cell(int row, string column) => page.Locator($"#data-grid tbody tr:nth-child({row}) td[data-column={column}]");
+        async Task Edit(int row, string column, string value, bool pressEnter = true)
+        {
+            await Cell(row, column).ClickAsync();
+            var input = page.Locator("#cell-editor-input");
+            if (await input.EvaluateAsync<string>("e => e.tagName") == "SELECT") await input.SelectOptionAsync(value);
+            else await input.FillAsync(value);
+            if (pressEnter) await input.PressAsync("Enter"); else await page.ClickAsync("#cell-save");
+        }
+
+        await Edit(1, "name", "renamed product");
+        await Assertions.Expect(Cell(1, "name")).ToHaveTextAsync("renamed product");
+        await Edit(1, "qty", "12");
+        await Assertions.Expect(Cell(1, "qty")).ToHaveTextAsync("12");
+        await Edit(1, "price", "not a price");
+        await Assertions.Expect(page.Locator("#cell-error")).ToContainTextAsync("invalid input syntax for type numeric");
+        await page.Locator("#cell-editor-input").PressAsync("Escape");
+        await Assertions.Expect(Cell(1, "price")).ToHaveTextAsync("1.50"); // nothing changed
+        await Edit(1, "in_stock", "false", pressEnter: false);
+        await Assertions.Expect(Cell(1, "in_stock")).ToHaveTextAsync("false");
+        await Edit(1, "meta", "{bad json", pressEnter: false);
+        await Assertions.Expect(page.Locator("#cell-error")).ToContainTextAsync("Not valid JSON");
+        await page.Locator("#cell-editor-input").FillAsync("{\"n\": 1, \"tag\": \"sale\"}");
+        await page.ClickAsync("#cell-save");
+        await Assertions.Expect(Cell(1, "meta")).ToContainTextAsync("sale");
+        await Edit(1, "added", "2025-01-31 14:00:00+00");
+        await Assertions.Expect(Cell(1, "added")).ToHaveTextAsync("2025-01-31T14:00:00+00:00");
+        await Cell(2, "qty").ClickAsync();
+        await page.ClickAsync("#cell-null");
+        await Assertions.Expect(Cell(2, "qty").Locator(".null-value")).ToHaveTextAsync("NULL");
+        await page.ScreenshotAsync(new() { Path = Path.Combine(Shots, "data-tab-editing.png") });
+
+        // The values, read back with SQL.
+        await page.GetByRole(AriaRole.Tab, new() { Name = "SQL" }).ClickAsync();
+        await Input(page, "sql-input").FillAsync("select name, qty, price, in_stock::text as in_stock, meta->>'tag' as tag, added, (select qty from products where id = 2) as qty2 from products where id = 1");
+        await page.ClickAsync("#sql-run");
+        var result = page.Locator("#sql-result-0");
+        foreach (var expected in new[] { "renamed product", "12", "1.50", "false", "sale", "2025-01-31 14:00:00+00", "NULL" })
+            await Assertions.Expect(result).ToContainTextAsync(expected);
+
+        // Delete a row (with confirmation), then insert one with defaults left to PostgreSQL.
+        await page.GetByRole(AriaRole.Tab, new() { Name = "Data" }).ClickAsync();
+        await page.Locator("#data-grid tbody tr:nth-child(3) .row-select").CheckAsync();
+        await page.ClickAsync("#data-delete");
+        await page.ClickAsync("#data-delete-confirm");
+        await Assertions.Expect(page.Locator("#data-range")).ToHaveTextAsync("Rows 1–50 of 59");
+        await page.ClickAsync("#data-insert");
+        await page.FillAsync("#insert-name", "inserted product");
+        await page.FillAsync("#insert-qty", "many");
+        await page.ClickAsync("#data-insert-save");
+        await Assertions.Expect(page.Locator("#data-insert-error")).ToContainTextAsync("22P02");
+        await page.FillAsync("#insert-qty", "5");
+        await page.ClickAsync("#data-insert-save");
+        await Assertions.Expect(page.Locator("#data-range")).ToHaveTextAsync("Rows 1–50 of 60");
+        await context.CloseAsync();
+    }
+
     /// <summary>A new account with a new project, its page open and the DB panel showing.</summary>
     private async Task<(IPage Page, IBrowserContext Context, string ProjectId)> SignedInProjectAsync()
     {
@@ -192,7 +262,7 @@ public class PanelBrowserTests(TestApp app) : IAsyncLifetime
         await Assertions.Expect(page).ToHaveURLAsync(new Regex("/projects$"));
         await UntilAsync(async () =>
         {
-            await Input(page, "new-project-name").FillAsync("Schema work");
+            await Input(page, "new-project-name").FillAsync("Panel work");
             await page.ClickAsync("#create-project");
             await Assertions.Expect(page).ToHaveURLAsync(new Regex("/projects/[a-z0-9]+$"), new() { Timeout = 3000 });
         });
