@@ -27,6 +27,7 @@ public class PanelComponentTests : BunitContext
         Services.AddSingleton(app.Service<SchemaEditor>());
         Services.AddSingleton(app.Service<AccessPolicies>());
         Services.AddSingleton(app.Service<TableBrowser>());
+        Services.AddSingleton(app.Service<DbStudio.Core.Auth.EndUserAuth>());
     }
 
     private async Task<(HttpClient Client, Core.Projects.ProjectInfo Project)> ProjectAsync(string? sql = null)
@@ -109,5 +110,20 @@ public class PanelComponentTests : BunitContext
         cut.WaitForAssertion(() => Assert.Contains("ENABLE ROW LEVEL SECURITY", cut.Find("#access-sql").TextContent));
         Assert.Contains("user_id", cut.Find("#access-sql").TextContent); // the default owner column
         Assert.Contains("::uuid", cut.Find("#access-sql").TextContent);
+    }
+
+    [Fact]
+    public async Task End_users_are_listed_and_their_role_can_be_switched()
+    {
+        var (_, p) = await ProjectAsync();
+        var auth = _app.Service<DbStudio.Core.Auth.EndUserAuth>();
+        var session = await auth.SignupAsync(p.Id, "eve@example.com", "eve password");
+        Render<MudPopoverProvider>();
+        var cut = Render<EndUsersList>(ps => ps.Add(c => c.ProjectId, p.Id));
+        cut.WaitForAssertion(() => Assert.Contains("eve@example.com", cut.Find("#end-users").TextContent));
+        Assert.Contains("user", cut.Find("#end-users").TextContent);
+        cut.Find($"#end-user-admin-{session.user.id}").Change(true);
+        cut.WaitForAssertion(() => Assert.Contains("admin", cut.Find("#end-users tbody").TextContent));
+        Assert.Equal("admin", (await auth.GetUserAsync(p.Id, session.user.id))!.role);
     }
 }
