@@ -20,7 +20,7 @@ public sealed partial class AssistantSql(SqlConsole console)
         var blocks = new List<AssistantBlock>();
         foreach (var sql in ExtractBlocks(text))
         {
-            var results = await console.RunAsync(projectId, sql, ct);
+            var results = await console.RunAsync(projectId, sql, ct, SqlSource.Assistant);
             blocks.Add(new AssistantBlock(sql, results));
             if (results.Any(r => r.Error is not null)) return new AssistantRun(blocks, blocks.Count - 1);
         }

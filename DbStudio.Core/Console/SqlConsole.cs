@@ -13,8 +13,8 @@ using Npgsql;
 
 namespace DbStudio.Core.Console;
 
-public sealed class SqlConsole(OwnerConnections owners, SchemaCache schemas, AccessPolicies access, IOptions<DbStudioOptions> options,
-    ILogger<SqlConsole> log)
+public sealed class SqlConsole(OwnerConnections owners, SchemaCache schemas, AccessPolicies access, SqlHistory history,
+    IOptions<DbStudioOptions> options, ILogger<SqlConsole> log)
 {
     private readonly ConsoleOptions _opt = options.Value.Console;
 
@@ -23,7 +23,8 @@ public sealed class SqlConsole(OwnerConnections owners, SchemaCache schemas, Acc
     /// BEGIN … COMMIT in the script behaves as in psql) and stops after the first error.
     /// <paramref name="ct"/> cancels the running statement (a user's cancel button).
     /// </summary>
-    public async Task<List<StatementResult>> RunAsync(string projectId, string script, CancellationToken ct = default)
+    public async Task<List<StatementResult>> RunAsync(string projectId, string script, CancellationToken ct = default,
+        SqlSource source = SqlSource.Console)
     {
         var results = new List<StatementResult>();
         if (script.Length > _opt.MaxScriptLength)
@@ -68,6 +69,7 @@ public sealed class SqlConsole(OwnerConnections owners, SchemaCache schemas, Acc
         }
         log.LogInformation("Console ran {Count} of {Total} statements for project {Project} in {Elapsed} ms",
             results.Count, statements.Count, projectId, total.ElapsedMilliseconds);
+        history.Add(projectId, script, source, results);
         return results;
     }
 

@@ -28,6 +28,7 @@ public class PanelComponentTests : BunitContext
         Services.AddSingleton(app.Service<AccessPolicies>());
         Services.AddSingleton(app.Service<TableBrowser>());
         Services.AddSingleton(app.Service<DbStudio.Core.Auth.EndUserAuth>());
+        Services.AddSingleton(app.Service<SqlHistory>());
     }
 
     private async Task<(HttpClient Client, Core.Projects.ProjectInfo Project)> ProjectAsync(string? sql = null)
@@ -125,5 +126,25 @@ public class PanelComponentTests : BunitContext
         cut.Find($"#end-user-admin-{session.user.id}").Change(true);
         cut.WaitForAssertion(() => Assert.Contains("admin", cut.Find("#end-users tbody").TextContent));
         Assert.Equal("admin", (await auth.GetUserAsync(p.Id, session.user.id))!.role);
+    }
+
+    [Fact]
+    public async Task Sql_history_lists_console_and_assistant_runs_and_reruns_them()
+    {
+        var (_, p) = await ProjectAsync();
+        var cut = Render<SqlTab>(ps => ps.Add(c => c.ProjectId, p.Id));
+        cut.Find("#sql-input").Input("select 1 as one");
+        cut.Find("#sql-run").Click();
+        cut.WaitForAssertion(() => Assert.Single(cut.FindAll("[id^=sql-result-]")), TimeSpan.FromSeconds(10));
+        // The assistant runs a block elsewhere; the open tab's history shows it.
+        await _app.Service<AssistantSql>().RunAsync(p.Id, "<sql>select 2 as two</sql>");
+        cut.Find("#sql-history-toggle").Click();
+        cut.WaitForAssertion(() => Assert.Equal(2, cut.FindAll(".history-entry").Count));
+        Assert.Contains("assistant", cut.Find("#sql-history-0").TextContent);
+        Assert.Contains("select 2 as two", cut.Find("#sql-history-0").TextContent);
+        cut.Find("#sql-history-run-1").Click(); // re-run the first one
+        cut.WaitForAssertion(() => Assert.Contains("one", cut.Find("#sql-result-0").TextContent), TimeSpan.FromSeconds(10));
+        cut.Find("#sql-csv-0").Click();
+        cut.WaitForAssertion(() => Assert.Contains(JSInterop.Invocations, i => i.Identifier == "dbstudio.download"));
     }
 }

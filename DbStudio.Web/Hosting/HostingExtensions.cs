@@ -68,6 +68,7 @@ public static class HostingExtensions
         services.AddSingleton<OwnerConnections>();
         services.AddScoped<ProjectService>();
         services.AddSingleton<SqlConsole>();
+        services.AddSingleton<SqlHistory>();
         services.AddSingleton<AssistantSql>();
         services.AddSingleton(TimeProvider.System);
         services.AddSingleton<SchemaCache>();
