@@ -59,6 +59,7 @@ public class PanelBrowserTests(TestApp app) : IAsyncLifetime
             await Assertions.Expect(page).ToHaveURLAsync(new Regex("/projects/[a-z0-9]+$"), new() { Timeout = 3000 });
         });
         await Assertions.Expect(page.Locator("#project-name")).ToHaveTextAsync("Browser shop");
+        await Assertions.Expect(page.Locator("#chart-requests-total")).ToContainTextAsync("ANON key: 0");
         var projectId = page.Url[(page.Url.LastIndexOf('/') + 1)..];
 
         // The footer's DB button opens the panel; the credentials box is bottom-left.
@@ -130,6 +131,13 @@ public class PanelBrowserTests(TestApp app) : IAsyncLifetime
         Assert.Equal(System.Net.HttpStatusCode.OK, res.StatusCode);
         var rows = JsonDocument.Parse(await res.Content.ReadAsStringAsync()).RootElement;
         Assert.Equal("product 1", rows[0].GetProperty("name").GetString());
+
+        // The project page's overview: rows per table and the REST requests just made, by auth level.
+        await page.ClickAsync("#db-button");
+        await page.ReloadAsync();
+        await Assertions.Expect(page.Locator("#chart-requests-total")).ToContainTextAsync("ANON key: 2");
+        await Assertions.Expect(page.Locator("#project-charts")).ToContainTextAsync("products: 120");
+        await page.ScreenshotAsync(new() { Path = Path.Combine(Shots, "project-page.png") });
         await context.CloseAsync();
     }
 

@@ -29,6 +29,8 @@ public class PanelComponentTests : BunitContext
         Services.AddSingleton(app.Service<TableBrowser>());
         Services.AddSingleton(app.Service<DbStudio.Core.Auth.EndUserAuth>());
         Services.AddSingleton(app.Service<SqlHistory>());
+        Services.AddSingleton(app.Service<ProjectOverview>());
+        Services.AddSingleton(app.Service<RestMetrics>());
     }
 
     private async Task<(HttpClient Client, Core.Projects.ProjectInfo Project)> ProjectAsync(string? sql = null)
@@ -146,5 +148,27 @@ public class PanelComponentTests : BunitContext
         cut.WaitForAssertion(() => Assert.Contains("one", cut.Find("#sql-result-0").TextContent), TimeSpan.FromSeconds(10));
         cut.Find("#sql-csv-0").Click();
         cut.WaitForAssertion(() => Assert.Contains(JSInterop.Invocations, i => i.Identifier == "dbstudio.download"));
+    }
+
+    [Fact]
+    public async Task Project_charts_show_rows_per_table_and_rest_requests_by_auth_level()
+    {
+        var (_, p) = await ProjectAsync("create table t (id int primary key); insert into t values (1), (2), (3); create table empty (id int)");
+        var http = _app.Factory.CreateClient();
+        async Task Get(string? apikey, string? bearer)
+        {
+            var req = new HttpRequestMessage(HttpMethod.Get, $"/db/{p.Id}/rest/t");
+            if (apikey is not null) req.Headers.Add("apikey", apikey);
+            if (bearer is not null) req.Headers.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", bearer);
+            await http.SendAsync(req);
+        }
+        await Get(p.AnonKey, null);
+        await Get(p.AnonKey, null);
+        await Get(null, p.ApiKey);
+        await Get(null, null);
+        var cut = Render<DbStudio.Web.Components.Pages.ProjectCharts>(ps => ps.Add(c => c.ProjectId, p.Id));
+        cut.WaitForAssertion(() => Assert.Equal("ANON key: 2 · end users: 0 · DB_API_KEY: 1 · refused: 1", cut.Find("#chart-requests-total").TextContent.Trim()));
+        Assert.Contains("empty: 0 · t: 3", cut.Markup);
+        Assert.NotEmpty(cut.FindAll("#chart-rows, #chart-rows svg, svg"));
     }
 }

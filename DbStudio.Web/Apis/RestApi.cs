@@ -25,9 +25,10 @@ public static class RestApi
     }
 
     private static async Task Handle(HttpContext ctx, string id, string table, Credentials credentials, RestExecutor executor,
-        IOptions<DbStudioOptions> options)
+        RestMetrics metrics, IOptions<DbStudioOptions> options)
     {
         var caller = await ResolveCallerAsync(ctx, id, credentials);
+        if (ProjectNaming.IsValidId(id)) metrics.Record(id, RestMetrics.LevelOf(caller));
         if (caller is null) { await WriteError(ctx, 401, Unauthorized()); return; }
         var verb = ctx.Request.Method switch
         {

@@ -83,6 +83,8 @@ public static class HostingExtensions
         services.AddSingleton<RestExecutor>();
         services.AddSingleton<DbStudio.Core.Panel.TableBrowser>();
         services.AddSingleton<DbStudio.Core.Schema.SchemaEditor>();
+        services.AddSingleton<DbStudio.Core.Panel.ProjectOverview>();
+        services.AddSingleton<RestMetrics>();
 
         // Browser apps call the REST API directly from any origin; the keys, not the origin, are the security.
         services.AddCors(o => o.AddPolicy(RestApi.CorsPolicy, p => p.AllowAnyOrigin().AllowAnyMethod().AllowAnyHeader()

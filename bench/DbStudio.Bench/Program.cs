@@ -1,6 +1,7 @@
 // DbStudio benchmarks. Each prints its figures next to a baseline measured in the same run.
 //   dotnet run -c Release --project bench/DbStudio.Bench -- provisioning [n]
 //   dotnet run -c Release --project bench/DbStudio.Bench -- rest [seconds]      (needs wrk: apt-get install wrk)
+//   dotnet run -c Release --project bench/DbStudio.Bench -- datapage [runs]
 using DbStudio.Bench;
 
 var what = args.FirstOrDefault() ?? "provisioning";
@@ -9,6 +10,9 @@ switch (what)
     case "provisioning":
         await ProvisioningBench.RunAsync(args.Length > 1 ? int.Parse(args[1]) : 100);
         return 0;
+    case "datapage":
+        await DataPageBench.RunAsync(args.Length > 1 ? int.Parse(args[1]) : 15);
+        return 0;
     case "rest-serve":
         await RestBench.RunAsync(0, serveOnly: true);
         return 0;
@@ -16,6 +20,6 @@ switch (what)
         await RestBench.RunAsync(args.Length > 1 ? int.Parse(args[1]) : 10);
         return 0;
     default:
-        Console.Error.WriteLine($"unknown benchmark '{what}'. Known: provisioning, rest");
+        Console.Error.WriteLine($"unknown benchmark '{what}'. Known: provisioning, rest, datapage");
         return 2;
 }
