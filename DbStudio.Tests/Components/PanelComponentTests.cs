@@ -22,6 +22,7 @@ public class PanelComponentTests : BunitContext
         _app = app;
         Services.AddMudServices();
         JSInterop.Mode = JSRuntimeMode.Loose;
+        JSInterop.Setup<string[]>(_ => true).SetResult([]); // Monaco's decoration ids (no Monaco in bUnit)
         Services.AddSingleton(app.Service<SqlConsole>());
         Services.AddSingleton(app.Service<SchemaCache>());
         Services.AddSingleton(app.Service<SchemaEditor>());
@@ -65,8 +66,8 @@ public class PanelComponentTests : BunitContext
     {
         var (_, p) = await ProjectAsync();
         var ran = 0;
-        var cut = Render<SqlTab>(ps => ps.Add(c => c.ProjectId, p.Id).Add(c => c.Ran, () => ran++));
-        cut.Find("#sql-input").Input("create table t (id int, label text); insert into t values (1, null), (2, 'two'); select * from t order by id; select nope");
+        var cut = Render<SqlTab>(ps => ps.Add(c => c.ProjectId, p.Id).Add(c => c.Ran, () => ran++)
+            .Add(c => c.Sql, "create table t (id int, label text); insert into t values (1, null), (2, 'two'); select * from t order by id; select nope"));
         cut.Find("#sql-run").Click();
         cut.WaitForAssertion(() => Assert.Equal(4, cut.FindAll("[id^=sql-result-]").Count), TimeSpan.FromSeconds(10));
         Assert.Contains("INSERT · 2 rows", cut.Find("#sql-result-1").TextContent);
@@ -134,8 +135,7 @@ public class PanelComponentTests : BunitContext
     public async Task Sql_history_lists_console_and_assistant_runs_and_reruns_them()
     {
         var (_, p) = await ProjectAsync();
-        var cut = Render<SqlTab>(ps => ps.Add(c => c.ProjectId, p.Id));
-        cut.Find("#sql-input").Input("select 1 as one");
+        var cut = Render<SqlTab>(ps => ps.Add(c => c.ProjectId, p.Id).Add(c => c.Sql, "select 1 as one"));
         cut.Find("#sql-run").Click();
         cut.WaitForAssertion(() => Assert.Single(cut.FindAll("[id^=sql-result-]")), TimeSpan.FromSeconds(10));
         // The assistant runs a block elsewhere; the open tab's history shows it.
@@ -170,5 +170,39 @@ public class PanelComponentTests : BunitContext
         cut.WaitForAssertion(() => Assert.Equal("ANON key: 2 · end users: 0 · DB_API_KEY: 1 · refused: 1", cut.Find("#chart-requests-total").TextContent.Trim()));
         Assert.Contains("empty: 0 · t: 3", cut.Markup);
         Assert.NotEmpty(cut.FindAll("#chart-rows, #chart-rows svg, svg"));
+    }
+
+    [Theory]
+    [InlineData(16u, "boolean", "select")]
+    [InlineData(1082u, "date", "input[type=date]")]
+    [InlineData(3802u, "jsonb", "textarea")]
+    [InlineData(114u, "json", "textarea")]
+    [InlineData(23u, "integer", "input[inputmode=decimal]")]
+    [InlineData(1700u, "numeric(10,2)", "input[inputmode=decimal]")]
+    [InlineData(25u, "text", "input[inputmode=text]")]
+    [InlineData(2950u, "uuid", "input[placeholder^=xxxxxxxx]")]
+    [InlineData(1184u, "timestamp with time zone", "input[type=datetime-local]")]
+    public void Each_column_type_gets_a_fitting_editor(uint oid, string type, string selector)
+    {
+        var column = new ColumnInfo("c", type, oid, NotNull: false, Default: null, PrimaryKeyPosition: null, Generated: false);
+        var cut = Render<CellEditor>(ps => ps.Add(c => c.Column, column).Add(c => c.Text, ""));
+        Assert.Single(cut.FindAll(selector));
+        Assert.Single(cut.FindAll("#cell-null")); // nullable: NULL is offered, distinct from empty text
+    }
+
+    [Fact]
+    public void Json_editors_refuse_invalid_json_before_saving_and_not_null_columns_offer_no_null()
+    {
+        string? saved = "untouched";
+        var column = new ColumnInfo("meta", "jsonb", 3802, NotNull: true, Default: null, PrimaryKeyPosition: null, Generated: false);
+        var cut = Render<CellEditor>(ps => ps.Add(c => c.Column, column).Add(c => c.Text, "{\"a\": 1}").Add(c => c.Save, (string? t) => saved = t));
+        Assert.Empty(cut.FindAll("#cell-null"));
+        cut.Find("#cell-editor-input").Input("{broken");
+        cut.Find("#cell-save").Click();
+        cut.WaitForAssertion(() => Assert.Contains("Not valid JSON", cut.Find("#cell-error").TextContent));
+        Assert.Equal("untouched", saved);
+        cut.Find("#cell-editor-input").Input("[1, 2]");
+        cut.Find("#cell-save").Click();
+        cut.WaitForAssertion(() => Assert.Equal("[1, 2]", saved));
     }
 }
