@@ -111,14 +111,32 @@ public sealed class TableBrowser(SchemaCache schemas, RestExecutor rest)
         return doc.RootElement.ValueKind == JsonValueKind.Array ? doc.RootElement.EnumerateArray().Select(e => e.Clone()).ToList() : [];
     }
 
+    /// <summary>The Data tab's simple filter: one column, one operator, one value — a REST filter underneath.</summary>
+    public sealed record SimpleFilter(string Column, string Operator, string? Value)
+    {
+        public static readonly IReadOnlyList<(string Op, string Label)> Operators =
+            [("eq", "="), ("neq", "≠"), ("gt", ">"), ("gte", "≥"), ("lt", "<"), ("lte", "≤"), ("ilike", "contains"), ("is.null", "is NULL"), ("not.is.null", "is not NULL")];
+
+        internal Filter ToFilter() => Operator switch
+        {
+            "is.null" => new ColumnFilter(Column, FilterOp.Is, "null", null, false),
+            "not.is.null" => new ColumnFilter(Column, FilterOp.Is, "null", null, true),
+            "ilike" => new ColumnFilter(Column, FilterOp.Ilike, "%" + (Value ?? "").Replace("%", "\\%").Replace("_", "\\_") + "%", null, false),
+            _ => RestParser.ParseColumnFilter(Column, Operator + "." + (Value ?? "")),
+        };
+    }
+
     public async Task<DataPage?> PageAsync(string projectId, string table, int page, string? orderBy = null, bool descending = false,
-        CancellationToken ct = default)
+        CancellationToken ct = default, SimpleFilter? filter = null)
     {
         var info = await schemas.FindTableAsync(projectId, table, ct);
         if (info is null) return null;
         var req = new RestRequest
         {
-            Verb = RestVerb.Get, Table = table, Limit = PageSize, Offset = (long)page * PageSize, Count = CountPref.Estimated,
+            Verb = RestVerb.Get, Table = table, Limit = PageSize, Offset = (long)page * PageSize,
+            // With a filter the total is exact (the estimate is for the whole table).
+            Count = filter is null ? CountPref.Estimated : CountPref.Exact,
+            Filters = filter is null ? [] : [filter.ToFilter()],
             Order = orderBy is null ? info.PrimaryKey.Select(c => new OrderTerm(c.Name, descending, null)).ToList()
                 : [new OrderTerm(orderBy, descending, null)],
         };
@@ -127,6 +145,6 @@ public sealed class TableBrowser(SchemaCache schemas, RestExecutor rest)
         using var doc = JsonDocument.Parse(res.Body ?? "[]"u8.ToArray());
         var rows = doc.RootElement.EnumerateArray().Select(e => e.Clone()).ToList();
         long? total = res.ContentRange is { } cr && long.TryParse(cr[(cr.IndexOf('/') + 1)..], out var t) ? t : null;
-        return new DataPage(info, rows, total, total >= EstimateAbove, null);
+        return new DataPage(info, rows, total, filter is null && total >= EstimateAbove, null);
     }
 }

@@ -205,4 +205,27 @@ public class PanelComponentTests : BunitContext
         cut.Find("#cell-save").Click();
         cut.WaitForAssertion(() => Assert.Equal("[1, 2]", saved));
     }
+
+    [Fact]
+    public async Task Data_tab_filters_with_one_column_one_operator_and_one_value()
+    {
+        var (_, p) = await ProjectAsync("create table n (id int primary key, v text); insert into n select g, case when g % 2 = 0 then 'x' || g end from generate_series(1, 75) g");
+        var cut = Render<DataTab>(ps => ps.Add(c => c.ProjectId, p.Id).Add(c => c.Table, "n"));
+        cut.WaitForAssertion(() => Assert.Equal("Rows 1–50 of 75", cut.Find("#data-range").TextContent.Trim()));
+        cut.Find("#data-filter-column").Change("v");
+        cut.Find("#data-filter-op").Change("is.null");
+        cut.Find("#data-filter-apply").Click();
+        cut.WaitForAssertion(() => Assert.Equal("Rows 1–38 of 38", cut.Find("#data-range").TextContent.Trim()));
+        cut.Find("#data-filter-op").Change("ilike");
+        cut.Find("#data-filter-value").Input("X7");
+        cut.Find("#data-filter-apply").Click(); // contains, case-insensitive: x70, x72, x74
+        cut.WaitForAssertion(() => Assert.Equal("Rows 1–3 of 3", cut.Find("#data-range").TextContent.Trim()));
+        cut.Find("#data-filter-column").Change("id");
+        cut.Find("#data-filter-op").Change("gt");
+        cut.Find("#data-filter-value").Input("not a number");
+        cut.Find("#data-filter-apply").Click(); // PostgreSQL's message, not a crash
+        cut.WaitForAssertion(() => Assert.Contains("22P02", cut.Markup));
+        cut.Find("#data-filter-clear").Click();
+        cut.WaitForAssertion(() => Assert.Equal("Rows 1–50 of 75", cut.Find("#data-range").TextContent.Trim()));
+    }
 }
