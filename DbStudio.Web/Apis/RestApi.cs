@@ -19,8 +19,7 @@ public static class RestApi
     {
         var g = app.MapGroup("/db/{id}/rest").RequireCors(CorsPolicy).WithTags("REST");
         g.MapMethods("/{table}", ["GET", "HEAD", "POST", "PATCH", "DELETE"], Handle).DisableAntiforgery();
-        g.MapGet("/", OpenApi);
-        g.MapGet("", OpenApi);
+        g.MapGet("/", OpenApi); // also answers /db/{id}/rest without the slash
         return app;
     }
 

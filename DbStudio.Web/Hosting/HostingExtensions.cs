@@ -107,6 +107,8 @@ public static class HostingExtensions
         });
 
         services.AddProblemDetails();
+        // Malformed JSON bodies are the client's mistake: answer 400 (as ProblemDetails) without logging an exception.
+        services.Configure<Microsoft.AspNetCore.Routing.RouteHandlerOptions>(o => o.ThrowOnBadRequest = false);
         services.AddHealthChecks().AddDbContextCheck<PlatformDbContext>("platform-db");
         services.AddRazorComponents().AddInteractiveServerComponents();
         services.AddCascadingAuthenticationState();
