@@ -1,6 +1,9 @@
 // A throwaway PostgreSQL cluster plus the app's services on it, for benchmarks.
+using DbStudio.Core.Platform;
 using DbStudio.Core.Postgres;
+using DbStudio.Core.Projects;
 using DbStudio.Web.Hosting;
+using Microsoft.AspNetCore.Identity;
 
 namespace DbStudio.Bench;
 
@@ -28,6 +31,23 @@ public sealed class BenchHost : IAsyncDisposable
         var app = builder.Build();
         await app.UseDbStudioAsync();
         return new BenchHost { Cluster = cluster, App = app, PlatformConnectionString = cs };
+    }
+
+    /// <summary>A platform account for the benchmark's projects.</summary>
+    public async Task<string> CreateUserAsync()
+    {
+        await using var scope = App.Services.CreateAsyncScope();
+        var users = scope.ServiceProvider.GetRequiredService<UserManager<PlatformUser>>();
+        var user = new PlatformUser { UserName = "bench@example.com", Email = "bench@example.com" };
+        var created = await users.CreateAsync(user, "bench password");
+        if (!created.Succeeded) throw new InvalidOperationException(string.Join(" ", created.Errors.Select(e => e.Description)));
+        return user.Id;
+    }
+
+    public async Task<ProjectInfo> CreateProjectAsync(string userId, string baseUrl = "http://localhost")
+    {
+        await using var scope = App.Services.CreateAsyncScope();
+        return await scope.ServiceProvider.GetRequiredService<ProjectService>().CreateAsync(userId, "bench", baseUrl);
     }
 
     public async ValueTask DisposeAsync()

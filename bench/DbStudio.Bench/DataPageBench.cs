@@ -16,17 +16,8 @@ public static class DataPageBench
     {
         await using var host = await BenchHost.StartAsync();
         var services = host.App.Services;
-        string userId;
-        await using (var scope = services.CreateAsyncScope())
-        {
-            var users = scope.ServiceProvider.GetRequiredService<UserManager<PlatformUser>>();
-            var user = new PlatformUser { UserName = "bench@example.com", Email = "bench@example.com" };
-            await users.CreateAsync(user, "bench password");
-            userId = user.Id;
-        }
-        ProjectInfo project;
-        await using (var scope = services.CreateAsyncScope())
-            project = await scope.ServiceProvider.GetRequiredService<ProjectService>().CreateAsync(userId, "bench", "http://localhost");
+        var userId = await host.CreateUserAsync();
+        var project = await host.CreateProjectAsync(userId, "http://localhost");
         var setup = await services.GetRequiredService<SqlConsole>().RunAsync(project.Id,
             "create table big (id bigserial primary key, name text, price numeric(10,2), at timestamptz default now(), meta jsonb); " +
             "insert into big (name, price, meta) select 'row ' || g, g % 1000 * 1.25, jsonb_build_object('g', g) from generate_series(1, 1000000) g; " +

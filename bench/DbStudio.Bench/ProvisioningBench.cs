@@ -14,14 +14,7 @@ public static class ProvisioningBench
     {
         await using var host = await BenchHost.StartAsync();
         var services = host.App.Services;
-        string userId;
-        await using (var scope = services.CreateAsyncScope())
-        {
-            var users = scope.ServiceProvider.GetRequiredService<UserManager<PlatformUser>>();
-            var user = new PlatformUser { UserName = "bench@example.com", Email = "bench@example.com" };
-            (await users.CreateAsync(user, "bench password")).Succeeded.ToString();
-            userId = user.Id;
-        }
+        var userId = await host.CreateUserAsync();
 
         // Warm-up (JIT, pools), not measured.
         for (var i = 0; i < 5; i++) await CreateDelete(services, userId);

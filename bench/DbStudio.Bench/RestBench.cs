@@ -29,17 +29,8 @@ public static partial class RestBench
         var services = host.App.Services;
 
         // A project with a 100,000-row table that anon may read (RLS on, policy USING (true)).
-        string userId;
-        await using (var scope = services.CreateAsyncScope())
-        {
-            var users = scope.ServiceProvider.GetRequiredService<UserManager<PlatformUser>>();
-            var user = new PlatformUser { UserName = "bench@example.com", Email = "bench@example.com" };
-            await users.CreateAsync(user, "bench password");
-            userId = user.Id;
-        }
-        ProjectInfo project;
-        await using (var scope = services.CreateAsyncScope())
-            project = await scope.ServiceProvider.GetRequiredService<ProjectService>().CreateAsync(userId, "bench", baseUrl);
+        var userId = await host.CreateUserAsync();
+        var project = await host.CreateProjectAsync(userId, baseUrl);
         var setup = await services.GetRequiredService<SqlConsole>().RunAsync(project.Id,
             "create table items (id int primary key, name text not null, price numeric(10,2), user_id uuid); " +
             "insert into items select g, 'item ' || g, g * 1.25, gen_random_uuid() from generate_series(1, 100000) g; analyze items");
