@@ -43,7 +43,7 @@ public static partial class RestBench
         if (serveOnly)
         {
             Console.WriteLine($"REST {restBase} apikey {project.AnonKey}\nHAND {handWritten.Url}\nPG {host.PlatformConnectionString}");
-            await Task.Delay(Timeout.Infinite);
+            await host.App.WaitForShutdownAsync(); // Ctrl+C or SIGTERM ends it
         }
         // Variants run interleaved over three rounds and the median round counts, so warm-up, JIT tiering and the
         // machine's other work do not favour whichever ran last.
