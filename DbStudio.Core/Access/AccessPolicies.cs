@@ -7,7 +7,6 @@ using DbStudio.Core.Projects;
 using DbStudio.Core.Rest;
 using DbStudio.Core.Sql;
 using Microsoft.EntityFrameworkCore;
-using Microsoft.Extensions.DependencyInjection;
 using Npgsql;
 
 namespace DbStudio.Core.Access;
@@ -23,7 +22,7 @@ public sealed record AccessSettings(
         t.AuthUpdateOwn, t.AuthDeleteOwn, t.UserIdColumn);
 }
 
-public sealed class AccessPolicies(IServiceScopeFactory scopes, NpgsqlDataSource platform, SchemaCache schemas)
+public sealed class AccessPolicies(IDbContextFactory<PlatformDbContext> contexts, NpgsqlDataSource platform, SchemaCache schemas)
 {
     /// <summary>Column types an owner column may have: end-user ids are UUIDs.</summary>
     public static bool IsOwnerColumnType(ColumnInfo c) => c.TypeOid is 2950 or 25 or 1043; // uuid, text, varchar
@@ -38,8 +37,7 @@ public sealed class AccessPolicies(IServiceScopeFactory scopes, NpgsqlDataSource
     {
         if (_applied.TryGetValue((projectId, table.Oid), out var s)) return s;
         if (!table.IsTable) return AccessSettings.Defaults(null); // views: only the DB_API_KEY reaches them
-        await using var scope = scopes.CreateAsyncScope();
-        var db = scope.ServiceProvider.GetRequiredService<PlatformDbContext>();
+        await using var db = await contexts.CreateDbContextAsync(ct);
         var row = await db.TableAccess.AsNoTracking().FirstOrDefaultAsync(t => t.ProjectId == projectId && t.TableName == table.Name, ct);
         var settings = row is not null ? AccessSettings.From(row) : AccessSettings.Defaults(DefaultOwnerColumn(table));
         if (row is null || !await RlsEnabledAsync(table.Oid, ct))

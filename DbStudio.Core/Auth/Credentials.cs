@@ -5,11 +5,10 @@ using DbStudio.Core.Platform;
 using DbStudio.Core.Projects;
 using DbStudio.Core.Rest;
 using Microsoft.EntityFrameworkCore;
-using Microsoft.Extensions.DependencyInjection;
 
 namespace DbStudio.Core.Auth;
 
-public sealed class Credentials(IServiceScopeFactory scopes, EndUserAuth endUsers, TimeProvider clock)
+public sealed class Credentials(IDbContextFactory<PlatformDbContext> contexts, EndUserAuth endUsers, TimeProvider clock)
 {
     private sealed record KeyEntry(string? ProjectId, ProjectSecretKind Kind, DateTimeOffset CachedAt);
 
@@ -41,9 +40,6 @@ public sealed class Credentials(IServiceScopeFactory scopes, EndUserAuth endUser
     public async Task<bool> IsProjectKeyAsync(string projectId, string? key, CancellationToken ct = default) =>
         !string.IsNullOrEmpty(key) && await FromKeyAsync(projectId, key, ct) is not null;
 
-    public async Task<bool> IsApiKeyAsync(string projectId, string? key, CancellationToken ct = default) =>
-        !string.IsNullOrEmpty(key) && await FromKeyAsync(projectId, key, ct) is { Kind: CallerKind.Admin };
-
     /// <summary>Forgets cached keys of a project (rotation, deletion).</summary>
     public void Forget(string projectId)
     {
@@ -58,8 +54,7 @@ public sealed class Credentials(IServiceScopeFactory scopes, EndUserAuth endUser
         var now = clock.GetUtcNow();
         if (!_keys.TryGetValue(hash, out var e) || now - e.CachedAt > (e.ProjectId is null ? MissCacheFor : KeyCacheFor))
         {
-            await using var scope = scopes.CreateAsyncScope();
-            var db = scope.ServiceProvider.GetRequiredService<PlatformDbContext>();
+            await using var db = await contexts.CreateDbContextAsync(ct);
             var row = await db.ProjectSecrets.AsNoTracking().Where(s => s.Hash == hash)
                 .Select(s => new { s.ProjectId, s.Kind }).FirstOrDefaultAsync(ct);
             e = new KeyEntry(row?.ProjectId, row?.Kind ?? 0, now);

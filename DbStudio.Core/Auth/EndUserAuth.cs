@@ -6,7 +6,6 @@ using DbStudio.Core.Platform;
 using DbStudio.Core.Projects;
 using Microsoft.AspNetCore.Identity;
 using Microsoft.EntityFrameworkCore;
-using Microsoft.Extensions.DependencyInjection;
 
 namespace DbStudio.Core.Auth;
 
@@ -23,7 +22,7 @@ public sealed class AuthException(int status, string code, string message) : Exc
 /// <summary>What a valid access token stands for.</summary>
 public sealed record SessionPrincipal(string ProjectId, Guid UserId, string Role, DateTimeOffset ExpiresAt);
 
-public sealed class EndUserAuth(IServiceScopeFactory scopes, TimeProvider clock)
+public sealed class EndUserAuth(IDbContextFactory<PlatformDbContext> contexts, TimeProvider clock)
 {
     public static readonly TimeSpan AccessLifetime = TimeSpan.FromHours(1);
     public static readonly TimeSpan RefreshLifetime = TimeSpan.FromDays(30);
@@ -39,8 +38,7 @@ public sealed class EndUserAuth(IServiceScopeFactory scopes, TimeProvider clock)
     {
         var normalized = ValidateEmail(email);
         ValidatePassword(password);
-        await using var scope = scopes.CreateAsyncScope();
-        var db = scope.ServiceProvider.GetRequiredService<PlatformDbContext>();
+        await using var db = await contexts.CreateDbContextAsync(ct);
         if (await db.EndUsers.AnyAsync(u => u.ProjectId == projectId && u.NormalizedEmail == normalized, ct))
             throw new AuthException(422, "user_already_exists", "A user with this email address has already been registered");
         var user = new EndUser
@@ -63,8 +61,7 @@ public sealed class EndUserAuth(IServiceScopeFactory scopes, TimeProvider clock)
         if (string.IsNullOrWhiteSpace(email) || string.IsNullOrEmpty(password) || password.Length > MaxPasswordLength)
             throw InvalidCredentials();
         var normalized = email.Trim().ToLowerInvariant();
-        await using var scope = scopes.CreateAsyncScope();
-        var db = scope.ServiceProvider.GetRequiredService<PlatformDbContext>();
+        await using var db = await contexts.CreateDbContextAsync(ct);
         var user = await db.EndUsers.FirstOrDefaultAsync(u => u.ProjectId == projectId && u.NormalizedEmail == normalized, ct);
         if (user is null)
         {
@@ -83,8 +80,7 @@ public sealed class EndUserAuth(IServiceScopeFactory scopes, TimeProvider clock)
     {
         if (string.IsNullOrEmpty(refreshToken)) throw new AuthException(400, "validation_failed", "refresh_token is required");
         var hash = ProjectNaming.KeyHash(refreshToken);
-        await using var scope = scopes.CreateAsyncScope();
-        var db = scope.ServiceProvider.GetRequiredService<PlatformDbContext>();
+        await using var db = await contexts.CreateDbContextAsync(ct);
         await using var tx = await db.Database.BeginTransactionAsync(ct);
         var session = await db.EndUserSessions.FromSql(
                 $"SELECT * FROM platform.end_user_sessions WHERE \"RefreshTokenHash\" = {hash} AND \"ProjectId\" = {projectId} FOR UPDATE")
@@ -110,8 +106,7 @@ public sealed class EndUserAuth(IServiceScopeFactory scopes, TimeProvider clock)
     {
         var hash = ProjectNaming.KeyHash(accessToken);
         Evict(hash);
-        await using var scope = scopes.CreateAsyncScope();
-        var db = scope.ServiceProvider.GetRequiredService<PlatformDbContext>();
+        await using var db = await contexts.CreateDbContextAsync(ct);
         await db.EndUserSessions.Where(s => s.AccessTokenHash == hash && s.RevokedAt == null)
             .ExecuteUpdateAsync(u => u.SetProperty(s => s.RevokedAt, clock.GetUtcNow()), ct);
     }
@@ -123,8 +118,7 @@ public sealed class EndUserAuth(IServiceScopeFactory scopes, TimeProvider clock)
         var now = clock.GetUtcNow();
         if (_cache.TryGetValue(hash, out var hit) && now - hit.CachedAt < CacheFor)
             return hit.Principal.ExpiresAt > now ? hit.Principal : null;
-        await using var scope = scopes.CreateAsyncScope();
-        var db = scope.ServiceProvider.GetRequiredService<PlatformDbContext>();
+        await using var db = await contexts.CreateDbContextAsync(ct);
         var row = await (from s in db.EndUserSessions
                          join u in db.EndUsers on s.UserId equals u.Id
                          where s.AccessTokenHash == hash && s.RevokedAt == null && s.AccessExpiresAt > now
@@ -138,16 +132,14 @@ public sealed class EndUserAuth(IServiceScopeFactory scopes, TimeProvider clock)
 
     public async Task<EndUserInfo?> GetUserAsync(string projectId, Guid userId, CancellationToken ct = default)
     {
-        await using var scope = scopes.CreateAsyncScope();
-        var db = scope.ServiceProvider.GetRequiredService<PlatformDbContext>();
+        await using var db = await contexts.CreateDbContextAsync(ct);
         var u = await db.EndUsers.AsNoTracking().FirstOrDefaultAsync(x => x.Id == userId && x.ProjectId == projectId, ct);
         return u is null ? null : Info(u);
     }
 
     public async Task<List<EndUserInfo>> ListUsersAsync(string projectId, CancellationToken ct = default)
     {
-        await using var scope = scopes.CreateAsyncScope();
-        var db = scope.ServiceProvider.GetRequiredService<PlatformDbContext>();
+        await using var db = await contexts.CreateDbContextAsync(ct);
         return (await db.EndUsers.AsNoTracking().Where(u => u.ProjectId == projectId).OrderBy(u => u.CreatedAt).ToListAsync(ct))
             .Select(Info).ToList();
     }
@@ -156,8 +148,7 @@ public sealed class EndUserAuth(IServiceScopeFactory scopes, TimeProvider clock)
     public async Task<EndUserInfo?> SetRoleAsync(string projectId, Guid userId, string role, CancellationToken ct = default)
     {
         if (!EndUserRoles.IsValid(role)) throw new AuthException(400, "validation_failed", "role must be \"user\" or \"admin\"");
-        await using var scope = scopes.CreateAsyncScope();
-        var db = scope.ServiceProvider.GetRequiredService<PlatformDbContext>();
+        await using var db = await contexts.CreateDbContextAsync(ct);
         var u = await db.EndUsers.FirstOrDefaultAsync(x => x.Id == userId && x.ProjectId == projectId, ct);
         if (u is null) return null;
         u.Role = role;
@@ -168,8 +159,7 @@ public sealed class EndUserAuth(IServiceScopeFactory scopes, TimeProvider clock)
 
     public async Task<bool> DeleteUserAsync(string projectId, Guid userId, CancellationToken ct = default)
     {
-        await using var scope = scopes.CreateAsyncScope();
-        var db = scope.ServiceProvider.GetRequiredService<PlatformDbContext>();
+        await using var db = await contexts.CreateDbContextAsync(ct);
         var n = await db.EndUsers.Where(x => x.Id == userId && x.ProjectId == projectId).ExecuteDeleteAsync(ct);
         EvictUser(userId);
         return n > 0;

@@ -3,7 +3,6 @@
 using System.Collections.Concurrent;
 using DbStudio.Core.Platform;
 using Microsoft.EntityFrameworkCore;
-using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Options;
 using Npgsql;
 
@@ -18,14 +17,17 @@ public sealed class OwnerConnections : IAsyncDisposable
     }
 
     private readonly ConcurrentDictionary<string, Lazy<Task<Entry>>> _pools = new();
-    private readonly IServiceScopeFactory _scopes;
+    private readonly IDbContextFactory<PlatformDbContext> _contexts;
+    private readonly SecretProtector _protector;
     private readonly NpgsqlConnectionStringBuilder _platform;
     private readonly DbStudioOptions _options;
     private readonly Timer _trim;
 
-    public OwnerConnections(IServiceScopeFactory scopes, NpgsqlDataSource platform, IOptions<DbStudioOptions> options)
+    public OwnerConnections(IDbContextFactory<PlatformDbContext> contexts, SecretProtector protector, NpgsqlDataSource platform,
+        IOptions<DbStudioOptions> options)
     {
-        _scopes = scopes;
+        _contexts = contexts;
+        _protector = protector;
         _platform = new NpgsqlConnectionStringBuilder(platform.ConnectionString);
         _options = options.Value;
         var period = _options.Console.PoolIdle;
@@ -61,15 +63,13 @@ public sealed class OwnerConnections : IAsyncDisposable
         try
         {
             string password;
-            await using (var scope = _scopes.CreateAsyncScope())
+            await using (var db = await _contexts.CreateDbContextAsync())
             {
-                var db = scope.ServiceProvider.GetRequiredService<PlatformDbContext>();
-                var protector = scope.ServiceProvider.GetRequiredService<SecretProtector>();
                 var secret = await db.ProjectSecrets.AsNoTracking()
                     .Where(s => s.ProjectId == id && s.Kind == ProjectSecretKind.OwnerPassword)
                     .Select(s => s.Protected).SingleOrDefaultAsync()
                     ?? throw new KeyNotFoundException($"project {id} does not exist");
-                password = protector.Unprotect(secret);
+                password = _protector.Unprotect(secret);
             }
             var csb = new NpgsqlConnectionStringBuilder
             {
@@ -101,8 +101,6 @@ public sealed class OwnerConnections : IAsyncDisposable
             if (lazy.IsValueCreated && lazy.Value.IsCompletedSuccessfully && Interlocked.Read(ref lazy.Value.Result.LastUsedTicks) < cutoff)
                 Forget(id);
     }
-
-    internal int PoolCount => _pools.Count;
 
     public async ValueTask DisposeAsync()
     {

@@ -20,6 +20,7 @@ public sealed class ProjectService(
     Auth.Credentials credentials,
     Rest.SchemaCache schemas,
     Access.AccessPolicies access,
+    Console.SqlHistory history,
     IOptions<DbStudioOptions> options)
 {
     public const int MaxNameLength = 100;
@@ -106,6 +107,7 @@ public sealed class ProjectService(
         credentials.Forget(id);
         schemas.Invalidate(id);
         access.Forget(id);
+        history.Forget(id);
         return true;
     }
 
