@@ -129,7 +129,9 @@ public sealed class RestExecutor(RestDataSource rest, SchemaCache schemas, Acces
             }
             else
             {
-                await using var reader = await batch.ExecuteReaderAsync(CommandBehavior.SequentialAccess, ct);
+                // Plain columns are read value by value from the buffered row; row_to_json texts stream out.
+                await using var reader = await batch.ExecuteReaderAsync(
+                    plan.PlainColumns is null ? CommandBehavior.SequentialAccess : CommandBehavior.Default, ct);
                 await reader.NextResultAsync(ct); // the settings
                 if (plan.CountSql is not null)
                 {
@@ -137,7 +139,9 @@ public sealed class RestExecutor(RestDataSource rest, SchemaCache schemas, Acces
                     total = await reader.IsDBNullAsync(0, ct) ? null : reader.GetInt64(0);
                     await reader.NextResultAsync(ct);
                 }
-                (body, page) = await ReadRowsAsync(reader, req.Singular, ct);
+                (body, page) = plan.PlainColumns is { } plain
+                    ? await ReadPlainRowsAsync(reader, plain, req.Singular, ct)
+                    : await ReadRowsAsync(reader, req.Singular, ct);
             }
 
             if (req.Singular && page != 1)
@@ -180,6 +184,33 @@ public sealed class RestExecutor(RestDataSource rest, SchemaCache schemas, Acces
             if (tx is not null) await tx.DisposeAsync();
             if (batch is not null) await batch.DisposeAsync();
         }
+    }
+
+    /// <summary>Writes rows of plain values as JSON objects (RowJson), as an array or the single object.</summary>
+    private static async Task<(ArrayBufferWriter<byte> Body, long Page)> ReadPlainRowsAsync(NpgsqlDataReader reader,
+        IReadOnlyList<PlainColumn> columns, bool singular, CancellationToken ct)
+    {
+        var body = new ArrayBufferWriter<byte>(4096);
+        long page = 0;
+        using (var w = RowJson.CreateWriter(body))
+        {
+            if (!singular) w.WriteStartArray();
+            while (await reader.ReadAsync(ct))
+            {
+                page++;
+                if (singular && page > 1) continue; // counted, not kept: the answer is a 406
+                w.WriteStartObject();
+                for (var i = 0; i < columns.Count; i++)
+                {
+                    w.WritePropertyName(columns[i].Key);
+                    RowJson.WriteValue(w, reader, i, columns[i].Kind);
+                }
+                w.WriteEndObject();
+            }
+            if (!singular) w.WriteEndArray();
+            w.Flush();
+        }
+        return (body, page);
     }
 
     /// <summary>Joins the rows' JSON texts into one array (or the single object) without parsing them.</summary>

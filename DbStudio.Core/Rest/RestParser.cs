@@ -326,5 +326,5 @@ public static class RestParser
     }
 
     /// <summary>Echoes user input in messages without making them huge.</summary>
-    internal static string Trim(string s) => s.Length <= 120 ? s : s[..120] + "…";
+    public static string Trim(string s) => s.Length <= 120 ? s : s[..120] + "…";
 }

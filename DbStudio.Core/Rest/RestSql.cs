@@ -25,7 +25,12 @@ public sealed record RestCaller(string ProjectId, CallerKind Kind, Guid? UserId 
 /// PostgreSQL applies SELECT policies to RETURNING and an insert-only caller must succeed.
 /// </summary>
 public sealed record RestPlan(string Sql, IReadOnlyList<NpgsqlParameter> Parameters, bool ReturnsRows, bool IsWrite,
-    string? CountSql = null, int CountParameters = 0);
+    string? CountSql = null, int CountParameters = 0)
+{
+    /// <summary>When set, the statement returns these columns (binary, or text where <see cref="PlainColumn.SelectAsText"/>)
+    /// and .NET writes the JSON (RowJson); otherwise it returns one row_to_json text per row.</summary>
+    public IReadOnlyList<PlainColumn>? PlainColumns { get; init; }
+}
 
 public sealed class RestSql
 {
@@ -68,14 +73,19 @@ public sealed class RestSql
         if (_req.Count != CountPref.None) countSql = "SELECT " + CountExpression(where);
         var countParams = _params.Count;
         var limit = Math.Min(_req.Limit ?? maxRows, maxRows);
-        _sql.Append("SELECT row_to_json(").Append(Src).Append(")::text FROM (SELECT ").Append(SelectList())
-            .Append(" FROM ").Append(Target()).Append(" AS ").Append(T);
+        // The page is cut in a subquery and its values are turned into output there-after: PostgreSQL evaluates an
+        // outer SELECT list only for the rows that survive OFFSET/LIMIT (a cast in the inner list would run for every
+        // skipped row too).
+        var plain = PlainColumns();
+        if (plain is not null) _sql.Append("SELECT ").Append(PlainSelectList(plain));
+        else _sql.Append("SELECT row_to_json(").Append(Src).Append(")::text");
+        _sql.Append(" FROM (SELECT ").Append(SelectList()).Append(" FROM ").Append(Target()).Append(" AS ").Append(T);
         if (where.Length > 0) _sql.Append(" WHERE ").Append(where);
         AppendOrder();
         _sql.Append(" LIMIT ").Append(Param(limit, NpgsqlDbType.Bigint));
         if (_req.Offset > 0) _sql.Append(" OFFSET ").Append(Param(_req.Offset, NpgsqlDbType.Bigint));
         _sql.Append(") ").Append(Src);
-        return new RestPlan(_sql.ToString(), _params, ReturnsRows: true, IsWrite: false, countSql, countParams);
+        return new RestPlan(_sql.ToString(), _params, ReturnsRows: true, IsWrite: false, countSql, countParams) { PlainColumns = plain };
     }
 
     private RestPlan Insert(RestCaller caller, string? ownerColumn)
@@ -177,6 +187,34 @@ public sealed class RestSql
     private RestException UnknownColumn(string name) =>
         new(400, "42703", $"column {_table.Name}.{RestParser.Trim(name)} does not exist", null,
             $"Columns of \"{_table.Name}\": {string.Join(", ", _table.Columns.Select(c => c.Name))}");
+
+    /// <summary>The output columns with their JSON kinds, when every one has a direct JSON form (RowJson).</summary>
+    private List<PlainColumn>? PlainColumns()
+    {
+        var result = new List<PlainColumn>();
+        foreach (var item in _req.Select)
+        {
+            if (item.IsStar)
+            {
+                foreach (var c in _table.Columns)
+                {
+                    if (RowJson.KindOf(c.TypeOid) is not { } k) return null;
+                    result.Add(new PlainColumn(c.Name, k));
+                }
+                continue;
+            }
+            var col = Column(item.Column);
+            var kind = item.Cast is not null ? RowJson.KindOfCast(item.Cast) : RowJson.KindOf(col.TypeOid);
+            if (kind is null) return null;
+            result.Add(new PlainColumn(item.Alias ?? col.Name, kind.Value));
+        }
+        // Duplicate output names: row_to_json keeps both; keep its behaviour there.
+        return result.Select(c => c.Name).Distinct().Count() == result.Count ? result : null;
+    }
+
+    /// <summary>The outer SELECT list for <paramref name="plain"/>: the subquery's columns, as text where the kind says so.</summary>
+    private static string PlainSelectList(IReadOnlyList<PlainColumn> plain) =>
+        string.Join(", ", plain.Select(c => c.SelectAsText ? $"({Src}.{SqlText.Ident(c.Name)})::text" : $"{Src}.{SqlText.Ident(c.Name)}"));
 
     private string SelectList()
     {

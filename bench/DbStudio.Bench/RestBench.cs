@@ -44,6 +44,7 @@ public static partial class RestBench
         {
             Console.WriteLine($"REST {restBase} apikey {project.AnonKey}\nHAND {handWritten.Url}\nPG {host.PlatformConnectionString}");
             await host.App.WaitForShutdownAsync(); // Ctrl+C or SIGTERM ends it
+            return;
         }
         // Variants run interleaved over three rounds and the median round counts, so warm-up, JIT tiering and the
         // machine's other work do not favour whichever ran last.
