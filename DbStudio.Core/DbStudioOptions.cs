@@ -16,6 +16,7 @@ public sealed class DbStudioOptions
 
     public ConsoleOptions Console { get; set; } = new();
     public Rest.RestOptions Rest { get; set; } = new();
+    public Streams.StreamOptions Streams { get; set; } = new();
 }
 
 public sealed class ConsoleOptions

@@ -13,7 +13,7 @@ using Npgsql;
 
 namespace DbStudio.Core.Console;
 
-public sealed class SqlConsole(OwnerConnections owners, SchemaCache schemas, AccessPolicies access, SqlHistory history,
+public sealed class SqlConsole(OwnerConnections owners, SchemaCache schemas, AccessPolicies access, Streams.ChangeCapture capture, SqlHistory history,
     IOptions<DbStudioOptions> options, ILogger<SqlConsole> log)
 {
     private readonly ConsoleOptions _opt = options.Value.Console;
@@ -61,7 +61,11 @@ public sealed class SqlConsole(OwnerConnections owners, SchemaCache schemas, Acc
         {
             // DDL may have changed tables: refresh the REST schema cache and give new tables their secure defaults.
             schemas.Invalidate(projectId);
-            try { await access.EnsureAllAsync(projectId, CancellationToken.None); }
+            try
+            {
+                await access.EnsureAllAsync(projectId, CancellationToken.None);
+                await capture.EnsureProjectAsync(projectId, CancellationToken.None); // new tables record their changes
+            }
             catch (Exception e) when (e is NpgsqlException or InvalidOperationException)
             {
                 log.LogWarning(e, "Could not apply default access policies for project {Project}", projectId);

@@ -62,6 +62,7 @@ public sealed class ProjectProvisioner
             CREATE SCHEMA {schema} AUTHORIZATION {owner};
             GRANT USAGE ON SCHEMA {schema} TO {anon}, {user}, {userAdmin};
             ALTER ROLE {owner} SET search_path = {schema};
+            {Streams.ChangeCapture.CreateStreamSql(id)}
             """, ct);
     }
 
@@ -77,7 +78,7 @@ public sealed class ProjectProvisioner
             await using var r = await cmd.ExecuteReaderAsync(ct);
             while (await r.ReadAsync(ct)) existing.Add(r.GetString(0));
         }
-        var sql = $"DROP SCHEMA IF EXISTS {SqlText.Ident(ProjectNaming.Schema(id))} CASCADE;";
+        var sql = $"DROP SCHEMA IF EXISTS {SqlText.Ident(ProjectNaming.Schema(id))} CASCADE;" + Streams.ChangeCapture.DropStreamSql(id);
         if (existing.Count > 0)
         {
             var list = string.Join(", ", existing.Select(SqlText.Ident));

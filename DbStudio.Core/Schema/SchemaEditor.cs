@@ -12,7 +12,7 @@ namespace DbStudio.Core.Schema;
 
 public sealed record NewColumn(string Name, string Type, bool Nullable = true, string? Default = null, bool PrimaryKey = false);
 
-public sealed class SchemaEditor(OwnerConnections owners, SchemaCache schemas, AccessPolicies access)
+public sealed class SchemaEditor(OwnerConnections owners, SchemaCache schemas, AccessPolicies access, Streams.ChangeCapture capture)
 {
     /// <summary>The column types offered in the panel (others still display).</summary>
     public static readonly IReadOnlyList<string> Types =
@@ -87,6 +87,7 @@ public sealed class SchemaEditor(OwnerConnections owners, SchemaCache schemas, A
         catch (PostgresException e) { return SqlError.From(e, 0) with { Position = null }; }
         schemas.Invalidate(projectId);
         await access.EnsureAllAsync(projectId, ct); // a new table gets the secure defaults at once
+        await capture.EnsureProjectAsync(projectId, ct); // and records its changes for the live stream
         return null;
     }
 }

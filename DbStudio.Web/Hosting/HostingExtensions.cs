@@ -85,6 +85,9 @@ public static class HostingExtensions
         services.AddSingleton<DbStudio.Core.Schema.SchemaEditor>();
         services.AddSingleton<DbStudio.Core.Panel.ProjectOverview>();
         services.AddSingleton<RestMetrics>();
+        services.AddSingleton<DbStudio.Core.Streams.ChangeCapture>();
+        services.AddSingleton<DbStudio.Core.Streams.ChangeHub>();
+        services.AddHostedService(sp => sp.GetRequiredService<DbStudio.Core.Streams.ChangeHub>());
 
         // Browser apps call the REST API directly from any origin; the keys, not the origin, are the security.
         services.AddCors(o => o.AddPolicy(RestApi.CorsPolicy, p => p.AllowAnyOrigin().AllowAnyMethod().AllowAnyHeader()
@@ -160,6 +163,7 @@ public static class HostingExtensions
         app.MapProjectsApi();
         app.MapAccessApi();
         app.MapRestApi();
+        app.MapStreamApi();
         app.MapEndUserAuthApi();
 
         app.MapRazorComponents<App>().AddInteractiveServerRenderMode();

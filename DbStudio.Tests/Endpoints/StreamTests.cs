@@ -1,0 +1,356 @@
+// The live row stream (DESIGN §6) through a real SSE client against the running app: event shapes, refusal, own-row
+// filtering including deletes, resume with Last-Event-ID, changes from the console and from psql, filters, and two
+// app instances on one database.
+using System.Net;
+using System.Net.Http.Headers;
+using System.Net.Http.Json;
+using System.Text.Json;
+using DbStudio.Core.Projects;
+using DbStudio.Core.Streams;
+using DbStudio.Tests.Infrastructure;
+using Microsoft.Extensions.DependencyInjection;
+using Npgsql;
+
+namespace DbStudio.Tests.Endpoints;
+
+public class StreamTests(TestApp app)
+{
+    private sealed record World(HttpClient Owner, ProjectInfo Project);
+
+    private async Task<World> NewProjectAsync(string table = "tasks", object? access = null)
+    {
+        var owner = await app.NewUserClientAsync();
+        var p = await TestApp.CreateProjectAsync(owner, "stream");
+        var r = await TestApp.SqlAsync(owner, p.Id, $"create table {table} (id serial primary key, title text, status text, user_id uuid)");
+        Assert.False(r[0].TryGetProperty("error", out var e), e.ToString());
+        if (access is not null)
+            (await owner.PutAsJsonAsync($"/api/projects/{p.Id}/tables/{table}/access", access)).EnsureSuccessStatusCode();
+        return new World(owner, p);
+    }
+
+    private static object Settings(bool anonSelect = false, bool selectOwn = true, string? owner = "user_id") => new
+    {
+        anon_select = anonSelect, anon_insert = false, auth_insert = true, auth_select_own = selectOwn, auth_update_own = true,
+        auth_delete_own = true, user_id_col = owner,
+    };
+
+    private async Task<JsonElement> RestAsync(HttpMethod method, string path, string? bearer, object? body = null, string? apikey = null)
+    {
+        var req = new HttpRequestMessage(method, path);
+        if (bearer is not null) req.Headers.Authorization = new AuthenticationHeaderValue("Bearer", bearer);
+        if (apikey is not null) req.Headers.Add("apikey", apikey);
+        req.Headers.Add("Prefer", "return=representation");
+        if (body is not null) req.Content = JsonContent.Create(body);
+        var res = await app.Factory.CreateClient().SendAsync(req);
+        var text = await res.Content.ReadAsStringAsync();
+        Assert.True(res.IsSuccessStatusCode, $"{method} {path}: {(int)res.StatusCode} {text}");
+        return text.Length == 0 ? default : JsonSerializer.Deserialize<JsonElement>(text);
+    }
+
+    private async Task<(string Token, string Id)> SignupAsync(ProjectInfo p, string who)
+    {
+        var body = await RestAsync(HttpMethod.Post, $"/db/{p.Id}/auth/signup", null,
+            new { email = $"{who}-{Guid.NewGuid():N}@example.com", password = $"{who} password" }, p.AnonKey);
+        return (body.GetProperty("access_token").GetString()!, body.GetProperty("user").GetProperty("id").GetString()!);
+    }
+
+    private Task<SseClient> OpenAsync(ProjectInfo p, string query = "", string? bearer = null, string? lastEventId = null, string table = "tasks") =>
+        SseClient.OpenAsync(app.BaseUrl, $"/db/{p.Id}/rest/{table}/stream{query}", bearer, lastEventId);
+
+    [Fact]
+    public async Task Inserts_updates_and_deletes_arrive_as_documented()
+    {
+        var w = await NewProjectAsync();
+        var p = w.Project;
+        await using var s = await OpenAsync(p, bearer: p.ApiKey);
+        Assert.Equal(HttpStatusCode.OK, s.Response.StatusCode);
+        Assert.Equal("text/event-stream", s.Response.Content.Headers.ContentType!.MediaType);
+
+        var before = DateTimeOffset.UtcNow.AddSeconds(-1);
+        var row = (await RestAsync(HttpMethod.Post, $"/db/{p.Id}/rest/tasks", p.ApiKey, new { title = "write tests", status = "open" }))[0];
+        var id = row.GetProperty("id").GetInt32();
+        await RestAsync(HttpMethod.Patch, $"/db/{p.Id}/rest/tasks?id=eq.{id}", p.ApiKey, new { status = "done" });
+        await RestAsync(HttpMethod.Delete, $"/db/{p.Id}/rest/tasks?id=eq.{id}", p.ApiKey);
+
+        var insert = await s.NextAsync();
+        Assert.Equal("insert", insert.Type);
+        Assert.Equal("INSERT", insert.Data.GetProperty("type").GetString());
+        Assert.Equal("tasks", insert.Data.GetProperty("table").GetString());
+        Assert.Equal($"proj_{p.Id}", insert.Data.GetProperty("schema").GetString());
+        Assert.Equal("write tests", insert.RecordText("title"));
+        Assert.Equal(id, insert.Data.GetProperty("record").GetProperty("id").GetInt32());
+        Assert.Equal(JsonValueKind.Null, insert.Data.GetProperty("old_record").ValueKind);
+        var committed = DateTimeOffset.Parse(insert.Data.GetProperty("commit_timestamp").GetString()!);
+        Assert.InRange(committed, before, DateTimeOffset.UtcNow.AddSeconds(1));
+
+        var update = await s.NextAsync();
+        Assert.Equal("update", update.Type);
+        Assert.Equal("UPDATE", update.Data.GetProperty("type").GetString());
+        Assert.Equal("done", update.RecordText("status"));
+        // old_record: the old row's key and owner column only
+        Assert.Equal(["id", "user_id"], update.Data.GetProperty("old_record").EnumerateObject().Select(x => x.Name).Order());
+
+        var delete = await s.NextAsync();
+        Assert.Equal("delete", delete.Type);
+        Assert.Equal("DELETE", delete.Data.GetProperty("type").GetString());
+        Assert.Equal(JsonValueKind.Null, delete.Data.GetProperty("record").ValueKind);
+        Assert.Equal(id, delete.Data.GetProperty("old_record").GetProperty("id").GetInt32());
+
+        Assert.True(insert.IdNumber < update.IdNumber && update.IdNumber < delete.IdNumber);
+        Assert.Contains("retry: 2000\n", s.Raw);
+    }
+
+    [Fact]
+    public async Task A_credential_that_can_read_nothing_is_refused_before_the_stream_starts()
+    {
+        var w = await NewProjectAsync(access: Settings(anonSelect: false, owner: null));
+        var p = w.Project;
+        await using (var anon = await OpenAsync(p, $"?apikey={p.AnonKey}"))
+        {
+            Assert.Equal(HttpStatusCode.Unauthorized, anon.Response.StatusCode);
+            Assert.Equal("42501", (await anon.Response.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("code").GetString());
+        }
+        var (token, _) = await SignupAsync(p, "nobody");
+        await using (var user = await OpenAsync(p, $"?apikey={p.AnonKey}&access_token={token}"))
+            Assert.Equal(HttpStatusCode.Forbidden, user.Response.StatusCode); // no owner column: users own no rows
+        await using (var none = await OpenAsync(p))
+            Assert.Equal(HttpStatusCode.Unauthorized, none.Response.StatusCode);
+        var other = await TestApp.CreateProjectAsync(w.Owner, "other");
+        await using (var wrongKey = await OpenAsync(p, $"?apikey={other.AnonKey}"))
+            Assert.Equal(HttpStatusCode.Unauthorized, wrongKey.Response.StatusCode);
+
+        (await w.Owner.PutAsJsonAsync($"/api/projects/{p.Id}/tables/tasks/access", Settings(anonSelect: true))).EnsureSuccessStatusCode();
+        await using var allowed = await OpenAsync(p, $"?apikey={p.AnonKey}");
+        Assert.Equal(HttpStatusCode.OK, allowed.Response.StatusCode);
+        await RestAsync(HttpMethod.Post, $"/db/{p.Id}/rest/tasks", p.ApiKey, new { title = "public" });
+        Assert.Equal("public", (await allowed.NextAsync()).RecordText("title"));
+    }
+
+    [Fact]
+    public async Task Users_receive_only_changes_to_rows_they_may_read_including_deletes()
+    {
+        var w = await NewProjectAsync(access: Settings());
+        var p = w.Project;
+        var (alice, aliceId) = await SignupAsync(p, "alice");
+        var (bob, bobId) = await SignupAsync(p, "bob");
+        var (carol, carolId) = await SignupAsync(p, "carol");
+        var promote = new HttpRequestMessage(HttpMethod.Patch, $"/db/{p.Id}/auth/users/{carolId}") { Content = JsonContent.Create(new { role = "admin" }) };
+        promote.Headers.Authorization = new AuthenticationHeaderValue("Bearer", p.ApiKey);
+        (await app.Factory.CreateClient().SendAsync(promote)).EnsureSuccessStatusCode();
+
+        await using var aliceStream = await OpenAsync(p, $"?apikey={p.AnonKey}&access_token={alice}");
+        await using var bobStream = await OpenAsync(p, $"?apikey={p.AnonKey}&access_token={bob}");
+        await using var carolStream = await OpenAsync(p, $"?apikey={p.AnonKey}&access_token={carol}");
+        Assert.Equal(HttpStatusCode.OK, aliceStream.Response.StatusCode);
+
+        var a = (await RestAsync(HttpMethod.Post, $"/db/{p.Id}/rest/tasks", alice, new { title = "alice's" }, p.AnonKey))[0].GetProperty("id").GetInt32();
+        await RestAsync(HttpMethod.Post, $"/db/{p.Id}/rest/tasks", bob, new { title = "bob's" }, p.AnonKey);
+        await RestAsync(HttpMethod.Post, $"/db/{p.Id}/rest/tasks", p.ApiKey, new { title = "nobody's" });
+        await RestAsync(HttpMethod.Patch, $"/db/{p.Id}/rest/tasks?id=eq.{a}", alice, new { status = "mine" }, p.AnonKey);
+        // The admin hands alice's row to bob: for alice it is gone, for bob it appears.
+        await RestAsync(HttpMethod.Patch, $"/db/{p.Id}/rest/tasks?id=eq.{a}", p.ApiKey, new { user_id = bobId });
+        await RestAsync(HttpMethod.Delete, $"/db/{p.Id}/rest/tasks?id=eq.{a}", bob, apikey: p.AnonKey);
+
+        var aliceSaw = await ReadAsync(aliceStream, 3);
+        Assert.Equal(["insert:alice's", "update:mine", "delete:"], aliceSaw.Select(Describe));
+        Assert.All(aliceSaw.Where(e => e.Type != "delete"), e => Assert.Equal(aliceId, e.RecordText("user_id")));
+        Assert.Equal(a, aliceSaw[2].Data.GetProperty("old_record").GetProperty("id").GetInt32());
+
+        var bobSaw = await ReadAsync(bobStream, 3);
+        Assert.Equal(["insert:bob's", "update:mine", "delete:"], bobSaw.Select(Describe));
+
+        var carolSaw = await ReadAsync(carolStream, 6); // an admin end user sees every row
+        Assert.Equal(["insert:alice's", "insert:bob's", "insert:nobody's", "update:mine", "update:mine", "delete:"], carolSaw.Select(Describe));
+    }
+
+    private static string Describe(SseEvent e) => $"{e.Type}:{(e.Type == "delete" ? "" : e.RecordText("status") ?? e.RecordText("title"))}";
+
+    private static async Task<List<SseEvent>> ReadAsync(SseClient s, int count)
+    {
+        var list = new List<SseEvent>();
+        for (var i = 0; i < count; i++) list.Add(await s.NextAsync());
+        list.AddRange(await s.DrainAsync(TimeSpan.FromMilliseconds(400)));
+        return list;
+    }
+
+    [Fact]
+    public async Task Resuming_with_Last_Event_ID_delivers_exactly_the_missed_events_in_order()
+    {
+        var w = await NewProjectAsync();
+        var p = w.Project;
+        await TestApp.SqlAsync(w.Owner, p.Id, "create table other (id serial primary key, x int)");
+        string lastSeen;
+        await using (var first = await OpenAsync(p, bearer: p.ApiKey))
+        {
+            await RestAsync(HttpMethod.Post, $"/db/{p.Id}/rest/tasks", p.ApiKey, new { title = "seen" });
+            lastSeen = (await first.NextAsync()).Id!;
+        }
+        // While disconnected: three changes to this table and one to another.
+        await RestAsync(HttpMethod.Post, $"/db/{p.Id}/rest/tasks", p.ApiKey, new[] { new { title = "missed 1" }, new { title = "missed 2" } });
+        await RestAsync(HttpMethod.Post, $"/db/{p.Id}/rest/other", p.ApiKey, new { x = 1 });
+        await RestAsync(HttpMethod.Patch, $"/db/{p.Id}/rest/tasks?title=eq.seen", p.ApiKey, new { status = "missed 3" });
+
+        await using (var resumed = await OpenAsync(p, bearer: p.ApiKey, lastEventId: lastSeen))
+        {
+            var got = await ReadAsync(resumed, 3);
+            Assert.Equal(["insert:missed 1", "insert:missed 2", "update:missed 3"], got.Select(Describe));
+            Assert.True(got.Select(e => e.IdNumber).SequenceEqual(got.Select(e => e.IdNumber).Order()));
+            Assert.True(got[0].IdNumber > long.Parse(lastSeen));
+            // and it goes on live
+            await RestAsync(HttpMethod.Post, $"/db/{p.Id}/rest/tasks", p.ApiKey, new { title = "live" });
+            Assert.Equal("insert:live", Describe(await resumed.NextAsync()));
+        }
+        // The query parameter form, for EventSource-less clients, says the same.
+        await using (var byParam = await OpenAsync(p, $"?last_event_id={lastSeen}", bearer: p.ApiKey))
+            Assert.Equal(["insert:missed 1", "insert:missed 2", "update:missed 3", "insert:live"], (await ReadAsync(byParam, 4)).Select(Describe));
+
+        await using (var bad = await OpenAsync(p, bearer: p.ApiKey, lastEventId: "yesterday"))
+            Assert.Equal(HttpStatusCode.BadRequest, bad.Response.StatusCode);
+    }
+
+    [Fact]
+    public async Task An_id_older_than_the_retained_log_gets_a_reset_event()
+    {
+        var w = await NewProjectAsync();
+        var p = w.Project;
+        for (var i = 0; i < 3; i++) await RestAsync(HttpMethod.Post, $"/db/{p.Id}/rest/tasks", p.ApiKey, new { title = $"old {i}" });
+        await using (var conn = new NpgsqlConnection(app.Db.PlatformConnectionString))
+        {
+            await conn.OpenAsync();
+            // Age the log as the retention would, then prune.
+            await using var age = new NpgsqlCommand("UPDATE dbstudio_realtime.changes SET committed_at = now() - interval '2 days' WHERE schema_name = $1", conn);
+            age.Parameters.Add(new() { Value = $"proj_{p.Id}" });
+            await age.ExecuteNonQueryAsync();
+        }
+        await app.Service<ChangeHub>().PruneAsync();
+
+        await using var s = await OpenAsync(p, bearer: p.ApiKey, lastEventId: "1");
+        var reset = await s.NextAsync();
+        Assert.Equal("reset", reset.Type);
+        Assert.Equal(reset.IdNumber, reset.Data.GetProperty("last_event_id").GetInt64());
+        Assert.True(reset.IdNumber >= 3);
+        await RestAsync(HttpMethod.Post, $"/db/{p.Id}/rest/tasks", p.ApiKey, new { title = "after reset" });
+        Assert.Equal("insert:after reset", Describe(await s.NextAsync()));
+    }
+
+    [Fact]
+    public async Task Changes_from_the_console_and_from_psql_are_streamed()
+    {
+        var w = await NewProjectAsync();
+        var p = w.Project;
+        await using var s = await OpenAsync(p, bearer: p.ApiKey);
+        await TestApp.SqlAsync(w.Owner, p.Id, "insert into tasks (title) values ('from the console')");
+        Assert.Equal("insert:from the console", Describe(await s.NextAsync()));
+
+        var bin = DbStudio.Core.Postgres.PgBinaries.Find()!;
+        var psi = new System.Diagnostics.ProcessStartInfo(Path.Combine(bin, "psql"))
+        {
+            RedirectStandardOutput = true, RedirectStandardError = true,
+            ArgumentList = { p.ConnectionUrl, "-v", "ON_ERROR_STOP=1", "-c", "update tasks set status = 'from psql'",
+                "-c", "begin; insert into tasks (title) values ('tx 1'); insert into tasks (title) values ('tx 2'); commit;" },
+        };
+        using (var psql = System.Diagnostics.Process.Start(psi)!)
+        {
+            var error = await psql.StandardError.ReadToEndAsync();
+            await psql.WaitForExitAsync();
+            Assert.True(psql.ExitCode == 0, error);
+        }
+        Assert.Equal(["update:from psql", "insert:tx 1", "insert:tx 2"], (await ReadAsync(s, 3)).Select(Describe));
+
+        // A table made outside the panel records its changes from its first subscription on.
+        await RunPsqlAsync(p, "create table made_in_psql (id int primary key, v text)");
+        await using var s2 = await OpenAsync(p, bearer: p.ApiKey, table: "made_in_psql");
+        Assert.Equal(HttpStatusCode.OK, s2.Response.StatusCode);
+        await RunPsqlAsync(p, "insert into made_in_psql values (1, 'direct')");
+        Assert.Equal("direct", (await s2.NextAsync()).RecordText("v"));
+    }
+
+    private static async Task RunPsqlAsync(ProjectInfo p, string sql)
+    {
+        var psi = new System.Diagnostics.ProcessStartInfo(Path.Combine(DbStudio.Core.Postgres.PgBinaries.Find()!, "psql"))
+        {
+            RedirectStandardOutput = true, RedirectStandardError = true,
+            ArgumentList = { p.ConnectionUrl, "-v", "ON_ERROR_STOP=1", "-c", sql },
+        };
+        using var psql = System.Diagnostics.Process.Start(psi)!;
+        var error = await psql.StandardError.ReadToEndAsync();
+        await psql.WaitForExitAsync();
+        Assert.True(psql.ExitCode == 0, error);
+    }
+
+    [Fact]
+    public async Task Filters_narrow_the_stream_and_a_row_leaving_the_filter_arrives_as_a_delete()
+    {
+        var w = await NewProjectAsync();
+        var p = w.Project;
+        await using var s = await OpenAsync(p, "?status=eq.open&or=(title.like.keep*,title.eq.urgent)", bearer: p.ApiKey);
+        Assert.Equal(HttpStatusCode.OK, s.Response.StatusCode);
+        await RestAsync(HttpMethod.Post, $"/db/{p.Id}/rest/tasks", p.ApiKey, new[]
+        {
+            new { title = "keep me", status = "open" }, new { title = "urgent", status = "open" },
+            new { title = "keep me too", status = "closed" }, new { title = "other", status = "open" },
+        });
+        await RestAsync(HttpMethod.Patch, $"/db/{p.Id}/rest/tasks?title=eq.urgent", p.ApiKey, new { status = "closed" });
+        Assert.Equal(["insert:open", "insert:open", "delete:"], (await ReadAsync(s, 3)).Select(Describe));
+
+        await using var bad = await OpenAsync(p, "?title=cs.{x}", bearer: p.ApiKey);
+        Assert.Equal(HttpStatusCode.BadRequest, bad.Response.StatusCode);
+        await using var unknown = await OpenAsync(p, "?nope=eq.1", bearer: p.ApiKey);
+        Assert.Equal(HttpStatusCode.BadRequest, unknown.Response.StatusCode);
+        await using var missing = await OpenAsync(p, bearer: p.ApiKey, table: "no_such_table");
+        Assert.Equal(HttpStatusCode.NotFound, missing.Response.StatusCode);
+    }
+
+    [Fact]
+    public async Task A_change_made_through_one_instance_reaches_subscribers_on_another()
+    {
+        var w = await NewProjectAsync();
+        var p = w.Project;
+        await using var second = new AppFactory(app.Db.PlatformConnectionString,
+            new Dictionary<string, string?> { ["DbStudio:Streams:Heartbeat"] = "00:00:01" });
+        second.UseKestrel(o => o.Listen(IPAddress.Loopback, 0));
+        second.StartServer();
+        var secondUrl = new Uri(second.Services.GetRequiredService<Microsoft.AspNetCore.Hosting.Server.IServer>()
+            .Features.Get<Microsoft.AspNetCore.Hosting.Server.Features.IServerAddressesFeature>()!.Addresses.First());
+
+        await using var onSecond = await SseClient.OpenAsync(secondUrl, $"/db/{p.Id}/rest/tasks/stream", p.ApiKey);
+        await using var onFirst = await OpenAsync(p, bearer: p.ApiKey);
+        Assert.Equal(HttpStatusCode.OK, onSecond.Response.StatusCode);
+        await RestAsync(HttpMethod.Post, $"/db/{p.Id}/rest/tasks", p.ApiKey, new { title = "via the first instance" }); // instance 1
+        Assert.Equal("insert:via the first instance", Describe(await onSecond.NextAsync()));
+        Assert.Equal("insert:via the first instance", Describe(await onFirst.NextAsync()));
+
+        // and the other way round
+        var req = new HttpRequestMessage(HttpMethod.Post, $"/db/{p.Id}/rest/tasks") { Content = JsonContent.Create(new { title = "via the second" }) };
+        req.Headers.Authorization = new AuthenticationHeaderValue("Bearer", p.ApiKey);
+        (await new HttpClient { BaseAddress = secondUrl }.SendAsync(req)).EnsureSuccessStatusCode();
+        Assert.Equal("insert:via the second", Describe(await onFirst.NextAsync()));
+        Assert.Equal("insert:via the second", Describe(await onSecond.NextAsync()));
+
+        // An idle stream carries a heartbeat comment (1 s here, 15 s by default).
+        await Task.Delay(TimeSpan.FromSeconds(2.5));
+        Assert.Contains(": heartbeat\n", onSecond.Raw);
+    }
+
+    [Fact]
+    public async Task A_project_cannot_write_into_another_projects_change_log()
+    {
+        var w = await NewProjectAsync();
+        var victim = await NewProjectAsync();
+        await using var s = await OpenAsync(victim.Project, bearer: victim.Project.ApiKey);
+        var attempts = new[]
+        {
+            $"insert into dbstudio_realtime.changes values ('proj_{victim.Project.Id}', 999999, 'tasks', 'i', '{{}}', null, now())",
+            $"update dbstudio_realtime.streams set last_id = last_id + 100 where schema_name = 'proj_{victim.Project.Id}'",
+            "select * from dbstudio_realtime.changes",
+            $"select pg_notify('dbstudio_changes', 'proj_{victim.Project.Id}')",
+        };
+        foreach (var sql in attempts) await TestApp.SqlAsync(w.Owner, w.Project.Id, sql);
+        var errors = (await TestApp.SqlAsync(w.Owner, w.Project.Id, attempts[0])).Concat(await TestApp.SqlAsync(w.Owner, w.Project.Id, attempts[2]));
+        Assert.All(errors, r => Assert.True(r.TryGetProperty("error", out _) || r.GetProperty("rows").GetArrayLength() == 0, r.ToString()));
+        // Nothing reached the victim's stream; its own changes still do, with the next id in sequence.
+        Assert.Empty(await s.DrainAsync(TimeSpan.FromMilliseconds(500)));
+        await RestAsync(HttpMethod.Post, $"/db/{victim.Project.Id}/rest/tasks", victim.Project.ApiKey, new { title = "real" });
+        Assert.Equal("insert:real", Describe(await s.NextAsync()));
+    }
+}
