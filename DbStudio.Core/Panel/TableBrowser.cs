@@ -13,7 +13,14 @@ public sealed record EditResult(JsonElement? Row, RestError? Error, JsonElement?
     public bool Conflict => Error?.Code == TableBrowser.ConflictCode;
 }
 
-public sealed class TableBrowser(SchemaCache schemas, RestExecutor rest)
+/// <summary>A change to a shown table, from anywhere (the panel's own edits included).</summary>
+public sealed record RowChange(string Type, JsonElement? Record, JsonElement? OldRecord)
+{
+    /// <summary>The stream fell behind or was reset: reload the page.</summary>
+    public bool Reload => Type == "reload";
+}
+
+public sealed class TableBrowser(SchemaCache schemas, RestExecutor rest, Streams.ChangeHub hub, Streams.ChangeCapture capture)
 {
     public const int PageSize = 50;
     /// <summary>At and above this many rows the total shown is the planner's estimate (no count(*) per page).</summary>
@@ -75,6 +82,33 @@ public sealed class TableBrowser(SchemaCache schemas, RestExecutor rest)
         }, ct);
         return res.Error is not null ? (0, res.Error) : (Rows(res).Count, null);
     }
+
+    /// <summary>
+    /// The table's changes as they commit, through the same hub as the SSE stream (as the project owner: every row).
+    /// Ends when <paramref name="ct"/> is cancelled; if the panel falls behind it gets a reload and follows on.
+    /// </summary>
+    public async IAsyncEnumerable<RowChange> FollowAsync(string projectId, string table,
+        [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken ct = default)
+    {
+        var info = await schemas.FindTableAsync(projectId, table, ct);
+        if (info is null || !info.IsTable) yield break;
+        await capture.EnsureAsync(projectId, info.Oid, ct);
+        var view = new Streams.ChangeView(Admin(projectId), info, Streams.RowFilter.Create([], info));
+        while (!ct.IsCancellationRequested)
+        {
+            await using var sub = await hub.SubscribeAsync(projectId, view, null, ct);
+            await foreach (var f in hub.FollowAsync(sub, ct))
+            {
+                if (f.Change is { } c) yield return new RowChange(f.Type!, c.Record, c.OldRecord);
+                else if (f.Id == Streams.ChangeHub.DroppedFrame.Id) yield return new RowChange("reload", null, null);
+            }
+        }
+    }
+
+    /// <summary>Whether two rows have the same primary key.</summary>
+    public static bool SameKey(TableInfo table, JsonElement a, JsonElement b) =>
+        table.PrimaryKey.Count > 0 && table.PrimaryKey.All(k =>
+            a.TryGetProperty(k.Name, out var x) && b.TryGetProperty(k.Name, out var y) && Text(x) == Text(y));
 
     private async Task<JsonElement?> ReadRowAsync(string projectId, TableInfo table, JsonElement row, CancellationToken ct)
     {

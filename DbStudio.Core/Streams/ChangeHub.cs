@@ -28,8 +28,14 @@ public sealed class StreamOptions
     public TimeSpan PruneInterval { get; set; } = TimeSpan.FromMinutes(1);
 }
 
-/// <summary>One queued frame and its change id (for de-duplication against the replay).</summary>
-public readonly record struct StreamFrame(long Id, ReadOnlyMemory<byte> Bytes);
+/// <summary>One frame for one subscriber: its change id (for de-duplication against the replay), the SSE bytes, and the
+/// change itself (in-process subscribers such as the Data tab read that), <paramref name="AsDelete"/> when an update took the
+/// row out of the subscriber's view.</summary>
+public readonly record struct StreamFrame(long Id, ReadOnlyMemory<byte> Bytes, Change? Change = null, bool AsDelete = false)
+{
+    /// <summary>insert, update or delete, as the subscriber sees it.</summary>
+    public string? Type => Change is null ? null : AsDelete || Change.Op == 'd' ? "delete" : Change.Op == 'i' ? "insert" : "update";
+}
 
 /// <summary>A live subscription; dispose it to leave.</summary>
 public sealed class Subscription : IAsyncDisposable
@@ -162,7 +168,7 @@ public sealed class ChangeHub(NpgsqlDataSource platform, SchemaCache schemas, Ac
             foreach (var c in changes)
             {
                 after = c.Id;
-                if (settings is not null && sub.View.FrameFor(c, settings) is { } frame) yield return new StreamFrame(c.Id, frame);
+                if (settings is not null && sub.View.FrameFor(c, settings) is { } frame) yield return frame;
             }
             if (changes.Count < batch) yield break;
         }
@@ -353,7 +359,7 @@ public sealed class ChangeHub(NpgsqlDataSource platform, SchemaCache schemas, Ac
                             if (settings is null) continue;
                             foreach (var c in group)
                                 foreach (var s in subs)
-                                    if (s.View.FrameFor(c, settings) is { } frame) s.Offer(new StreamFrame(c.Id, frame));
+                                    if (s.View.FrameFor(c, settings) is { } frame) s.Offer(frame);
                         }
                         if (changes.Count > 0) Cursor = changes[^1].Id;
                     } while (changes.Count == batch);

@@ -61,18 +61,18 @@ public sealed class ChangeView(RestCaller caller, TableInfo table, RowFilter fil
     private bool Sees(JsonElement? row, AccessSettings s) => row is { } r && MayRead(r, s) && Filter.Matches(r);
 
     /// <summary>The frame for this subscriber, or null when the change is none of its business.</summary>
-    public ReadOnlyMemory<byte>? FrameFor(Change c, AccessSettings s)
+    public StreamFrame? FrameFor(Change c, AccessSettings s)
     {
         switch (c.Op)
         {
             case 'i':
-                return Sees(c.Record, s) ? c.Frame ??= Build(c, s, asDelete: false) : null;
+                return Sees(c.Record, s) ? new StreamFrame(c.Id, c.Frame ??= Build(c, s, asDelete: false), c, false) : null;
             case 'u':
-                if (Sees(c.Record, s)) return c.Frame ??= Build(c, s, asDelete: false);
+                if (Sees(c.Record, s)) return new StreamFrame(c.Id, c.Frame ??= Build(c, s, asDelete: false), c, false);
                 // The row left this subscriber's view: for it, the row is gone.
-                return Sees(c.OldRecord, s) ? c.DeleteFrame ??= Build(c, s, asDelete: true) : null;
+                return Sees(c.OldRecord, s) ? new StreamFrame(c.Id, c.DeleteFrame ??= Build(c, s, asDelete: true), c, true) : null;
             default:
-                return Sees(c.OldRecord, s) ? c.Frame ??= Build(c, s, asDelete: false) : null;
+                return Sees(c.OldRecord, s) ? new StreamFrame(c.Id, c.Frame ??= Build(c, s, asDelete: false), c, false) : null;
         }
     }
 

@@ -267,6 +267,76 @@ public class PanelBrowserTests(TestApp app) : IAsyncLifetime
         await context.CloseAsync();
     }
 
+    [Fact]
+    public async Task Data_tab_updates_live_from_another_page_and_keeps_the_cell_being_edited()
+    {
+        var (page, context, projectId) = await SignedInProjectAsync();
+        await page.GetByRole(AriaRole.Tab, new() { Name = "SQL" }).ClickAsync();
+        await SetSqlAsync(page, "create table notes (id serial primary key, title text, body text);\n" +
+                                "insert into notes (title, body) select 'note ' || g, 'body ' || g from generate_series(1, 3) g");
+        await page.ClickAsync("#sql-run");
+        await Assertions.Expect(page.Locator("#sql-result-1")).ToContainTextAsync("INSERT · 3 rows");
+        await page.GetByRole(AriaRole.Tab, new() { Name = "Data" }).ClickAsync();
+        await Assertions.Expect(page.Locator("#data-range")).ToHaveTextAsync("Rows 1–3 of 3");
+
+        // A second page (same account) on the same table.
+        var other = await context.NewPageAsync();
+        other.SetDefaultTimeout(15_000);
+        await other.GotoAsync(page.Url);
+        await UntilAsync(async () =>
+        {
+            await other.ClickAsync("#db-button");
+            await Assertions.Expect(other.Locator("#db-panel")).ToBeVisibleAsync(new() { Timeout = 3000 });
+        });
+        await other.GetByRole(AriaRole.Tab, new() { Name = "Data" }).ClickAsync();
+        await Assertions.Expect(other.Locator("#data-range")).ToHaveTextAsync("Rows 1–3 of 3");
+        ILocator Cell(IPage p, int row, string column) => p.Locator($"#data-grid tbody tr:nth-child({row}) td[data-column={column}]");
+        var live = new LocatorAssertionsToHaveTextOptions { Timeout = 1000 }; // "within a second"
+
+        // A cell changed on the first page appears on the second.
+        await Cell(page, 1, "title").ClickAsync();
+        await page.Locator("#cell-editor-input").FillAsync("changed on page one");
+        await page.Locator("#cell-editor-input").PressAsync("Enter");
+        await Assertions.Expect(Cell(page, 1, "title")).ToHaveTextAsync("changed on page one");
+        await Assertions.Expect(Cell(other, 1, "title")).ToHaveTextAsync("changed on page one", live);
+
+        // The second page is editing row 2's body while the first changes row 2's title: the title updates, the
+        // half-typed body stays in its editor.
+        await Cell(other, 2, "body").ClickAsync();
+        await other.Locator("#cell-editor-input").FillAsync("half-typed");
+        await Cell(page, 2, "title").ClickAsync();
+        await page.Locator("#cell-editor-input").FillAsync("title from page one");
+        await page.Locator("#cell-editor-input").PressAsync("Enter");
+        await Assertions.Expect(Cell(other, 2, "title")).ToHaveTextAsync("title from page one", live);
+        await Assertions.Expect(other.Locator("#cell-editor-input")).ToHaveValueAsync("half-typed");
+        await other.Locator("#cell-editor-input").PressAsync("Enter");
+        await Assertions.Expect(Cell(other, 2, "body")).ToHaveTextAsync("half-typed");
+        await Assertions.Expect(Cell(page, 2, "body")).ToHaveTextAsync("half-typed", live);
+
+        // Inserts and deletes from elsewhere (the REST API) show too.
+        var apiKey = await ApiKeyAsync(page);
+        using var http = new HttpClient { BaseAddress = app.BaseUrl };
+        http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", apiKey);
+        (await http.PostAsync($"/db/{projectId}/rest/notes", new StringContent("{\"title\":\"from REST\"}", System.Text.Encoding.UTF8, "application/json")))
+            .EnsureSuccessStatusCode();
+        await Assertions.Expect(Cell(other, 4, "title")).ToHaveTextAsync("from REST", live);
+        await Assertions.Expect(other.Locator("#data-range")).ToHaveTextAsync("Rows 1–4 of 4");
+        await Assertions.Expect(other.Locator("#data-live")).ToBeVisibleAsync();
+        (await http.DeleteAsync($"/db/{projectId}/rest/notes?id=eq.3")).EnsureSuccessStatusCode();
+        await Assertions.Expect(other.Locator("#data-grid tbody tr")).ToHaveCountAsync(3, new() { Timeout = 1000 });
+        await Assertions.Expect(other.Locator("#data-grid tbody")).Not.ToContainTextAsync("note 3");
+        await Assertions.Expect(other.Locator("#data-range")).ToHaveTextAsync("Rows 1–3 of 3");
+        await other.ScreenshotAsync(new() { Path = Path.Combine(Shots, "data-tab-live.png") });
+        await context.CloseAsync();
+    }
+
+    private static async Task<string> ApiKeyAsync(IPage page)
+    {
+        await page.ClickAsync("#cred-api-reveal");
+        await Assertions.Expect(page.Locator("#cred-api")).ToContainTextAsync("dak_");
+        return (await page.Locator("#cred-api").InnerTextAsync()).Trim();
+    }
+
     /// <summary>A new account with a new project, its page open and the DB panel showing.</summary>
     private async Task<(IPage Page, IBrowserContext Context, string ProjectId)> SignedInProjectAsync()
     {

@@ -354,3 +354,72 @@ public class StreamTests(TestApp app)
         Assert.Equal("insert:real", Describe(await s.NextAsync()));
     }
 }
+
+public class StreamOrderingTests(TestApp app)
+{
+    [Fact]
+    public async Task Concurrent_writers_give_consecutive_ids_and_a_resumed_client_misses_and_repeats_nothing()
+    {
+        var owner = await app.NewUserClientAsync();
+        var p = await TestApp.CreateProjectAsync(owner, "ordering");
+        await TestApp.SqlAsync(owner, p.Id, "create table hits (id serial primary key, writer int, n int)");
+        var path = $"/db/{p.Id}/rest/hits/stream";
+        await using var steady = await SseClient.OpenAsync(app.BaseUrl, path, p.ApiKey);
+        var interrupted = await SseClient.OpenAsync(app.BaseUrl, path, p.ApiKey);
+
+        const int writers = 8, each = 25, total = writers * each;
+        var writes = Enumerable.Range(0, writers).Select(w => Task.Run(async () =>
+        {
+            using var http = new HttpClient { BaseAddress = app.BaseUrl };
+            http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", p.ApiKey);
+            for (var n = 0; n < each; n++)
+                (await http.PostAsJsonAsync($"/db/{p.Id}/rest/hits", new { writer = w, n })).EnsureSuccessStatusCode();
+        })).ToList();
+
+        // The interrupted client leaves after 50 events, while the writers go on, and comes back with its last id.
+        var second = new List<long>();
+        for (var i = 0; i < 50; i++) second.Add((await interrupted.NextAsync()).IdNumber);
+        await interrupted.DisposeAsync();
+        await Task.Delay(200);
+        await using var resumed = await SseClient.OpenAsync(app.BaseUrl, path, p.ApiKey, second[^1].ToString());
+        await Task.WhenAll(writes);
+        while (second.Count < total) second.Add((await resumed.NextAsync()).IdNumber);
+
+        var first = new List<long>();
+        while (first.Count < total) first.Add((await steady.NextAsync()).IdNumber);
+
+        // Every change once, in commit order, ids consecutive (this project changed nothing else).
+        Assert.Equal(Enumerable.Range(0, total).Select(i => first[0] + i), first);
+        Assert.Equal(first, second);
+        Assert.Empty(await steady.DrainAsync(TimeSpan.FromMilliseconds(300)));
+        Assert.Empty(await resumed.DrainAsync(TimeSpan.FromMilliseconds(100)));
+        // and every acknowledged write is in the table
+        var rows = await TestApp.SqlAsync(owner, p.Id, "select count(*) from hits");
+        Assert.Equal(total.ToString(), rows[0].GetProperty("rows")[0][0].ToString());
+    }
+
+    [Fact]
+    public async Task A_subscriber_that_falls_behind_is_dropped_with_a_final_frame_and_others_are_unaffected()
+    {
+        var owner = await app.NewUserClientAsync();
+        var p = await TestApp.CreateProjectAsync(owner, "slow");
+        await TestApp.SqlAsync(owner, p.Id, "create table t (id int primary key)");
+        var table = (await app.Service<DbStudio.Core.Rest.SchemaCache>().FindTableAsync(p.Id, "t"))!;
+        var view = new ChangeView(new DbStudio.Core.Rest.RestCaller(p.Id, DbStudio.Core.Rest.CallerKind.Admin), table, RowFilter.Create([], table));
+        var slow = new Subscription(p.Id, view, capacity: 2, startAfter: 0, leave: _ => { });
+        var fine = new Subscription(p.Id, view, capacity: 8, startAfter: 0, leave: _ => { });
+        for (var id = 1; id <= 3; id++)
+        {
+            var frame = new StreamFrame(id, new byte[] { (byte)id });
+            slow.Offer(frame);
+            fine.Offer(frame);
+        }
+        Assert.True(slow.Dropped);
+        Assert.False(fine.Dropped);
+        var hub = app.Service<ChangeHub>();
+        var got = new List<long>();
+        await foreach (var f in hub.FollowAsync(slow)) got.Add(f.Id);
+        Assert.Equal([1, 2, ChangeHub.DroppedFrame.Id], got);
+        Assert.Equal(3, fine.Frames.Count);
+    }
+}
