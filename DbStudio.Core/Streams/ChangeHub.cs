@@ -64,11 +64,22 @@ public sealed class Subscription : IAsyncDisposable
 
     public ChannelReader<StreamFrame> Frames => _queue.Reader;
 
+    /// <summary>When something was last handed to this subscriber (Environment.TickCount64), for heartbeats.</summary>
+    internal long LastActivity = Environment.TickCount64;
+
+    /// <summary>A heartbeat, unless the queue already holds something (then it is not idle).</summary>
+    internal void Beat()
+    {
+        if (!Dropped && _queue.Writer.TryWrite(ChangeHub.HeartbeatFrame)) LastActivity = Environment.TickCount64;
+    }
+
     internal void Offer(StreamFrame frame)
     {
         if (Dropped) return;
+        LastActivity = Environment.TickCount64;
         if (_queue.Writer.TryWrite(frame)) return;
         Dropped = true;
+        ChangeHub.Dropped.Add(1);
         _queue.Writer.TryComplete();
     }
 
@@ -127,32 +138,20 @@ public sealed class ChangeHub(NpgsqlDataSource platform, SchemaCache schemas, Ac
             last = f.Id;
             yield return f;
         }
-        while (!ct.IsCancellationRequested)
+        // One shared timer sends heartbeats (HeartbeatLoopAsync): waiting here needs no timer of its own.
+        while (await sub.Frames.WaitToReadAsync(ct))
         {
-            var state = await WaitAsync(sub.Frames, Opt.Heartbeat, ct);
-            if (state == Wait.Idle) { yield return HeartbeatFrame; continue; }
-            if (state == Wait.Completed)
-            {
-                if (sub.Dropped) yield return DroppedFrame;
-                yield break;
-            }
             while (sub.Frames.TryRead(out var f))
-                if (f.Id > last)
+            {
+                if (f.Id == HeartbeatFrame.Id) yield return f;
+                else if (f.Id > last)
                 {
                     last = f.Id;
                     yield return f;
                 }
+            }
         }
-    }
-
-    private enum Wait { Ready, Idle, Completed }
-
-    private static async Task<Wait> WaitAsync(ChannelReader<StreamFrame> frames, TimeSpan idle, CancellationToken ct)
-    {
-        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ct);
-        timeout.CancelAfter(idle);
-        try { return await frames.WaitToReadAsync(timeout.Token) ? Wait.Ready : Wait.Completed; }
-        catch (OperationCanceledException) when (!ct.IsCancellationRequested) { return Wait.Idle; }
+        if (sub.Dropped) yield return DroppedFrame;
     }
 
     /// <summary>The log's changes for the subscription's table after <paramref name="after"/>, in id order, as its frames.</summary>
@@ -211,11 +210,7 @@ public sealed class ChangeHub(NpgsqlDataSource platform, SchemaCache schemas, Ac
             where + $" ORDER BY id LIMIT {limit}");
         foreach (var a in args) cmd.Parameters.Add(new() { Value = a });
         await using var r = await cmd.ExecuteReaderAsync(ct);
-        while (await r.ReadAsync(ct))
-            list.Add(new Change(r.GetInt64(0), r.GetString(1), r.GetString(2), r.GetChar(3),
-                r.IsDBNull(4) ? null : JsonSerializer.Deserialize<JsonElement>(r.GetString(4)),
-                r.IsDBNull(5) ? null : JsonSerializer.Deserialize<JsonElement>(r.GetString(5)),
-                r.GetFieldValue<DateTimeOffset>(6)));
+        while (await r.ReadAsync(ct)) list.Add(ToChange(r));
         return list;
     }
 
@@ -224,35 +219,80 @@ public sealed class ChangeHub(NpgsqlDataSource platform, SchemaCache schemas, Ac
     protected override async Task ExecuteAsync(CancellationToken stop)
     {
         _ = PruneLoopAsync(stop);
+        _ = HeartbeatLoopAsync(stop);
+        // Notification → fetch → hand-out runs on a thread of its own with synchronous I/O: under load, a change
+        // then never waits in the thread pool's queue behind the subscribers' writes of the previous one.
+        var done = new TaskCompletionSource();
+        var thread = new Thread(() =>
+        {
+            try { ListenLoop(stop); }
+            finally { done.SetResult(); }
+        }) { IsBackground = true, Name = "dbstudio-change-listener" };
+        thread.Start();
+        await done.Task;
+    }
+
+    private void ListenLoop(CancellationToken stop)
+    {
+        var pending = new HashSet<string>();
         while (!stop.IsCancellationRequested)
         {
             try
             {
-                await using var conn = await platform.OpenConnectionAsync(stop);
-                conn.Notification += (_, e) =>
+                using var listen = platform.OpenConnection();
+                using var fetch = platform.OpenConnection();
+                listen.Notification += (_, e) =>
                 {
-                    if (e.Payload.StartsWith("proj_", StringComparison.Ordinal) && _feeds.TryGetValue(e.Payload[5..], out var feed)) feed.Signal();
+                    if (e.Payload.StartsWith("proj_", StringComparison.Ordinal)) pending.Add(e.Payload[5..]);
                 };
-                await using (var listen = new NpgsqlCommand($"LISTEN {ChangeCapture.Channel}", conn)) await listen.ExecuteNonQueryAsync(stop);
+                using (var cmd = new NpgsqlCommand($"LISTEN {ChangeCapture.Channel}", listen)) cmd.ExecuteNonQuery();
                 Listening = true;
-                // Whatever was committed while not listening is in the log: every feed catches up.
-                foreach (var f in _feeds.Values) f.Signal();
+                var lastSweep = 0L; // whatever was committed while not listening is in the log: every feed catches up
                 while (!stop.IsCancellationRequested)
                 {
-                    // Also wakes up now and then, so a project whose notification got lost still catches up.
-                    if (!await conn.WaitAsync(TimeSpan.FromSeconds(5), stop))
-                        foreach (var f in _feeds.Values) f.Signal();
+                    // Now and then every feed looks at the log, so a project whose notification got lost still catches up.
+                    if (Environment.TickCount64 - lastSweep > 5000)
+                    {
+                        pending.UnionWith(_feeds.Keys);
+                        lastSweep = Environment.TickCount64;
+                    }
+                    foreach (var project in pending.ToList())
+                    {
+                        pending.Remove(project);
+                        if (_feeds.TryGetValue(project, out var feed)) feed.Dispatch(fetch);
+                    }
+                    listen.Wait(pending.Count > 0 ? 1 : 1000); // ms; notifications arrive through the handler above
                 }
             }
-            catch (OperationCanceledException) when (stop.IsCancellationRequested) { break; }
-            catch (Exception e)
+            catch (Exception e) when (!stop.IsCancellationRequested)
             {
                 if (Listening) log.LogWarning("Change listener lost its connection ({Message}); reconnecting", e.Message);
                 Listening = false;
-                try { await Task.Delay(TimeSpan.FromMilliseconds(500), stop); } catch (OperationCanceledException) { break; }
+                stop.WaitHandle.WaitOne(500);
             }
+            catch (Exception) { break; }
         }
         Listening = false;
+    }
+
+    /// <summary>Gives every subscriber idle for the heartbeat interval a heartbeat frame.</summary>
+    private async Task HeartbeatLoopAsync(CancellationToken stop)
+    {
+        var interval = Opt.Heartbeat;
+        var tick = TimeSpan.FromMilliseconds(Math.Clamp(interval.TotalMilliseconds / 4, 100, 5000));
+        using var timer = new PeriodicTimer(tick);
+        try
+        {
+            while (await timer.WaitForNextTickAsync(stop))
+            {
+                // A tick early rather than late: no stream stays silent longer than the interval.
+                var idleSince = Environment.TickCount64 - (long)(interval - tick).TotalMilliseconds;
+                foreach (var feed in _feeds.Values)
+                    foreach (var sub in feed.Snapshot())
+                        if (sub.LastActivity <= idleSince) sub.Beat();
+            }
+        }
+        catch (OperationCanceledException) { }
     }
 
     private async Task PruneLoopAsync(CancellationToken stop)
@@ -285,26 +325,15 @@ public sealed class ChangeHub(NpgsqlDataSource platform, SchemaCache schemas, Ac
         await cmd.ExecuteNonQueryAsync(ct);
     }
 
-    /// <summary>One project's subscribers and its reader, which follows the log from <see cref="Cursor"/>.</summary>
-    private sealed class ProjectFeed
+    /// <summary>One project's subscribers, and how far the log has been handed to them (<see cref="Cursor"/>).</summary>
+    private sealed class ProjectFeed(ChangeHub hub, string projectId, long cursor)
     {
-        private readonly ChangeHub _hub;
-        private readonly string _projectId;
         private readonly Lock _lock = new();
         private readonly Dictionary<string, List<Subscription>> _byTable = [];
-        private readonly SemaphoreSlim _signal = new(0, 1);
         private int _count;
 
-        public ProjectFeed(ChangeHub hub, string projectId, long cursor)
-        {
-            _hub = hub;
-            _projectId = projectId;
-            Cursor = cursor;
-            _ = Task.Run(RunAsync);
-        }
-
         /// <summary>The id up to which changes have been handed to subscribers.</summary>
-        public long Cursor { get; private set; }
+        public long Cursor { get; private set; } = cursor;
         public int Count => _count;
 
         public void Add(Subscription s)
@@ -326,51 +355,80 @@ public sealed class ChangeHub(NpgsqlDataSource platform, SchemaCache schemas, Ac
             }
         }
 
-        public void Signal()
+        public Subscription[] Snapshot()
         {
-            try { _signal.Release(); } catch (SemaphoreFullException) { /* already signalled */ }
+            lock (_lock) return [.. _byTable.Values.SelectMany(l => l)];
         }
 
-        private async Task RunAsync()
+        /// <summary>Reads the log after <see cref="Cursor"/> and hands each change to the subscribers who may see it (listener thread).</summary>
+        public void Dispatch(NpgsqlConnection conn)
         {
             const int batch = 1000;
-            var schema = ProjectNaming.Schema(_projectId);
-            while (true)
+            var schema = ProjectNaming.Schema(projectId);
+            try
             {
-                await _signal.WaitAsync();
-                try
+                if (_count == 0)
                 {
-                    if (_count == 0)
+                    // Nobody listens here: just keep up with the log's end.
+                    using var cmd = new NpgsqlCommand("SELECT last_id FROM dbstudio_realtime.streams WHERE schema_name = $1", conn);
+                    cmd.Parameters.Add(new() { Value = schema });
+                    if (cmd.ExecuteScalar() is long last) Cursor = Math.Max(Cursor, last);
+                    return;
+                }
+                List<Change> changes;
+                do
+                {
+                    changes = Read(conn, schema, Cursor, batch);
+                    foreach (var group in changes.GroupBy(c => c.Table))
                     {
-                        // Nobody listens here: just keep up with the log's end.
-                        Cursor = Math.Max(Cursor, (await _hub.StreamStateAsync(_projectId, CancellationToken.None)).LastId);
-                        continue;
-                    }
-                    List<Change> changes;
-                    do
-                    {
-                        changes = await _hub.ReadAsync("WHERE schema_name = $1 AND id > $2", [schema, Cursor], batch, CancellationToken.None);
-                        foreach (var group in changes.GroupBy(c => c.Table))
+                        Subscription[] subs;
+                        lock (_lock) subs = _byTable.TryGetValue(group.Key, out var l) ? [.. l] : [];
+                        if (subs.Length == 0) continue;
+                        // Cached after the first use of the table: this does not wait on the database.
+                        var settings = hub.SettingsAsync(projectId, group.Key, CancellationToken.None).GetAwaiter().GetResult();
+                        if (settings is null) continue;
+                        foreach (var c in group)
                         {
-                            Subscription[] subs;
-                            lock (_lock) subs = _byTable.TryGetValue(group.Key, out var l) ? [.. l] : [];
-                            if (subs.Length == 0) continue;
-                            var settings = await _hub.SettingsAsync(_projectId, group.Key, CancellationToken.None);
-                            if (settings is null) continue;
-                            foreach (var c in group)
-                                foreach (var s in subs)
-                                    if (s.View.FrameFor(c, settings) is { } frame) s.Offer(frame);
+                            DispatchDelay.Record((DateTimeOffset.UtcNow - c.CommittedAt).TotalMilliseconds);
+                            foreach (var s in subs)
+                                if (s.View.FrameFor(c, settings) is { } frame) s.Offer(frame);
                         }
-                        if (changes.Count > 0) Cursor = changes[^1].Id;
-                    } while (changes.Count == batch);
-                }
-                catch (Exception e)
-                {
-                    _hub.Log.LogWarning("Reading the change log of project {Project} failed: {Message}", _projectId, e.Message);
-                    await Task.Delay(500);
-                    Signal();
-                }
+                    }
+                    if (changes.Count > 0) Cursor = changes[^1].Id;
+                } while (changes.Count == batch);
+            }
+            catch (PostgresException e)
+            {
+                hub.Log.LogWarning("Reading the change log of project {Project} failed: {Message}", projectId, e.MessageText);
             }
         }
+
+        private static List<Change> Read(NpgsqlConnection conn, string schema, long after, int limit)
+        {
+            var list = new List<Change>();
+            using var cmd = new NpgsqlCommand(
+                "SELECT id, schema_name, table_name, op, record::text, old_record::text, committed_at FROM dbstudio_realtime.changes " +
+                $"WHERE schema_name = $1 AND id > $2 ORDER BY id LIMIT {limit}", conn);
+            cmd.Parameters.Add(new() { Value = schema });
+            cmd.Parameters.Add(new() { Value = after });
+            using var r = cmd.ExecuteReader();
+            while (r.Read()) list.Add(ToChange(r));
+            return list;
+        }
     }
+
+    // OpenTelemetry-ready metrics (System.Diagnostics.Metrics): how long after its commit a change is handed out, and
+    // how many subscribers were dropped for falling behind.
+    public const string MeterName = "DbStudio.Streams";
+    private static readonly System.Diagnostics.Metrics.Meter Meter = new(MeterName);
+    public static readonly System.Diagnostics.Metrics.Histogram<double> DispatchDelay =
+        Meter.CreateHistogram<double>("dbstudio.stream.dispatch_delay", "ms", "Commit to hand-out to the stream's subscribers");
+    internal static readonly System.Diagnostics.Metrics.Counter<long> Dropped =
+        Meter.CreateCounter<long>("dbstudio.stream.dropped", "{subscriber}", "Subscribers dropped for falling behind");
+
+    private static Change ToChange(NpgsqlDataReader r) =>
+        new(r.GetInt64(0), r.GetString(1), r.GetString(2), r.GetChar(3),
+            r.IsDBNull(4) ? null : JsonSerializer.Deserialize<JsonElement>(r.GetString(4)),
+            r.IsDBNull(5) ? null : JsonSerializer.Deserialize<JsonElement>(r.GetString(5)),
+            r.GetFieldValue<DateTimeOffset>(6));
 }

@@ -2,6 +2,7 @@
 //   dotnet run -c Release --project bench/DbStudio.Bench -- provisioning [n]
 //   dotnet run -c Release --project bench/DbStudio.Bench -- rest [seconds]      (needs wrk: apt-get install wrk)
 //   dotnet run -c Release --project bench/DbStudio.Bench -- datapage [runs]
+//   dotnet run -c Release --project bench/DbStudio.Bench -- stream [subscribers] [inserts/s] [seconds]
 using DbStudio.Bench;
 
 var what = args.FirstOrDefault() ?? "provisioning";
@@ -19,7 +20,14 @@ switch (what)
     case "rest":
         await RestBench.RunAsync(args.Length > 1 ? int.Parse(args[1]) : 10);
         return 0;
+    case "stream":
+        await StreamBench.RunAsync(args.Length > 1 ? int.Parse(args[1]) : 1000, args.Length > 2 ? int.Parse(args[2]) : 200,
+            args.Length > 3 ? int.Parse(args[3]) : 30);
+        return 0;
+    case "stream-serve":
+        await StreamBench.ServeAsync();
+        return 0;
     default:
-        Console.Error.WriteLine($"unknown benchmark '{what}'. Known: provisioning, rest, datapage");
+        Console.Error.WriteLine($"unknown benchmark '{what}'. Known: provisioning, rest, datapage, stream");
         return 2;
 }

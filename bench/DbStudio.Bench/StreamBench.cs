@@ -1,0 +1,357 @@
+// Live row stream (issue 5): N concurrent SSE subscribers on one table while REST inserts run at a fixed rate.
+// Prints commit→client delivery latency (p50/p99), events lost, and the server's memory per idle subscriber, each next
+// to a baseline from the same run: a raw LISTEN connection receiving the same commits' pg_notify (the floor for
+// latency), and a hand-written SSE endpoint that only holds its connections open (the floor for memory).
+// The server runs as a child process (`stream-serve`) so its memory is its own.
+using System.Buffers;
+using System.Diagnostics;
+using System.Net.Http.Headers;
+using System.Text;
+using DbStudio.Core.Access;
+using DbStudio.Core.Console;
+using Npgsql;
+
+namespace DbStudio.Bench;
+
+public static class StreamBench
+{
+    // ---- the server (child process) --------------------------------------------------------------------------
+
+    public static async Task ServeAsync()
+    {
+        await using var host = await BenchHost.StartAsync(["http://127.0.0.1:0"]);
+        // Baseline endpoint: an SSE response that says hello and then only stays open.
+        host.App.MapGet("/bench/idle", async (HttpContext ctx) =>
+        {
+            ctx.Response.ContentType = "text/event-stream";
+            await ctx.Response.WriteAsync(": connected\n\n", ctx.RequestAborted);
+            await ctx.Response.Body.FlushAsync(ctx.RequestAborted);
+            try { await Task.Delay(Timeout.Infinite, ctx.RequestAborted); } catch (OperationCanceledException) { }
+        });
+        // Baseline fan-out: a minimal hand-written SSE broadcast (bounded channel per client, write + flush), no database.
+        var clients = new System.Collections.Concurrent.ConcurrentDictionary<System.Threading.Channels.Channel<byte[]>, bool>();
+        long broadcastId = 0;
+        host.App.MapGet("/bench/broadcast", async (HttpContext ctx) =>
+        {
+            var ch = System.Threading.Channels.Channel.CreateBounded<byte[]>(2048);
+            clients[ch] = true;
+            try
+            {
+                ctx.Response.ContentType = "text/event-stream";
+                await ctx.Response.WriteAsync(": connected\n\n", ctx.RequestAborted);
+                await ctx.Response.Body.FlushAsync(ctx.RequestAborted);
+                while (await ch.Reader.WaitToReadAsync(ctx.RequestAborted))
+                {
+                    while (ch.Reader.TryRead(out var frame)) ctx.Response.BodyWriter.Write(frame);
+                    await ctx.Response.BodyWriter.FlushAsync(ctx.RequestAborted);
+                }
+            }
+            catch (OperationCanceledException) { }
+            finally { clients.TryRemove(ch, out _); }
+        });
+        host.App.MapPost("/bench/broadcast", () =>
+        {
+            var frame = Encoding.UTF8.GetBytes($"id: {Interlocked.Increment(ref broadcastId)}\nevent: insert\ndata: " +
+                $"{{\"type\":\"INSERT\",\"table\":\"events\",\"schema\":\"bench\",\"record\":{{\"id\":1,\"payload\":\"event\",\"user_id\":null}}," +
+                $"\"old_record\":null,\"commit_timestamp\":\"{DateTime.UtcNow:yyyy-MM-dd'T'HH:mm:ss.ffffff'Z'}\"}}\n\n");
+            foreach (var ch in clients.Keys) ch.Writer.TryWrite(frame);
+            return Results.Ok();
+        });
+        var delays = new List<double>();
+        var meters = new System.Diagnostics.Metrics.MeterListener();
+        meters.InstrumentPublished = (i, l) => { if (i.Meter.Name == DbStudio.Core.Streams.ChangeHub.MeterName && i.Name == "dbstudio.stream.dispatch_delay") l.EnableMeasurementEvents(i); };
+        meters.SetMeasurementEventCallback<double>((_, v, _, _) => { lock (delays) delays.Add(v); });
+        meters.Start();
+        host.App.MapGet("/bench/dispatch", () =>
+        {
+            lock (delays)
+            {
+                delays.Sort();
+                var result = new { p50 = Stats.Percentile(delays, 50), p99 = Stats.Percentile(delays, 99) };
+                delays.Clear();
+                return Results.Json(result);
+            }
+        });
+        host.App.MapGet("/bench/memory", () =>
+        {
+            GC.Collect(2, GCCollectionMode.Forced, blocking: true, compacting: true);
+            GC.WaitForPendingFinalizers();
+            GC.Collect();
+            using var self = Process.GetCurrentProcess();
+            return Results.Json(new { heap = GC.GetTotalMemory(false), rss = self.WorkingSet64 });
+        });
+        await host.App.StartAsync();
+        var baseUrl = host.App.Urls.First();
+        var services = host.App.Services;
+        var userId = await host.CreateUserAsync();
+        var project = await host.CreateProjectAsync(userId, baseUrl);
+        var setup = await services.GetRequiredService<SqlConsole>().RunAsync(project.Id,
+            "create table events (id bigserial primary key, payload text not null, user_id uuid)");
+        if (setup.FirstOrDefault(r => r.Error is not null) is { } failed) throw new InvalidOperationException(failed.Error!.Message);
+        await services.GetRequiredService<AccessPolicies>().PutAsync(project.Id, "events", AccessSettings.Defaults("user_id") with { anon_select = true });
+        Console.WriteLine($"READY {baseUrl} {project.Id} {project.AnonKey} {project.ApiKey} {host.PlatformConnectionString}");
+        await host.App.WaitForShutdownAsync();
+    }
+
+    // ---- the load (parent process) ---------------------------------------------------------------------------
+
+    public static async Task RunAsync(int subscribers, int ratePerSecond, int seconds)
+    {
+        using var server = Process.Start(new ProcessStartInfo(Environment.ProcessPath!, "stream-serve")
+        {
+            RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false,
+        })!;
+        _ = server.StandardError.ReadToEndAsync();
+        string? ready;
+        while ((ready = await server.StandardOutput.ReadLineAsync()) is not null && !ready.StartsWith("READY ", StringComparison.Ordinal)) { }
+        if (ready is null) throw new InvalidOperationException("the server did not start");
+        var parts = ready.Split(' ', 6);
+        var (baseUrl, projectId, anonKey, apiKey, platformCs) = (parts[1], parts[2], parts[3], parts[4], parts[5]);
+        try
+        {
+            await RunLoadAsync(new Uri(baseUrl), projectId, anonKey, apiKey, platformCs, subscribers, ratePerSecond, seconds, server);
+        }
+        finally
+        {
+            // SIGTERM, so the server stops its PostgreSQL cluster on the way out.
+            using (var term = Process.Start("kill", ["-TERM", server.Id.ToString()])) await term.WaitForExitAsync();
+            await server.WaitForExitAsync();
+        }
+    }
+
+    private static async Task<(long Heap, long Rss)> MemoryAsync(HttpClient http)
+    {
+        var doc = System.Text.Json.JsonDocument.Parse(await http.GetStringAsync("/bench/memory"));
+        return (doc.RootElement.GetProperty("heap").GetInt64(), doc.RootElement.GetProperty("rss").GetInt64());
+    }
+
+    private static async Task RunLoadAsync(Uri baseUrl, string projectId, string anonKey, string apiKey, string platformCs,
+        int subscribers, int rate, int seconds, Process server)
+    {
+        var handler = new SocketsHttpHandler { MaxConnectionsPerServer = int.MaxValue, PooledConnectionIdleTimeout = TimeSpan.FromMinutes(10) };
+        using var http = new HttpClient(handler) { BaseAddress = baseUrl, Timeout = Timeout.InfiniteTimeSpan };
+        var stop = new CancellationTokenSource();
+
+        // Memory: idle connections on the hand-written endpoint, then on the stream.
+        var m0 = await MemoryAsync(http);
+        var idle = await OpenAsync(http, "/bench/idle", subscribers, stop.Token);
+        await Task.Delay(2000);
+        var m1 = await MemoryAsync(http);
+        foreach (var c in idle) c.Dispose();
+        await Task.Delay(2000);
+        var m2 = await MemoryAsync(http);
+        var streamPath = $"/db/{projectId}/rest/events/stream?apikey={anonKey}";
+        var streams = await OpenAsync(http, streamPath, subscribers, stop.Token);
+        await Task.Delay(2000);
+        var m3 = await MemoryAsync(http);
+
+        foreach (var c in streams) c.Dispose();
+        await Task.Delay(1000);
+
+        var perSubscriber = (m3.Rss - m2.Rss) / (double)subscribers / 1024;
+        var perSubscriberHeap = (m3.Heap - m2.Heap) / (double)subscribers / 1024;
+        var baselineRss = (m1.Rss - m0.Rss) / (double)subscribers / 1024;
+        var baselineHeap = (m1.Heap - m0.Heap) / (double)subscribers / 1024;
+
+        // Delivery: first the hand-written broadcast (no database), then DbStudio with REST inserts, same load.
+        using var writer = new HttpClient(new SocketsHttpHandler()) { BaseAddress = baseUrl };
+        writer.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", apiKey);
+        var baseline = await PhaseAsync(http, server, "/bench/broadcast", subscribers, rate, seconds, null,
+            () => writer.PostAsync("/bench/broadcast", null));
+        var ours = await PhaseAsync(http, server, $"/db/{projectId}/rest/events/stream?apikey={anonKey}", subscribers, rate, seconds, platformCs,
+            () => writer.PostAsync($"/db/{projectId}/rest/events", new StringContent("{\"payload\":\"event\"}", Encoding.UTF8, "application/json")));
+
+        Console.WriteLine($"\n== Live row stream: {subscribers} subscribers on one table, {rate} inserts/s for {seconds} s, loopback, {Environment.ProcessorCount} cores ==");
+        foreach (var r in new[] { baseline with { Name = "hand-written SSE broadcast, no database" }, ours with { Name = "DbStudio stream, REST inserts, ANON key (policy-checked)" } })
+        {
+            Console.WriteLine($"  {r.Name}");
+            Console.WriteLine($"    writes acknowledged          {r.Acknowledged} of {rate * seconds} in {r.LoadSeconds:F1} s");
+            Console.WriteLine($"    events delivered / lost      {r.Delivered:N0} / {r.Expected - r.Delivered:N0} (id gaps: {r.Gaps})");
+            Console.WriteLine($"    commit→client latency        p50 {r.P50:F1} ms, p99 {r.P99:F1} ms, max {r.Max:F1} ms");
+            Console.WriteLine($"    CPU                          server {r.ServerCpu:F0} %, load generator {r.ClientCpu:F0} % (of one core)");
+            if (r.NotifyP50 is not null)
+            {
+                Console.WriteLine($"    of which commit→hand-out     p50 {DispatchP50:F1} ms, p99 {DispatchP99:F1} ms (server side, metric dbstudio.stream.dispatch_delay)");
+                Console.WriteLine($"    PostgreSQL NOTIFY→LISTEN     p50 {r.NotifyP50:F1} ms, p99 {r.NotifyP99:F1} ms (the floor under the same load)");
+            }
+        }
+        Console.WriteLine($"  DbStudio lost {ours.Expected - ours.Delivered:N0} (goal 0); p99 {ours.P99:F1} ms (goal < 50 ms); " +
+                          $"p99 ratio to the hand-written broadcast {ours.P99 / baseline.P99:F2}×");
+        Console.WriteLine($"  memory per idle subscriber     DbStudio {perSubscriber:F1} KB RSS / {perSubscriberHeap:F1} KB managed heap (goal < 20 KB); " +
+                          $"hand-written idle SSE {baselineRss:F1} KB RSS / {baselineHeap:F1} KB heap; ratio {perSubscriber / baselineRss:F2}× RSS");
+    }
+
+    private static double DispatchP50, DispatchP99;
+
+    private sealed record PhaseResult(string Name, int Acknowledged, double LoadSeconds, long Delivered, long Expected, int Gaps,
+        double P50, double P99, double Max, double ServerCpu, double ClientCpu, double? NotifyP50, double? NotifyP99);
+
+    private static async Task<PhaseResult> PhaseAsync(HttpClient http, Process server, string path, int subscribers, int rate, int seconds,
+        string? platformCs, Func<Task<HttpResponseMessage>> fire)
+    {
+        var stop = new CancellationTokenSource();
+        var streams = await OpenAsync(http, path, subscribers, stop.Token);
+        // Receivers: each connection checks its ids are consecutive and records commit→client latency.
+        var receivers = streams.Select(s => new Receiver(s)).ToList();
+        var receiving = receivers.Select(r => Task.Run(() => r.RunAsync(stop.Token))).ToList();
+        await Task.Delay(1000);
+
+        // PostgreSQL's own NOTIFY → LISTEN latency under the same load, at the same rate.
+        var notifyLatencies = new List<double>();
+        NpgsqlConnection? listen = null;
+        Task listening = Task.CompletedTask, notifying = Task.CompletedTask;
+        if (platformCs is not null)
+        {
+            listen = new NpgsqlConnection(platformCs);
+            await listen.OpenAsync();
+            listen.Notification += (_, e) =>
+            {
+                var sent = double.Parse(e.Payload, System.Globalization.CultureInfo.InvariantCulture);
+                lock (notifyLatencies) notifyLatencies.Add(((DateTimeOffset.UtcNow - DateTimeOffset.UnixEpoch).TotalSeconds - sent) * 1000);
+            };
+            await using (var cmd = new NpgsqlCommand("LISTEN dbstudio_bench", listen)) await cmd.ExecuteNonQueryAsync();
+            listening = Task.Run(async () => { while (!stop.IsCancellationRequested) await listen.WaitAsync(stop.Token); });
+            notifying = Task.Run(async () =>
+            {
+                await using var conn = new NpgsqlConnection(platformCs);
+                await conn.OpenAsync();
+                await using var cmd = new NpgsqlCommand("SELECT pg_notify('dbstudio_bench', extract(epoch from clock_timestamp())::text)", conn);
+                var started = Stopwatch.StartNew();
+                for (var i = 0; i < rate * seconds; i++)
+                {
+                    var due = TimeSpan.FromSeconds((double)i / rate);
+                    if (due > started.Elapsed) await Task.Delay(due - started.Elapsed);
+                    await cmd.ExecuteNonQueryAsync();
+                }
+            });
+        }
+
+        // Load: `rate` writes a second, paced, a few in flight at once.
+        var total = rate * seconds;
+        var acknowledged = 0;
+        var gate = new SemaphoreSlim(16);
+        var clock = Stopwatch.StartNew();
+        server.Refresh();
+        var serverCpu0 = server.TotalProcessorTime;
+        var clientCpu0 = Process.GetCurrentProcess().TotalProcessorTime;
+        var inFlight = new List<Task>();
+        for (var i = 0; i < total; i++)
+        {
+            var due = TimeSpan.FromSeconds((double)i / rate);
+            if (due > clock.Elapsed) await Task.Delay(due - clock.Elapsed);
+            await gate.WaitAsync();
+            inFlight.Add(Task.Run(async () =>
+            {
+                try
+                {
+                    using var res = await fire();
+                    if (res.IsSuccessStatusCode) Interlocked.Increment(ref acknowledged);
+                }
+                finally { gate.Release(); }
+            }));
+        }
+        await Task.WhenAll(inFlight);
+        await notifying;
+        var loadSeconds = clock.Elapsed.TotalSeconds;
+        server.Refresh();
+        var serverCpu = (server.TotalProcessorTime - serverCpu0).TotalSeconds / loadSeconds * 100;
+        var clientCpu = (Process.GetCurrentProcess().TotalProcessorTime - clientCpu0).TotalSeconds / loadSeconds * 100;
+        // Let the last events arrive, then stop.
+        var deadline = DateTime.UtcNow.AddSeconds(10);
+        while (receivers.Any(r => r.Received < acknowledged) && DateTime.UtcNow < deadline) await Task.Delay(100);
+        await stop.CancelAsync();
+        try { await Task.WhenAll(receiving); } catch { /* cancelled */ }
+        try { await listening; } catch { /* cancelled */ }
+        if (listen is not null) await listen.DisposeAsync();
+        foreach (var s in streams) s.Dispose();
+
+        var latencies = receivers.SelectMany(r => r.Latencies).ToList();
+        latencies.Sort();
+        notifyLatencies.Sort();
+        var dispatch = System.Text.Json.JsonDocument.Parse(await http.GetStringAsync("/bench/dispatch")).RootElement;
+        DispatchP50 = dispatch.GetProperty("p50").ValueKind == System.Text.Json.JsonValueKind.Number ? dispatch.GetProperty("p50").GetDouble() : double.NaN;
+        DispatchP99 = dispatch.GetProperty("p99").ValueKind == System.Text.Json.JsonValueKind.Number ? dispatch.GetProperty("p99").GetDouble() : double.NaN;
+        return new PhaseResult(path, acknowledged, loadSeconds, receivers.Sum(r => (long)r.Received), (long)acknowledged * subscribers,
+            receivers.Sum(r => r.Gaps), Stats.Percentile(latencies, 50), Stats.Percentile(latencies, 99), latencies.Count > 0 ? latencies[^1] : double.NaN,
+            serverCpu, clientCpu, platformCs is null ? null : Stats.Percentile(notifyLatencies, 50), platformCs is null ? null : Stats.Percentile(notifyLatencies, 99));
+    }
+
+    private static async Task<List<HttpResponseMessage>> OpenAsync(HttpClient http, string path, int count, CancellationToken ct)
+    {
+        var list = new List<HttpResponseMessage>(count);
+        var gate = new SemaphoreSlim(32);
+        var tasks = Enumerable.Range(0, count).Select(async _ =>
+        {
+            await gate.WaitAsync(ct);
+            try
+            {
+                var res = await http.SendAsync(new HttpRequestMessage(HttpMethod.Get, path), HttpCompletionOption.ResponseHeadersRead, ct);
+                res.EnsureSuccessStatusCode();
+                lock (list) list.Add(res);
+            }
+            finally { gate.Release(); }
+        });
+        await Task.WhenAll(tasks);
+        return list;
+    }
+
+    /// <summary>Reads one stream with a minimal byte-level parser: the id line and the commit_timestamp inside data.</summary>
+    private sealed class Receiver(HttpResponseMessage response)
+    {
+        public readonly List<double> Latencies = [];
+        public int Received;
+        public int Gaps;
+        private long _lastId = -1;
+
+        public async Task RunAsync(CancellationToken ct)
+        {
+            await using var body = await response.Content.ReadAsStreamAsync(ct);
+            var buffer = new byte[64 * 1024];
+            var filled = 0;
+            try
+            {
+                int n;
+                while ((n = await body.ReadAsync(buffer.AsMemory(filled), ct)) > 0)
+                {
+                    var now = DateTime.UtcNow;
+                    filled += n;
+                    var span = buffer.AsSpan(0, filled);
+                    var consumed = 0;
+                    int end;
+                    while ((end = span[consumed..].IndexOf("\n\n"u8)) >= 0)
+                    {
+                        Handle(span.Slice(consumed, end), now);
+                        consumed += end + 2;
+                    }
+                    span[consumed..].CopyTo(buffer);
+                    filled -= consumed;
+                    if (filled == buffer.Length) Array.Resize(ref buffer, buffer.Length * 2);
+                }
+            }
+            catch (OperationCanceledException) { }
+            catch (IOException) { }
+        }
+
+        private static int Digits(ReadOnlySpan<byte> s)
+        {
+            var v = 0;
+            foreach (var b in s) v = v * 10 + (b - '0');
+            return v;
+        }
+
+        private void Handle(ReadOnlySpan<byte> frame, DateTime now)
+        {
+            if (!frame.StartsWith("id: "u8)) return; // comments, retry
+            var id = (long)Digits(frame[4..frame.IndexOf((byte)'\n')]);
+            if (_lastId >= 0 && id != _lastId + 1) Gaps++;
+            _lastId = id;
+            Received++;
+            // "commit_timestamp":"2026-11-25T15:04:23.123456Z"
+            var at = frame.IndexOf("\"commit_timestamp\":\""u8) + 20;
+            var t = frame.Slice(at, 27);
+            var committed = new DateTime(Digits(t[..4]), Digits(t[5..7]), Digits(t[8..10]), Digits(t[11..13]), Digits(t[14..16]),
+                Digits(t[17..19]), DateTimeKind.Utc).AddTicks(Digits(t[20..26]) * 10L);
+            Latencies.Add((now - committed).TotalMilliseconds);
+        }
+    }
+}
