@@ -67,7 +67,8 @@ public static class StreamBench
             lock (delays)
             {
                 delays.Sort();
-                var result = new { p50 = Stats.Percentile(delays, 50), p99 = Stats.Percentile(delays, 99) };
+                var result = delays.Count == 0 ? new { p50 = (double?)null, p99 = (double?)null, gcPauseMs = GC.GetTotalPauseDuration().TotalMilliseconds, gen2 = GC.CollectionCount(2), gen0 = GC.CollectionCount(0) }
+                    : new { p50 = (double?)Stats.Percentile(delays, 50), p99 = (double?)Stats.Percentile(delays, 99), gcPauseMs = GC.GetTotalPauseDuration().TotalMilliseconds, gen2 = GC.CollectionCount(2), gen0 = GC.CollectionCount(0) };
                 delays.Clear();
                 return Results.Json(result);
             }
