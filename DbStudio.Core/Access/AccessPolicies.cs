@@ -22,7 +22,8 @@ public sealed record AccessSettings(
         t.AuthUpdateOwn, t.AuthDeleteOwn, t.UserIdColumn);
 }
 
-public sealed class AccessPolicies(IDbContextFactory<PlatformDbContext> contexts, NpgsqlDataSource platform, SchemaCache schemas)
+public sealed class AccessPolicies(IDbContextFactory<PlatformDbContext> contexts, NpgsqlDataSource platform, SchemaCache schemas,
+    PlatformSignals signals)
 {
     /// <summary>Column types an owner column may have: end-user ids are UUIDs.</summary>
     public static bool IsOwnerColumnType(ColumnInfo c) => c.TypeOid is 2950 or 25 or 1043; // uuid, text, varchar
@@ -85,6 +86,7 @@ public sealed class AccessPolicies(IDbContextFactory<PlatformDbContext> contexts
             if (!IsOwnerColumnType(c)) return (null, $"Column \"{col}\" is {c.Type}; an owner column must be uuid or text.");
         }
         var applied = await SaveAndApplyAsync(projectId, table, settings, ct);
+        await signals.PublishAsync(PlatformSignals.Topics.Access, projectId, ct); // other instances reload them
         _applied[(projectId, table.Oid)] = applied;
         return (applied, null);
     }

@@ -21,6 +21,7 @@ public sealed class ProjectService(
     Rest.SchemaCache schemas,
     Access.AccessPolicies access,
     Console.SqlHistory history,
+    PlatformSignals signals,
     IOptions<DbStudioOptions> options)
 {
     public const int MaxNameLength = 100;
@@ -109,6 +110,54 @@ public sealed class ProjectService(
         access.Forget(id);
         history.Forget(id);
         return true;
+    }
+
+    /// <summary>
+    /// Replaces the ANON key or the DB_API_KEY: the old one stops working at once, on every instance; the other key is
+    /// untouched. Null when the project is not the caller's.
+    /// </summary>
+    public async Task<ProjectInfo?> RotateKeyAsync(string ownerUserId, string id, ProjectSecretKind kind, string publicBaseUrl,
+        CancellationToken ct = default)
+    {
+        if (kind is not (ProjectSecretKind.AnonKey or ProjectSecretKind.ApiKey)) throw new ArgumentOutOfRangeException(nameof(kind));
+        if (!await IsOwnerAsync(ownerUserId, id, ct)) return null;
+        var key = kind == ProjectSecretKind.AnonKey ? ProjectNaming.NewAnonKey() : ProjectNaming.NewApiKey();
+        await using (var db = await contexts.CreateDbContextAsync(ct))
+            await db.ProjectSecrets.Where(s => s.ProjectId == id && s.Kind == kind).ExecuteUpdateAsync(u => u
+                .SetProperty(s => s.Protected, protector.Protect(key))
+                .SetProperty(s => s.Hash, ProjectNaming.KeyHash(key))
+                .SetProperty(s => s.CreatedAt, DateTimeOffset.UtcNow), ct);
+        await signals.PublishAsync(PlatformSignals.Topics.Keys, id, ct);
+        return await GetAsync(ownerUserId, id, publicBaseUrl, ct);
+    }
+
+    /// <summary>
+    /// Gives the owner role a new password (as a SCRAM verifier) and the Connection URL with it. Also repairs a project
+    /// whose owner changed the password itself (ALTER ROLE … PASSWORD from the console).
+    /// </summary>
+    public async Task<ProjectInfo?> ResetOwnerPasswordAsync(string ownerUserId, string id, string publicBaseUrl, CancellationToken ct = default)
+    {
+        if (!await IsOwnerAsync(ownerUserId, id, ct)) return null;
+        var password = ProjectNaming.NewPassword();
+        await using (var db = await contexts.CreateDbContextAsync(ct))
+        {
+            var strategy = db.Database.CreateExecutionStrategy();
+            await strategy.ExecuteAsync(async () =>
+            {
+                await using var tx = await db.Database.BeginTransactionAsync(ct);
+                var conn = (NpgsqlConnection)db.Database.GetDbConnection();
+                await using (var alter = new NpgsqlCommand(
+                    $"ALTER ROLE {Sql.SqlText.Ident(ProjectNaming.OwnerRole(id))} PASSWORD {Sql.SqlText.Literal(Sql.Scram.Verifier(password))}",
+                    conn, (NpgsqlTransaction)tx.GetDbTransaction()))
+                    await alter.ExecuteNonQueryAsync(ct);
+                await db.ProjectSecrets.Where(s => s.ProjectId == id && s.Kind == ProjectSecretKind.OwnerPassword)
+                    .ExecuteUpdateAsync(u => u.SetProperty(s => s.Protected, protector.Protect(password))
+                        .SetProperty(s => s.CreatedAt, DateTimeOffset.UtcNow), ct);
+                await tx.CommitAsync(ct);
+            });
+        }
+        await signals.PublishAsync(PlatformSignals.Topics.Owner, id, ct); // console pools reconnect with the new password
+        return await GetAsync(ownerUserId, id, publicBaseUrl, ct);
     }
 
     private async Task<Project?> FindOwnedAsync(string ownerUserId, string id, CancellationToken ct)

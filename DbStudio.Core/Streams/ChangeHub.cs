@@ -92,7 +92,7 @@ public sealed class Subscription : IAsyncDisposable
 }
 
 public sealed class ChangeHub(NpgsqlDataSource platform, SchemaCache schemas, AccessPolicies access, IOptions<DbStudioOptions> options,
-    ILogger<ChangeHub> log) : BackgroundService
+    Platform.PlatformSignals signals, ILogger<ChangeHub> log) : BackgroundService
 {
     private StreamOptions Opt => options.Value.Streams;
     private readonly ConcurrentDictionary<string, ProjectFeed> _feeds = new();
@@ -243,9 +243,11 @@ public sealed class ChangeHub(NpgsqlDataSource platform, SchemaCache schemas, Ac
                 using var fetch = platform.OpenConnection();
                 listen.Notification += (_, e) =>
                 {
-                    if (e.Payload.StartsWith("proj_", StringComparison.Ordinal)) pending.Add(e.Payload[5..]);
+                    if (e.Channel == Platform.PlatformSignals.Channel) signals.Raise(e.Payload); // cache invalidation
+                    else if (e.Payload.StartsWith("proj_", StringComparison.Ordinal)) pending.Add(e.Payload[5..]);
                 };
-                using (var cmd = new NpgsqlCommand($"LISTEN {ChangeCapture.Channel}", listen)) cmd.ExecuteNonQuery();
+                using (var cmd = new NpgsqlCommand($"LISTEN {ChangeCapture.Channel}; LISTEN {Platform.PlatformSignals.Channel}", listen))
+                    cmd.ExecuteNonQuery();
                 Listening = true;
                 var lastSweep = 0L; // whatever was committed while not listening is in the log: every feed catches up
                 while (!stop.IsCancellationRequested)

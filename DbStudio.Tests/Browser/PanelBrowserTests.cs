@@ -330,6 +330,42 @@ public class PanelBrowserTests(TestApp app) : IAsyncLifetime
         await context.CloseAsync();
     }
 
+    [Fact]
+    public async Task Keys_rotate_from_the_panel_and_the_old_one_stops_working()
+    {
+        var (page, context, projectId) = await SignedInProjectAsync();
+        var oldAnon = (await page.Locator("#cred-anon").InnerTextAsync()).Trim();
+        using var http = new HttpClient { BaseAddress = app.BaseUrl };
+        async Task<System.Net.HttpStatusCode> Probe(string key)
+        {
+            var req = new HttpRequestMessage(HttpMethod.Get, $"/db/{projectId}/rest/");
+            req.Headers.Add("apikey", key);
+            return (await http.SendAsync(req)).StatusCode;
+        }
+        Assert.Equal(System.Net.HttpStatusCode.OK, await Probe(oldAnon));
+
+        await page.ClickAsync("#cred-anon-renew");
+        await Assertions.Expect(page.Locator("#cred-confirm")).ToContainTextAsync("stop working");
+        await page.ClickAsync("#cred-confirm-no"); // cancel changes nothing
+        await Assertions.Expect(page.Locator("#cred-anon")).ToHaveTextAsync(oldAnon);
+        await page.ClickAsync("#cred-anon-renew");
+        await page.ClickAsync("#cred-confirm-yes");
+        await Assertions.Expect(page.Locator("#cred-anon")).Not.ToHaveTextAsync(oldAnon);
+        var newAnon = (await page.Locator("#cred-anon").InnerTextAsync()).Trim();
+        Assert.StartsWith("anon_", newAnon);
+        Assert.Equal(System.Net.HttpStatusCode.Unauthorized, await Probe(oldAnon));
+        Assert.Equal(System.Net.HttpStatusCode.OK, await Probe(newAnon));
+
+        // The owner password: a new Connection URL.
+        await page.ClickAsync("#cred-conn-reveal");
+        var oldUrl = (await page.Locator("#cred-conn").InnerTextAsync()).Trim();
+        await page.ClickAsync("#cred-conn-renew");
+        await page.ClickAsync("#cred-confirm-yes");
+        await Assertions.Expect(page.Locator("#cred-conn")).Not.ToHaveTextAsync(oldUrl);
+        await page.ScreenshotAsync(new() { Path = Path.Combine(Shots, "credentials-rotated.png") });
+        await context.CloseAsync();
+    }
+
     private static async Task<string> ApiKeyAsync(IPage page)
     {
         await page.ClickAsync("#cred-api-reveal");

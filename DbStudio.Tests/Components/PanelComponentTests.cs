@@ -32,6 +32,8 @@ public class PanelComponentTests : BunitContext
         Services.AddSingleton(app.Service<SqlHistory>());
         Services.AddSingleton(app.Service<ProjectOverview>());
         Services.AddSingleton(app.Service<RestMetrics>());
+        // Scoped in the app, but safe to hold (it makes a DbContext per call): one from an app scope.
+        Services.AddSingleton(app.Services.CreateScope().ServiceProvider.GetRequiredService<Core.Projects.ProjectService>());
     }
 
     private async Task<(HttpClient Client, Core.Projects.ProjectInfo Project)> ProjectAsync(string? sql = null)

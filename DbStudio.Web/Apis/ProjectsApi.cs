@@ -3,6 +3,7 @@
 using System.Security.Claims;
 using DbStudio.Core;
 using DbStudio.Core.Console;
+using DbStudio.Core.Platform;
 using DbStudio.Core.Projects;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.Extensions.Options;
@@ -25,6 +26,8 @@ public static class ProjectsApi
         g.MapDelete("/{id}", Delete);
         g.MapPost("/{id}/sql", RunSql);
         g.MapPost("/{id}/assistant/sql", RunAssistant);
+        g.MapPost("/{id}/keys/{which}/rotate", RotateKey);
+        g.MapPost("/{id}/owner/reset-password", ResetOwnerPassword);
         return g;
     }
 
@@ -65,6 +68,20 @@ public static class ProjectsApi
         if (!await projects.IsOwnerAsync(UserId(user), id, ct)) return TypedResults.NotFound();
         return TypedResults.Ok(await assistant.RunAsync(id, body.Text, ct));
     }
+
+    /// <summary>POST /api/projects/{id}/keys/anon|api/rotate: a new key; the old one stops working at once.</summary>
+    public static async Task<Results<Ok<ProjectInfo>, NotFound, ValidationProblem>> RotateKey(string id, string which, ClaimsPrincipal user,
+        ProjectService projects, HttpRequest req, IOptions<DbStudioOptions> opt, CancellationToken ct)
+    {
+        ProjectSecretKind? kind = which switch { "anon" => ProjectSecretKind.AnonKey, "api" => ProjectSecretKind.ApiKey, _ => null };
+        if (kind is null) return TypedResults.ValidationProblem(new Dictionary<string, string[]> { ["which"] = ["anon or api"] });
+        return await projects.RotateKeyAsync(UserId(user), id, kind.Value, BaseUrl(req, opt), ct) is { } p ? TypedResults.Ok(p) : TypedResults.NotFound();
+    }
+
+    /// <summary>POST /api/projects/{id}/owner/reset-password: a new owner password, so a new Connection URL.</summary>
+    public static async Task<Results<Ok<ProjectInfo>, NotFound>> ResetOwnerPassword(string id, ClaimsPrincipal user, ProjectService projects,
+        HttpRequest req, IOptions<DbStudioOptions> opt, CancellationToken ct) =>
+        await projects.ResetOwnerPasswordAsync(UserId(user), id, BaseUrl(req, opt), ct) is { } p ? TypedResults.Ok(p) : TypedResults.NotFound();
 
     internal static string UserId(ClaimsPrincipal user) =>
         user.FindFirstValue(ClaimTypes.NameIdentifier) ?? throw new InvalidOperationException("authenticated user has no id");

@@ -85,6 +85,7 @@ public static class HostingExtensions
         services.AddSingleton<DbStudio.Core.Schema.SchemaEditor>();
         services.AddSingleton<DbStudio.Core.Panel.ProjectOverview>();
         services.AddSingleton<RestMetrics>();
+        services.AddSingleton<PlatformSignals>();
         services.AddSingleton<DbStudio.Core.Streams.ChangeCapture>();
         services.AddSingleton<DbStudio.Core.Streams.ChangeHub>();
         services.AddHostedService(sp => sp.GetRequiredService<DbStudio.Core.Streams.ChangeHub>());
@@ -146,6 +147,20 @@ public static class HostingExtensions
             await db.Database.MigrateAsync();
         }
         await ProjectProvisioner.HardenDatabaseAsync(app.Services.GetRequiredService<NpgsqlDataSource>());
+
+        // Announcements from any instance (PlatformSignals) drop the matching caches here.
+        var credentials = app.Services.GetRequiredService<DbStudio.Core.Auth.Credentials>();
+        var accessPolicies = app.Services.GetRequiredService<AccessPolicies>();
+        var owners = app.Services.GetRequiredService<OwnerConnections>();
+        app.Services.GetRequiredService<PlatformSignals>().Received += (topic, projectId) =>
+        {
+            switch (topic)
+            {
+                case PlatformSignals.Topics.Keys: credentials.Forget(projectId); break;
+                case PlatformSignals.Topics.Access: accessPolicies.Forget(projectId); break;
+                case PlatformSignals.Topics.Owner: owners.Forget(projectId); break;
+            }
+        };
 
         app.UseExceptionHandler(new ExceptionHandlerOptions
         {
