@@ -46,6 +46,10 @@ public sealed class RestOptions
     public int PoolSize { get; set; } = 64;
     /// <summary>Largest request body accepted, in bytes.</summary>
     public long MaxBodyBytes { get; set; } = 10 * 1024 * 1024;
+    /// <summary>REST statements one project may run at once; the pool is shared, so one busy project cannot take it all.</summary>
+    public int MaxConcurrentPerProject { get; set; } = 16;
+    /// <summary>How long a request waits for its project's turn before a 503.</summary>
+    public TimeSpan ProjectQueueTimeout { get; set; } = TimeSpan.FromSeconds(10);
 }
 
 /// <summary>A response ready to write: status, headers and the UTF-8 JSON body (if any).</summary>
@@ -63,6 +67,7 @@ public sealed class RestResponse
 public sealed class RestExecutor(RestDataSource rest, SchemaCache schemas, AccessPolicies access, IOptions<DbStudioOptions> options)
 {
     private RestOptions Opt => options.Value.Rest;
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, SemaphoreSlim> _projectGates = new();
 
     public async Task<RestResponse> ExecuteAsync(RestCaller caller, RestRequest req, CancellationToken ct = default)
     {
@@ -84,7 +89,13 @@ public sealed class RestExecutor(RestDataSource rest, SchemaCache schemas, Acces
                 if (ReferenceEquals(reloaded, snapshot) || !reloaded.Tables.TryGetValue(req.Table, out var fresh)) throw;
                 plan = RestSql.Build(req, fresh, caller, settings.user_id_col, Opt.MaxRows);
             }
-            return await RunAsync(caller, req, plan, ct);
+            var gate = _projectGates.GetOrAdd(caller.ProjectId, _ => new SemaphoreSlim(Opt.MaxConcurrentPerProject));
+            if (!await gate.WaitAsync(Opt.ProjectQueueTimeout, ct))
+                return RestResponse.Fail(503, new RestError("PGRST003", "Too many requests of this project are running at once",
+                    $"At most {Opt.MaxConcurrentPerProject} run at the same time; this one waited {Opt.ProjectQueueTimeout.TotalSeconds:0} s",
+                    "Retry later, or make the slow queries faster"));
+            try { return await RunAsync(caller, req, plan, ct); }
+            finally { gate.Release(); }
         }
         catch (RestException e)
         {

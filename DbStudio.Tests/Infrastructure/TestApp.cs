@@ -11,7 +11,7 @@ using Microsoft.Extensions.DependencyInjection;
 
 namespace DbStudio.Tests.Infrastructure;
 
-public sealed class AppFactory(string platformConnectionString, IReadOnlyDictionary<string, string?>? settings = null)
+public class AppFactory(string platformConnectionString, IReadOnlyDictionary<string, string?>? settings = null)
     : WebApplicationFactory<Program>
 {
     protected override void ConfigureWebHost(IWebHostBuilder builder)

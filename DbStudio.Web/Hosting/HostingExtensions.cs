@@ -110,10 +110,26 @@ public static class HostingExtensions
             };
         });
 
+        // No secret in the logs: ASP.NET Core's "Request starting/finished" lines carry the query string, where
+        // ?apikey= and ?access_token= travel (EventSource sends no headers), so they are never written. Access logs
+        // come from HttpLogging instead, with method, path (no query), status and duration only — off unless
+        // Logging:LogLevel:Microsoft.AspNetCore.HttpLogging is Information. Every line carries the request's scope
+        // (RequestId, TraceId) where the formatter shows scopes (the JSON console in production).
+        builder.Logging.AddFilter("Microsoft.AspNetCore.Hosting.Diagnostics", LogLevel.Warning);
+        services.AddHttpLogging(o =>
+        {
+            o.LoggingFields = Microsoft.AspNetCore.HttpLogging.HttpLoggingFields.RequestMethod
+                              | Microsoft.AspNetCore.HttpLogging.HttpLoggingFields.RequestPath
+                              | Microsoft.AspNetCore.HttpLogging.HttpLoggingFields.ResponseStatusCode
+                              | Microsoft.AspNetCore.HttpLogging.HttpLoggingFields.Duration;
+            o.CombineLogs = true;
+        });
+
         services.AddProblemDetails();
         // Malformed JSON bodies are the client's mistake: answer 400 (as ProblemDetails) without logging an exception.
         services.Configure<Microsoft.AspNetCore.Routing.RouteHandlerOptions>(o => o.ThrowOnBadRequest = false);
-        services.AddHealthChecks().AddDbContextCheck<PlatformDbContext>("platform-db");
+        services.AddHealthChecks().AddDbContextCheck<PlatformDbContext>("platform-db")
+            .AddCheck<DbStudio.Core.Streams.ChangeListenerHealth>("change-listener");
         services.AddRazorComponents().AddInteractiveServerComponents();
         services.AddCascadingAuthenticationState();
         // Pages challenge with the cookie (a redirect to sign in); the JSON APIs answer 401 instead.
@@ -167,6 +183,7 @@ public static class HostingExtensions
             StatusCodeSelector = ex => ex is BadHttpRequestException bad ? bad.StatusCode : StatusCodes.Status500InternalServerError,
         });
         app.UseStatusCodePages();
+        app.UseHttpLogging();
         app.UseCors();
         app.UseRateLimiter();
         app.UseAntiforgery();

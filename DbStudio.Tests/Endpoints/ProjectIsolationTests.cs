@@ -1,0 +1,48 @@
+// One project cannot starve another (issue 6 §4): REST requests share one pool, and each project may run at most
+// DbStudio:Rest:MaxConcurrentPerProject statements at once; the rest of its requests wait their turn.
+using System.Diagnostics;
+using System.Net;
+using System.Net.Http.Headers;
+using DbStudio.Tests.Infrastructure;
+
+namespace DbStudio.Tests.Endpoints;
+
+public class ProjectIsolationTests(TestApp app)
+{
+    [Fact]
+    public async Task Seventy_slow_requests_of_one_project_do_not_block_another_projects_reads()
+    {
+        var owner = await app.NewUserClientAsync();
+        var busy = await TestApp.CreateProjectAsync(owner, "busy");
+        var quiet = await TestApp.CreateProjectAsync(owner, "quiet");
+        await TestApp.SqlAsync(owner, busy.Id, "create view slow as select 1 as id from pg_sleep(1)");
+        await TestApp.SqlAsync(owner, quiet.Id, "create table items (id int primary key, name text); insert into items values (1, 'fast')");
+
+        using var http = new HttpClient { BaseAddress = app.BaseUrl, Timeout = TimeSpan.FromSeconds(60) };
+        Task<HttpResponseMessage> Get(string project, string key, string path)
+        {
+            var req = new HttpRequestMessage(HttpMethod.Get, $"/db/{project}/rest/{path}");
+            req.Headers.Authorization = new AuthenticationHeaderValue("Bearer", key);
+            return http.SendAsync(req);
+        }
+        (await Get(quiet.Id, quiet.ApiKey, "items?id=eq.1")).EnsureSuccessStatusCode(); // warm
+
+        var clock = Stopwatch.StartNew();
+        var slow = Enumerable.Range(0, 70).Select(_ => Get(busy.Id, busy.ApiKey, "slow")).ToList();
+        await Task.Delay(300); // the busy project now has its share of connections sleeping, and a queue
+        var times = new List<double>();
+        for (var i = 0; i < 5; i++)
+        {
+            var one = Stopwatch.StartNew();
+            var res = await Get(quiet.Id, quiet.ApiKey, "items?id=eq.1");
+            Assert.Equal(HttpStatusCode.OK, res.StatusCode);
+            times.Add(one.Elapsed.TotalMilliseconds);
+        }
+        Assert.True(times.Max() < 1000, $"the quiet project's reads took {string.Join(", ", times.Select(t => $"{t:F0} ms"))}");
+
+        var results = await Task.WhenAll(slow);
+        Assert.All(results, r => Assert.Equal(HttpStatusCode.OK, r.StatusCode)); // queued, not refused
+        // 70 one-second statements, at most 16 at a time: at least five rounds.
+        Assert.True(clock.Elapsed > TimeSpan.FromSeconds(4.5), $"took {clock.Elapsed.TotalSeconds:F1} s: the cap did not hold");
+    }
+}
