@@ -3,6 +3,7 @@
 //   dotnet run -c Release --project bench/DbStudio.Bench -- rest [seconds]      (needs wrk: apt-get install wrk)
 //   dotnet run -c Release --project bench/DbStudio.Bench -- datapage [runs]
 //   dotnet run -c Release --project bench/DbStudio.Bench -- stream [subscribers] [inserts/s] [seconds]
+//   dotnet run -c Release --project bench/DbStudio.Bench -- fuzz [inputs]
 using DbStudio.Bench;
 
 var what = args.FirstOrDefault() ?? "provisioning";
@@ -24,10 +25,12 @@ switch (what)
         await StreamBench.RunAsync(args.Length > 1 ? int.Parse(args[1]) : 1000, args.Length > 2 ? int.Parse(args[2]) : 200,
             args.Length > 3 ? int.Parse(args[3]) : 30);
         return 0;
+    case "fuzz":
+        return await FuzzBench.RunAsync(args.Length > 1 ? int.Parse(args[1]) : 100_000);
     case "stream-serve":
         await StreamBench.ServeAsync();
         return 0;
     default:
-        Console.Error.WriteLine($"unknown benchmark '{what}'. Known: provisioning, rest, datapage, stream");
+        Console.Error.WriteLine($"unknown benchmark '{what}'. Known: provisioning, rest, datapage, stream, fuzz");
         return 2;
 }
