@@ -118,16 +118,5 @@ public class KeyRotationTests(TestApp app)
         Assert.False(after[0].TryGetProperty("error", out var e2), e2.ToString());
     }
 
-    private static async Task<int> PsqlAsync(string url)
-    {
-        var psi = new System.Diagnostics.ProcessStartInfo(Path.Combine(DbStudio.Core.Postgres.PgBinaries.Find()!, "psql"))
-        {
-            RedirectStandardOutput = true, RedirectStandardError = true,
-            ArgumentList = { url, "-tAc", "select 1" },
-        };
-        using var psql = System.Diagnostics.Process.Start(psi)!;
-        await psql.StandardError.ReadToEndAsync();
-        await psql.WaitForExitAsync();
-        return psql.ExitCode;
-    }
+    private static async Task<int> PsqlAsync(string url) => (await TestApp.PsqlAsync(url, "-tAc", "select 1")).ExitCode;
 }

@@ -242,19 +242,9 @@ public class StreamTests(TestApp app)
         await TestApp.SqlAsync(w.Owner, p.Id, "insert into tasks (title) values ('from the console')");
         Assert.Equal("insert:from the console", Describe(await s.NextAsync()));
 
-        var bin = DbStudio.Core.Postgres.PgBinaries.Find()!;
-        var psi = new System.Diagnostics.ProcessStartInfo(Path.Combine(bin, "psql"))
-        {
-            RedirectStandardOutput = true, RedirectStandardError = true,
-            ArgumentList = { p.ConnectionUrl, "-v", "ON_ERROR_STOP=1", "-c", "update tasks set status = 'from psql'",
-                "-c", "begin; insert into tasks (title) values ('tx 1'); insert into tasks (title) values ('tx 2'); commit;" },
-        };
-        using (var psql = System.Diagnostics.Process.Start(psi)!)
-        {
-            var error = await psql.StandardError.ReadToEndAsync();
-            await psql.WaitForExitAsync();
-            Assert.True(psql.ExitCode == 0, error);
-        }
+        var (exit, _, error) = await TestApp.PsqlAsync(p.ConnectionUrl, "-v", "ON_ERROR_STOP=1", "-c", "update tasks set status = 'from psql'",
+            "-c", "begin; insert into tasks (title) values ('tx 1'); insert into tasks (title) values ('tx 2'); commit;");
+        Assert.True(exit == 0, error);
         Assert.Equal(["update:from psql", "insert:tx 1", "insert:tx 2"], (await ReadAsync(s, 3)).Select(Describe));
 
         // A table made outside the panel records its changes from its first subscription on.
@@ -267,15 +257,8 @@ public class StreamTests(TestApp app)
 
     private static async Task RunPsqlAsync(ProjectInfo p, string sql)
     {
-        var psi = new System.Diagnostics.ProcessStartInfo(Path.Combine(DbStudio.Core.Postgres.PgBinaries.Find()!, "psql"))
-        {
-            RedirectStandardOutput = true, RedirectStandardError = true,
-            ArgumentList = { p.ConnectionUrl, "-v", "ON_ERROR_STOP=1", "-c", sql },
-        };
-        using var psql = System.Diagnostics.Process.Start(psi)!;
-        var error = await psql.StandardError.ReadToEndAsync();
-        await psql.WaitForExitAsync();
-        Assert.True(psql.ExitCode == 0, error);
+        var (exit, _, error) = await TestApp.PsqlAsync(p.ConnectionUrl, "-v", "ON_ERROR_STOP=1", "-c", sql);
+        Assert.True(exit == 0, error);
     }
 
     [Fact]

@@ -80,4 +80,20 @@ public sealed class TestApp : IAsyncLifetime
     }
 
     public T Service<T>() where T : notnull => Services.GetRequiredService<T>();
+
+    /// <summary>Runs psql (the cluster's own) with a connection URL; each extra argument is passed as it is.</summary>
+    public static async Task<(int ExitCode, string Output, string Error)> PsqlAsync(string connectionUrl, params string[] args)
+    {
+        var psi = new System.Diagnostics.ProcessStartInfo(Path.Combine(DbStudio.Core.Postgres.PgBinaries.Find()!, "psql"))
+        {
+            RedirectStandardOutput = true, RedirectStandardError = true,
+        };
+        psi.ArgumentList.Add(connectionUrl);
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        using var psql = System.Diagnostics.Process.Start(psi)!;
+        var output = psql.StandardOutput.ReadToEndAsync();
+        var error = psql.StandardError.ReadToEndAsync();
+        await psql.WaitForExitAsync();
+        return (psql.ExitCode, await output, await error);
+    }
 }

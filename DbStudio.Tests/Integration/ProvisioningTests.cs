@@ -102,17 +102,8 @@ public class ConnectionUrlTests(TestApp app)
         var client = await app.NewUserClientAsync();
         var p = await TestApp.CreateProjectAsync(client);
         await TestApp.SqlAsync(client, p.Id, "create table hello (msg text); insert into hello values ('from the console')");
-        var bin = DbStudio.Core.Postgres.PgBinaries.Find()!;
-        var psi = new System.Diagnostics.ProcessStartInfo(Path.Combine(bin, "psql"))
-        {
-            RedirectStandardOutput = true, RedirectStandardError = true,
-            ArgumentList = { p.ConnectionUrl, "-tAc", "select current_user || ' ' || current_schema() || ' ' || msg from hello" },
-        };
-        using var psql = System.Diagnostics.Process.Start(psi)!;
-        var output = await psql.StandardOutput.ReadToEndAsync();
-        var error = await psql.StandardError.ReadToEndAsync();
-        await psql.WaitForExitAsync();
-        Assert.True(psql.ExitCode == 0, error);
+        var (exit, output, error) = await TestApp.PsqlAsync(p.ConnectionUrl, "-tAc", "select current_user || ' ' || current_schema() || ' ' || msg from hello");
+        Assert.True(exit == 0, error);
         Assert.Equal($"proj_{p.Id}_owner proj_{p.Id} from the console", output.Trim());
     }
 }
