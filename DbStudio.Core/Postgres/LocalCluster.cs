@@ -14,7 +14,7 @@ public sealed record LocalClusterOptions
     public required string DataDir { get; init; }
     /// <summary>0 = pick a free loopback port (a running cluster keeps its port).</summary>
     public int Port { get; init; }
-    /// <summary>Throwaway clusters for tests: no fsync, no sync at initdb.</summary>
+    /// <summary>Throwaway clusters for tests: no fsync, no sync at initdb (commits still survive a server crash).</summary>
     public bool Ephemeral { get; init; }
     /// <summary>Folder with initdb/pg_ctl; null = discover.</summary>
     public string? BinDir { get; init; }
@@ -88,8 +88,10 @@ public sealed class LocalCluster : IAsyncDisposable
 
         Port = _options.Port != 0 ? _options.Port : FreeLoopbackPort();
         var serverOpts = $"-c listen_addresses=127.0.0.1 -p {Port} -c unix_socket_directories=''";
+        // Throwaway clusters skip fsync (an OS crash may lose them) but keep synchronous_commit: a commit is in the
+        // kernel's page cache before it is acknowledged, so killing PostgreSQL (pg_ctl -m immediate) loses nothing.
         if (_options.Ephemeral)
-            serverOpts += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300";
+            serverOpts += " -c fsync=off -c full_page_writes=off -c max_connections=300";
         else
             serverOpts += " -c max_connections=200";
         var log = Path.Combine(data, "server.log");

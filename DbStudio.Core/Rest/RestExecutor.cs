@@ -105,8 +105,18 @@ public sealed class RestExecutor(RestDataSource rest, SchemaCache schemas, Acces
         {
             if (e.SqlState is PostgresErrorCodes.UndefinedColumn or PostgresErrorCodes.UndefinedTable)
                 _ = schemas.ReloadIfOlderAsync(caller.ProjectId, await schemas.GetAsync(caller.ProjectId, CancellationToken.None));
+            // The server is shutting down or restarting: the pool's other idle connections are gone too.
+            if (e.SqlState.StartsWith("57P", StringComparison.Ordinal) || e.SqlState.StartsWith("08", StringComparison.Ordinal)) rest.Source.Clear();
             var (status, error) = SqlStateHttp.From(e, caller.IsAnonymous);
             return RestResponse.Fail(status, error);
+        }
+        catch (NpgsqlException e) when (!ct.IsCancellationRequested)
+        {
+            // No connection (PostgreSQL down or restarting): drop the pool's broken connections so that the first
+            // requests after the restart do not each find one, and say so — nothing was written.
+            rest.Source.Clear();
+            return RestResponse.Fail(503, new RestError("PGRST001", "Could not connect to the database", e.Message,
+                "The database is restarting or unreachable; retry in a moment"));
         }
     }
 

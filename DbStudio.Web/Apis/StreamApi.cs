@@ -71,8 +71,19 @@ public static class StreamApi
             return;
         }
 
-        await capture.EnsureAsync(id, info.Oid, ctx.RequestAborted);
-        await using var sub = await hub.SubscribeAsync(id, new ChangeView(caller, info, filter), lastEventId, ctx.RequestAborted);
+        Subscription sub;
+        try
+        {
+            await capture.EnsureAsync(id, info.Oid, ctx.RequestAborted);
+            sub = await hub.SubscribeAsync(id, new ChangeView(caller, info, filter), lastEventId, ctx.RequestAborted);
+        }
+        catch (Npgsql.NpgsqlException e) when (e is not Npgsql.PostgresException { SqlState: not ("57P01" or "57P02" or "57P03") })
+        {
+            // Clients retry (EventSource does by itself) and resume with Last-Event-ID.
+            await RestApi.WriteError(ctx, 503, new RestError("PGRST001", "Could not connect to the database", null, "Retry in a moment"));
+            return;
+        }
+        await using var _ = sub;
 
         ctx.Features.Get<IHttpResponseBodyFeature>()?.DisableBuffering();
         ctx.Response.ContentType = "text/event-stream; charset=utf-8";

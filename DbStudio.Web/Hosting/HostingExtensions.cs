@@ -180,7 +180,14 @@ public static class HostingExtensions
 
         app.UseExceptionHandler(new ExceptionHandlerOptions
         {
-            StatusCodeSelector = ex => ex is BadHttpRequestException bad ? bad.StatusCode : StatusCodes.Status500InternalServerError,
+            StatusCodeSelector = ex => ex switch
+            {
+                BadHttpRequestException bad => bad.StatusCode,
+                // PostgreSQL unreachable or restarting: a retryable 503, not a 500.
+                NpgsqlException and not PostgresException or PostgresException { SqlState: ['5', '7', 'P', ..] or ['0', '8', ..] } =>
+                    StatusCodes.Status503ServiceUnavailable,
+                _ => StatusCodes.Status500InternalServerError,
+            },
         });
         app.UseStatusCodePages();
         app.UseHttpLogging();
