@@ -14,10 +14,12 @@ namespace DbStudio.Web.Apis;
 public static class RestApi
 {
     public const string CorsPolicy = "rest";
+    /// <summary>The per-credential rate limit (DbStudio:Rest:RequestsPerSecondPerKey); the per-address one is global.</summary>
+    public const string RateLimitPolicy = "rest-key";
 
     public static IEndpointRouteBuilder MapRestApi(this IEndpointRouteBuilder app)
     {
-        var g = app.MapGroup("/db/{id}/rest").RequireCors(CorsPolicy).WithTags("REST");
+        var g = app.MapGroup("/db/{id}/rest").RequireCors(CorsPolicy).RequireRateLimiting(RateLimitPolicy).WithTags("REST");
         g.MapMethods("/{table}", ["GET", "HEAD", "POST", "PATCH", "DELETE"], Handle).DisableAntiforgery();
         g.MapGet("/", OpenApi); // also answers /db/{id}/rest without the slash
         return app;

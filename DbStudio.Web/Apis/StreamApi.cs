@@ -23,7 +23,7 @@ public static class StreamApi
 
     public static IEndpointRouteBuilder MapStreamApi(this IEndpointRouteBuilder app)
     {
-        app.MapGet("/db/{id}/rest/{table}/stream", Handle).RequireCors(RestApi.CorsPolicy).WithTags("REST");
+        app.MapGet("/db/{id}/rest/{table}/stream", Handle).RequireCors(RestApi.CorsPolicy).RequireRateLimiting(RestApi.RateLimitPolicy).WithTags("REST");
         return app;
     }
 

@@ -101,12 +101,29 @@ public static class HostingExtensions
             o.AddPolicy(EndUserAuthApi.RateLimitPolicy, ctx => RateLimitPartition.GetSlidingWindowLimiter(
                 $"{ctx.Connection.RemoteIpAddress}|{ctx.Request.RouteValues["id"]}",
                 _ => new SlidingWindowRateLimiterOptions { PermitLimit = authPerMinute, Window = TimeSpan.FromMinutes(1), SegmentsPerWindow = 6 }));
+            // REST and streams: a token bucket per client address and one per credential (ANON key, DB_API_KEY or
+            // session token), both per second; 0 turns one off.
+            var perIp = config.GetValue("DbStudio:Rest:RequestsPerSecondPerIp", 2000);
+            var perKey = config.GetValue("DbStudio:Rest:RequestsPerSecondPerKey", 1000);
+            static bool IsRest(HttpContext ctx) => ctx.Request.Path.StartsWithSegments("/db");
+            static TokenBucketRateLimiterOptions Bucket(int perSecond) => new()
+            {
+                TokenLimit = perSecond, TokensPerPeriod = perSecond, ReplenishmentPeriod = TimeSpan.FromSeconds(1), QueueLimit = 0,
+                AutoReplenishment = true,
+            };
+            o.GlobalLimiter = PartitionedRateLimiter.Create<HttpContext, string>(ctx => perIp > 0 && IsRest(ctx)
+                ? RateLimitPartition.GetTokenBucketLimiter($"ip:{ctx.Connection.RemoteIpAddress}", _ => Bucket(perIp))
+                : RateLimitPartition.GetNoLimiter(""));
+            o.AddPolicy(RestApi.RateLimitPolicy, ctx => perKey > 0 && CredentialOf(ctx) is { } key
+                ? RateLimitPartition.GetTokenBucketLimiter($"key:{key}", _ => Bucket(perKey))
+                : RateLimitPartition.GetNoLimiter(""));
             o.OnRejected = async (context, ct) =>
             {
-                var retry = context.Lease.TryGetMetadata(MetadataName.RetryAfter, out var after) ? after : TimeSpan.FromSeconds(10);
-                context.HttpContext.Response.Headers.RetryAfter = ((int)Math.Ceiling(retry.TotalSeconds)).ToString();
-                await context.HttpContext.Response.WriteAsJsonAsync(new RestError("429", "Too many attempts; try again later", null,
-                    $"Retry after {Math.Ceiling(retry.TotalSeconds)} s"), ct);
+                var retry = context.Lease.TryGetMetadata(MetadataName.RetryAfter, out var after) ? after : TimeSpan.FromSeconds(1);
+                var seconds = Math.Max(1, (int)Math.Ceiling(retry.TotalSeconds));
+                context.HttpContext.Response.Headers.RetryAfter = seconds.ToString();
+                await context.HttpContext.Response.WriteAsJsonAsync(new RestError("429", "Too many requests; try again later", null,
+                    $"Retry after {seconds} s"), ct);
             };
         });
 
@@ -153,6 +170,14 @@ public static class HostingExtensions
             };
         });
         services.AddMudServices();
+    }
+
+    /// <summary>The credential a REST request carries (for its rate limit): the bearer token, else the apikey; at most 128 chars.</summary>
+    private static string? CredentialOf(HttpContext ctx)
+    {
+        var key = RestApi.BearerToken(ctx);
+        if (string.IsNullOrEmpty(key)) key = ctx.Request.Headers["apikey"].FirstOrDefault() ?? ctx.Request.Query["apikey"].FirstOrDefault();
+        return string.IsNullOrEmpty(key) ? null : key.Length <= 128 ? key : key[..128];
     }
 
     public static async Task UseDbStudioAsync(this WebApplication app)

@@ -25,6 +25,9 @@ public sealed class BenchHost : IAsyncDisposable
         var cs = await PlatformBootstrap.EnsureRoleAndDatabaseAsync(cluster.SuperuserConnectionString(), "dbstudio", "bench", "dbstudio");
         var builder = WebApplication.CreateBuilder(new WebApplicationOptions { EnvironmentName = "Production" });
         builder.Configuration["ConnectionStrings:Platform"] = cs;
+        // The load generators are one client with one key: no per-client limits in benchmarks.
+        builder.Configuration["DbStudio:Rest:RequestsPerSecondPerIp"] = "0";
+        builder.Configuration["DbStudio:Rest:RequestsPerSecondPerKey"] = "0";
         builder.Logging.SetMinimumLevel(LogLevel.Warning);
         if (urls is not null) builder.WebHost.UseUrls(urls);
         await builder.AddDbStudioAsync();

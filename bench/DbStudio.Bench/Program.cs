@@ -4,6 +4,7 @@
 //   dotnet run -c Release --project bench/DbStudio.Bench -- datapage [runs]
 //   dotnet run -c Release --project bench/DbStudio.Bench -- stream [subscribers] [inserts/s] [seconds]
 //   dotnet run -c Release --project bench/DbStudio.Bench -- fuzz [inputs]
+//   dotnet run -c Release --project bench/DbStudio.Bench -- soak [seconds] [projects] [connections]   (needs wrk)
 using DbStudio.Bench;
 
 var what = args.FirstOrDefault() ?? "provisioning";
@@ -25,12 +26,16 @@ switch (what)
         await StreamBench.RunAsync(args.Length > 1 ? int.Parse(args[1]) : 1000, args.Length > 2 ? int.Parse(args[2]) : 200,
             args.Length > 3 ? int.Parse(args[3]) : 30);
         return 0;
+    case "soak":
+        await SoakBench.RunAsync(args.Length > 1 ? int.Parse(args[1]) : 300, args.Length > 2 ? int.Parse(args[2]) : 50,
+            args.Length > 3 ? int.Parse(args[3]) : 64);
+        return 0;
     case "fuzz":
         return await FuzzBench.RunAsync(args.Length > 1 ? int.Parse(args[1]) : 100_000);
     case "stream-serve":
         await StreamBench.ServeAsync();
         return 0;
     default:
-        Console.Error.WriteLine($"unknown benchmark '{what}'. Known: provisioning, rest, datapage, stream, fuzz");
+        Console.Error.WriteLine($"unknown benchmark '{what}'. Known: provisioning, rest, datapage, stream, fuzz, soak");
         return 2;
 }

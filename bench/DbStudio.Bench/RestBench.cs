@@ -104,7 +104,7 @@ public static partial class RestBench
         return new Result(name, rps, Latency(output, "50%"), Latency(output, "99%"));
     }
 
-    private static double Latency(string wrkOutput, string percentile)
+    internal static double Latency(string wrkOutput, string percentile)
     {
         var m = Regex.Match(wrkOutput, $@"^\s*{Regex.Escape(percentile)}\s+([\d.]+)(us|ms|s)\s*$", RegexOptions.Multiline);
         var v = double.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture);
@@ -128,7 +128,7 @@ public static partial class RestBench
         return new Result("pgbench, same SQL (2 statements/transaction)", tps, avg, double.NaN);
     }
 
-    private static async Task<string> Run(string file, string[] args, Dictionary<string, string>? env = null)
+    internal static async Task<string> Run(string file, string[] args, Dictionary<string, string>? env = null)
     {
         var psi = new ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true };
         foreach (var a in args) psi.ArgumentList.Add(a);
@@ -142,7 +142,7 @@ public static partial class RestBench
         return all;
     }
 
-    private static string? Which(string exe) =>
+    internal static string? Which(string exe) =>
         (Environment.GetEnvironmentVariable("PATH") ?? "").Split(':').Select(d => Path.Combine(d, exe)).FirstOrDefault(File.Exists);
 
     [GeneratedRegex(@"Requests/sec:\s+([\d.]+)")] private static partial Regex RpsRegex();
