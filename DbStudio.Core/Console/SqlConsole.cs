@@ -40,6 +40,9 @@ public sealed class SqlConsole(OwnerConnections owners, SchemaCache schemas, Acc
         if (statements.Count == 0) return results;
 
         var total = Stopwatch.StartNew();
+        using var activity = Telemetry.Source.StartActivity("sql console");
+        activity?.SetTag("dbstudio.project", projectId).SetTag("dbstudio.sql.source", source.ToString())
+            .SetTag("dbstudio.sql.statements", statements.Count); // never the SQL text: it may hold passwords
         NpgsqlConnection conn;
         try { conn = await owners.OpenAsync(projectId, ct); }
         catch (NpgsqlException e) when (e is not PostgresException)
@@ -71,6 +74,8 @@ public sealed class SqlConsole(OwnerConnections owners, SchemaCache schemas, Acc
                 log.LogWarning(e, "Could not apply default access policies for project {Project}", projectId);
             }
         }
+        activity?.SetTag("dbstudio.sql.errors", results.Count(r => r.Error is not null));
+        Telemetry.ConsoleDuration.Record(total.Elapsed.TotalMilliseconds, new KeyValuePair<string, object?>("dbstudio.sql.source", source.ToString()));
         log.LogInformation("Console ran {Count} of {Total} statements for project {Project} in {Elapsed} ms",
             results.Count, statements.Count, projectId, total.ElapsedMilliseconds);
         history.Add(projectId, script, source, results);

@@ -3,6 +3,7 @@
 // head plus PostgreSQL's JSON text as a stream, without materialising rows in .NET.
 using System.Buffers;
 using System.Data;
+using System.Diagnostics;
 using System.Text;
 using DbStudio.Core.Access;
 using DbStudio.Core.Projects;
@@ -70,6 +71,22 @@ public sealed class RestExecutor(RestDataSource rest, SchemaCache schemas, Acces
     private readonly System.Collections.Concurrent.ConcurrentDictionary<string, SemaphoreSlim> _projectGates = new();
 
     public async Task<RestResponse> ExecuteAsync(RestCaller caller, RestRequest req, CancellationToken ct = default)
+    {
+        using var activity = Telemetry.Source.StartActivity("rest " + req.Verb.ToString().ToUpperInvariant());
+        var started = Stopwatch.GetTimestamp();
+        var response = await ExecuteCoreAsync(caller, req, ct);
+        var tags = new TagList { { "dbstudio.verb", req.Verb.ToString() }, { "dbstudio.caller", caller.Kind.ToString() }, { "http.response.status_code", response.Status } };
+        Telemetry.RestDuration.Record(Stopwatch.GetElapsedTime(started).TotalMilliseconds, tags);
+        if (activity is not null)
+        {
+            activity.SetTag("dbstudio.project", caller.ProjectId).SetTag("dbstudio.table", req.Table)
+                .SetTag("dbstudio.caller", caller.Kind.ToString()).SetTag("http.response.status_code", response.Status);
+            if (response.Error is { } e) activity.SetStatus(response.Status >= 500 ? ActivityStatusCode.Error : ActivityStatusCode.Unset, e.Code);
+        }
+        return response;
+    }
+
+    private async Task<RestResponse> ExecuteCoreAsync(RestCaller caller, RestRequest req, CancellationToken ct)
     {
         try
         {

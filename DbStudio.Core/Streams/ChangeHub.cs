@@ -3,6 +3,7 @@
 // with Last-Event-ID), so a slow client never slows the others nor grows memory without bound. Every subscriber starts
 // with a replay from the log, so nothing committed between "subscribed" and "live" is lost, and ids are de-duplicated.
 using System.Collections.Concurrent;
+using System.Diagnostics;
 using System.Text.Json;
 using System.Threading.Channels;
 using DbStudio.Core.Access;
@@ -83,10 +84,12 @@ public sealed class Subscription : IAsyncDisposable
         _queue.Writer.TryComplete();
     }
 
+    private int _left;
+
     public ValueTask DisposeAsync()
     {
         _queue.Writer.TryComplete();
-        _leave(this);
+        if (Interlocked.Exchange(ref _left, 1) == 0) _leave(this);
         return ValueTask.CompletedTask;
     }
 }
@@ -114,8 +117,14 @@ public sealed class ChangeHub(NpgsqlDataSource platform, SchemaCache schemas, Ac
         var (lastId, prunedThrough) = await StreamStateAsync(projectId, ct);
         var reset = lastEventId is long l && (l < prunedThrough || l > lastId);
         var start = lastEventId is long from && !reset ? from : lastId;
-        var sub = new Subscription(projectId, view, Opt.QueueCapacity, start, s => feed.Remove(s)) { Reset = reset };
+        var sub = new Subscription(projectId, view, Opt.QueueCapacity, start, s =>
+        {
+            feed.Remove(s);
+            Telemetry.StreamSubscribers.Add(-1);
+        }) { Reset = reset };
         feed.Add(sub);
+        Telemetry.StreamSubscribers.Add(1);
+        Activity.Current?.SetTag("dbstudio.stream.start_after", start).SetTag("dbstudio.stream.reset", reset);
         return sub;
     }
 

@@ -5,6 +5,10 @@ using DbStudio.Core.Access;
 using DbStudio.Core.Auth;
 using DbStudio.Core.Console;
 using DbStudio.Core.Platform;
+using OpenTelemetry.Metrics;
+using OpenTelemetry.Resources;
+using OpenTelemetry.Trace;
+using OpenTelemetry;
 using DbStudio.Core.Postgres;
 using DbStudio.Core.Projects;
 using DbStudio.Core.Rest;
@@ -145,6 +149,17 @@ public static class HostingExtensions
         services.AddProblemDetails();
         // Malformed JSON bodies are the client's mistake: answer 400 (as ProblemDetails) without logging an exception.
         services.Configure<Microsoft.AspNetCore.Routing.RouteHandlerOptions>(o => o.ThrowOnBadRequest = false);
+        // OpenTelemetry: ASP.NET Core's request spans/metrics (query strings redacted by the instrumentation) and the
+        // app's own (Telemetry, stream metrics). Exported over OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set.
+        // Npgsql's command tracing stays off: console statements may carry passwords in their text.
+        // Without an exporter nothing listens, so the instruments cost (next to) nothing on the REST hot path.
+        if (!string.IsNullOrEmpty(config["OTEL_EXPORTER_OTLP_ENDPOINT"]))
+            services.AddOpenTelemetry()
+                .ConfigureResource(r => r.AddService("dbstudio"))
+                .WithTracing(t => t.AddAspNetCoreInstrumentation().AddSource(Telemetry.Name))
+                .WithMetrics(m => m.AddAspNetCoreInstrumentation().AddMeter(Telemetry.Name, DbStudio.Core.Streams.ChangeHub.MeterName))
+                .UseOtlpExporter();
+
         services.AddHealthChecks().AddDbContextCheck<PlatformDbContext>("platform-db")
             .AddCheck<DbStudio.Core.Streams.ChangeListenerHealth>("change-listener");
         services.AddRazorComponents().AddInteractiveServerComponents();
