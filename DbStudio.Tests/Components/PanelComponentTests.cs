@@ -55,11 +55,11 @@ public class PanelComponentTests : BunitContext
         Assert.DoesNotContain("dak_", cut.Find("#cred-api").TextContent);
         var password = new Uri(p.ConnectionUrl).UserInfo.Split(':')[1];
         Assert.DoesNotContain(password, cut.Find("#cred-conn").TextContent);
-        cut.Find("#cred-api-reveal").Click();
+        Click(cut, "#cred-api-reveal");
         cut.WaitForAssertion(() => Assert.Equal(p.ApiKey, cut.Find("#cred-api").TextContent));
-        cut.Find("#cred-conn-reveal").Click();
+        Click(cut, "#cred-conn-reveal");
         cut.WaitForAssertion(() => Assert.Equal(p.ConnectionUrl, cut.Find("#cred-conn").TextContent));
-        cut.Find("#cred-anon-copy").Click();
+        Click(cut, "#cred-anon-copy");
         cut.WaitForAssertion(() => Assert.Contains(JSInterop.Invocations, i => i.Identifier == "dbstudio.copy" && (string?)i.Arguments[0] == p.AnonKey));
     }
 
@@ -70,7 +70,7 @@ public class PanelComponentTests : BunitContext
         var ran = 0;
         var cut = Render<SqlTab>(ps => ps.Add(c => c.ProjectId, p.Id).Add(c => c.Ran, () => ran++)
             .Add(c => c.Sql, "create table t (id int, label text); insert into t values (1, null), (2, 'two'); select * from t order by id; select nope"));
-        cut.Find("#sql-run").Click();
+        Click(cut, "#sql-run");
         cut.WaitForAssertion(() => Assert.Equal(4, cut.FindAll("[id^=sql-result-]").Count), TimeSpan.FromSeconds(10));
         Assert.Contains("INSERT · 2 rows", cut.Find("#sql-result-1").TextContent);
         Assert.Contains("SELECT · 2 rows", cut.Find("#sql-result-2").TextContent);
@@ -103,7 +103,7 @@ public class PanelComponentTests : BunitContext
         cut.WaitForAssertion(() => Assert.Equal("Rows 1–50 of 75", cut.Find("#data-range").TextContent.Trim()));
         Assert.Equal(50, cut.FindAll("#data-grid tbody tr").Count);
         Assert.NotEmpty(cut.FindAll("#data-grid .null-value"));
-        cut.Find("#data-next").Click();
+        Click(cut, "#data-next");
         cut.WaitForAssertion(() => Assert.Equal("Rows 51–75 of 75", cut.Find("#data-range").TextContent.Trim()));
     }
 
@@ -138,18 +138,32 @@ public class PanelComponentTests : BunitContext
     {
         var (_, p) = await ProjectAsync();
         var cut = Render<SqlTab>(ps => ps.Add(c => c.ProjectId, p.Id).Add(c => c.Sql, "select 1 as one"));
-        cut.Find("#sql-run").Click();
+        Click(cut, "#sql-run");
         cut.WaitForAssertion(() => Assert.Single(cut.FindAll("[id^=sql-result-]")), TimeSpan.FromSeconds(10));
         // The assistant runs a block elsewhere; the open tab's history shows it.
         await _app.Service<AssistantSql>().RunAsync(p.Id, "<sql>select 2 as two</sql>");
-        cut.Find("#sql-history-toggle").Click();
+        Click(cut, "#sql-history-toggle"); // the history re-renders live when the assistant's run lands
         cut.WaitForAssertion(() => Assert.Equal(2, cut.FindAll(".history-entry").Count));
         Assert.Contains("assistant", cut.Find("#sql-history-0").TextContent);
         Assert.Contains("select 2 as two", cut.Find("#sql-history-0").TextContent);
-        cut.Find("#sql-history-run-1").Click(); // re-run the first one
+        Click(cut, "#sql-history-run-1"); // re-run the first one
         cut.WaitForAssertion(() => Assert.Contains("one", cut.Find("#sql-result-0").TextContent), TimeSpan.FromSeconds(10));
-        cut.Find("#sql-csv-0").Click();
+        Click(cut, "#sql-csv-0");
         cut.WaitForAssertion(() => Assert.Contains(JSInterop.Invocations, i => i.Identifier == "dbstudio.download"));
+    }
+
+    /// <summary>Finds and clicks, again if a live re-render replaced the element in between.</summary>
+    private static void Click<T>(IRenderedComponent<T> cut, string selector) where T : Microsoft.AspNetCore.Components.IComponent
+    {
+        for (var attempt = 0; ; attempt++)
+        {
+            try
+            {
+                cut.Find(selector).Click();
+                return;
+            }
+            catch (Bunit.Rendering.UnknownEventHandlerIdException) when (attempt < 5) { Thread.Sleep(50); }
+        }
     }
 
     [Fact]
@@ -200,11 +214,11 @@ public class PanelComponentTests : BunitContext
         var cut = Render<CellEditor>(ps => ps.Add(c => c.Column, column).Add(c => c.Text, "{\"a\": 1}").Add(c => c.Save, (string? t) => saved = t));
         Assert.Empty(cut.FindAll("#cell-null"));
         cut.Find("#cell-editor-input").Input("{broken");
-        cut.Find("#cell-save").Click();
+        Click(cut, "#cell-save");
         cut.WaitForAssertion(() => Assert.Contains("Not valid JSON", cut.Find("#cell-error").TextContent));
         Assert.Equal("untouched", saved);
         cut.Find("#cell-editor-input").Input("[1, 2]");
-        cut.Find("#cell-save").Click();
+        Click(cut, "#cell-save");
         cut.WaitForAssertion(() => Assert.Equal("[1, 2]", saved));
     }
 
@@ -216,18 +230,18 @@ public class PanelComponentTests : BunitContext
         cut.WaitForAssertion(() => Assert.Equal("Rows 1–50 of 75", cut.Find("#data-range").TextContent.Trim()));
         cut.Find("#data-filter-column").Change("v");
         cut.Find("#data-filter-op").Change("is.null");
-        cut.Find("#data-filter-apply").Click();
+        Click(cut, "#data-filter-apply");
         cut.WaitForAssertion(() => Assert.Equal("Rows 1–38 of 38", cut.Find("#data-range").TextContent.Trim()));
         cut.Find("#data-filter-op").Change("ilike");
         cut.WaitForElement("#data-filter-value").Input("X7"); // the value box returns once the operator takes a value
-        cut.Find("#data-filter-apply").Click(); // contains, case-insensitive: x70, x72, x74
+        Click(cut, "#data-filter-apply"); // contains, case-insensitive: x70, x72, x74
         cut.WaitForAssertion(() => Assert.Equal("Rows 1–3 of 3", cut.Find("#data-range").TextContent.Trim()));
         cut.Find("#data-filter-column").Change("id");
         cut.Find("#data-filter-op").Change("gt");
         cut.Find("#data-filter-value").Input("not a number");
-        cut.Find("#data-filter-apply").Click(); // PostgreSQL's message, not a crash
+        Click(cut, "#data-filter-apply"); // PostgreSQL's message, not a crash
         cut.WaitForAssertion(() => Assert.Contains("22P02", cut.Markup));
-        cut.Find("#data-filter-clear").Click();
+        Click(cut, "#data-filter-clear");
         cut.WaitForAssertion(() => Assert.Equal("Rows 1–50 of 75", cut.Find("#data-range").TextContent.Trim()));
     }
 }
