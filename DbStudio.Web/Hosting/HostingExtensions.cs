@@ -90,6 +90,7 @@ public static class HostingExtensions
         services.AddSingleton<DbStudio.Core.Panel.ProjectOverview>();
         services.AddSingleton<RestMetrics>();
         services.AddSingleton<PlatformSignals>();
+        services.AddSingleton<DatabaseProbe>();
         services.AddSingleton<DbStudio.Core.Streams.ChangeCapture>();
         services.AddSingleton<DbStudio.Core.Streams.ChangeHub>();
         services.AddHostedService(sp => sp.GetRequiredService<DbStudio.Core.Streams.ChangeHub>());
