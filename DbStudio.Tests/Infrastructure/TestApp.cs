@@ -20,6 +20,9 @@ public class AppFactory(string platformConnectionString, IReadOnlyDictionary<str
         builder.UseStaticWebAssets(); // serve _content/MudBlazor/… as `dotnet run` does
         builder.UseSetting("ConnectionStrings:Platform", platformConnectionString);
         builder.UseSetting("DbStudio:Console:StatementTimeout", "00:00:05");
+        // Every test is the same client address (127.0.0.1), in parallel: the per-address REST limit would be shared by
+        // the whole suite. RateLimitTests turns it on for itself; the per-key limit keeps its default.
+        builder.UseSetting("DbStudio:Rest:RequestsPerSecondPerIp", "0");
         foreach (var (k, v) in settings ?? new Dictionary<string, string?>()) builder.UseSetting(k, v);
     }
 }

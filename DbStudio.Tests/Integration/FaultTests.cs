@@ -30,7 +30,11 @@ public class FaultTests
             DataDir = Path.Combine(root, "pgdata"), Ephemeral = true, SuperuserPassword = "faults",
         });
         var cs = await PlatformBootstrap.EnsureRoleAndDatabaseAsync(cluster.SuperuserConnectionString(), "dbstudio", "faults", "dbstudio");
-        await using var factory = new AppFactory(cs);
+        // A load test: the per-client rate limits (1,000 a second per key by default) would refuse its writers.
+        await using var factory = new AppFactory(cs, new Dictionary<string, string?>
+        {
+            ["DbStudio:Rest:RequestsPerSecondPerKey"] = "0", ["DbStudio:Rest:RequestsPerSecondPerIp"] = "0",
+        });
         factory.UseKestrel(o => o.Listen(IPAddress.Loopback, 0));
         factory.StartServer();
         var baseUrl = new Uri(factory.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First());
