@@ -215,8 +215,7 @@ public sealed class ChangeHub(NpgsqlDataSource platform, SchemaCache schemas, Ac
     {
         var list = new List<Change>();
         await using var cmd = platform.CreateCommand(
-            "SELECT id, schema_name, table_name, op, record::text, old_record::text, committed_at FROM dbstudio_realtime.changes " +
-            where + $" ORDER BY id LIMIT {limit}");
+            ChangeColumns + where + $" ORDER BY id LIMIT {limit}");
         foreach (var a in args) cmd.Parameters.Add(new() { Value = a });
         await using var r = await cmd.ExecuteReaderAsync(ct);
         while (await r.ReadAsync(ct)) list.Add(ToChange(r));
@@ -418,8 +417,7 @@ public sealed class ChangeHub(NpgsqlDataSource platform, SchemaCache schemas, Ac
         {
             var list = new List<Change>();
             using var cmd = new NpgsqlCommand(
-                "SELECT id, schema_name, table_name, op, record::text, old_record::text, committed_at FROM dbstudio_realtime.changes " +
-                $"WHERE schema_name = $1 AND id > $2 ORDER BY id LIMIT {limit}", conn);
+                ChangeColumns + $"WHERE schema_name = $1 AND id > $2 ORDER BY id LIMIT {limit}", conn);
             cmd.Parameters.Add(new() { Value = schema });
             cmd.Parameters.Add(new() { Value = after });
             using var r = cmd.ExecuteReader();
@@ -436,6 +434,10 @@ public sealed class ChangeHub(NpgsqlDataSource platform, SchemaCache schemas, Ac
         Meter.CreateHistogram<double>("dbstudio.stream.dispatch_delay", "ms", "Commit to hand-out to the stream's subscribers");
     internal static readonly System.Diagnostics.Metrics.Counter<long> Dropped =
         Meter.CreateCounter<long>("dbstudio.stream.dropped", "{subscriber}", "Subscribers dropped for falling behind");
+
+    /// <summary>The log's columns in the order <see cref="ToChange"/> reads them.</summary>
+    private const string ChangeColumns =
+        "SELECT id, schema_name, table_name, op, record::text, old_record::text, committed_at FROM dbstudio_realtime.changes ";
 
     private static Change ToChange(NpgsqlDataReader r) =>
         new(r.GetInt64(0), r.GetString(1), r.GetString(2), r.GetChar(3),

@@ -371,70 +371,29 @@ public class PanelBrowserTests(TestApp app) : IAsyncLifetime
     public async Task While_the_database_is_away_the_panel_says_it_is_reconnecting_and_comes_back_by_itself()
     {
         // A cluster of this test's own: it is stopped half-way.
-        var root = Path.Combine(Path.GetTempPath(), $"dbstudio-reconnect-{Guid.NewGuid():N}");
-        Directory.CreateDirectory(root);
-        File.SetUnixFileMode(root, (UnixFileMode)0b111_101_101);
-        var options = new DbStudio.Core.Postgres.LocalClusterOptions
-        {
-            DataDir = Path.Combine(root, "pgdata"), Ephemeral = true, SuperuserPassword = "reconnect",
-        };
-        var cluster = await DbStudio.Core.Postgres.LocalCluster.StartAsync(options);
-        try
-        {
-            var cs = await DbStudio.Core.Postgres.PlatformBootstrap.EnsureRoleAndDatabaseAsync(cluster.SuperuserConnectionString(), "dbstudio", "reconnect", "dbstudio");
-            await using var factory = new AppFactory(cs);
-            factory.UseKestrel(o => o.Listen(System.Net.IPAddress.Loopback, 0));
-            factory.StartServer();
-            var baseUrl = factory.Services.GetRequiredService<Microsoft.AspNetCore.Hosting.Server.IServer>()
-                .Features.Get<Microsoft.AspNetCore.Hosting.Server.Features.IServerAddressesFeature>()!.Addresses.First();
+        await using var own = await OwnCluster.StartAsync("reconnect");
+        await using var factory = new AppFactory(own.PlatformConnectionString);
+        var (page, context, _) = await SignedInProjectAsync(factory.StartOnLoopback());
+        await page.GetByRole(AriaRole.Tab, new() { Name = "SQL" }).ClickAsync();
+        await SetSqlAsync(page, "create table alpha (id int primary key); create table beta (id int primary key, v text);\n" +
+                                "insert into beta values (1, 'still here')");
+        await page.ClickAsync("#sql-run");
+        await Assertions.Expect(page.Locator("#sql-result-2")).ToContainTextAsync("INSERT");
+        await page.GetByRole(AriaRole.Tab, new() { Name = "Data" }).ClickAsync();
+        await Assertions.Expect(page.Locator("#data-range")).ToContainTextAsync("No rows"); // alpha, empty
 
-            var context = await _browser.NewContextAsync(new BrowserNewContextOptions { ViewportSize = new() { Width = 1400, Height = 900 } });
-            var page = await context.NewPageAsync();
-            _lastPage = page;
-            page.SetDefaultTimeout(15_000);
-            await page.GotoAsync($"{baseUrl}/account/register");
-            await page.FillAsync("#email", $"ui{Guid.NewGuid():N}@example.com");
-            await page.FillAsync("#password", "browser password");
-            await page.ClickAsync("button[type=submit]");
-            await Assertions.Expect(page).ToHaveURLAsync(new Regex("/projects$"));
-            await UntilAsync(async () =>
-            {
-                await Input(page, "new-project-name").FillAsync("Outage");
-                await page.ClickAsync("#create-project");
-                await Assertions.Expect(page).ToHaveURLAsync(new Regex("/projects/[a-z0-9]+$"), new() { Timeout = 3000 });
-            });
-            await UntilAsync(async () =>
-            {
-                await page.ClickAsync("#db-button");
-                await Assertions.Expect(page.Locator("#db-panel")).ToBeVisibleAsync(new() { Timeout = 3000 });
-            });
-            await page.GetByRole(AriaRole.Tab, new() { Name = "SQL" }).ClickAsync();
-            await SetSqlAsync(page, "create table alpha (id int primary key); create table beta (id int primary key, v text);\n" +
-                                    "insert into beta values (1, 'still here')");
-            await page.ClickAsync("#sql-run");
-            await Assertions.Expect(page.Locator("#sql-result-2")).ToContainTextAsync("INSERT");
-            await page.GetByRole(AriaRole.Tab, new() { Name = "Data" }).ClickAsync();
-            await Assertions.Expect(page.Locator("#data-range")).ToContainTextAsync("No rows"); // alpha, empty
+        // PostgreSQL goes away; the next thing the panel needs from it is the other table's rows.
+        await own.Cluster.StopAsync();
+        await page.Locator("#table-list").GetByText("beta").ClickAsync();
+        await Assertions.Expect(page.Locator("#db-reconnecting")).ToBeVisibleAsync();
+        await Assertions.Expect(page.Locator("#blazor-error-ui")).ToBeHiddenAsync(); // no error page
+        await page.ScreenshotAsync(new() { Path = Path.Combine(Shots, "panel-reconnecting.png") });
 
-            // PostgreSQL goes away; the next thing the panel needs from it is the other table's rows.
-            var port = cluster.Port;
-            await cluster.StopAsync();
-            await page.Locator("#table-list").GetByText("beta").ClickAsync();
-            await Assertions.Expect(page.Locator("#db-reconnecting")).ToBeVisibleAsync();
-            await Assertions.Expect(page.Locator("#blazor-error-ui")).ToBeHiddenAsync(); // no error page
-            await page.ScreenshotAsync(new() { Path = Path.Combine(Shots, "panel-reconnecting.png") });
-
-            // It comes back on the same port; the panel recovers by itself and shows the table.
-            cluster = await DbStudio.Core.Postgres.LocalCluster.StartAsync(options with { Port = port });
-            await Assertions.Expect(page.Locator("#db-reconnecting")).ToBeHiddenAsync(new() { Timeout = 15_000 });
-            await Assertions.Expect(page.Locator("#data-grid")).ToContainTextAsync("still here");
-            await context.CloseAsync();
-        }
-        finally
-        {
-            await cluster.DisposeAsync();
-            try { Directory.Delete(root, true); } catch (Exception) { /* files owned by postgres */ }
-        }
+        // It comes back on the same port; the panel recovers by itself and shows the table.
+        await own.StartAgainAsync();
+        await Assertions.Expect(page.Locator("#db-reconnecting")).ToBeHiddenAsync(new() { Timeout = 15_000 });
+        await Assertions.Expect(page.Locator("#data-grid")).ToContainTextAsync("still here");
+        await context.CloseAsync();
     }
 
     private static async Task<string> ApiKeyAsync(IPage page)
@@ -445,13 +404,13 @@ public class PanelBrowserTests(TestApp app) : IAsyncLifetime
     }
 
     /// <summary>A new account with a new project, its page open and the DB panel showing.</summary>
-    private async Task<(IPage Page, IBrowserContext Context, string ProjectId)> SignedInProjectAsync()
+    private async Task<(IPage Page, IBrowserContext Context, string ProjectId)> SignedInProjectAsync(Uri? appUrl = null)
     {
         var context = await _browser.NewContextAsync(new BrowserNewContextOptions { ViewportSize = new() { Width = 1400, Height = 900 } });
         var page = await context.NewPageAsync();
         _lastPage = page;
         page.SetDefaultTimeout(15_000);
-        var baseUrl = app.BaseUrl.ToString().TrimEnd('/');
+        var baseUrl = (appUrl ?? app.BaseUrl).ToString().TrimEnd('/');
         await page.GotoAsync($"{baseUrl}/account/register");
         await page.FillAsync("#email", $"ui{Guid.NewGuid():N}@example.com");
         await page.FillAsync("#password", "browser password");

@@ -51,10 +51,7 @@ public class LogSecretsTests(TestApp app)
     {
         var capture = new CapturingLoggerProvider();
         await using var logged = new LoggedApp(app.Db.PlatformConnectionString, capture);
-        logged.UseKestrel(o => o.Listen(System.Net.IPAddress.Loopback, 0));
-        logged.StartServer();
-        var baseUrl = new Uri(logged.Services.GetRequiredService<Microsoft.AspNetCore.Hosting.Server.IServer>()
-            .Features.Get<Microsoft.AspNetCore.Hosting.Server.Features.IServerAddressesFeature>()!.Addresses.First());
+        var baseUrl = logged.StartOnLoopback();
         var http = new HttpClient { BaseAddress = baseUrl };
         var secrets = new List<string>();
 

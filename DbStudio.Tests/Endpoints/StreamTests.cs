@@ -291,10 +291,7 @@ public class StreamTests(TestApp app)
         var p = w.Project;
         await using var second = new AppFactory(app.Db.PlatformConnectionString,
             new Dictionary<string, string?> { ["DbStudio:Streams:Heartbeat"] = "00:00:01" });
-        second.UseKestrel(o => o.Listen(IPAddress.Loopback, 0));
-        second.StartServer();
-        var secondUrl = new Uri(second.Services.GetRequiredService<Microsoft.AspNetCore.Hosting.Server.IServer>()
-            .Features.Get<Microsoft.AspNetCore.Hosting.Server.Features.IServerAddressesFeature>()!.Addresses.First());
+        var secondUrl = second.StartOnLoopback();
 
         await using var onSecond = await SseClient.OpenAsync(secondUrl, $"/db/{p.Id}/rest/tasks/stream", p.ApiKey);
         await using var onFirst = await OpenAsync(p, bearer: p.ApiKey);

@@ -25,6 +25,15 @@ public class AppFactory(string platformConnectionString, IReadOnlyDictionary<str
         builder.UseSetting("DbStudio:Rest:RequestsPerSecondPerIp", "0");
         foreach (var (k, v) in settings ?? new Dictionary<string, string?>()) builder.UseSetting(k, v);
     }
+
+    /// <summary>Starts the app on a real loopback port (Kestrel) and returns its address.</summary>
+    public Uri StartOnLoopback()
+    {
+        UseKestrel(o => o.Listen(System.Net.IPAddress.Loopback, 0));
+        StartServer();
+        return new Uri(Services.GetRequiredService<Microsoft.AspNetCore.Hosting.Server.IServer>()
+            .Features.Get<Microsoft.AspNetCore.Hosting.Server.Features.IServerAddressesFeature>()!.Addresses.First());
+    }
 }
 
 /// <summary>Assembly fixture: one PostgreSQL and one app for the whole run; each test makes its own users and projects.</summary>
@@ -41,11 +50,7 @@ public sealed class TestApp : IAsyncLifetime
     {
         Db = await PostgresServer.StartAsync();
         Factory = new AppFactory(Db.PlatformConnectionString);
-        Factory.UseKestrel(o => o.Listen(System.Net.IPAddress.Loopback, 0));
-        Factory.StartServer(); // migrations run once, before the tests
-        var addresses = Factory.Services.GetRequiredService<Microsoft.AspNetCore.Hosting.Server.IServer>()
-            .Features.Get<Microsoft.AspNetCore.Hosting.Server.Features.IServerAddressesFeature>()!.Addresses;
-        BaseUrl = new Uri(addresses.First());
+        BaseUrl = Factory.StartOnLoopback(); // migrations run once, before the tests
     }
 
     public async ValueTask DisposeAsync()
