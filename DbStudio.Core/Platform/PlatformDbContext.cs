@@ -10,7 +10,8 @@ namespace DbStudio.Core.Platform;
 
 public sealed class PlatformUser : IdentityUser;
 
-public enum ProjectSecretKind { OwnerPassword = 1, AnonKey = 2, ApiKey = 3 }
+/// <summary>RestPassword: the password of the project's REST logins (RestConnections); never shown.</summary>
+public enum ProjectSecretKind { OwnerPassword = 1, AnonKey = 2, ApiKey = 3, RestPassword = 4 }
 
 public sealed class Project
 {

@@ -70,7 +70,8 @@ public sealed class ProjectProvisioner
     public static async Task DropAsync(NpgsqlConnection conn, NpgsqlTransaction tx, string id, CancellationToken ct)
     {
         if (!ProjectNaming.IsValidId(id)) throw new ArgumentException("invalid project id", nameof(id));
-        string[] roles = [ProjectNaming.OwnerRole(id), ProjectNaming.AnonRole(id), ProjectNaming.UserRole(id), ProjectNaming.UserAdminRole(id)];
+        string[] roles = [ProjectNaming.OwnerRole(id), ProjectNaming.AnonRole(id), ProjectNaming.UserRole(id), ProjectNaming.UserAdminRole(id),
+            .. Rest.RestConnections.LoginRoles(id)];
         var existing = new List<string>();
         await using (var cmd = new NpgsqlCommand("SELECT rolname FROM pg_roles WHERE rolname = ANY($1)", conn, tx))
         {
@@ -79,21 +80,27 @@ public sealed class ProjectProvisioner
             while (await r.ReadAsync(ct)) existing.Add(r.GetString(0));
         }
         var sql = $"DROP SCHEMA IF EXISTS {SqlText.Ident(ProjectNaming.Schema(id))} CASCADE;" + Streams.ChangeCapture.DropStreamSql(id);
-        if (existing.Count > 0)
+        // The REST logins own nothing and hold only CONNECT (the platform is not a member of them, so DROP OWNED BY
+        // is not theirs to take): revoke it, then drop them with the rest.
+        var logins = existing.Intersect(Rest.RestConnections.LoginRoles(id)).ToList();
+        var owned = existing.Except(logins).ToList();
+        foreach (var login in logins)
+            sql += $"ALTER ROLE {SqlText.Ident(login)} NOLOGIN; REVOKE ALL ON DATABASE {SqlText.Ident(conn.Database)} FROM {SqlText.Ident(login)};";
+        if (owned.Count > 0)
         {
-            var list = string.Join(", ", existing.Select(SqlText.Ident));
-            if (existing.Contains(roles[0])) sql += $"ALTER ROLE {SqlText.Ident(roles[0])} NOLOGIN;";
-            sql += $"DROP OWNED BY {list} CASCADE; DROP ROLE {list};";
+            if (owned.Contains(roles[0])) sql += $"ALTER ROLE {SqlText.Ident(roles[0])} NOLOGIN;";
+            sql += $"DROP OWNED BY {string.Join(", ", owned.Select(SqlText.Ident))} CASCADE;";
         }
+        if (existing.Count > 0) sql += $"DROP ROLE {string.Join(", ", existing.Select(SqlText.Ident))};";
         await Exec(conn, tx, sql, ct);
     }
 
-    /// <summary>Ends the owner's open sessions (console pools, Connection URL clients) before a drop.</summary>
+    /// <summary>Ends the project's open sessions (console and REST pools, Connection URL clients) before a drop.</summary>
     public static async Task TerminateOwnerSessionsAsync(NpgsqlDataSource platform, string id, CancellationToken ct)
     {
         await using var cmd = platform.CreateCommand(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE usename = $1 AND pid <> pg_backend_pid()");
-        cmd.Parameters.Add(new() { Value = ProjectNaming.OwnerRole(id) });
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE usename = ANY($1) AND pid <> pg_backend_pid()");
+        cmd.Parameters.Add(new() { Value = (string[])[ProjectNaming.OwnerRole(id), .. Rest.RestConnections.LoginRoles(id)] });
         await cmd.ExecuteScalarAsync(ct);
     }
 

@@ -17,6 +17,7 @@ public sealed class ProjectService(
     NpgsqlDataSource platform,
     SecretProtector protector,
     OwnerConnections ownerConnections,
+    Rest.RestConnections restConnections,
     Auth.Credentials credentials,
     Rest.SchemaCache schemas,
     Access.AccessPolicies access,
@@ -94,6 +95,7 @@ public sealed class ProjectService(
     {
         if (!await IsOwnerAsync(ownerUserId, id, ct)) return false;
         ownerConnections.Forget(id);
+        restConnections.Forget(id);
         await ProjectProvisioner.TerminateOwnerSessionsAsync(platform, id, ct);
         await using var db = await contexts.CreateDbContextAsync(ct);
         var strategy = db.Database.CreateExecutionStrategy();

@@ -1,5 +1,6 @@
-// Stages 4–5: runs a planned REST request in one round trip — role and request.* settings batched with the
-// statement in one implicit transaction (a failure rolls everything back) — and hands back the response
+// Stages 4–5: runs a planned REST request in one round trip on a connection that already acts as the caller's role
+// (RestConnections) — a signed-in user's request.* settings batched with the statement in one implicit transaction
+// (a failure rolls everything back) — and hands back the response
 // head plus PostgreSQL's JSON text as a stream, without materialising rows in .NET.
 using System.Buffers;
 using System.Data;
@@ -13,42 +14,21 @@ using NpgsqlTypes;
 
 namespace DbStudio.Core.Rest;
 
-/// <summary>The pool REST and SSE requests use: the platform role, switching role per transaction.</summary>
-public sealed class RestDataSource(NpgsqlDataSource source) : IAsyncDisposable
-{
-    public NpgsqlDataSource Source { get; } = source;
-
-    public static RestDataSource Create(string platformConnectionString, int maxPoolSize, TimeSpan statementTimeout)
-    {
-        var csb = new NpgsqlConnectionStringBuilder(platformConnectionString)
-        {
-            ApplicationName = "dbstudio-rest",
-            MaxPoolSize = maxPoolSize,
-            // Role and settings are transaction-local (set_config(…, true)), so nothing needs resetting, and
-            // auto-prepared statements (which spare PostgreSQL the RLS planning) survive across requests.
-            NoResetOnClose = true,
-            MaxAutoPrepare = 256,
-            AutoPrepareMinUsages = 2,
-            // The same for every request: set once per session, not per request.
-            Options = $"-c statement_timeout={(int)statementTimeout.TotalMilliseconds}",
-            Timezone = "UTC",
-        };
-        return new RestDataSource(new NpgsqlDataSourceBuilder(csb.ConnectionString) { Name = "rest" }.Build());
-    }
-
-    public ValueTask DisposeAsync() => Source.DisposeAsync();
-}
-
 public sealed class RestOptions
 {
     /// <summary>Most rows one response carries (PostgREST's db-max-rows).</summary>
     public long MaxRows { get; set; } = 1000;
     public TimeSpan StatementTimeout { get; set; } = TimeSpan.FromSeconds(10);
-    public int PoolSize { get; set; } = 64;
+    /// <summary>How long an unused REST connection stays open; a project's pools go after four times as long.</summary>
+    public TimeSpan PoolIdle { get; set; } = TimeSpan.FromSeconds(60);
     /// <summary>Largest request body accepted, in bytes.</summary>
     public long MaxBodyBytes { get; set; } = 10 * 1024 * 1024;
-    /// <summary>REST statements one project may run at once; the pool is shared, so one busy project cannot take it all.</summary>
-    public int MaxConcurrentPerProject { get; set; } = 16;
+    /// <summary>
+    /// REST statements one project may run at once (and the most connections one of its pools holds): one busy project
+    /// cannot take the server, and the rest wait their turn in order instead of all competing for the CPU — about
+    /// two per core is where a machine's throughput peaks and its tail latency stays short.
+    /// </summary>
+    public int MaxConcurrentPerProject { get; set; } = Math.Max(4, 2 * Environment.ProcessorCount);
     /// <summary>How long a request waits for its project's turn before a 503.</summary>
     public TimeSpan ProjectQueueTimeout { get; set; } = TimeSpan.FromSeconds(10);
 }
@@ -65,7 +45,7 @@ public sealed class RestResponse
     public static RestResponse Fail(int status, RestError error) => new() { Status = status, Error = error };
 }
 
-public sealed class RestExecutor(RestDataSource rest, SchemaCache schemas, AccessPolicies access, IOptions<DbStudioOptions> options)
+public sealed class RestExecutor(RestConnections connections, SchemaCache schemas, AccessPolicies access, IOptions<DbStudioOptions> options)
 {
     private RestOptions Opt => options.Value.Rest;
     private readonly System.Collections.Concurrent.ConcurrentDictionary<string, SemaphoreSlim> _projectGates = new();
@@ -123,7 +103,7 @@ public sealed class RestExecutor(RestDataSource rest, SchemaCache schemas, Acces
             if (e.SqlState is PostgresErrorCodes.UndefinedColumn or PostgresErrorCodes.UndefinedTable)
                 _ = schemas.ReloadIfOlderAsync(caller.ProjectId, await schemas.GetAsync(caller.ProjectId, CancellationToken.None));
             // The server is shutting down or restarting: the pool's other idle connections are gone too.
-            if (e.SqlState.StartsWith("57P", StringComparison.Ordinal) || e.SqlState.StartsWith("08", StringComparison.Ordinal)) rest.Source.Clear();
+            if (e.SqlState.StartsWith("57P", StringComparison.Ordinal) || e.SqlState.StartsWith("08", StringComparison.Ordinal)) connections.ClearAll();
             var (status, error) = SqlStateHttp.From(e, caller.IsAnonymous);
             return RestResponse.Fail(status, error);
         }
@@ -131,7 +111,7 @@ public sealed class RestExecutor(RestDataSource rest, SchemaCache schemas, Acces
         {
             // No connection (PostgreSQL down or restarting): drop the pool's broken connections so that the first
             // requests after the restart do not each find one, and say so — nothing was written.
-            rest.Source.Clear();
+            connections.ClearAll();
             return RestResponse.Fail(503, new RestError("PGRST001", "Could not connect to the database", e.Message,
                 "The database is restarting or unreachable; retry in a moment"));
         }
@@ -139,12 +119,15 @@ public sealed class RestExecutor(RestDataSource rest, SchemaCache schemas, Acces
 
     private async Task<RestResponse> RunAsync(RestCaller caller, RestRequest req, RestPlan plan, CancellationToken ct)
     {
-        await using var conn = await rest.Source.OpenConnectionAsync(ct);
+        var role = RoleOf(caller);
+        await using var conn = await connections.OpenAsync(caller.ProjectId, role, ct);
         var batch = new NpgsqlBatch(conn);
         NpgsqlTransaction? tx = null;
         try
         {
-            batch.BatchCommands.Add(SettingsCommand(caller));
+            // The connection already acts as the caller's role; only signed-in users carry claims.
+            var claims = ClaimsCommand(caller);
+            if (claims is not null) batch.BatchCommands.Add(claims);
             if (plan.CountSql is not null)
             {
                 var count = new NpgsqlBatchCommand(plan.CountSql);
@@ -170,7 +153,7 @@ public sealed class RestExecutor(RestDataSource rest, SchemaCache schemas, Acces
                 // Plain columns are read value by value from the buffered row; row_to_json texts stream out.
                 await using var reader = await batch.ExecuteReaderAsync(
                     plan.PlainColumns is null ? CommandBehavior.SequentialAccess : CommandBehavior.Default, ct);
-                await reader.NextResultAsync(ct); // the settings
+                if (claims is not null) await reader.NextResultAsync(ct);
                 if (plan.CountSql is not null)
                 {
                     await reader.ReadAsync(ct);
@@ -214,7 +197,13 @@ public sealed class RestExecutor(RestDataSource rest, SchemaCache schemas, Acces
             // backend message DataRow"). Errors are the rare path: forget this connection's prepared statements.
             await batch.DisposeAsync();
             batch = null;
-            try { conn.UnprepareAll(); } catch (Exception e) when (e is InvalidOperationException or NpgsqlException) { /* broken: dropped */ }
+            try
+            {
+                conn.UnprepareAll();
+                // Code of the project's that failed half-way may have left the session in another role: set it back.
+                await RestConnections.RestoreRoleAsync(conn, caller.ProjectId, role, CancellationToken.None);
+            }
+            catch (Exception e) when (e is InvalidOperationException or NpgsqlException) { /* broken: dropped */ }
             throw;
         }
         finally
@@ -274,29 +263,22 @@ public sealed class RestExecutor(RestDataSource rest, SchemaCache schemas, Acces
     private static int WriteStatus(RestRequest req, bool body) =>
         req.Verb == RestVerb.Post ? 201 : body ? 200 : 204;
 
-    private static NpgsqlBatchCommand SettingsCommand(RestCaller caller)
+    private static RestRole RoleOf(RestCaller caller) => caller.Kind switch
     {
-        var role = caller.Kind switch
-        {
-            CallerKind.Anon => ProjectNaming.AnonRole(caller.ProjectId),
-            CallerKind.User when caller.UserRole == Platform.EndUserRoles.Admin => ProjectNaming.UserAdminRole(caller.ProjectId),
-            CallerKind.User => ProjectNaming.UserRole(caller.ProjectId),
-            _ => ProjectNaming.OwnerRole(caller.ProjectId),
-        };
-        // Transaction-local, so they end with the request's implicit transaction. Only signed-in users carry claims.
-        if (caller.Kind != CallerKind.User)
-            return new NpgsqlBatchCommand("SELECT set_config('role', $1, true)")
-                { Parameters = { new NpgsqlParameter { Value = role, NpgsqlDbType = NpgsqlDbType.Text } } };
-        return new NpgsqlBatchCommand(
-            "SELECT set_config('role', $1, true), set_config('request.user_id', $2, true), set_config('request.user_role', $3, true)")
+        CallerKind.Anon => RestRole.Anon,
+        CallerKind.User when caller.UserRole == Platform.EndUserRoles.Admin => RestRole.UserAdmin,
+        CallerKind.User => RestRole.User,
+        _ => RestRole.Owner,
+    };
+
+    /// <summary>A signed-in user's id and role for the policies, transaction-local: they end with the request.</summary>
+    private static NpgsqlBatchCommand? ClaimsCommand(RestCaller caller) => caller.Kind != CallerKind.User ? null :
+        new NpgsqlBatchCommand("SELECT set_config('request.user_id', $1, true), set_config('request.user_role', $2, true)")
         {
             Parameters =
             {
-                new NpgsqlParameter { Value = role, NpgsqlDbType = NpgsqlDbType.Text },
                 new NpgsqlParameter { Value = caller.UserId?.ToString() ?? "", NpgsqlDbType = NpgsqlDbType.Text },
                 new NpgsqlParameter { Value = caller.UserRole ?? "", NpgsqlDbType = NpgsqlDbType.Text },
             },
         };
-    }
-
 }

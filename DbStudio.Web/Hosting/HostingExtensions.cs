@@ -79,11 +79,7 @@ public static class HostingExtensions
         services.AddSingleton<AccessPolicies>();
         services.AddSingleton<EndUserAuth>();
         services.AddSingleton<DbStudio.Core.Auth.Credentials>();
-        services.AddSingleton(sp =>
-        {
-            var rest = sp.GetRequiredService<Microsoft.Extensions.Options.IOptions<DbStudioOptions>>().Value.Rest;
-            return RestDataSource.Create(connectionString, rest.PoolSize, rest.StatementTimeout);
-        });
+        services.AddSingleton<RestConnections>();
         services.AddSingleton<RestExecutor>();
         services.AddSingleton<DbStudio.Core.Panel.TableBrowser>();
         services.AddSingleton<DbStudio.Core.Schema.SchemaEditor>();

@@ -1,0 +1,155 @@
+// REST runs on the project's own logins (RestConnections), so code the project wrote — here a trigger — that runs
+// RESET ROLE or SET ROLE during a REST request cannot reach the platform role or another project: it falls back to a
+// login with no privilege of its own. (Before, REST logged in as the platform role, and RESET ROLE in a trigger read
+// platform tables.)
+using System.Net;
+using System.Net.Http.Json;
+using System.Text.Json;
+using DbStudio.Core.Rest;
+using DbStudio.Tests.Infrastructure;
+
+namespace DbStudio.Tests.Endpoints;
+
+public class RestLoginTests(TestApp app)
+{
+    private static HttpRequestMessage Post(string project, string table, string key, object body, bool admin = false)
+    {
+        var req = new HttpRequestMessage(HttpMethod.Post, $"/db/{project}/rest/{table}") { Content = JsonContent.Create(body) };
+        if (admin) req.Headers.Authorization = new("Bearer", key); else req.Headers.Add("apikey", key);
+        req.Headers.Add("Prefer", "return=representation");
+        return req;
+    }
+
+    [Fact]
+    public async Task A_trigger_that_resets_its_role_reaches_neither_the_platform_nor_another_project()
+    {
+        var owner = await app.NewUserClientAsync();
+        var p = await TestApp.CreateProjectAsync(owner, "escape");
+        var other = await TestApp.CreateProjectAsync(owner, "victim");
+        await TestApp.SqlAsync(owner, other.Id, "create table secrets (id int primary key, s text); insert into secrets values (1, 'victim data')");
+        await TestApp.SqlAsync(owner, p.Id, $$"""
+            create table notes (id serial primary key, note text);
+            create function probe() returns trigger language plpgsql as $f$
+            declare n bigint;
+            begin
+              reset role;
+              new.note := 'probe: ' || current_user;
+              begin select count(*) into n from platform.projects; new.note := new.note || ' read platform';
+              exception when insufficient_privilege then new.note := new.note || ' no platform'; end;
+              begin select count(*) into n from proj_{{other.Id}}.secrets; new.note := new.note || ' read victim';
+              exception when insufficient_privilege then new.note := new.note || ' no victim'; end;
+              begin execute 'set role proj_{{other.Id}}_owner'; new.note := new.note || ' became victim';
+              exception when insufficient_privilege then new.note := new.note || ' not victim'; end;
+              begin execute 'set role dbstudio_test'; new.note := new.note || ' became platform';
+              exception when insufficient_privilege or undefined_object then new.note := new.note || ' not platform'; end;
+              raise exception '%', new.note;
+            end $f$;
+            create trigger probe before insert on notes for each row execute function probe();
+            """);
+        (await owner.PutAsJsonAsync($"/api/projects/{p.Id}/tables/notes/access", new
+        {
+            anon_select = true, anon_insert = true, auth_insert = false, auth_select_own = false, auth_update_own = false,
+            auth_delete_own = false, user_id_col = (string?)null,
+        })).EnsureSuccessStatusCode();
+        using var http = new HttpClient { BaseAddress = app.BaseUrl };
+
+        foreach (var (key, admin, login) in new[]
+                 {
+                     (p.AnonKey, false, RestConnections.LoginRole(p.Id, RestRole.Anon)),
+                     (p.ApiKey, true, RestConnections.LoginRole(p.Id, RestRole.Owner)),
+                 })
+        {
+            // The trigger reports what it could reach as its error (so nothing is written).
+            var res = await http.SendAsync(Post(p.Id, "notes", key, new { note = "x" }, admin));
+            var body = await res.Content.ReadAsStringAsync();
+            Assert.True(res.StatusCode == HttpStatusCode.BadRequest, body);
+            Assert.Equal($"probe: {login} no platform no victim not victim not platform",
+                JsonDocument.Parse(body).RootElement.GetProperty("message").GetString());
+
+            // The next requests on the pool still act as the caller's role.
+            for (var i = 0; i < 6; i++)
+            {
+                var get = new HttpRequestMessage(HttpMethod.Get, $"/db/{p.Id}/rest/notes?select=id");
+                if (admin) get.Headers.Authorization = new("Bearer", key); else get.Headers.Add("apikey", key);
+                var read = await http.SendAsync(get);
+                Assert.True(read.StatusCode == HttpStatusCode.OK, await read.Content.ReadAsStringAsync());
+            }
+        }
+    }
+
+    [Fact]
+    public async Task An_anonymous_request_cannot_take_the_owners_role_through_a_trigger()
+    {
+        var owner = await app.NewUserClientAsync();
+        var p = await TestApp.CreateProjectAsync(owner, "climb");
+        await TestApp.SqlAsync(owner, p.Id, $$"""
+            create table t (id serial primary key, note text);
+            create table private_t (id int primary key, s text); insert into private_t values (1, 'owner only');
+            create function climb() returns trigger language plpgsql as $f$
+            begin
+              execute 'set role proj_{{p.Id}}_owner';
+              delete from private_t;
+              return new;
+            end $f$;
+            create trigger climb before insert on t for each row execute function climb();
+            """);
+        (await owner.PutAsJsonAsync($"/api/projects/{p.Id}/tables/t/access", new
+        {
+            anon_select = false, anon_insert = true, auth_insert = false, auth_select_own = false, auth_update_own = false,
+            auth_delete_own = false, user_id_col = (string?)null,
+        })).EnsureSuccessStatusCode();
+        using var http = new HttpClient { BaseAddress = app.BaseUrl };
+        var res = await http.SendAsync(Post(p.Id, "t", p.AnonKey, new { note = "x" }));
+        var body = await res.Content.ReadAsStringAsync();
+        Assert.True(res.StatusCode is HttpStatusCode.Unauthorized or HttpStatusCode.Forbidden, $"{(int)res.StatusCode} {body}");
+        Assert.Contains("42501", body);
+        var left = await TestApp.SqlAsync(owner, p.Id, "select count(*) as n from private_t; select count(*) as n from t");
+        Assert.Equal(1, left[0].GetProperty("rows")[0][0].GetInt64());
+        Assert.Equal(0, left[1].GetProperty("rows")[0][0].GetInt64());
+    }
+
+    [Fact]
+    public async Task The_rest_logins_have_no_privilege_of_their_own_and_go_with_the_project()
+    {
+        var owner = await app.NewUserClientAsync();
+        var p = await TestApp.CreateProjectAsync(owner, "logins");
+        await TestApp.SqlAsync(owner, p.Id, "create table t (id int primary key)");
+        using var http = new HttpClient { BaseAddress = app.BaseUrl };
+        var admin = new HttpRequestMessage(HttpMethod.Get, $"/db/{p.Id}/rest/t");
+        admin.Headers.Authorization = new("Bearer", p.ApiKey);
+        var first = await http.SendAsync(admin);
+        Assert.True(first.StatusCode == HttpStatusCode.OK, await first.Content.ReadAsStringAsync());
+
+        await using var db = new Npgsql.NpgsqlConnection(app.Db.PlatformConnectionString);
+        await db.OpenAsync();
+        var logins = RestConnections.LoginRoles(p.Id).ToArray();
+        await using (var cmd = new Npgsql.NpgsqlCommand("""
+            SELECT r.rolname, r.rolcanlogin, r.rolinherit, r.rolsuper OR r.rolcreaterole OR r.rolcreatedb OR r.rolbypassrls,
+                   (SELECT string_agg(g.rolname, ',') FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid WHERE m.member = r.oid)
+            FROM pg_roles r WHERE r.rolname = ANY($1) ORDER BY r.rolname
+            """, db))
+        {
+            cmd.Parameters.Add(new() { Value = logins });
+            await using var r = await cmd.ExecuteReaderAsync();
+            var seen = 0;
+            while (await r.ReadAsync())
+            {
+                seen++;
+                Assert.True(r.GetBoolean(1));   // LOGIN
+                Assert.False(r.GetBoolean(2));  // NOINHERIT: nothing of the role it acts as unless it SETs it
+                Assert.False(r.GetBoolean(3));
+                Assert.DoesNotContain(",", r.GetString(4)); // a member of exactly one role
+                Assert.StartsWith($"proj_{p.Id}_", r.GetString(4));
+            }
+            Assert.Equal(4, seen);
+        }
+
+        var deleted = await owner.DeleteAsync($"/api/projects/{p.Id}");
+        Assert.True(deleted.IsSuccessStatusCode, await deleted.Content.ReadAsStringAsync());
+        await using (var cmd = new Npgsql.NpgsqlCommand("SELECT count(*) FROM pg_roles WHERE rolname = ANY($1)", db))
+        {
+            cmd.Parameters.Add(new() { Value = logins });
+            Assert.Equal(0L, await cmd.ExecuteScalarAsync());
+        }
+    }
+}
