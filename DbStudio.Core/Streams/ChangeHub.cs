@@ -1,6 +1,8 @@
 // Fan-out of the change log (DESIGN §6): one LISTEN connection per app instance, one reader per project with
-// subscribers, and a bounded queue per subscriber. A subscriber that falls behind is dropped (it resumes from the log
-// with Last-Event-ID), so a slow client never slows the others nor grows memory without bound. Every subscriber starts
+// subscribers, and one fan-out thread per core that hands each change to its share of the subscribers' sinks — for
+// an SSE client, the response itself (no queue and no thread-pool hop per client and event; several changes per write
+// under load). A subscriber whose sink cannot keep up (bounded backlog) is dropped (it resumes from the log with
+// Last-Event-ID), so a slow client never slows the others nor grows memory without bound. Every subscriber starts
 // with a replay from the log, so nothing committed between "subscribed" and "live" is lost, and ids are de-duplicated.
 using System.Collections.Concurrent;
 using System.Diagnostics;
@@ -39,23 +41,67 @@ public readonly record struct StreamFrame(long Id, ReadOnlyMemory<byte> Bytes, C
 }
 
 /// <summary>A live subscription; dispose it to leave.</summary>
+/// <summary>
+/// Where a subscription's live frames go once it has caught up: the SSE writer itself (so a change reaches a client
+/// without a queue and a thread-pool hop per subscriber), or a bounded queue for in-process readers (the Data tab).
+/// </summary>
+public interface IStreamSink
+{
+    /// <summary>
+    /// Takes one frame, in id order, on the hub's thread and under the subscription's lock: must not block. False when
+    /// the sink can hold no more (its client fell behind): the subscriber is then dropped.
+    /// </summary>
+    bool Deliver(in StreamFrame frame);
+
+    /// <summary>Sends what <see cref="Deliver"/> took since the last flush (one flush for a batch of frames).</summary>
+    void Flush();
+
+    /// <summary>The subscription ends: dropped for falling behind, or closed. Called at most once by the hub.</summary>
+    void Close(bool dropped);
+}
+
+/// <summary>The sink of in-process readers: a bounded queue (capacity = the subscription's).</summary>
+public sealed class QueueSink(int capacity) : IStreamSink
+{
+    private readonly Channel<StreamFrame> _queue = Channel.CreateBounded<StreamFrame>(new BoundedChannelOptions(capacity)
+        { SingleReader = true, SingleWriter = true, FullMode = BoundedChannelFullMode.Wait });
+
+    public ChannelReader<StreamFrame> Frames => _queue.Reader;
+    public bool Deliver(in StreamFrame frame) => _queue.Writer.TryWrite(frame);
+    public void Flush() { }
+    public void Close(bool dropped) => _queue.Writer.TryComplete();
+}
+
 public sealed class Subscription : IAsyncDisposable
 {
-    private readonly Channel<StreamFrame> _queue;
+    private readonly Lock _lock = new();
     private readonly Action<Subscription> _leave;
+    /// <summary>Frames offered before a sink is attached (while the replay runs); bounded by <see cref="Capacity"/>.</summary>
+    private Queue<StreamFrame>? _early;
+    private IStreamSink? _sink;
+    /// <summary>The last change id handed to the sink (the replay's included): older ids are not handed out again.</summary>
+    private long _last;
+    private bool _closed;
+
+    private static int _partitions;
 
     internal Subscription(string projectId, ChangeView view, int capacity, long startAfter, Action<Subscription> leave)
     {
+        Partition = (int)((uint)Interlocked.Increment(ref _partitions) % (uint)ChangeHub.FanOutWorkers);
         ProjectId = projectId;
         View = view;
+        Capacity = capacity;
         StartAfter = startAfter;
+        _last = startAfter;
         _leave = leave;
-        _queue = Channel.CreateBounded<StreamFrame>(new BoundedChannelOptions(capacity)
-            { SingleReader = true, SingleWriter = true, FullMode = BoundedChannelFullMode.Wait });
     }
 
     public string ProjectId { get; }
     public ChangeView View { get; }
+    /// <summary>Which fan-out worker hands this subscriber its frames (always the same one: they stay in order).</summary>
+    internal int Partition { get; }
+    /// <summary>Frames one subscriber may have waiting before it counts as fallen behind.</summary>
+    public int Capacity { get; }
     /// <summary>The last change id before this subscription's stream begins (replay starts after it).</summary>
     public long StartAfter { get; }
     /// <summary>Set when the requested Last-Event-ID was outside the retained log: the client must reload.</summary>
@@ -63,32 +109,98 @@ public sealed class Subscription : IAsyncDisposable
     /// <summary>True once the subscriber fell behind and was dropped.</summary>
     public bool Dropped { get; private set; }
 
-    public ChannelReader<StreamFrame> Frames => _queue.Reader;
-
     /// <summary>When something was last handed to this subscriber (Environment.TickCount64), for heartbeats.</summary>
     internal long LastActivity = Environment.TickCount64;
 
-    /// <summary>A heartbeat, unless the queue already holds something (then it is not idle).</summary>
-    internal void Beat()
+    /// <summary>
+    /// Live frames go to <paramref name="sink"/> from now on, starting with those that came during the replay, skipping
+    /// ids up to <paramref name="lastDelivered"/> (the replay's last). A dropped subscription closes the sink at once.
+    /// </summary>
+    public void Attach(IStreamSink sink, long lastDelivered)
     {
-        if (!Dropped && _queue.Writer.TryWrite(ChangeHub.HeartbeatFrame)) LastActivity = Environment.TickCount64;
+        lock (_lock)
+        {
+            if (_closed) return;
+            if (Dropped) { sink.Close(dropped: true); return; }
+            _sink = sink;
+            _last = Math.Max(_last, lastDelivered);
+            var early = _early;
+            _early = null;
+            if (early is null) return;
+            foreach (var f in early)
+                if (!DeliverLocked(f)) return;
+            _sink?.Flush();
+        }
     }
 
-    internal void Offer(StreamFrame frame)
+    /// <summary>A heartbeat for an attached, idle subscriber.</summary>
+    internal void Beat()
     {
-        if (Dropped) return;
-        LastActivity = Environment.TickCount64;
-        if (_queue.Writer.TryWrite(frame)) return;
+        lock (_lock)
+        {
+            if (_sink is null || Dropped || _closed) return;
+            LastActivity = Environment.TickCount64;
+            if (DeliverLocked(ChangeHub.HeartbeatFrame)) _sink?.Flush();
+        }
+    }
+
+    /// <summary>Hands one frame out (and sends it at once unless <paramref name="flush"/> is false: then <see cref="Flush"/>).</summary>
+    public void Offer(StreamFrame frame, bool flush = true)
+    {
+        lock (_lock)
+        {
+            if (Dropped || _closed) return;
+            LastActivity = Environment.TickCount64;
+            if (_sink is not null)
+            {
+                if (DeliverLocked(frame) && flush) _sink?.Flush();
+                return;
+            }
+            (_early ??= new Queue<StreamFrame>()).Enqueue(frame);
+            if (_early.Count > Capacity) DropLocked();
+        }
+    }
+
+    /// <summary>Sends the frames offered with flush: false.</summary>
+    public void Flush()
+    {
+        lock (_lock) _sink?.Flush();
+    }
+
+    private bool DeliverLocked(in StreamFrame frame)
+    {
+        if (frame.Id >= 0)
+        {
+            if (frame.Id <= _last) return true; // already in the replay
+            _last = frame.Id;
+        }
+        if (_sink!.Deliver(frame)) return true;
+        DropLocked();
+        return false;
+    }
+
+    private void DropLocked()
+    {
         Dropped = true;
+        _early = null;
         ChangeHub.Dropped.Add(1);
-        _queue.Writer.TryComplete();
+        _sink?.Close(dropped: true);
+        _sink = null;
     }
 
     private int _left;
 
     public ValueTask DisposeAsync()
     {
-        _queue.Writer.TryComplete();
+        IStreamSink? sink;
+        lock (_lock)
+        {
+            _closed = true;
+            _early = null;
+            sink = _sink;
+            _sink = null;
+        }
+        sink?.Close(dropped: false);
         if (Interlocked.Exchange(ref _left, 1) == 0) _leave(this);
         return ValueTask.CompletedTask;
     }
@@ -147,19 +259,12 @@ public sealed class ChangeHub(NpgsqlDataSource platform, SchemaCache schemas, Ac
             last = f.Id;
             yield return f;
         }
-        // One shared timer sends heartbeats (HeartbeatLoopAsync): waiting here needs no timer of its own.
-        while (await sub.Frames.WaitToReadAsync(ct))
-        {
-            while (sub.Frames.TryRead(out var f))
-            {
-                if (f.Id == HeartbeatFrame.Id) yield return f;
-                else if (f.Id > last)
-                {
-                    last = f.Id;
-                    yield return f;
-                }
-            }
-        }
+        // Live frames, those that came during the replay first (the subscription skips what the replay had). One
+        // shared timer sends heartbeats (HeartbeatLoopAsync): waiting here needs no timer of its own.
+        var queue = new QueueSink(sub.Capacity);
+        sub.Attach(queue, last);
+        while (await queue.Frames.WaitToReadAsync(ct))
+            while (queue.Frames.TryRead(out var f)) yield return f;
         if (sub.Dropped) yield return DroppedFrame;
     }
 
@@ -222,12 +327,85 @@ public sealed class ChangeHub(NpgsqlDataSource platform, SchemaCache schemas, Ac
         return list;
     }
 
+    // ---- fan-out ------------------------------------------------------------------------------------------
+
+    /// <summary>
+    /// Threads that write changes into the subscribers' streams, one per core: each subscriber belongs to one of them
+    /// (<see cref="Subscription.Partition"/>), so its frames stay in order, and the writing of one change to thousands of
+    /// subscribers is shared by the cores instead of queued behind one thread.
+    /// </summary>
+    internal static readonly int FanOutWorkers = Math.Max(1, Environment.ProcessorCount);
+
+    private sealed record FanOutWork(Change[] Changes, AccessSettings Settings, List<Subscription> Subscribers);
+
+    private readonly System.Collections.Concurrent.BlockingCollection<FanOutWork>[] _fanOut =
+        [.. Enumerable.Range(0, FanOutWorkers).Select(_ => new System.Collections.Concurrent.BlockingCollection<FanOutWork>())];
+
+    private void FanOut(Change[] changes, AccessSettings settings, Subscription[] subs)
+    {
+        var parts = new List<Subscription>?[FanOutWorkers];
+        foreach (var s in subs) (parts[s.Partition] ??= []).Add(s);
+        for (var i = 0; i < parts.Length; i++)
+            if (parts[i] is { } part) _fanOut[i].Add(new FanOutWork(changes, settings, part));
+    }
+
+    private void FanOutLoop(int worker, CancellationToken stop)
+    {
+        // Under load, changes queue here faster than one at a time: then several are written before one flush per
+        // subscriber (a socket send carries many events), up to about this many frames per round.
+        const int roundBudget = 4096;
+        var queue = _fanOut[worker];
+        var touched = new HashSet<Subscription>(ReferenceEqualityComparer.Instance);
+        try
+        {
+            while (!stop.IsCancellationRequested)
+            {
+                // A round: the changes queued by now (within the budget), then each subscriber gets its frames of
+                // all of them and one flush.
+                var round = new List<FanOutWork> { queue.Take(stop) };
+                var budget = round[0].Subscribers.Count * round[0].Changes.Length;
+                while (budget < roundBudget && queue.TryTake(out var more))
+                {
+                    round.Add(more);
+                    budget += more.Subscribers.Count * more.Changes.Length;
+                }
+                if (round.Count == 1)
+                {
+                    var work = round[0];
+                    foreach (var s in work.Subscribers)
+                    {
+                        foreach (var c in work.Changes)
+                            if (s.View.FrameFor(c, work.Settings) is { } frame) s.Offer(frame, flush: false);
+                        s.Flush();
+                    }
+                    continue;
+                }
+                foreach (var work in round)
+                    foreach (var s in work.Subscribers)
+                        foreach (var c in work.Changes)
+                            if (s.View.FrameFor(c, work.Settings) is { } frame)
+                            {
+                                s.Offer(frame, flush: false);
+                                touched.Add(s);
+                            }
+                foreach (var s in touched) s.Flush();
+                touched.Clear();
+            }
+        }
+        catch (OperationCanceledException) { }
+    }
+
     // ---- the listener -------------------------------------------------------------------------------------
 
     protected override async Task ExecuteAsync(CancellationToken stop)
     {
         _ = PruneLoopAsync(stop);
         _ = HeartbeatLoopAsync(stop);
+        for (var i = 0; i < FanOutWorkers; i++)
+        {
+            var worker = i;
+            new Thread(() => FanOutLoop(worker, stop)) { IsBackground = true, Name = $"dbstudio-stream-fanout-{worker}" }.Start();
+        }
         // Notification → fetch → hand-out runs on a thread of its own with synchronous I/O: under load, a change
         // then never waits in the thread pool's queue behind the subscribers' writes of the previous one.
         var done = new TaskCompletionSource();
@@ -299,7 +477,7 @@ public sealed class ChangeHub(NpgsqlDataSource platform, SchemaCache schemas, Ac
                 var idleSince = Environment.TickCount64 - (long)(interval - tick).TotalMilliseconds;
                 foreach (var feed in _feeds.Values)
                     foreach (var sub in feed.Snapshot())
-                        if (sub.LastActivity <= idleSince) sub.Beat();
+                        if (Volatile.Read(ref sub.LastActivity) <= idleSince) sub.Beat();
             }
         }
         catch (OperationCanceledException) { }
@@ -397,12 +575,10 @@ public sealed class ChangeHub(NpgsqlDataSource platform, SchemaCache schemas, Ac
                         // Cached after the first use of the table: this does not wait on the database.
                         var settings = hub.SettingsAsync(projectId, group.Key, CancellationToken.None).GetAwaiter().GetResult();
                         if (settings is null) continue;
-                        foreach (var c in group)
-                        {
-                            DispatchDelay.Record((DateTimeOffset.UtcNow - c.CommittedAt).TotalMilliseconds);
-                            foreach (var s in subs)
-                                if (s.View.FrameFor(c, settings) is { } frame) s.Offer(frame);
-                        }
+                        var now = DateTimeOffset.UtcNow;
+                        var batchOfTable = group.ToArray();
+                        foreach (var c in batchOfTable) DispatchDelay.Record((now - c.CommittedAt).TotalMilliseconds);
+                        hub.FanOut(batchOfTable, settings, subs);
                     }
                     if (changes.Count > 0) Cursor = changes[^1].Id;
                 } while (changes.Count == batch);

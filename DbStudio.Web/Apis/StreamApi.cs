@@ -98,30 +98,140 @@ public static class StreamApi
                 $"\"last_event_id\":{sub.StartAfter}}}\n\n"), ctx.RequestAborted);
         await body.FlushAsync(ctx.RequestAborted);
 
+        var ct = ctx.RequestAborted;
         try
         {
-            await foreach (var frame in hub.FollowAsync(sub, ctx.RequestAborted))
+            // The replay from the log (Last-Event-ID), written as it is read…
+            var last = sub.StartAfter;
+            var unflushed = 0;
+            await foreach (var frame in hub.ReplayAsync(sub, last, ct))
             {
-                if (frame.Id == ChangeHub.HeartbeatFrame.Id) await body.WriteAsync(": heartbeat\n\n"u8.ToArray(), ctx.RequestAborted);
-                else if (frame.Id == ChangeHub.DroppedFrame.Id)
-                {
-                    await body.WriteAsync(Encoding.UTF8.GetBytes(
-                        "event: dropped\ndata: {\"reason\":\"This client fell behind and was disconnected; reconnect with Last-Event-ID to resume\"}\n\n"),
-                        ctx.RequestAborted);
-                    break;
-                }
-                else
-                {
-                    body.Write(frame.Bytes.Span);
-                    if (sub.Frames.Count > 0) continue; // more queued: one flush for the lot
-                }
-                await body.FlushAsync(ctx.RequestAborted);
+                body.Write(frame.Bytes.Span);
+                last = frame.Id;
+                if ((unflushed += frame.Bytes.Length) < 32 * 1024) continue;
+                await body.FlushAsync(ct);
+                unflushed = 0;
             }
-            await body.FlushAsync(ctx.RequestAborted);
+            await body.FlushAsync(ct);
+            // …then live: the hub writes each frame straight into this response (SseSink) until the client leaves or
+            // falls behind.
+            var sink = new SseSink(body, sub.Capacity);
+            sub.Attach(sink, last);
+            bool dropped;
+            using (ct.UnsafeRegister(static s => ((SseSink)s!).Close(dropped: false), sink))
+                dropped = await sink.Ended;
+            if (await sink.FinishAsync() && dropped && !ct.IsCancellationRequested)
+            {
+                await body.WriteAsync(
+                    "event: dropped\ndata: {\"reason\":\"This client fell behind and was disconnected; reconnect with Last-Event-ID to resume\"}\n\n"u8.ToArray(), ct);
+                await body.FlushAsync(ct);
+            }
         }
-        catch (OperationCanceledException) when (ctx.RequestAborted.IsCancellationRequested)
+        catch (OperationCanceledException) when (ct.IsCancellationRequested)
         {
             // the client went away
+        }
+    }
+
+    /// <summary>
+    /// The live end of one SSE response. The hub's thread writes each frame into Kestrel's response pipe and flushes; a
+    /// flush that cannot finish at once (the client reads slowly) makes later frames wait in a backlog, written when it
+    /// completes; a backlog past the subscription's capacity drops the subscriber. Nothing here blocks the hub.
+    /// </summary>
+    private sealed class SseSink(System.IO.Pipelines.PipeWriter writer, int capacity) : IStreamSink
+    {
+        private static readonly ReadOnlyMemory<byte> Heartbeat = ": heartbeat\n\n"u8.ToArray();
+        private readonly Lock _gate = new();
+        private readonly TaskCompletionSource<bool> _ended = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        private Queue<ReadOnlyMemory<byte>>? _backlog;
+        private Task? _flushing;
+        private bool _closed;
+        private bool _unflushed;
+
+        /// <summary>Completes when the stream ends: true if the subscriber was dropped for falling behind.</summary>
+        public Task<bool> Ended => _ended.Task;
+
+        public bool Deliver(in StreamFrame frame)
+        {
+            var bytes = frame.Id == ChangeHub.HeartbeatFrame.Id ? Heartbeat : frame.Bytes;
+            lock (_gate)
+            {
+                if (_closed) return true;
+                if (_flushing is not null)
+                {
+                    (_backlog ??= new Queue<ReadOnlyMemory<byte>>()).Enqueue(bytes);
+                    return _backlog.Count <= capacity;
+                }
+                writer.Write(bytes.Span);
+                _unflushed = true;
+                return true;
+            }
+        }
+
+        public void Flush()
+        {
+            lock (_gate)
+                if (_unflushed && !_closed && _flushing is null) FlushLocked();
+        }
+
+        public void Close(bool dropped)
+        {
+            lock (_gate) EndLocked(dropped);
+        }
+
+        /// <summary>After <see cref="Ended"/>: no more writes from the hub; waits (a while) for a flush in progress.
+        /// True when the response can still be written to.</summary>
+        public async Task<bool> FinishAsync()
+        {
+            Task? flushing;
+            lock (_gate)
+            {
+                _closed = true;
+                flushing = _flushing;
+            }
+            if (flushing is null) return true;
+            // A client that reads nothing is cut off by Kestrel's minimum data rate; do not wait for it forever.
+            return await Task.WhenAny(flushing, Task.Delay(TimeSpan.FromSeconds(10))) == flushing;
+        }
+
+        private void FlushLocked()
+        {
+            _unflushed = false;
+            ValueTask<System.IO.Pipelines.FlushResult> flush;
+            try { flush = writer.FlushAsync(); }
+            catch (Exception) { EndLocked(dropped: false); return; }
+            if (flush.IsCompletedSuccessfully)
+            {
+                if (flush.Result.IsCompleted || flush.Result.IsCanceled) EndLocked(dropped: false);
+                return;
+            }
+            _flushing = AwaitFlushAsync(flush);
+        }
+
+        private async Task AwaitFlushAsync(ValueTask<System.IO.Pipelines.FlushResult> flush)
+        {
+            bool gone;
+            try
+            {
+                var result = await flush;
+                gone = result.IsCompleted || result.IsCanceled;
+            }
+            catch (Exception) { gone = true; }
+            lock (_gate)
+            {
+                _flushing = null;
+                if (gone) { EndLocked(dropped: false); return; }
+                if (_closed || _backlog is not { Count: > 0 }) return;
+                while (_backlog.TryDequeue(out var bytes)) writer.Write(bytes.Span);
+                FlushLocked();
+            }
+        }
+
+        private void EndLocked(bool dropped)
+        {
+            _closed = true;
+            _backlog = null;
+            _ended.TrySetResult(dropped);
         }
     }
 }

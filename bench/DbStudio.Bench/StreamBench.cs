@@ -75,11 +75,14 @@ public static class StreamBench
         });
         host.App.MapGet("/bench/memory", () =>
         {
-            GC.Collect(2, GCCollectionMode.Forced, blocking: true, compacting: true);
-            GC.WaitForPendingFinalizers();
             GC.Collect();
+            GC.WaitForPendingFinalizers();
+            // Aggressive: compacts and gives free memory back to the OS, so RSS counts what is held, not what the GC keeps
+            // spare for allocations to come (which varied by ±10 KB per subscriber from run to run).
+            GC.Collect(2, GCCollectionMode.Aggressive, blocking: true, compacting: true);
             using var self = Process.GetCurrentProcess();
-            return Results.Json(new { heap = GC.GetTotalMemory(false), rss = self.WorkingSet64 });
+            return Results.Json(new { heap = GC.GetTotalMemory(false), rss = self.WorkingSet64, threads = self.Threads.Count,
+                committed = GC.GetGCMemoryInfo().TotalCommittedBytes });
         });
         await host.App.StartAsync();
         var baseUrl = host.App.Urls.First();
@@ -122,7 +125,9 @@ public static class StreamBench
 
     private static async Task<(long Heap, long Rss)> MemoryAsync(HttpClient http)
     {
-        var doc = System.Text.Json.JsonDocument.Parse(await http.GetStringAsync("/bench/memory"));
+        var json = await http.GetStringAsync("/bench/memory");
+        Console.Error.WriteLine($"memory: {json}");
+        var doc = System.Text.Json.JsonDocument.Parse(json);
         return (doc.RootElement.GetProperty("heap").GetInt64(), doc.RootElement.GetProperty("rss").GetInt64());
     }
 
@@ -133,26 +138,22 @@ public static class StreamBench
         using var http = new HttpClient(handler) { BaseAddress = baseUrl, Timeout = Timeout.InfiniteTimeSpan };
         var stop = new CancellationTokenSource();
 
-        // Memory: idle connections on the hand-written endpoint, then on the stream.
-        var m0 = await MemoryAsync(http);
-        var idle = await OpenAsync(http, "/bench/idle", subscribers, stop.Token);
-        await Task.Delay(2000);
-        var m1 = await MemoryAsync(http);
-        foreach (var c in idle) c.Dispose();
-        await Task.Delay(2000);
-        var m2 = await MemoryAsync(http);
-        var streamPath = $"/db/{projectId}/rest/events/stream?apikey={anonKey}";
-        var streams = await OpenAsync(http, streamPath, subscribers, stop.Token);
-        await Task.Delay(2000);
-        var m3 = await MemoryAsync(http);
-
-        foreach (var c in streams) c.Dispose();
-        await Task.Delay(1000);
-
-        var perSubscriber = (m3.Rss - m2.Rss) / (double)subscribers / 1024;
-        var perSubscriberHeap = (m3.Heap - m2.Heap) / (double)subscribers / 1024;
-        var baselineRss = (m1.Rss - m0.Rss) / (double)subscribers / 1024;
-        var baselineHeap = (m1.Heap - m0.Heap) / (double)subscribers / 1024;
+        // Memory: the marginal cost of a subscriber — N connections open (pools and buffers warmed), then N more; what
+        // the second N add, divided by N. First on the hand-written idle endpoint, then on the stream.
+        async Task<(double Rss, double Heap)> PerSubscriberAsync(string path)
+        {
+            var first = await OpenAsync(http, path, subscribers, stop.Token);
+            await Task.Delay(2000);
+            var before = await MemoryAsync(http);
+            var second = await OpenAsync(http, path, subscribers, stop.Token);
+            await Task.Delay(2000);
+            var after = await MemoryAsync(http);
+            foreach (var c in first.Concat(second)) c.Dispose();
+            await Task.Delay(2000);
+            return ((after.Rss - before.Rss) / (double)subscribers / 1024, (after.Heap - before.Heap) / (double)subscribers / 1024);
+        }
+        var (baselineRss, baselineHeap) = await PerSubscriberAsync("/bench/idle");
+        var (perSubscriber, perSubscriberHeap) = await PerSubscriberAsync($"/db/{projectId}/rest/events/stream?apikey={anonKey}");
 
         // Delivery: first the hand-written broadcast (no database), then DbStudio with REST inserts, same load.
         using var writer = new HttpClient(new SocketsHttpHandler()) { BaseAddress = baseUrl };
@@ -227,6 +228,7 @@ public static class StreamBench
             });
         }
 
+        var gcBefore = System.Text.Json.JsonDocument.Parse(await http.GetStringAsync("/bench/dispatch")).RootElement.Clone();
         // Load: `rate` writes a second, paced, a few in flight at once.
         var total = rate * seconds;
         var acknowledged = 0;
@@ -270,6 +272,8 @@ public static class StreamBench
         latencies.Sort();
         notifyLatencies.Sort();
         var dispatch = System.Text.Json.JsonDocument.Parse(await http.GetStringAsync("/bench/dispatch")).RootElement;
+        Console.Error.WriteLine($"gc during {path}: pause {dispatch.GetProperty("gcPauseMs").GetDouble() - gcBefore.GetProperty("gcPauseMs").GetDouble():F0} ms, " +
+            $"gen0 {dispatch.GetProperty("gen0").GetInt32() - gcBefore.GetProperty("gen0").GetInt32()}, gen2 {dispatch.GetProperty("gen2").GetInt32() - gcBefore.GetProperty("gen2").GetInt32()}");
         DispatchP50 = dispatch.GetProperty("p50").ValueKind == System.Text.Json.JsonValueKind.Number ? dispatch.GetProperty("p50").GetDouble() : double.NaN;
         DispatchP99 = dispatch.GetProperty("p99").ValueKind == System.Text.Json.JsonValueKind.Number ? dispatch.GetProperty("p99").GetDouble() : double.NaN;
         return new PhaseResult(path, acknowledged, loadSeconds, receivers.Sum(r => (long)r.Received), (long)acknowledged * subscribers,
