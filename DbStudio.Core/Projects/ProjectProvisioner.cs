@@ -84,6 +84,7 @@ public sealed class ProjectProvisioner
         // is not theirs to take): revoke it, then drop them with the rest.
         var logins = existing.Intersect(Rest.RestConnections.LoginRoles(id)).ToList();
         var owned = existing.Except(logins).ToList();
+        if (logins.Count > 0) sql += Rest.RestConnections.LoginsLockSql;
         foreach (var login in logins)
             sql += $"ALTER ROLE {SqlText.Ident(login)} NOLOGIN; REVOKE ALL ON DATABASE {SqlText.Ident(conn.Database)} FROM {SqlText.Ident(login)};";
         if (owned.Count > 0)

@@ -66,6 +66,9 @@ public sealed class RestConnections : IAsyncDisposable
 
     public static IEnumerable<string> LoginRoles(string id) => Roles.Select(r => LoginRole(id, r));
 
+    /// <summary>Taken (transaction-scoped) by whatever grants or revokes the logins' CONNECT: one pg_database row.</summary>
+    public const string LoginsLockSql = "SELECT pg_advisory_xact_lock(hashtext('dbstudio-rest-logins'));";
+
     /// <summary>An open connection of project <paramref name="id"/>, already acting as <paramref name="role"/>.</summary>
     public Task<NpgsqlConnection> OpenAsync(string id, RestRole role, CancellationToken ct) => OpenAsync(id, role, renewed: false, ct);
 
@@ -156,7 +159,7 @@ public sealed class RestConnections : IAsyncDisposable
         await using var tx = await conn.BeginTransactionAsync(ct);
         // One lock for all projects: GRANT CONNECT of two projects at once would update the same pg_database row
         // ("tuple concurrently updated"). Logins are made once per project, so this is not a queue in practice.
-        await using (var lockCmd = new NpgsqlCommand("SELECT pg_advisory_xact_lock(hashtext('dbstudio-rest-logins'))", conn, tx))
+        await using (var lockCmd = new NpgsqlCommand(LoginsLockSql, conn, tx))
             await lockCmd.ExecuteNonQueryAsync(ct);
         string? stored;
         await using (var read = new NpgsqlCommand(

@@ -289,7 +289,8 @@ public sealed class ChangeHub(NpgsqlDataSource platform, SchemaCache schemas, Ac
 
     private async Task<(long LastId, long PrunedThrough)> StreamStateAsync(string projectId, CancellationToken ct)
     {
-        await using var cmd = platform.CreateCommand("SELECT last_id, pruned_through FROM dbstudio_realtime.streams WHERE schema_name = $1");
+        await using var cmd = platform.CreateCommand(
+            $"SELECT {ChangeCapture.LastIdSql}, s.pruned_through FROM dbstudio_realtime.streams s WHERE s.schema_name = $1");
         cmd.Parameters.Add(new() { Value = ProjectNaming.Schema(projectId) });
         await using var r = await cmd.ExecuteReaderAsync(ct);
         return await r.ReadAsync(ct) ? (r.GetInt64(0), r.GetInt64(1)) : (0, 0);
@@ -558,7 +559,7 @@ public sealed class ChangeHub(NpgsqlDataSource platform, SchemaCache schemas, Ac
                 if (_count == 0)
                 {
                     // Nobody listens here: just keep up with the log's end.
-                    using var cmd = new NpgsqlCommand("SELECT last_id FROM dbstudio_realtime.streams WHERE schema_name = $1", conn);
+                    using var cmd = new NpgsqlCommand($"SELECT {ChangeCapture.LastIdSql} FROM dbstudio_realtime.streams s WHERE s.schema_name = $1", conn);
                     cmd.Parameters.Add(new() { Value = schema });
                     if (cmd.ExecuteScalar() is long last) Cursor = Math.Max(Cursor, last);
                     return;

@@ -23,9 +23,11 @@ public sealed class Change(long id, string schema, string table, char op, JsonEl
     public JsonElement? OldRecord { get; } = oldRecord;
     public DateTimeOffset CommittedAt { get; } = committedAt;
 
-    // Frames are built once per change and shared by every subscriber that gets them.
-    internal ReadOnlyMemory<byte>? Frame;
-    internal ReadOnlyMemory<byte>? DeleteFrame;
+    // Frames are built once per change and shared by every subscriber that gets them. Arrays, not Memory<byte>: the
+    // fan-out threads read and set these at the same time, and only a reference is read or written in one piece
+    // (a torn Memory<byte> once sent an empty frame in place of an event).
+    internal byte[]? Frame;
+    internal byte[]? DeleteFrame;
 }
 
 /// <summary>A subscriber's reading rights on one table: the caller, the table's access settings and the stream's filters.</summary>
@@ -79,7 +81,7 @@ public sealed class ChangeView(RestCaller caller, TableInfo table, RowFilter fil
     private static readonly JsonWriterOptions WriterOptions = new() { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
 
     /// <summary>id/event/data lines of DESIGN §6. old_record carries the old row's key and owner column only.</summary>
-    private ReadOnlyMemory<byte> Build(Change c, AccessSettings s, bool asDelete)
+    private byte[] Build(Change c, AccessSettings s, bool asDelete)
     {
         var type = asDelete || c.Op == 'd' ? "DELETE" : c.Op == 'i' ? "INSERT" : "UPDATE";
         var buffer = new ArrayBufferWriter<byte>(256);
@@ -108,6 +110,6 @@ public sealed class ChangeView(RestCaller caller, TableInfo table, RowFilter fil
             w.WriteEndObject();
         }
         buffer.Write("\n\n"u8);
-        return buffer.WrittenMemory;
+        return buffer.WrittenSpan.ToArray();
     }
 }

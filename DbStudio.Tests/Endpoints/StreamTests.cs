@@ -406,4 +406,59 @@ public class StreamOrderingTests(TestApp app)
         catch (OperationCanceledException) { /* followed until the test stopped it */ }
         Assert.Equal([1, 2, 3], fineGot);
     }
+
+    [Fact]
+    public async Task A_client_that_stops_reading_is_dropped_with_a_last_event_while_a_reading_one_gets_everything()
+    {
+        var owner = await app.NewUserClientAsync();
+        var p = await TestApp.CreateProjectAsync(owner, "stalled");
+        await TestApp.SqlAsync(owner, p.Id, "create table tasks (id serial primary key, title text)");
+        await using var small = new AppFactory(app.Db.PlatformConnectionString,
+            new Dictionary<string, string?> { ["DbStudio:Streams:QueueCapacity"] = "4096" });
+        var url = small.StartOnLoopback();
+        var hub = small.Services.GetRequiredService<ChangeHub>();
+
+        // The stalled client: its request is answered, then nothing is read.
+        using var stalledHttp = new HttpClient { BaseAddress = url, Timeout = Timeout.InfiniteTimeSpan };
+        var req = new HttpRequestMessage(HttpMethod.Get, $"/db/{p.Id}/rest/tasks/stream");
+        req.Headers.Authorization = new AuthenticationHeaderValue("Bearer", p.ApiKey);
+        using var stalled = await stalledHttp.SendAsync(req, HttpCompletionOption.ResponseHeadersRead);
+        Assert.Equal(HttpStatusCode.OK, stalled.StatusCode);
+        await using var reading = await SseClient.OpenAsync(url, $"/db/{p.Id}/rest/tasks/stream", p.ApiKey);
+        Assert.Equal(2, hub.SubscriberCount);
+
+        // 24,000 changes of 1 KB: more than the sockets' buffers and a 4,096-event backlog can hold for a client that
+        // reads nothing; a client that reads keeps up.
+        const int changes = 24_000;
+        var inserted = await TestApp.SqlAsync(owner, p.Id, $"insert into tasks (title) select repeat('x', 1000) from generate_series(1, {changes})");
+        Assert.False(inserted[0].TryGetProperty("error", out var error) && error.ValueKind != System.Text.Json.JsonValueKind.Null, error.ToString());
+        var got = new List<long>();
+        while (got.Count < changes)
+        {
+            SseEvent e;
+            try { e = await reading.NextAsync(); }
+            catch (TimeoutException)
+            {
+                var missing = Enumerable.Range(1, changes).Select(i => got.Count > 0 ? got[0] + i - 1 : i).Except(got).Take(10).ToList();
+                var raw = reading.Raw;
+                var at = raw.IndexOf($"id: {missing[0]}\n", StringComparison.Ordinal);
+                Assert.Fail($"{got.Count} of {changes} events; first {got.FirstOrDefault()}, last {got.LastOrDefault()}; missing e.g. {string.Join(",", missing)}; " +
+                            $"in the raw stream: {at >= 0}: {(at >= 0 ? raw[Math.Max(0, at - 300)..Math.Min(raw.Length, at + 300)] : "")}");
+                throw;
+            }
+            Assert.Equal("insert", e.Type);
+            got.Add(long.Parse(e.Id!));
+        }
+        var deadline = DateTime.UtcNow.AddSeconds(20);
+        while (hub.SubscriberCount > 1 && DateTime.UtcNow < deadline) await Task.Delay(50);
+        Assert.Equal(1, hub.SubscriberCount); // the stalled one is gone, the reading one stays
+
+        // Reading now: what was already on its way, then the reason, then the end.
+        var text = await new StreamReader(await stalled.Content.ReadAsStreamAsync()).ReadToEndAsync();
+        var events = text.Split("\n\n", StringSplitOptions.RemoveEmptyEntries);
+        Assert.StartsWith("event: dropped", events[^1]);
+        var ids = events.Where(e => e.StartsWith("id: ")).Select(e => long.Parse(e[4..e.IndexOf('\n')])).ToList();
+        Assert.True(ids.Count < changes, $"{ids.Count} events reached the stalled client");
+        Assert.Equal(Enumerable.Range(0, ids.Count).Select(i => ids[0] + i), ids); // in order, no gap before the drop
+    }
 }

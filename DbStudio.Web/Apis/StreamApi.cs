@@ -117,15 +117,11 @@ public static class StreamApi
             // falls behind.
             var sink = new SseSink(body, sub.Capacity);
             sub.Attach(sink, last);
-            bool dropped;
-            using (ct.UnsafeRegister(static s => ((SseSink)s!).Close(dropped: false), sink))
-                dropped = await sink.Ended;
-            if (await sink.FinishAsync() && dropped && !ct.IsCancellationRequested)
-            {
-                await body.WriteAsync(
-                    "event: dropped\ndata: {\"reason\":\"This client fell behind and was disconnected; reconnect with Last-Event-ID to resume\"}\n\n"u8.ToArray(), ct);
-                await body.FlushAsync(ct);
-            }
+            // (Off the canceling thread: it may be Kestrel's, inside its locks.)
+            using (ct.UnsafeRegister(static s => ThreadPool.UnsafeQueueUserWorkItem(static k => k.Close(dropped: false), (SseSink)s!, false), sink))
+                await sink.Ended;
+            await sub.DisposeAsync(); // leaves the hub now, not after the last bytes are out
+            await sink.FinishAsync();
         }
         catch (OperationCanceledException) when (ct.IsCancellationRequested)
         {
@@ -134,19 +130,25 @@ public static class StreamApi
     }
 
     /// <summary>
-    /// The live end of one SSE response. The hub's thread writes each frame into Kestrel's response pipe and flushes; a
-    /// flush that cannot finish at once (the client reads slowly) makes later frames wait in a backlog, written when it
-    /// completes; a backlog past the subscription's capacity drops the subscriber. Nothing here blocks the hub.
+    /// The live end of one SSE response. The hub's thread hands frames in; each flush sends the frames gathered since
+    /// the last one as one write (PipeWriter.WriteAsync: a copy into Kestrel's buffer and a flush, under Kestrel's own
+    /// lock). While a write is still on its way (the client reads slowly) frames gather up to the subscription's
+    /// capacity; past it the subscriber is dropped. Nothing here blocks the hub.
     /// </summary>
     private sealed class SseSink(System.IO.Pipelines.PipeWriter writer, int capacity) : IStreamSink
     {
         private static readonly ReadOnlyMemory<byte> Heartbeat = ": heartbeat\n\n"u8.ToArray();
+        private static readonly ReadOnlyMemory<byte> DroppedEvent =
+            "event: dropped\ndata: {\"reason\":\"This client fell behind and was disconnected; reconnect with Last-Event-ID to resume\"}\n\n"u8.ToArray();
+        /// <summary>Past this many bytes gathered, a write goes out without waiting for the hub's flush.</summary>
+        private const int WriteEvery = 64 * 1024;
+
         private readonly Lock _gate = new();
         private readonly TaskCompletionSource<bool> _ended = new(TaskCreationOptions.RunContinuationsAsynchronously);
-        private Queue<ReadOnlyMemory<byte>>? _backlog;
-        private Task? _flushing;
+        private List<ReadOnlyMemory<byte>>? _pending;
+        private int _pendingBytes;
+        private Task? _writing;
         private bool _closed;
-        private bool _unflushed;
 
         /// <summary>Completes when the stream ends: true if the subscriber was dropped for falling behind.</summary>
         public Task<bool> Ended => _ended.Task;
@@ -157,13 +159,10 @@ public static class StreamApi
             lock (_gate)
             {
                 if (_closed) return true;
-                if (_flushing is not null)
-                {
-                    (_backlog ??= new Queue<ReadOnlyMemory<byte>>()).Enqueue(bytes);
-                    return _backlog.Count <= capacity;
-                }
-                writer.Write(bytes.Span);
-                _unflushed = true;
+                (_pending ??= []).Add(bytes);
+                _pendingBytes += bytes.Length;
+                if (_writing is not null) return _pending.Count <= capacity;
+                if (_pendingBytes >= WriteEvery) WriteLocked();
                 return true;
             }
         }
@@ -171,67 +170,110 @@ public static class StreamApi
         public void Flush()
         {
             lock (_gate)
-                if (_unflushed && !_closed && _flushing is null) FlushLocked();
+                if (_writing is null && !_closed && _pending is { Count: > 0 }) WriteLocked();
         }
 
+        /// <summary>Ends the stream; a dropped subscriber's last event says so (after what is already on its way).</summary>
         public void Close(bool dropped)
         {
-            lock (_gate) EndLocked(dropped);
+            lock (_gate)
+            {
+                if (_closed) return;
+                _pending?.Clear();
+                _pendingBytes = 0;
+                if (dropped) (_pending ??= []).Add(DroppedEvent);
+                _closed = true;
+                _ended.TrySetResult(dropped);
+            }
         }
 
-        /// <summary>After <see cref="Ended"/>: no more writes from the hub; waits (a while) for a flush in progress.
-        /// True when the response can still be written to.</summary>
-        public async Task<bool> FinishAsync()
+        /// <summary>After <see cref="Ended"/>: sends what is left (the dropped event) behind whatever is on its way —
+        /// Kestrel takes the bytes at once — and waits a while for a client that reads slowly (one that reads nothing is
+        /// cut off by Kestrel's minimum data rate).</summary>
+        public async Task FinishAsync()
         {
-            Task? flushing;
+            List<ReadOnlyMemory<byte>>? rest;
             lock (_gate)
             {
                 _closed = true;
-                flushing = _flushing;
+                rest = _pending;
+                _pending = null;
             }
-            if (flushing is null) return true;
-            // A client that reads nothing is cut off by Kestrel's minimum data rate; do not wait for it forever.
-            return await Task.WhenAny(flushing, Task.Delay(TimeSpan.FromSeconds(10))) == flushing;
+            if (rest is not { Count: > 0 }) return;
+            using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+            try
+            {
+                foreach (var bytes in rest) await writer.WriteAsync(bytes, timeout.Token);
+            }
+            catch (OperationCanceledException) { /* the response ends with what got out */ }
         }
 
-        private void FlushLocked()
+        private void WriteLocked()
         {
-            _unflushed = false;
-            ValueTask<System.IO.Pipelines.FlushResult> flush;
-            try { flush = writer.FlushAsync(); }
-            catch (Exception) { EndLocked(dropped: false); return; }
-            if (flush.IsCompletedSuccessfully)
+            var frames = _pending!;
+            var length = _pendingBytes;
+            _pending = null;
+            _pendingBytes = 0;
+            ValueTask<System.IO.Pipelines.FlushResult> write;
+            byte[]? rented = null;
+            try
             {
-                if (flush.Result.IsCompleted || flush.Result.IsCanceled) EndLocked(dropped: false);
+                if (frames.Count == 1) write = writer.WriteAsync(frames[0]);
+                else
+                {
+                    // One write for the lot: Kestrel copies it into its buffer before WriteAsync returns.
+                    rented = ArrayPool<byte>.Shared.Rent(length);
+                    var at = 0;
+                    foreach (var f in frames)
+                    {
+                        f.Span.CopyTo(rented.AsSpan(at));
+                        at += f.Length;
+                    }
+                    write = writer.WriteAsync(rented.AsMemory(0, length));
+                }
+            }
+            catch (Exception)
+            {
+                EndLocked();
                 return;
             }
-            _flushing = AwaitFlushAsync(flush);
+            finally
+            {
+                if (rented is not null) ArrayPool<byte>.Shared.Return(rented);
+            }
+            if (write.IsCompletedSuccessfully)
+            {
+                if (write.Result.IsCompleted || write.Result.IsCanceled) EndLocked();
+                return;
+            }
+            _writing = AwaitWriteAsync(write);
         }
 
-        private async Task AwaitFlushAsync(ValueTask<System.IO.Pipelines.FlushResult> flush)
+        private async Task AwaitWriteAsync(ValueTask<System.IO.Pipelines.FlushResult> write)
         {
             bool gone;
             try
             {
-                var result = await flush;
+                var result = await write;
                 gone = result.IsCompleted || result.IsCanceled;
             }
             catch (Exception) { gone = true; }
+            // The write may complete on Kestrel's own thread, inside its locks, while the hub's thread holds _gate and
+            // waits for those locks: carry on from the thread pool instead.
+            await Task.Yield();
             lock (_gate)
             {
-                _flushing = null;
-                if (gone) { EndLocked(dropped: false); return; }
-                if (_closed || _backlog is not { Count: > 0 }) return;
-                while (_backlog.TryDequeue(out var bytes)) writer.Write(bytes.Span);
-                FlushLocked();
+                _writing = null;
+                if (gone) { EndLocked(); return; }
+                if (!_closed && _pending is { Count: > 0 }) WriteLocked();
             }
         }
 
-        private void EndLocked(bool dropped)
+        private void EndLocked()
         {
             _closed = true;
-            _backlog = null;
-            _ended.TrySetResult(dropped);
+            _pending = null;
+            _ended.TrySetResult(false);
         }
     }
 }
