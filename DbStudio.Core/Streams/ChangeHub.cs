@@ -1,5 +1,6 @@
 // Fan-out of the change log (DESIGN §6): one LISTEN connection per app instance, one reader per project with
-// subscribers, and one fan-out thread per core that hands each change to its share of the subscribers' sinks — for
+// subscribers, and fan-out partitions (thread-pool work items, four per core) that hand each change to their share of
+// the subscribers' sinks — for
 // an SSE client, the response itself (no queue and no thread-pool hop per client and event; several changes per write
 // under load). A subscriber whose sink cannot keep up (bounded backlog) is dropped (it resumes from the log with
 // Last-Event-ID), so a slow client never slows the others nor grows memory without bound. Every subscriber starts
@@ -87,7 +88,7 @@ public sealed class Subscription : IAsyncDisposable
 
     internal Subscription(string projectId, ChangeView view, int capacity, long startAfter, Action<Subscription> leave)
     {
-        Partition = (int)((uint)Interlocked.Increment(ref _partitions) % (uint)ChangeHub.FanOutWorkers);
+        Partition = (int)((uint)Interlocked.Increment(ref _partitions) % (uint)ChangeHub.FanOutPartitions);
         ProjectId = projectId;
         View = view;
         Capacity = capacity;
@@ -98,7 +99,7 @@ public sealed class Subscription : IAsyncDisposable
 
     public string ProjectId { get; }
     public ChangeView View { get; }
-    /// <summary>Which fan-out worker hands this subscriber its frames (always the same one: they stay in order).</summary>
+    /// <summary>Which fan-out partition hands this subscriber its frames (always the same one: they stay in order).</summary>
     internal int Partition { get; }
     /// <summary>Frames one subscriber may have waiting before it counts as fallen behind.</summary>
     public int Capacity { get; }
@@ -331,69 +332,80 @@ public sealed class ChangeHub(NpgsqlDataSource platform, SchemaCache schemas, Ac
     // ---- fan-out ------------------------------------------------------------------------------------------
 
     /// <summary>
-    /// Threads that write changes into the subscribers' streams, one per core: each subscriber belongs to one of them
-    /// (<see cref="Subscription.Partition"/>), so its frames stay in order, and the writing of one change to thousands of
-    /// subscribers is shared by the cores instead of queued behind one thread.
+    /// The subscribers are split into this many partitions (four per core); each partition hands out its changes in
+    /// order, one round at a time, as a work item on the thread pool — so the writing of one change to thousands of
+    /// subscribers is shared by the cores, a subscriber's frames stay in order (it always belongs to the same
+    /// partition), and a thread that the OS pauses holds up only its partition.
     /// </summary>
-    internal static readonly int FanOutWorkers = Math.Max(1, Environment.ProcessorCount);
+    internal static readonly int FanOutPartitions = 4 * Math.Max(1, Environment.ProcessorCount);
 
     private sealed record FanOutWork(Change[] Changes, AccessSettings Settings, List<Subscription> Subscribers);
 
-    private readonly System.Collections.Concurrent.BlockingCollection<FanOutWork>[] _fanOut =
-        [.. Enumerable.Range(0, FanOutWorkers).Select(_ => new System.Collections.Concurrent.BlockingCollection<FanOutWork>())];
+    private readonly FanOutPartition[] _fanOut = [.. Enumerable.Range(0, FanOutPartitions).Select(_ => new FanOutPartition())];
 
     private void FanOut(Change[] changes, AccessSettings settings, Subscription[] subs)
     {
-        var parts = new List<Subscription>?[FanOutWorkers];
+        var parts = new List<Subscription>?[FanOutPartitions];
         foreach (var s in subs) (parts[s.Partition] ??= []).Add(s);
         for (var i = 0; i < parts.Length; i++)
-            if (parts[i] is { } part) _fanOut[i].Add(new FanOutWork(changes, settings, part));
+            if (parts[i] is { } part) _fanOut[i].Post(new FanOutWork(changes, settings, part));
     }
 
-    private void FanOutLoop(int worker, CancellationToken stop)
+    /// <summary>One partition's queue, drained by at most one thread-pool thread at a time.</summary>
+    private sealed class FanOutPartition : IThreadPoolWorkItem
     {
         // Under load, changes queue here faster than one at a time: then several are written before one flush per
         // subscriber (a socket send carries many events), up to about this many frames per round.
-        const int roundBudget = 4096;
-        var queue = _fanOut[worker];
-        var touched = new HashSet<Subscription>(ReferenceEqualityComparer.Instance);
-        try
+        private const int RoundBudget = 2048;
+        private readonly ConcurrentQueue<FanOutWork> _queue = new();
+        private readonly HashSet<Subscription> _touched = new(ReferenceEqualityComparer.Instance);
+        private int _scheduled;
+
+        public void Post(FanOutWork work)
         {
-            while (!stop.IsCancellationRequested)
+            _queue.Enqueue(work);
+            if (Interlocked.Exchange(ref _scheduled, 1) == 0) ThreadPool.UnsafeQueueUserWorkItem(this, preferLocal: false);
+        }
+
+        public void Execute()
+        {
+            while (true)
             {
-                // A round: the changes queued by now (within the budget), then each subscriber gets its frames of
-                // all of them and one flush.
-                var round = new List<FanOutWork> { queue.Take(stop) };
-                var budget = round[0].Subscribers.Count * round[0].Changes.Length;
-                while (budget < roundBudget && queue.TryTake(out var more))
-                {
-                    round.Add(more);
-                    budget += more.Subscribers.Count * more.Changes.Length;
-                }
-                if (round.Count == 1)
-                {
-                    var work = round[0];
-                    foreach (var s in work.Subscribers)
-                    {
-                        foreach (var c in work.Changes)
-                            if (s.View.FrameFor(c, work.Settings) is { } frame) s.Offer(frame, flush: false);
-                        s.Flush();
-                    }
-                    continue;
-                }
-                foreach (var work in round)
-                    foreach (var s in work.Subscribers)
-                        foreach (var c in work.Changes)
-                            if (s.View.FrameFor(c, work.Settings) is { } frame)
-                            {
-                                s.Offer(frame, flush: false);
-                                touched.Add(s);
-                            }
-                foreach (var s in touched) s.Flush();
-                touched.Clear();
+                while (_queue.TryDequeue(out var first)) Round(first);
+                Volatile.Write(ref _scheduled, 0);
+                // Posted after the last look but before the flag was cleared: go on (unless another run took it).
+                if (_queue.IsEmpty || Interlocked.Exchange(ref _scheduled, 1) != 0) return;
             }
         }
-        catch (OperationCanceledException) { }
+
+        private void Round(FanOutWork first)
+        {
+            if (first.Subscribers.Count * first.Changes.Length >= RoundBudget || _queue.IsEmpty)
+            {
+                foreach (var s in first.Subscribers)
+                {
+                    foreach (var c in first.Changes)
+                        if (s.View.FrameFor(c, first.Settings) is { } frame) s.Offer(frame, flush: false);
+                    s.Flush();
+                }
+                return;
+            }
+            var budget = 0;
+            var work = first;
+            do
+            {
+                foreach (var s in work.Subscribers)
+                    foreach (var c in work.Changes)
+                        if (s.View.FrameFor(c, work.Settings) is { } frame)
+                        {
+                            s.Offer(frame, flush: false);
+                            _touched.Add(s);
+                        }
+                budget += work.Subscribers.Count * work.Changes.Length;
+            } while (budget < RoundBudget && _queue.TryDequeue(out work!));
+            foreach (var s in _touched) s.Flush(); // one flush per subscriber for the whole round
+            _touched.Clear();
+        }
     }
 
     // ---- the listener -------------------------------------------------------------------------------------
@@ -402,11 +414,6 @@ public sealed class ChangeHub(NpgsqlDataSource platform, SchemaCache schemas, Ac
     {
         _ = PruneLoopAsync(stop);
         _ = HeartbeatLoopAsync(stop);
-        for (var i = 0; i < FanOutWorkers; i++)
-        {
-            var worker = i;
-            new Thread(() => FanOutLoop(worker, stop)) { IsBackground = true, Name = $"dbstudio-stream-fanout-{worker}" }.Start();
-        }
         // Notification → fetch → hand-out runs on a thread of its own with synchronous I/O: under load, a change
         // then never waits in the thread pool's queue behind the subscribers' writes of the previous one.
         var done = new TaskCompletionSource();
