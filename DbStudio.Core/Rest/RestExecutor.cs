@@ -45,7 +45,8 @@ public sealed class RestResponse
     public static RestResponse Fail(int status, RestError error) => new() { Status = status, Error = error };
 }
 
-public sealed class RestExecutor(RestConnections connections, SchemaCache schemas, AccessPolicies access, IOptions<DbStudioOptions> options)
+public sealed class RestExecutor(RestConnections connections, SchemaCache schemas, AccessPolicies access, IOptions<DbStudioOptions> options,
+    Streams.ChangeHub hub)
 {
     private RestOptions Opt => options.Value.Rest;
     private readonly System.Collections.Concurrent.ConcurrentDictionary<string, SemaphoreSlim> _projectGates = new();
@@ -174,11 +175,15 @@ public sealed class RestExecutor(RestConnections connections, SchemaCache schema
             if (tx is not null) await tx.CommitAsync(ct);
 
             if (plan.IsWrite)
+            {
+                // Committed: this instance's streams read the log now rather than when PostgreSQL's notification arrives.
+                hub.Poke(caller.ProjectId);
                 return new RestResponse
                 {
                     Status = WriteStatus(req, body is not null), Singular = req.Singular, Body = body?.WrittenMemory,
                     ContentRange = $"*/{(req.Count != CountPref.None ? page : "*")}",
                 };
+            }
             if (total is long t && page == 0 && req.Offset > 0 && req.Offset >= t)
                 return RestResponse.Fail(416, new RestError("PGRST103", "Requested range not satisfiable",
                     $"An offset of {req.Offset} was requested, but there are only {t} rows.", null));

@@ -414,51 +414,54 @@ public sealed class ChangeHub(NpgsqlDataSource platform, SchemaCache schemas, Ac
     {
         _ = PruneLoopAsync(stop);
         _ = HeartbeatLoopAsync(stop);
-        // Notification → fetch → hand-out runs on a thread of its own with synchronous I/O: under load, a change
-        // then never waits in the thread pool's queue behind the subscribers' writes of the previous one.
-        var done = new TaskCompletionSource();
-        var thread = new Thread(() =>
+        // Two threads of their own with synchronous I/O: one waits for notifications, the other reads the log and hands
+        // changes to the fan-out — woken by a notification, or at once by a write made through this instance (Poke),
+        // which then does not wait for PostgreSQL's notification to come round.
+        var listening = new TaskCompletionSource();
+        var dispatching = new TaskCompletionSource();
+        new Thread(() =>
         {
             try { ListenLoop(stop); }
-            finally { done.SetResult(); }
-        }) { IsBackground = true, Name = "dbstudio-change-listener" };
-        thread.Start();
-        await done.Task;
+            finally { listening.SetResult(); }
+        }) { IsBackground = true, Name = "dbstudio-change-listener" }.Start();
+        new Thread(() =>
+        {
+            try { DispatchLoop(stop); }
+            finally { dispatching.SetResult(); }
+        }) { IsBackground = true, Name = "dbstudio-change-dispatcher" }.Start();
+        await Task.WhenAll(listening.Task, dispatching.Task);
+    }
+
+    private readonly ConcurrentQueue<string> _pokes = new();
+    private readonly AutoResetEvent _wake = new(false);
+    private int _sweep = 1; // whatever was committed while not listening is in the log: every feed catches up
+
+    /// <summary>A change of the project was committed (through this instance): read its log now.</summary>
+    public void Poke(string projectId)
+    {
+        if (!_feeds.ContainsKey(projectId)) return;
+        _pokes.Enqueue(projectId);
+        _wake.Set();
     }
 
     private void ListenLoop(CancellationToken stop)
     {
-        var pending = new HashSet<string>();
         while (!stop.IsCancellationRequested)
         {
             try
             {
                 using var listen = platform.OpenConnection();
-                using var fetch = platform.OpenConnection();
                 listen.Notification += (_, e) =>
                 {
                     if (e.Channel == Platform.PlatformSignals.Channel) signals.Raise(e.Payload); // cache invalidation
-                    else if (e.Payload.StartsWith("proj_", StringComparison.Ordinal)) pending.Add(e.Payload[5..]);
+                    else if (e.Payload.StartsWith("proj_", StringComparison.Ordinal)) Poke(e.Payload[5..]);
                 };
                 using (var cmd = new NpgsqlCommand($"LISTEN {ChangeCapture.Channel}; LISTEN {Platform.PlatformSignals.Channel}", listen))
                     cmd.ExecuteNonQuery();
                 Listening = true;
-                var lastSweep = 0L; // whatever was committed while not listening is in the log: every feed catches up
-                while (!stop.IsCancellationRequested)
-                {
-                    // Now and then every feed looks at the log, so a project whose notification got lost still catches up.
-                    if (Environment.TickCount64 - lastSweep > 5000)
-                    {
-                        pending.UnionWith(_feeds.Keys);
-                        lastSweep = Environment.TickCount64;
-                    }
-                    foreach (var project in pending.ToList())
-                    {
-                        pending.Remove(project);
-                        if (_feeds.TryGetValue(project, out var feed)) feed.Dispatch(fetch);
-                    }
-                    listen.Wait(pending.Count > 0 ? 1 : 1000); // ms; notifications arrive through the handler above
-                }
+                Volatile.Write(ref _sweep, 1);
+                _wake.Set();
+                while (!stop.IsCancellationRequested) listen.Wait(1000); // ms; notifications arrive through the handler above
             }
             catch (Exception e) when (!stop.IsCancellationRequested)
             {
@@ -469,6 +472,43 @@ public sealed class ChangeHub(NpgsqlDataSource platform, SchemaCache schemas, Ac
             catch (Exception) { break; }
         }
         Listening = false;
+        _wake.Set();
+    }
+
+    private void DispatchLoop(CancellationToken stop)
+    {
+        var pending = new HashSet<string>();
+        var lastSweep = Environment.TickCount64;
+        while (!stop.IsCancellationRequested)
+        {
+            try
+            {
+                using var fetch = platform.OpenConnection();
+                while (!stop.IsCancellationRequested)
+                {
+                    _wake.WaitOne(pending.Count > 0 ? 0 : 1000);
+                    while (_pokes.TryDequeue(out var project)) pending.Add(project);
+                    // Now and then every feed looks at the log, so a project whose notification got lost still catches up.
+                    if (Interlocked.Exchange(ref _sweep, 0) == 1 || Environment.TickCount64 - lastSweep > 5000)
+                    {
+                        pending.UnionWith(_feeds.Keys);
+                        lastSweep = Environment.TickCount64;
+                    }
+                    foreach (var project in pending.ToList())
+                    {
+                        pending.Remove(project);
+                        if (_feeds.TryGetValue(project, out var feed)) feed.Dispatch(fetch);
+                    }
+                }
+            }
+            catch (Exception e) when (!stop.IsCancellationRequested)
+            {
+                log.LogWarning("Change dispatcher lost its connection ({Message}); reconnecting", e.Message);
+                Volatile.Write(ref _sweep, 1);
+                stop.WaitHandle.WaitOne(500);
+            }
+            catch (Exception) { break; }
+        }
     }
 
     /// <summary>Gives every subscriber idle for the heartbeat interval a heartbeat frame.</summary>
