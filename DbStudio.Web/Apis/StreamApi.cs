@@ -210,9 +210,8 @@ public static class StreamApi
 
         private void WriteLocked()
         {
-            var frames = _pending!;
+            var frames = _pending!; // copied into Kestrel's buffer before WriteAsync returns: the list is reused
             var length = _pendingBytes;
-            _pending = null;
             _pendingBytes = 0;
             ValueTask<System.IO.Pipelines.FlushResult> write;
             byte[]? rented = null;
@@ -240,6 +239,7 @@ public static class StreamApi
             finally
             {
                 if (rented is not null) ArrayPool<byte>.Shared.Return(rented);
+                frames.Clear();
             }
             if (write.IsCompletedSuccessfully)
             {
