@@ -8,8 +8,12 @@
 //  - a request needs no role switch of its own: PostgreSQL plans and runs the statement alone, as a hand-written
 //    endpoint would. Signed-in users' claims are still set per request (transaction-local set_config).
 // The roles are created on first use (also for projects made before they existed); their password is generated,
-// kept encrypted with the project's other secrets and never shown. Pools are per project and kind, sized to the
-// project's concurrency cap, and dropped when the project has been idle for a while.
+// kept encrypted with the project's other secrets and never shown.
+// Connections: one budget for all projects (DbStudio:Rest:MaxConnections). A connection belongs to one project and
+// kind, so Npgsql's pools (one per connection string, no shared limit) would hold idle connections for every project
+// that was busy lately — 50 busy projects ran PostgreSQL out of connection slots. This small pool keeps idle
+// connections per project and kind, and when the budget is spent it closes the least recently used idle one of any
+// project to open the one needed; requests wait only when every connection is busy.
 using System.Collections.Concurrent;
 using DbStudio.Core.Platform;
 using DbStudio.Core.Projects;
@@ -24,15 +28,27 @@ public enum RestRole { Anon, User, UserAdmin, Owner }
 
 public sealed class RestConnections : IAsyncDisposable
 {
-    private sealed class Pool(NpgsqlDataSource source)
-    {
-        public NpgsqlDataSource Source { get; } = source;
-        public long LastUsedTicks = Environment.TickCount64;
-    }
-
     private static readonly RestRole[] Roles = [RestRole.Anon, RestRole.User, RestRole.UserAdmin, RestRole.Owner];
 
-    private readonly ConcurrentDictionary<(string Project, RestRole Role), Lazy<Task<Pool>>> _pools = new();
+    /// <summary>An idle connection, in its project and kind's stack and in the least-recently-used list.</summary>
+    private sealed class Idle(NpgsqlConnection connection, (string, RestRole) key)
+    {
+        public NpgsqlConnection Connection { get; } = connection;
+        public (string Project, RestRole Role) Key { get; } = key;
+        public long Since = Environment.TickCount64;
+        public LinkedListNode<Idle>? Node;
+    }
+
+    private readonly Lock _lock = new();
+    private readonly Dictionary<(string, RestRole), Stack<Idle>> _idle = [];
+    private readonly LinkedList<Idle> _lru = new();
+    private readonly Dictionary<NpgsqlConnection, (string Project, RestRole Role, int Generation)> _busy = new(ReferenceEqualityComparer.Instance);
+    private readonly Dictionary<string, int> _generation = [];
+    private readonly SemaphoreSlim _returned = new(0);
+    private int _open;
+    private int _waiting;
+
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, Lazy<Task<string>>> _connectionStrings = new();
     private readonly NpgsqlDataSource _platform;
     private readonly NpgsqlConnectionStringBuilder _platformCsb;
     private readonly SecretProtector _protector;
@@ -45,7 +61,7 @@ public sealed class RestConnections : IAsyncDisposable
         _platformCsb = new NpgsqlConnectionStringBuilder(platform.ConnectionString);
         _protector = protector;
         _options = options.Value.Rest;
-        var period = TimeSpan.FromSeconds(Math.Max(1, _options.PoolIdle.TotalSeconds / 4));
+        var period = TimeSpan.FromSeconds(Math.Clamp(_options.PoolIdle.TotalSeconds / 4, 1, 15));
         _trim = new Timer(_ => TrimIdle(), null, period, period);
     }
 
@@ -69,83 +85,210 @@ public sealed class RestConnections : IAsyncDisposable
     /// <summary>Taken (transaction-scoped) by whatever grants or revokes the logins' CONNECT: one pg_database row.</summary>
     public const string LoginsLockSql = "SELECT pg_advisory_xact_lock(hashtext('dbstudio-rest-logins'));";
 
-    /// <summary>An open connection of project <paramref name="id"/>, already acting as <paramref name="role"/>.</summary>
-    public Task<NpgsqlConnection> OpenAsync(string id, RestRole role, CancellationToken ct) => OpenAsync(id, role, renewed: false, ct);
+    /// <summary>Open physical connections (idle and busy), for tests and metrics.</summary>
+    public int OpenCount { get { lock (_lock) return _open; } }
 
-    private async Task<NpgsqlConnection> OpenAsync(string id, RestRole role, bool renewed, CancellationToken ct)
+    /// <summary>
+    /// A connection of project <paramref name="id"/>, already acting as <paramref name="role"/>; give it back with
+    /// <see cref="Return"/> (a broken one is closed there).
+    /// </summary>
+    public async Task<NpgsqlConnection> RentAsync(string id, RestRole role, CancellationToken ct)
     {
         var key = (id, role);
-        var lazy = _pools.GetOrAdd(key, k => new Lazy<Task<Pool>>(() => CreateAsync(k.Project, k.Role)));
-        Pool pool;
-        try { pool = await lazy.Value.WaitAsync(ct); }
-        catch (Exception) when (lazy.Value.IsFaulted)
+        var deadline = Environment.TickCount64 + (long)_options.ProjectQueueTimeout.TotalMilliseconds;
+        while (true)
         {
-            _pools.TryRemove(new KeyValuePair<(string, RestRole), Lazy<Task<Pool>>>(key, lazy));
-            throw;
+            NpgsqlConnection? victim = null;
+            var openNew = false;
+            lock (_lock)
+            {
+                var generation = _generation.GetValueOrDefault(id);
+                if (_idle.TryGetValue(key, out var stack) && stack.TryPop(out var idle))
+                {
+                    _lru.Remove(idle.Node!);
+                    _busy[idle.Connection] = (id, role, generation);
+                    return idle.Connection;
+                }
+                if (_open < _options.MaxConnections) { _open++; openNew = true; }
+                else if (_lru.First is { } oldest)
+                {
+                    // The budget is spent: the least recently used idle connection (of any project) makes room.
+                    RemoveIdleLocked(oldest.Value);
+                    victim = oldest.Value.Connection;
+                    openNew = true;
+                }
+                else _waiting++;
+            }
+            if (victim is not null) await victim.DisposeAsync();
+            if (openNew)
+            {
+                try
+                {
+                    var conn = await OpenNewAsync(id, role, renewed: false, ct);
+                    lock (_lock) _busy[conn] = (id, role, _generation.GetValueOrDefault(id));
+                    return conn;
+                }
+                catch
+                {
+                    Closed();
+                    throw;
+                }
+            }
+            try
+            {
+                var left = deadline - Environment.TickCount64;
+                if (left <= 0 || !await _returned.WaitAsync(TimeSpan.FromMilliseconds(left), ct))
+                    throw new NpgsqlException($"All {_options.MaxConnections} REST connections are busy");
+            }
+            finally { lock (_lock) _waiting--; }
         }
-        Interlocked.Exchange(ref pool.LastUsedTicks, Environment.TickCount64);
+    }
+
+    /// <summary>Gives a rented connection back: kept for its project and kind when healthy, else closed.</summary>
+    public void Return(NpgsqlConnection conn)
+    {
+        bool keep;
+        lock (_lock)
+        {
+            if (!_busy.Remove(conn, out var owner)) return;
+            keep = conn.FullState == System.Data.ConnectionState.Open && owner.Generation == _generation.GetValueOrDefault(owner.Project);
+            if (keep)
+            {
+                var key = (owner.Project, owner.Role);
+                if (!_idle.TryGetValue(key, out var stack)) _idle[key] = stack = new Stack<Idle>();
+                var idle = new Idle(conn, key);
+                idle.Node = _lru.AddLast(idle);
+                stack.Push(idle);
+            }
+            else _open--;
+            if (_waiting > 0) _returned.Release();
+        }
+        if (!keep) conn.Dispose();
+    }
+
+    private void Closed()
+    {
+        lock (_lock)
+        {
+            _open--;
+            if (_waiting > 0) _returned.Release();
+        }
+    }
+
+    private async Task<NpgsqlConnection> OpenNewAsync(string id, RestRole role, bool renewed, CancellationToken ct)
+    {
+        var cs = await ConnectionStringAsync(id, role, ct);
+        var conn = new NpgsqlConnection(cs);
         try
         {
-            return await pool.Source.OpenConnectionAsync(ct);
+            await conn.OpenAsync(ct);
+            await RestoreRoleAsync(conn, id, role, ct);
+            return conn;
         }
         catch (PostgresException e) when (!renewed && e.SqlState is PostgresErrorCodes.InvalidPassword or PostgresErrorCodes.InvalidAuthorizationSpecification)
         {
             // The login was changed or dropped behind our back: make it again (new password) and retry once.
-            Forget(id);
+            await conn.DisposeAsync();
+            _connectionStrings.TryRemove(id, out _);
             await EnsureLoginsAsync(id, renew: true, ct);
-            return await OpenAsync(id, role, renewed: true, ct);
+            return await OpenNewAsync(id, role, renewed: true, ct);
+        }
+        catch
+        {
+            await conn.DisposeAsync();
+            throw;
         }
     }
 
-    /// <summary>Sets a connection back to the role its pool acts as, after code of the project's may have changed it.</summary>
+    private async Task<string> ConnectionStringAsync(string id, RestRole role, CancellationToken ct)
+    {
+        var lazy = _connectionStrings.GetOrAdd(id, key => new Lazy<Task<string>>(() => BaseConnectionStringAsync(key)));
+        string baseCs;
+        try { baseCs = await lazy.Value.WaitAsync(ct); }
+        catch (Exception) when (lazy.Value.IsFaulted)
+        {
+            _connectionStrings.TryRemove(new KeyValuePair<string, Lazy<Task<string>>>(id, lazy));
+            throw;
+        }
+        return new NpgsqlConnectionStringBuilder(baseCs) { Username = LoginRole(id, role) }.ConnectionString;
+    }
+
+    private async Task<string> BaseConnectionStringAsync(string id)
+    {
+        var password = await EnsureLoginsAsync(id, renew: false, CancellationToken.None);
+        return new NpgsqlConnectionStringBuilder
+        {
+            Host = _platformCsb.Host, Port = _platformCsb.Port, Database = _platformCsb.Database, SslMode = _platformCsb.SslMode,
+            Password = password,
+            ApplicationName = "dbstudio-rest",
+            // This class pools (see above); a connection keeps its session — the role, the settings below and its
+            // auto-prepared statements — for its whole life.
+            Pooling = false,
+            MaxAutoPrepare = 256,
+            AutoPrepareMinUsages = 2,
+            Options = $"-c statement_timeout={(int)_options.StatementTimeout.TotalMilliseconds}",
+            Timezone = "UTC",
+        }.ConnectionString;
+    }
+
+    /// <summary>Sets a connection to the role its kind acts as (on opening, and after code of the project's may have changed it).</summary>
     public static async Task RestoreRoleAsync(NpgsqlConnection conn, string id, RestRole role, CancellationToken ct)
     {
         await using var cmd = new NpgsqlCommand($"SET ROLE {SqlText.Ident(ActingRole(id, role))}", conn);
         await cmd.ExecuteNonQueryAsync(ct);
     }
 
-    /// <summary>Drops the project's pools (project deleted).</summary>
+    /// <summary>Closes the project's idle connections and retires its busy ones (project deleted).</summary>
     public void Forget(string id)
     {
-        foreach (var role in Roles)
-            if (_pools.TryRemove((id, role), out var lazy) && lazy.IsValueCreated && lazy.Value.IsCompletedSuccessfully)
-                _ = lazy.Value.Result.Source.DisposeAsync().AsTask();
+        _connectionStrings.TryRemove(id, out _);
+        List<NpgsqlConnection> close = [];
+        lock (_lock)
+        {
+            _generation[id] = _generation.GetValueOrDefault(id) + 1;
+            foreach (var role in Roles)
+                if (_idle.Remove((id, role), out var stack))
+                    foreach (var idle in stack)
+                    {
+                        _lru.Remove(idle.Node!);
+                        close.Add(idle.Connection);
+                        _open--;
+                    }
+            if (_waiting > 0 && close.Count > 0) _returned.Release(close.Count);
+        }
+        foreach (var c in close) c.Dispose();
     }
 
     /// <summary>Closes every idle connection (the server restarted: they are all broken).</summary>
-    public void ClearAll()
+    public void ClearAll() => CloseIdle(olderThan: null);
+
+    /// <summary>Takes one idle connection out of the list and out of its stack (where it is the oldest: the bottom).</summary>
+    private void RemoveIdleLocked(Idle idle)
     {
-        foreach (var lazy in _pools.Values)
-            if (lazy.IsValueCreated && lazy.Value.IsCompletedSuccessfully) lazy.Value.Result.Source.Clear();
+        _lru.Remove(idle.Node!);
+        var stack = _idle[idle.Key];
+        if (stack.Count == 1) { _idle.Remove(idle.Key); return; }
+        var newer = stack.Where(i => !ReferenceEquals(i, idle)).Reverse().ToArray(); // top-first → bottom-first
+        stack.Clear();
+        foreach (var i in newer) stack.Push(i);
     }
 
-    private async Task<Pool> CreateAsync(string id, RestRole role)
+    private void TrimIdle() => CloseIdle(Environment.TickCount64 - (long)_options.PoolIdle.TotalMilliseconds);
+
+    private void CloseIdle(long? olderThan)
     {
-        var password = await EnsureLoginsAsync(id, renew: false, CancellationToken.None);
-        var csb = new NpgsqlConnectionStringBuilder
+        List<NpgsqlConnection> close = [];
+        lock (_lock)
         {
-            Host = _platformCsb.Host, Port = _platformCsb.Port, Database = _platformCsb.Database,
-            SslMode = _platformCsb.SslMode,
-            Username = LoginRole(id, role), Password = password,
-            ApplicationName = "dbstudio-rest",
-            // The project's concurrency cap bounds what one pool can use at once.
-            MinPoolSize = 0, MaxPoolSize = Math.Max(1, _options.MaxConcurrentPerProject),
-            ConnectionIdleLifetime = Math.Max(1, (int)_options.PoolIdle.TotalSeconds),
-            ConnectionPruningInterval = Math.Max(1, Math.Min(10, (int)_options.PoolIdle.TotalSeconds / 2)),
-            // Session state (the role, the settings below) is the pool's own and stays; auto-prepared statements
-            // survive across requests.
-            NoResetOnClose = true,
-            MaxAutoPrepare = 256,
-            AutoPrepareMinUsages = 2,
-            Options = $"-c statement_timeout={(int)_options.StatementTimeout.TotalMilliseconds}",
-            Timezone = "UTC",
-        };
-        var acting = SqlText.Ident(ActingRole(id, role));
-        var builder = new NpgsqlDataSourceBuilder(csb.ConnectionString) { Name = $"rest-{id}-{role}" };
-        builder.UsePhysicalConnectionInitializer(
-            conn => { using var cmd = new NpgsqlCommand($"SET ROLE {acting}", conn); cmd.ExecuteNonQuery(); },
-            async conn => { await using var cmd = new NpgsqlCommand($"SET ROLE {acting}", conn); await cmd.ExecuteNonQueryAsync(); });
-        return new Pool(builder.Build());
+            while (_lru.First is { } oldest && (olderThan is null || oldest.Value.Since < olderThan))
+            {
+                RemoveIdleLocked(oldest.Value);
+                close.Add(oldest.Value.Connection);
+                _open--;
+            }
+            if (_waiting > 0 && close.Count > 0) _returned.Release(close.Count);
+        }
+        foreach (var c in close) c.Dispose();
     }
 
     /// <summary>
@@ -218,20 +361,9 @@ public sealed class RestConnections : IAsyncDisposable
         return (long)(await cmd.ExecuteScalarAsync(ct))!;
     }
 
-    private void TrimIdle()
-    {
-        var cutoff = Environment.TickCount64 - (long)(_options.PoolIdle.TotalMilliseconds * 4);
-        foreach (var (key, lazy) in _pools)
-            if (lazy.IsValueCreated && lazy.Value.IsCompletedSuccessfully && Interlocked.Read(ref lazy.Value.Result.LastUsedTicks) < cutoff
-                && _pools.TryRemove(new KeyValuePair<(string, RestRole), Lazy<Task<Pool>>>(key, lazy)))
-                _ = lazy.Value.Result.Source.DisposeAsync().AsTask();
-    }
-
     public async ValueTask DisposeAsync()
     {
         await _trim.DisposeAsync();
-        foreach (var lazy in _pools.Values)
-            if (lazy.IsValueCreated && lazy.Value.IsCompletedSuccessfully) await lazy.Value.Result.Source.DisposeAsync();
-        _pools.Clear();
+        ClearAll();
     }
 }

@@ -19,8 +19,10 @@ public sealed class RestOptions
     /// <summary>Most rows one response carries (PostgREST's db-max-rows).</summary>
     public long MaxRows { get; set; } = 1000;
     public TimeSpan StatementTimeout { get; set; } = TimeSpan.FromSeconds(10);
-    /// <summary>How long an unused REST connection stays open; a project's pools go after four times as long.</summary>
+    /// <summary>How long an unused REST connection stays open.</summary>
     public TimeSpan PoolIdle { get; set; } = TimeSpan.FromSeconds(60);
+    /// <summary>REST connections one instance holds at most, all projects together (RestConnections).</summary>
+    public int MaxConnections { get; set; } = 64;
     /// <summary>Largest request body accepted, in bytes.</summary>
     public long MaxBodyBytes { get; set; } = 10 * 1024 * 1024;
     /// <summary>
@@ -121,7 +123,14 @@ public sealed class RestExecutor(RestConnections connections, SchemaCache schema
     private async Task<RestResponse> RunAsync(RestCaller caller, RestRequest req, RestPlan plan, CancellationToken ct)
     {
         var role = RoleOf(caller);
-        await using var conn = await connections.OpenAsync(caller.ProjectId, role, ct);
+        var conn = await connections.RentAsync(caller.ProjectId, role, ct);
+        try { return await RunOnAsync(conn, role, caller, req, plan, ct); }
+        finally { connections.Return(conn); }
+    }
+
+    private async Task<RestResponse> RunOnAsync(NpgsqlConnection conn, RestRole role, RestCaller caller, RestRequest req, RestPlan plan,
+        CancellationToken ct)
+    {
         var batch = new NpgsqlBatch(conn);
         NpgsqlTransaction? tx = null;
         try

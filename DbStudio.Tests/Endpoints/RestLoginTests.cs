@@ -7,6 +7,7 @@ using System.Net.Http.Json;
 using System.Text.Json;
 using DbStudio.Core.Rest;
 using DbStudio.Tests.Infrastructure;
+using Microsoft.Extensions.DependencyInjection;
 
 namespace DbStudio.Tests.Endpoints;
 
@@ -151,5 +152,57 @@ public class RestLoginTests(TestApp app)
             cmd.Parameters.Add(new() { Value = logins });
             Assert.Equal(0L, await cmd.ExecuteScalarAsync());
         }
+    }
+}
+
+public class RestConnectionBudgetTests(TestApp app)
+{
+    [Fact]
+    public async Task Many_projects_share_one_connection_budget_and_every_request_is_answered()
+    {
+        await using var small = new AppFactory(app.Db.PlatformConnectionString,
+            new Dictionary<string, string?> { ["DbStudio:Rest:MaxConnections"] = "4" });
+        var url = small.StartOnLoopback();
+        using var owner = small.CreateClient();
+        var email = $"u{Guid.NewGuid():N}@example.com";
+        (await owner.PostAsJsonAsync("/api/auth/register", new { email, password = "a long enough password" })).EnsureSuccessStatusCode();
+        var login = await (await owner.PostAsJsonAsync("/api/auth/login", new { email, password = "a long enough password" }))
+            .Content.ReadFromJsonAsync<JsonElement>();
+        owner.DefaultRequestHeaders.Authorization = new("Bearer", login.GetProperty("accessToken").GetString());
+        var projects = new List<DbStudio.Core.Projects.ProjectInfo>();
+        for (var i = 0; i < 10; i++)
+        {
+            var p = await TestApp.CreateProjectAsync(owner, $"budget {i}");
+            await TestApp.SqlAsync(owner, p.Id, "create table t (id int primary key); insert into t values (1)");
+            projects.Add(p);
+        }
+        var connections = small.Services.GetRequiredService<RestConnections>();
+        using var http = new HttpClient { BaseAddress = url };
+        var peak = 0;
+        var requests = Enumerable.Range(0, 200).Select(async i =>
+        {
+            var p = projects[i % projects.Count];
+            var req = new HttpRequestMessage(HttpMethod.Get, $"/db/{p.Id}/rest/t?id=eq.1");
+            req.Headers.Authorization = new("Bearer", p.ApiKey);
+            var res = await http.SendAsync(req);
+            InterlockedMax(ref peak, connections.OpenCount);
+            return res.StatusCode;
+        });
+        var statuses = await Task.WhenAll(requests);
+        Assert.All(statuses, s => Assert.Equal(HttpStatusCode.OK, s));
+        Assert.True(peak <= 4, $"{peak} connections open");
+
+        // PostgreSQL agrees: no more than the budget of this instance's REST sessions for these projects.
+        await using var db = new Npgsql.NpgsqlConnection(app.Db.PlatformConnectionString);
+        await db.OpenAsync();
+        await using var cmd = new Npgsql.NpgsqlCommand("SELECT count(*) FROM pg_stat_activity WHERE usename = ANY($1)", db);
+        cmd.Parameters.Add(new() { Value = projects.SelectMany(p => RestConnections.LoginRoles(p.Id)).ToArray() });
+        Assert.True((long)(await cmd.ExecuteScalarAsync())! <= 4);
+    }
+
+    private static void InterlockedMax(ref int target, int value)
+    {
+        int seen;
+        while (value > (seen = Volatile.Read(ref target)) && Interlocked.CompareExchange(ref target, value, seen) != seen) { }
     }
 }
