@@ -44,6 +44,7 @@ public sealed class RestConnections : IAsyncDisposable
     private readonly LinkedList<Idle> _lru = new();
     private readonly Dictionary<NpgsqlConnection, (string Project, RestRole Role, int Generation)> _busy = new(ReferenceEqualityComparer.Instance);
     private readonly Dictionary<string, int> _generation = [];
+    private readonly Dictionary<(string, RestRole), int> _busyCount = [];
     private readonly SemaphoreSlim _returned = new(0);
     private int _open;
     private int _waiting;
@@ -107,9 +108,11 @@ public sealed class RestConnections : IAsyncDisposable
                 {
                     _lru.Remove(idle.Node!);
                     _busy[idle.Connection] = (id, role, generation);
+                    _busyCount[key] = _busyCount.GetValueOrDefault(key) + 1;
                     return idle.Connection;
                 }
                 if (_open < _options.MaxConnections) { _open++; openNew = true; }
+                else if (_busyCount.GetValueOrDefault(key) > 0) _waiting++; // one of its own comes back soon: no churn
                 else if (_lru.First is { } oldest)
                 {
                     // The budget is spent: the least recently used idle connection (of any project) makes room.
@@ -125,7 +128,11 @@ public sealed class RestConnections : IAsyncDisposable
                 try
                 {
                     var conn = await OpenNewAsync(id, role, renewed: false, ct);
-                    lock (_lock) _busy[conn] = (id, role, _generation.GetValueOrDefault(id));
+                    lock (_lock)
+                    {
+                        _busy[conn] = (id, role, _generation.GetValueOrDefault(id));
+                        _busyCount[key] = _busyCount.GetValueOrDefault(key) + 1;
+                    }
                     return conn;
                 }
                 catch
@@ -151,6 +158,8 @@ public sealed class RestConnections : IAsyncDisposable
         lock (_lock)
         {
             if (!_busy.Remove(conn, out var owner)) return;
+            var busyKey = (owner.Project, owner.Role);
+            if (_busyCount[busyKey] == 1) _busyCount.Remove(busyKey); else _busyCount[busyKey]--;
             keep = conn.FullState == System.Data.ConnectionState.Open && owner.Generation == _generation.GetValueOrDefault(owner.Project);
             if (keep)
             {
@@ -161,7 +170,7 @@ public sealed class RestConnections : IAsyncDisposable
                 stack.Push(idle);
             }
             else _open--;
-            if (_waiting > 0) _returned.Release();
+            if (_waiting > 0) _returned.Release(_waiting); // all of them look again: the one returned may not be theirs
         }
         if (!keep) conn.Dispose();
     }
@@ -171,7 +180,7 @@ public sealed class RestConnections : IAsyncDisposable
         lock (_lock)
         {
             _open--;
-            if (_waiting > 0) _returned.Release();
+            if (_waiting > 0) _returned.Release(_waiting); // all of them look again: the one returned may not be theirs
         }
     }
 
@@ -254,7 +263,7 @@ public sealed class RestConnections : IAsyncDisposable
                         close.Add(idle.Connection);
                         _open--;
                     }
-            if (_waiting > 0 && close.Count > 0) _returned.Release(close.Count);
+            if (_waiting > 0 && close.Count > 0) _returned.Release(_waiting);
         }
         foreach (var c in close) c.Dispose();
     }
@@ -286,7 +295,7 @@ public sealed class RestConnections : IAsyncDisposable
                 close.Add(oldest.Value.Connection);
                 _open--;
             }
-            if (_waiting > 0 && close.Count > 0) _returned.Release(close.Count);
+            if (_waiting > 0 && close.Count > 0) _returned.Release(_waiting);
         }
         foreach (var c in close) c.Dispose();
     }
@@ -322,7 +331,9 @@ public sealed class RestConnections : IAsyncDisposable
         }
         var password = ProjectNaming.NewPassword();
         // PASSWORD takes no parameter: a SCRAM verifier is the literal, so neither the server nor its log sees the password.
-        var verifier = SqlText.Literal(Scram.Verifier(password));
+        // The password is 32 random letters and digits (~190 bits): key stretching adds nothing to it, and cheap
+        // verification keeps opening a connection (when the budget makes room for another project) cheap.
+        var verifier = SqlText.Literal(Scram.Verifier(password, iterations: 16));
         var sql = new System.Text.StringBuilder();
         foreach (var role in Roles)
         {

@@ -22,7 +22,7 @@ public sealed class RestOptions
     /// <summary>How long an unused REST connection stays open.</summary>
     public TimeSpan PoolIdle { get; set; } = TimeSpan.FromSeconds(60);
     /// <summary>REST connections one instance holds at most, all projects together (RestConnections).</summary>
-    public int MaxConnections { get; set; } = 64;
+    public int MaxConnections { get; set; } = 128;
     /// <summary>Largest request body accepted, in bytes.</summary>
     public long MaxBodyBytes { get; set; } = 10 * 1024 * 1024;
     /// <summary>
