@@ -49,7 +49,7 @@ public sealed class RestConnections : IAsyncDisposable
     private int _open;
     private int _waiting;
 
-    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, Lazy<Task<string>>> _connectionStrings = new();
+    private readonly ConcurrentDictionary<string, Lazy<Task<string>>> _connectionStrings = new();
     private readonly NpgsqlDataSource _platform;
     private readonly NpgsqlConnectionStringBuilder _platformCsb;
     private readonly SecretProtector _protector;
@@ -103,13 +103,10 @@ public sealed class RestConnections : IAsyncDisposable
             var openNew = false;
             lock (_lock)
             {
-                var generation = _generation.GetValueOrDefault(id);
                 if (_idle.TryGetValue(key, out var stack) && stack.TryPop(out var idle))
                 {
                     _lru.Remove(idle.Node!);
-                    _busy[idle.Connection] = (id, role, generation);
-                    _busyCount[key] = _busyCount.GetValueOrDefault(key) + 1;
-                    return idle.Connection;
+                    return MarkBusyLocked(idle.Connection, key);
                 }
                 if (_open < _options.MaxConnections) { _open++; openNew = true; }
                 else if (_busyCount.GetValueOrDefault(key) > 0) _waiting++; // one of its own comes back soon: no churn
@@ -128,12 +125,7 @@ public sealed class RestConnections : IAsyncDisposable
                 try
                 {
                     var conn = await OpenNewAsync(id, role, renewed: false, ct);
-                    lock (_lock)
-                    {
-                        _busy[conn] = (id, role, _generation.GetValueOrDefault(id));
-                        _busyCount[key] = _busyCount.GetValueOrDefault(key) + 1;
-                    }
-                    return conn;
+                    lock (_lock) return MarkBusyLocked(conn, key);
                 }
                 catch
                 {
@@ -151,6 +143,13 @@ public sealed class RestConnections : IAsyncDisposable
         }
     }
 
+    private NpgsqlConnection MarkBusyLocked(NpgsqlConnection conn, (string Project, RestRole Role) key)
+    {
+        _busy[conn] = (key.Project, key.Role, _generation.GetValueOrDefault(key.Project));
+        _busyCount[key] = _busyCount.GetValueOrDefault(key) + 1;
+        return conn;
+    }
+
     /// <summary>Gives a rented connection back: kept for its project and kind when healthy, else closed.</summary>
     public void Return(NpgsqlConnection conn)
     {
@@ -158,12 +157,11 @@ public sealed class RestConnections : IAsyncDisposable
         lock (_lock)
         {
             if (!_busy.Remove(conn, out var owner)) return;
-            var busyKey = (owner.Project, owner.Role);
-            if (_busyCount[busyKey] == 1) _busyCount.Remove(busyKey); else _busyCount[busyKey]--;
+            var key = (owner.Project, owner.Role);
+            if (_busyCount[key] == 1) _busyCount.Remove(key); else _busyCount[key]--;
             keep = conn.FullState == System.Data.ConnectionState.Open && owner.Generation == _generation.GetValueOrDefault(owner.Project);
             if (keep)
             {
-                var key = (owner.Project, owner.Role);
                 if (!_idle.TryGetValue(key, out var stack)) _idle[key] = stack = new Stack<Idle>();
                 var idle = new Idle(conn, key);
                 idle.Node = _lru.AddLast(idle);

@@ -1,8 +1,7 @@
 // Fan-out of the change log (DESIGN §6): one LISTEN connection per app instance, one reader per project with
 // subscribers, and fan-out partitions (thread-pool work items, four per core) that hand each change to their share of
-// the subscribers' sinks — for
-// an SSE client, the response itself (no queue and no thread-pool hop per client and event; several changes per write
-// under load). A subscriber whose sink cannot keep up (bounded backlog) is dropped (it resumes from the log with
+// the subscribers' sinks — for an SSE client, the response itself (no queue and no thread-pool hop per client and
+// event; several changes per write under load). A subscriber whose sink cannot keep up (bounded backlog) is dropped (it resumes from the log with
 // Last-Event-ID), so a slow client never slows the others nor grows memory without bound. Every subscriber starts
 // with a replay from the log, so nothing committed between "subscribed" and "live" is lost, and ids are de-duplicated.
 using System.Collections.Concurrent;
@@ -41,7 +40,6 @@ public readonly record struct StreamFrame(long Id, ReadOnlyMemory<byte> Bytes, C
     public string? Type => Change is null ? null : AsDelete || Change.Op == 'd' ? "delete" : Change.Op == 'i' ? "insert" : "update";
 }
 
-/// <summary>A live subscription; dispose it to leave.</summary>
 /// <summary>
 /// Where a subscription's live frames go once it has caught up: the SSE writer itself (so a change reaches a client
 /// without a queue and a thread-pool hop per subscriber), or a bounded queue for in-process readers (the Data tab).
@@ -73,6 +71,7 @@ public sealed class QueueSink(int capacity) : IStreamSink
     public void Close(bool dropped) => _queue.Writer.TryComplete();
 }
 
+/// <summary>A live subscription; dispose it to leave.</summary>
 public sealed class Subscription : IAsyncDisposable
 {
     private readonly Lock _lock = new();

@@ -21,6 +21,13 @@ public class RestLoginTests(TestApp app)
         return req;
     }
 
+    private static async Task AnonMayInsertAsync(HttpClient owner, string project, string table, bool anonSelect) =>
+        (await owner.PutAsJsonAsync($"/api/projects/{project}/tables/{table}/access", new
+        {
+            anon_select = anonSelect, anon_insert = true, auth_insert = false, auth_select_own = false, auth_update_own = false,
+            auth_delete_own = false, user_id_col = (string?)null,
+        })).EnsureSuccessStatusCode();
+
     [Fact]
     public async Task A_trigger_that_resets_its_role_reaches_neither_the_platform_nor_another_project()
     {
@@ -47,11 +54,7 @@ public class RestLoginTests(TestApp app)
             end $f$;
             create trigger probe before insert on notes for each row execute function probe();
             """);
-        (await owner.PutAsJsonAsync($"/api/projects/{p.Id}/tables/notes/access", new
-        {
-            anon_select = true, anon_insert = true, auth_insert = false, auth_select_own = false, auth_update_own = false,
-            auth_delete_own = false, user_id_col = (string?)null,
-        })).EnsureSuccessStatusCode();
+        await AnonMayInsertAsync(owner, p.Id, "notes", anonSelect: true);
         using var http = new HttpClient { BaseAddress = app.BaseUrl };
 
         foreach (var (key, admin, login) in new[]
@@ -94,11 +97,7 @@ public class RestLoginTests(TestApp app)
             end $f$;
             create trigger climb before insert on t for each row execute function climb();
             """);
-        (await owner.PutAsJsonAsync($"/api/projects/{p.Id}/tables/t/access", new
-        {
-            anon_select = false, anon_insert = true, auth_insert = false, auth_select_own = false, auth_update_own = false,
-            auth_delete_own = false, user_id_col = (string?)null,
-        })).EnsureSuccessStatusCode();
+        await AnonMayInsertAsync(owner, p.Id, "t", anonSelect: false);
         using var http = new HttpClient { BaseAddress = app.BaseUrl };
         var res = await http.SendAsync(Post(p.Id, "t", p.AnonKey, new { note = "x" }));
         var body = await res.Content.ReadAsStringAsync();
