@@ -17,13 +17,9 @@ public sealed record AccessSettings(
     string? user_id_col)
 {
     public static AccessSettings Defaults(string? userIdColumn) => new(false, false, true, true, true, true, userIdColumn);
-
-    internal static AccessSettings From(TableAccess t) => new(t.AnonSelect, t.AnonInsert, t.AuthInsert, t.AuthSelectOwn,
-        t.AuthUpdateOwn, t.AuthDeleteOwn, t.UserIdColumn);
 }
 
-public sealed class AccessPolicies(IDbContextFactory<PlatformDbContext> contexts, NpgsqlDataSource platform, SchemaCache schemas,
-    PlatformSignals signals, RestConnections connections)
+public sealed class AccessPolicies(NpgsqlDataSource platform, SchemaCache schemas, PlatformSignals signals, RestConnections connections)
 {
     /// <summary>Column types an owner column may have: end-user ids are UUIDs.</summary>
     public static bool IsOwnerColumnType(ColumnInfo c) => c.TypeOid is 2950 or 25 or 1043; // uuid, text, varchar

@@ -135,8 +135,9 @@ public sealed class RestExecutor(RestConnections connections, SchemaCache schema
         NpgsqlTransaction? tx = null;
         try
         {
-            // The connection already acts as the caller's role; only signed-in users carry claims.
-            var claims = ClaimsCommand(caller);
+            // The connection already acts as the caller's role; only signed-in users carry claims. Reads run READ ONLY
+            // (as PostgREST's do): code of the project's that a read sets off cannot write.
+            var claims = PreludeCommand(caller, readOnly: !plan.IsWrite);
             if (claims is not null) batch.BatchCommands.Add(claims);
             if (plan.CountSql is not null)
             {
@@ -286,8 +287,13 @@ public sealed class RestExecutor(RestConnections connections, SchemaCache schema
     };
 
     /// <summary>A signed-in user's id and role for the policies, transaction-local: they end with the request.</summary>
-    private static NpgsqlBatchCommand? ClaimsCommand(RestCaller caller) => caller.Kind != CallerKind.User ? null :
-        new NpgsqlBatchCommand("SELECT set_config('request.user_id', $1, true), set_config('request.user_role', $2, true)")
+    /// <summary>The request's settings, transaction-local: a signed-in user's claims, and read-only for reads.</summary>
+    private static NpgsqlBatchCommand? PreludeCommand(RestCaller caller, bool readOnly)
+    {
+        const string ReadOnly = "set_config('transaction_read_only', 'on', true)";
+        if (caller.Kind != CallerKind.User) return readOnly ? new NpgsqlBatchCommand("SELECT " + ReadOnly) : null;
+        return new NpgsqlBatchCommand("SELECT set_config('request.user_id', $1, true), set_config('request.user_role', $2, true)"
+                                      + (readOnly ? ", " + ReadOnly : ""))
         {
             Parameters =
             {
@@ -295,4 +301,5 @@ public sealed class RestExecutor(RestConnections connections, SchemaCache schema
                 new NpgsqlParameter { Value = caller.UserRole ?? "", NpgsqlDbType = NpgsqlDbType.Text },
             },
         };
+    }
 }

@@ -1,6 +1,7 @@
 // The panel in a real browser: Playwright drives Debian's Chromium against the app on its real port.
 // One screenshot per tab is saved under TestResults/screenshots.
 using System.Net.Http.Headers;
+using System.Net.Http.Json;
 using System.Text.Json;
 using System.Text.RegularExpressions;
 using DbStudio.Tests.Infrastructure;
@@ -393,6 +394,128 @@ public class PanelBrowserTests(TestApp app) : IAsyncLifetime
         await own.StartAgainAsync();
         await Assertions.Expect(page.Locator("#db-reconnecting")).ToBeHiddenAsync(new() { Timeout = 15_000 });
         await Assertions.Expect(page.Locator("#data-grid")).ToContainTextAsync("still here");
+        await context.CloseAsync();
+    }
+
+    /// <summary>
+    /// The trap (issue 11): a project plants code in every hook a table owner has — a policy function under FORCE ROW
+    /// LEVEL SECURITY, a trigger, a column default, a check constraint and a view — each recording session_user. Then every
+    /// platform feature runs over it: the project page and every tab in Chromium, REST with every credential and verb,
+    /// streams, access save, key rotation, password reset and deletion. No recorded session is the platform's.
+    /// </summary>
+    [Fact]
+    public async Task Code_planted_in_every_hook_never_runs_in_a_platform_session()
+    {
+        var (page, context, id) = await SignedInProjectAsync();
+        var schema = $"proj_{id}";
+        var baseUrl = app.BaseUrl.ToString().TrimEnd('/');
+        var apiKey = await ApiKeyAsync(page);
+        var anonKey = (await page.Locator("#cred-anon").InnerTextAsync()).Trim();
+        async Task<JsonElement> Api(string method, string path, object? body = null)
+        {
+            var options = new APIRequestContextOptions { Method = method, FailOnStatusCode = true };
+            if (body is not null) options.DataObject = body;
+            var res = await page.APIRequest.FetchAsync($"{baseUrl}{path}", options);
+            var text = await res.TextAsync();
+            return text.Length == 0 ? default : JsonDocument.Parse(text).RootElement.Clone();
+        }
+
+        // The traps, planted through the SQL tab.
+        await page.GetByRole(AriaRole.Tab, new() { Name = "SQL" }).ClickAsync();
+        await SetSqlAsync(page, $$"""
+            create table trap_log (hook text, session_user_name text, current_user_name text);
+            create function record(hook text, cu text) returns boolean language plpgsql security definer set search_path = {{schema}} as $$
+            begin
+              if session_user::text not like '{{schema}}\_%' then -- a tripwire where nothing can be written (a read-only read)
+                raise exception 'TRAP: % ran in a session of %', hook, session_user;
+              end if;
+              insert into trap_log values (hook, session_user, cu);
+              return true;
+            exception when read_only_sql_transaction then return true;
+            end $$;
+            create function record_text(hook text) returns text language plpgsql as $$
+            begin perform {{schema}}.record(hook, current_user::text); return 'd'; end $$;
+            create function trap_trigger() returns trigger language plpgsql as $$
+            begin perform {{schema}}.record('trigger', current_user::text); return coalesce(new, old); end $$;
+            create table bait (id serial primary key, title text, user_id uuid, d text default {{schema}}.record_text('default'),
+              constraint trapped check ({{schema}}.record('check', current_user::text)));
+            create trigger trap before insert or update or delete on bait for each row execute function trap_trigger();
+            alter table bait enable row level security;
+            alter table bait force row level security;
+            create policy trap_policy on bait using ({{schema}}.record('policy', current_user::text))
+              with check ({{schema}}.record('policy_check', current_user::text));
+            create view bait_view as select * from bait where {{schema}}.record('view', current_user::text);
+            insert into bait (title) values ('seed')
+            """);
+        await page.ClickAsync("#sql-run");
+        await Assertions.Expect(page.Locator("#sql-result-10")).ToContainTextAsync("INSERT");
+
+        // Every tab of the panel over the trapped table, and the project page's overview (row counts).
+        await page.GetByRole(AriaRole.Tab, new() { Name = "Data" }).ClickAsync();
+        await page.Locator("#table-list").GetByText("bait", new() { Exact = true }).ClickAsync();
+        await Assertions.Expect(page.Locator("#data-grid tbody tr")).ToHaveCountAsync(1);
+        await page.GetByRole(AriaRole.Tab, new() { Name = "Schema" }).ClickAsync();
+        await Assertions.Expect(page.Locator("#schema-columns")).ToContainTextAsync("user_id");
+        await page.GetByRole(AriaRole.Tab, new() { Name = "Access" }).ClickAsync();
+        await Input(page, "access-anon-select").CheckAsync();
+        await page.ClickAsync("#access-save");
+        await Assertions.Expect(page.Locator("#access-sql")).ToContainTextAsync("dbstudio_anon_select");
+        await page.ReloadAsync();
+        await Assertions.Expect(page.Locator("#project-charts")).ToContainTextAsync("bait: 1");
+
+        // REST with every credential and verb, and streams for each kind of caller.
+        using var http = new HttpClient { BaseAddress = app.BaseUrl };
+        async Task<HttpResponseMessage> Rest(HttpMethod method, string path, string? bearer, string? key, object? body = null)
+        {
+            var req = new HttpRequestMessage(method, $"/db/{id}/rest/{path}");
+            if (bearer is not null) req.Headers.Authorization = new("Bearer", bearer);
+            if (key is not null) req.Headers.Add("apikey", key);
+            if (body is not null) req.Content = JsonContent.Create(body);
+            return await http.SendAsync(req);
+        }
+        var signup = await http.SendAsync(new HttpRequestMessage(HttpMethod.Post, $"/db/{id}/auth/signup")
+        {
+            Headers = { { "apikey", anonKey } },
+            Content = JsonContent.Create(new { email = $"trap{Guid.NewGuid():N}@example.com", password = "a user password" }),
+        });
+        var user = (await signup.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("access_token").GetString();
+        await using var anonStream = await SseClient.OpenAsync(app.BaseUrl, $"/db/{id}/rest/bait/stream?apikey={anonKey}");
+        await using var userStream = await SseClient.OpenAsync(app.BaseUrl, $"/db/{id}/rest/bait/stream?apikey={anonKey}", user);
+        await using var adminStream = await SseClient.OpenAsync(app.BaseUrl, $"/db/{id}/rest/bait/stream", apiKey);
+        foreach (var (bearer, key) in new (string?, string?)[] { (null, anonKey), (user, anonKey), (apiKey, null) })
+        {
+            await Rest(HttpMethod.Get, "bait", bearer, key);
+            await Rest(HttpMethod.Head, "bait", bearer, key);
+            await Rest(HttpMethod.Post, "bait", bearer, key, new { title = "written" });
+            await Rest(HttpMethod.Patch, "bait?title=eq.written", bearer, key, new { title = "rewritten" });
+            await Rest(HttpMethod.Delete, "bait?title=eq.rewritten", bearer, key);
+            await Rest(HttpMethod.Get, "bait_view", bearer, key);
+            await Rest(HttpMethod.Get, "", bearer, key);
+        }
+        Assert.Equal(System.Net.HttpStatusCode.Created, (await Rest(HttpMethod.Post, "bait", apiKey, null, new { title = "streamed" })).StatusCode);
+        foreach (var s in new[] { anonStream, userStream, adminStream })
+            while ((await s.NextAsync()).RecordText("title") != "streamed") { }
+
+        // Key rotation and password reset through the management API (the browser's sign-in).
+        await Api("POST", $"/api/projects/{id}/keys/anon/rotate");
+        await Api("POST", $"/api/projects/{id}/owner/reset-password");
+        await Api("PUT", $"/api/projects/{id}/tables/bait/access", new
+        {
+            anon_select = false, anon_insert = false, auth_insert = true, auth_select_own = true, auth_update_own = true,
+            auth_delete_own = true, user_id_col = "user_id",
+        });
+
+        var log = await Api("POST", $"/api/projects/{id}/sql",
+            new { sql = "select hook, session_user_name, count(*) from trap_log group by 1, 2 order by 1, 2" });
+        var rows = log.GetProperty("results")[0].GetProperty("rows").EnumerateArray()
+            .Select(r => (Hook: r[0].GetString()!, Session: r[1].GetString()!)).ToList();
+        // Every hook went off where it could write (reads run read-only: there the tripwire would have failed the read,
+        // the page or the stream), and never in a session of the platform's login.
+        Assert.Superset(new HashSet<string> { "policy", "policy_check", "trigger", "default", "check" }, rows.Select(r => r.Hook).ToHashSet());
+        Assert.All(rows, r => Assert.StartsWith($"proj_{id}_", r.Session));
+        Assert.DoesNotContain(rows, r => r.Session == DbStudio.Tests.Infrastructure.PostgresServer.PlatformRole);
+
+        await Api("DELETE", $"/api/projects/{id}");
         await context.CloseAsync();
     }
 

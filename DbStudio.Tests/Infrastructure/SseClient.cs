@@ -13,7 +13,8 @@ public sealed record SseEvent(string? Id, string Type, JsonElement Data)
     /// <summary>The change id an event id carries ("{id}.{MAC}": ids are bound to the credential and table).</summary>
     public long IdNumber => long.Parse(Id!.Split('.')[0]);
     public string? RecordText(string column) =>
-        Data.GetProperty("record").TryGetProperty(column, out var v) && v.ValueKind != JsonValueKind.Null ? v.ToString() : null;
+        Data.GetProperty("record") is { ValueKind: JsonValueKind.Object } r && r.TryGetProperty(column, out var v) && v.ValueKind != JsonValueKind.Null
+            ? v.ToString() : null;
 }
 
 public sealed class SseClient : IAsyncDisposable

@@ -11,11 +11,13 @@ using Microsoft.Extensions.DependencyInjection;
 
 namespace DbStudio.Tests.Infrastructure;
 
-public class AppFactory(string platformConnectionString, IReadOnlyDictionary<string, string?>? settings = null)
+public class AppFactory(string platformConnectionString, IReadOnlyDictionary<string, string?>? settings = null,
+    Action<IServiceCollection>? configure = null)
     : WebApplicationFactory<Program>
 {
     protected override void ConfigureWebHost(IWebHostBuilder builder)
     {
+        if (configure is not null) builder.ConfigureServices(configure);
         builder.UseEnvironment("Testing");
         builder.UseStaticWebAssets(); // serve _content/MudBlazor/… as `dotnet run` does
         builder.UseSetting("ConnectionStrings:Platform", platformConnectionString);

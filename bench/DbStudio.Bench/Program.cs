@@ -3,6 +3,7 @@
 //   dotnet run -c Release --project bench/DbStudio.Bench -- rest [seconds]      (needs wrk: apt-get install wrk)
 //   dotnet run -c Release --project bench/DbStudio.Bench -- datapage [runs]
 //   dotnet run -c Release --project bench/DbStudio.Bench -- stream [subscribers] [inserts/s] [seconds]
+//   dotnet run -c Release --project bench/DbStudio.Bench -- stream-users [subscribers] [inserts/s] [seconds]   (distinct signed-in users, own rows)
 //   dotnet run -c Release --project bench/DbStudio.Bench -- fuzz [inputs]
 //   dotnet run -c Release --project bench/DbStudio.Bench -- soak [seconds] [projects] [connections]   (needs wrk)
 using DbStudio.Bench;
@@ -25,6 +26,10 @@ switch (what)
     case "stream":
         await StreamBench.RunAsync(args.Length > 1 ? int.Parse(args[1]) : 1000, args.Length > 2 ? int.Parse(args[2]) : 200,
             args.Length > 3 ? int.Parse(args[3]) : 30);
+        return 0;
+    case "stream-users":
+        await StreamBench.RunAsync(args.Length > 1 ? int.Parse(args[1]) : 200, args.Length > 2 ? int.Parse(args[2]) : 200,
+            args.Length > 3 ? int.Parse(args[3]) : 30, signedIn: true);
         return 0;
     case "soak":
         await SoakBench.RunAsync(args.Length > 1 ? int.Parse(args[1]) : 300, args.Length > 2 ? int.Parse(args[2]) : 50,

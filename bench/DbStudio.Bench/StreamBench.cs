@@ -93,27 +93,47 @@ public static class StreamBench
             "create table events (id bigserial primary key, payload text not null, user_id uuid)");
         if (setup.FirstOrDefault(r => r.Error is not null) is { } failed) throw new InvalidOperationException(failed.Error!.Message);
         await services.GetRequiredService<AccessPolicies>().PutAsync(project.Id, "events", AccessSettings.Defaults("user_id") with { anon_select = true });
+        // The signed-in run: a table with own-row policies (the defaults) and BENCH_USERS end users, one stream each.
+        var users = int.TryParse(Environment.GetEnvironmentVariable("BENCH_USERS"), out var n) ? n : 0;
+        if (users > 0)
+        {
+            var made = await services.GetRequiredService<SqlConsole>().RunAsync(project.Id,
+                "create table owned (id bigserial primary key, payload text not null, user_id uuid)");
+            if (made.FirstOrDefault(r => r.Error is not null) is { } err) throw new InvalidOperationException(err.Error!.Message);
+            await services.GetRequiredService<AccessPolicies>().PutAsync(project.Id, "owned", AccessSettings.Defaults("user_id"));
+            var auth = services.GetRequiredService<DbStudio.Core.Auth.EndUserAuth>();
+            for (var i = 0; i < users; i++)
+            {
+                var session = await auth.SignupAsync(project.Id, $"bench{i}@example.com", "bench user password");
+                Console.WriteLine($"USER {session.user.id} {session.access_token}");
+            }
+        }
         Console.WriteLine($"READY {baseUrl} {project.Id} {project.AnonKey} {project.ApiKey} {host.PlatformConnectionString}");
         await host.App.WaitForShutdownAsync();
     }
 
     // ---- the load (parent process) ---------------------------------------------------------------------------
 
-    public static async Task RunAsync(int subscribers, int ratePerSecond, int seconds)
+    public static async Task RunAsync(int subscribers, int ratePerSecond, int seconds, bool signedIn = false)
     {
-        using var server = Process.Start(new ProcessStartInfo(Environment.ProcessPath!, "stream-serve")
+        var start = new ProcessStartInfo(Environment.ProcessPath!, "stream-serve")
         {
             RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false,
-        })!;
+        };
+        if (signedIn) start.Environment["BENCH_USERS"] = subscribers.ToString();
+        using var server = Process.Start(start)!;
         _ = server.StandardError.ReadToEndAsync();
         string? ready;
-        while ((ready = await server.StandardOutput.ReadLineAsync()) is not null && !ready.StartsWith("READY ", StringComparison.Ordinal)) { }
+        var users = new List<(string Id, string Token)>();
+        while ((ready = await server.StandardOutput.ReadLineAsync()) is not null && !ready.StartsWith("READY ", StringComparison.Ordinal))
+            if (ready.StartsWith("USER ", StringComparison.Ordinal) && ready.Split(' ') is [_, var id, var token]) users.Add((id, token));
         if (ready is null) throw new InvalidOperationException("the server did not start");
         var parts = ready.Split(' ', 6);
         var (baseUrl, projectId, anonKey, apiKey, platformCs) = (parts[1], parts[2], parts[3], parts[4], parts[5]);
         try
         {
-            await RunLoadAsync(new Uri(baseUrl), projectId, anonKey, apiKey, platformCs, subscribers, ratePerSecond, seconds, server);
+            if (signedIn) await RunSignedInAsync(new Uri(baseUrl), projectId, anonKey, apiKey, users, ratePerSecond, seconds, server);
+            else await RunLoadAsync(new Uri(baseUrl), projectId, anonKey, apiKey, platformCs, subscribers, ratePerSecond, seconds, server);
         }
         finally
         {
@@ -183,16 +203,50 @@ public static class StreamBench
                           $"hand-written idle SSE {baselineRss:F1} KB RSS / {baselineHeap:F1} KB heap; ratio {perSubscriber / baselineRss:F2}× RSS");
     }
 
+    /// <summary>
+    /// N distinct signed-in subscribers on an own-rows table (each sees only its rows: PostgreSQL decides per identity),
+    /// inserts spread evenly over them; next to the anon run's figures printed by the other mode.
+    /// </summary>
+    private static async Task RunSignedInAsync(Uri baseUrl, string projectId, string anonKey, string apiKey,
+        List<(string Id, string Token)> users, int rate, int seconds, Process server)
+    {
+        var handler = new SocketsHttpHandler { MaxConnectionsPerServer = int.MaxValue, PooledConnectionIdleTimeout = TimeSpan.FromMinutes(10) };
+        using var http = new HttpClient(handler) { BaseAddress = baseUrl, Timeout = Timeout.InfiniteTimeSpan };
+        using var writer = new HttpClient(new SocketsHttpHandler()) { BaseAddress = baseUrl };
+        writer.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", apiKey);
+        var next = -1;
+        var r = await PhaseAsync(http, server, i => $"/db/{projectId}/rest/owned/stream?apikey={anonKey}&access_token={users[i].Token}",
+            users.Count, rate, seconds, null, () =>
+            {
+                var who = users[(int)((uint)Interlocked.Increment(ref next) % (uint)users.Count)].Id;
+                return writer.PostAsync($"/db/{projectId}/rest/owned",
+                    new StringContent($"{{\"payload\":\"event\",\"user_id\":\"{who}\"}}", Encoding.UTF8, "application/json"));
+            }, expectedPerSubscriber: acknowledged => (double)acknowledged / users.Count);
+        Console.WriteLine($"\n== Live row stream: {users.Count} distinct signed-in subscribers, own rows, {rate} inserts/s for {seconds} s, loopback, {Environment.ProcessorCount} cores ==");
+        Console.WriteLine($"    writes acknowledged          {r.Acknowledged} of {rate * seconds} in {r.LoadSeconds:F1} s");
+        Console.WriteLine($"    events delivered / lost      {r.Delivered:N0} / {r.Expected - r.Delivered:N0}");
+        Console.WriteLine($"    commit→client latency        p50 {r.P50:F1} ms, p99 {r.P99:F1} ms, max {r.Max:F1} ms");
+        Console.WriteLine($"    CPU                          server {r.ServerCpu:F0} %, load generator {r.ClientCpu:F0} % (of one core)");
+        Console.WriteLine($"    commit→hand-out              p50 {DispatchP50:F1} ms, p99 {DispatchP99:F1} ms (server side)");
+    }
+
     private static double DispatchP50, DispatchP99;
 
     private sealed record PhaseResult(string Name, int Acknowledged, double LoadSeconds, long Delivered, long Expected, int Gaps,
         double P50, double P99, double Max, double ServerCpu, double ClientCpu, double? NotifyP50, double? NotifyP99);
 
-    private static async Task<PhaseResult> PhaseAsync(HttpClient http, Process server, string path, int subscribers, int rate, int seconds,
-        string? platformCs, Func<Task<HttpResponseMessage>> fire)
+    private static Task<PhaseResult> PhaseAsync(HttpClient http, Process server, string path, int subscribers, int rate, int seconds,
+        string? platformCs, Func<Task<HttpResponseMessage>> fire) =>
+        PhaseAsync(http, server, _ => path, subscribers, rate, seconds, platformCs, fire, null);
+
+    private static async Task<PhaseResult> PhaseAsync(HttpClient http, Process server, Func<int, string> pathOf, int subscribers, int rate,
+        int seconds, string? platformCs, Func<Task<HttpResponseMessage>> fire, Func<int, double>? expectedPerSubscriber)
     {
+        var path = pathOf(0);
         var stop = new CancellationTokenSource();
-        var streams = await OpenAsync(http, path, subscribers, stop.Token);
+        var streams = new List<HttpResponseMessage>();
+        if (expectedPerSubscriber is null) streams = await OpenAsync(http, path, subscribers, stop.Token);
+        else for (var i = 0; i < subscribers; i++) streams.AddRange(await OpenAsync(http, pathOf(i), 1, stop.Token));
         // Receivers: each connection checks its ids are consecutive and records commit→client latency.
         var receivers = streams.Select(s => new Receiver(s)).ToList();
         var receiving = receivers.Select(r => Task.Run(() => r.RunAsync(stop.Token))).ToList();
@@ -261,7 +315,8 @@ public static class StreamBench
         var clientCpu = (Process.GetCurrentProcess().TotalProcessorTime - clientCpu0).TotalSeconds / loadSeconds * 100;
         // Let the last events arrive, then stop.
         var deadline = DateTime.UtcNow.AddSeconds(10);
-        while (receivers.Any(r => r.Received < acknowledged) && DateTime.UtcNow < deadline) await Task.Delay(100);
+        var perSubscriber = expectedPerSubscriber?.Invoke(acknowledged) ?? acknowledged;
+        while (receivers.Sum(r => (long)r.Received) < (long)Math.Round(perSubscriber * subscribers) && DateTime.UtcNow < deadline) await Task.Delay(100);
         await stop.CancelAsync();
         try { await Task.WhenAll(receiving); } catch { /* cancelled */ }
         try { await listening; } catch { /* cancelled */ }
@@ -276,8 +331,8 @@ public static class StreamBench
             $"gen0 {dispatch.GetProperty("gen0").GetInt32() - gcBefore.GetProperty("gen0").GetInt32()}, gen2 {dispatch.GetProperty("gen2").GetInt32() - gcBefore.GetProperty("gen2").GetInt32()}");
         DispatchP50 = dispatch.GetProperty("p50").ValueKind == System.Text.Json.JsonValueKind.Number ? dispatch.GetProperty("p50").GetDouble() : double.NaN;
         DispatchP99 = dispatch.GetProperty("p99").ValueKind == System.Text.Json.JsonValueKind.Number ? dispatch.GetProperty("p99").GetDouble() : double.NaN;
-        return new PhaseResult(path, acknowledged, loadSeconds, receivers.Sum(r => (long)r.Received), (long)acknowledged * subscribers,
-            receivers.Sum(r => r.Gaps), Stats.Percentile(latencies, 50), Stats.Percentile(latencies, 99), latencies.Count > 0 ? latencies[^1] : double.NaN,
+        return new PhaseResult(path, acknowledged, loadSeconds, receivers.Sum(r => (long)r.Received), (long)Math.Round(perSubscriber * subscribers),
+            expectedPerSubscriber is null ? receivers.Sum(r => r.Gaps) : 0, Stats.Percentile(latencies, 50), Stats.Percentile(latencies, 99), latencies.Count > 0 ? latencies[^1] : double.NaN,
             serverCpu, clientCpu, platformCs is null ? null : Stats.Percentile(notifyLatencies, 50), platformCs is null ? null : Stats.Percentile(notifyLatencies, 99));
     }
 
@@ -347,7 +402,9 @@ public static class StreamBench
         private void Handle(ReadOnlySpan<byte> frame, DateTime now)
         {
             if (!frame.StartsWith("id: "u8)) return; // comments, retry
-            var id = (long)Digits(frame[4..frame.IndexOf((byte)'\n')]);
+            var idText = frame[4..frame.IndexOf((byte)'\n')];
+            if (idText.IndexOf((byte)'.') is var dot and >= 0) idText = idText[..dot]; // "{change id}.{MAC}"
+            var id = (long)Digits(idText);
             if (_lastId >= 0 && id != _lastId + 1) Gaps++;
             _lastId = id;
             Received++;
