@@ -31,7 +31,8 @@ public static class HostingExtensions
         var connectionString = config.GetConnectionString("Platform");
         if (string.IsNullOrWhiteSpace(connectionString))
         {
-            using var loggerFactory = LoggerFactory.Create(l => l.AddConsole());
+            // The host's logging is not built yet: a console logger of its own, configured as the host's will be.
+            using var loggerFactory = LoggerFactory.Create(l => l.AddConfiguration(config.GetSection("Logging")).AddConsole());
             var embedded = config.GetSection(EmbeddedOptions.Section).Get<EmbeddedOptions>() ?? new EmbeddedOptions();
             var (cluster, cs) = await EmbeddedPostgres.StartAsync(embedded, loggerFactory.CreateLogger("DbStudio.Embedded"));
             services.AddSingleton(cluster);
@@ -197,6 +198,14 @@ public static class HostingExtensions
         await using (var scope = app.Services.CreateAsyncScope())
         {
             var db = scope.ServiceProvider.GetRequiredService<PlatformDbContext>();
+            // A first start has no migrations history table yet, and EF Core finds that out with a failing SELECT that
+            // it logs as an error. Look in the catalog first and create the table (IF NOT EXISTS), so a clean start logs
+            // nothing at error level.
+            await using (var check = app.Services.GetRequiredService<NpgsqlDataSource>()
+                             .CreateCommand($"select to_regclass('{PlatformDbContext.Schema}.__ef_migrations') is null"))
+                if (await check.ExecuteScalarAsync() is true)
+                    await db.Database.ExecuteSqlRawAsync(Microsoft.EntityFrameworkCore.Infrastructure.AccessorExtensions
+                        .GetService<Microsoft.EntityFrameworkCore.Migrations.IHistoryRepository>(db).GetCreateIfNotExistsScript());
             await db.Database.MigrateAsync();
         }
         await ProjectProvisioner.HardenDatabaseAsync(app.Services.GetRequiredService<NpgsqlDataSource>());
