@@ -12,6 +12,7 @@ using OpenTelemetry;
 using DbStudio.Core.Postgres;
 using DbStudio.Core.Projects;
 using DbStudio.Core.Rest;
+using DbStudio.Core.RateLimiting;
 using DbStudio.Web.Apis;
 using DbStudio.Web.Components;
 using Microsoft.AspNetCore.DataProtection;
@@ -97,27 +98,26 @@ public static class HostingExtensions
             .WithExposedHeaders("Content-Range", "Content-Location", "Preference-Applied", "Retry-After")
             .SetPreflightMaxAge(TimeSpan.FromHours(1))));
         var authPerMinute = config.GetValue("DbStudio:Auth:AttemptsPerMinute", 30);
+        // Every limiter reads the time from the TimeProvider registered above (DbStudio.Core.RateLimiting), so tests
+        // advance a fake clock instead of racing the real one, and Retry-After is the real time until a permit frees up.
+        static TimeProvider Clock(HttpContext ctx) => ctx.RequestServices.GetRequiredService<TimeProvider>();
         services.AddRateLimiter(o =>
         {
             o.RejectionStatusCode = StatusCodes.Status429TooManyRequests;
-            o.AddPolicy(EndUserAuthApi.RateLimitPolicy, ctx => RateLimitPartition.GetSlidingWindowLimiter(
+            o.AddPolicy(EndUserAuthApi.RateLimitPolicy, ctx => RateLimitPartition.Get(
                 $"{ctx.Connection.RemoteIpAddress}|{ctx.Request.RouteValues["id"]}",
-                _ => new SlidingWindowRateLimiterOptions { PermitLimit = authPerMinute, Window = TimeSpan.FromMinutes(1), SegmentsPerWindow = 6 }));
+                _ => new ClockSlidingWindow(Clock(ctx), authPerMinute, TimeSpan.FromMinutes(1))));
             // REST and streams: a token bucket per client address and one per credential (ANON key, DB_API_KEY or
             // session token), both per second; 0 turns one off.
             var perIp = config.GetValue("DbStudio:Rest:RequestsPerSecondPerIp", 2000);
             var perKey = config.GetValue("DbStudio:Rest:RequestsPerSecondPerKey", 1000);
             static bool IsRest(HttpContext ctx) => ctx.Request.Path.StartsWithSegments("/db");
-            static TokenBucketRateLimiterOptions Bucket(int perSecond) => new()
-            {
-                TokenLimit = perSecond, TokensPerPeriod = perSecond, ReplenishmentPeriod = TimeSpan.FromSeconds(1), QueueLimit = 0,
-                AutoReplenishment = true,
-            };
+            static RateLimiter Bucket(HttpContext ctx, int perSecond) => new ClockTokenBucket(Clock(ctx), perSecond, perSecond, TimeSpan.FromSeconds(1));
             o.GlobalLimiter = PartitionedRateLimiter.Create<HttpContext, string>(ctx => perIp > 0 && IsRest(ctx)
-                ? RateLimitPartition.GetTokenBucketLimiter($"ip:{ctx.Connection.RemoteIpAddress}", _ => Bucket(perIp))
+                ? RateLimitPartition.Get($"ip:{ctx.Connection.RemoteIpAddress}", _ => Bucket(ctx, perIp))
                 : RateLimitPartition.GetNoLimiter(""));
             o.AddPolicy(RestApi.RateLimitPolicy, ctx => perKey > 0 && CredentialOf(ctx) is { } key
-                ? RateLimitPartition.GetTokenBucketLimiter($"key:{key}", _ => Bucket(perKey))
+                ? RateLimitPartition.Get($"key:{key}", _ => Bucket(ctx, perKey))
                 : RateLimitPartition.GetNoLimiter(""));
             o.OnRejected = async (context, ct) =>
             {
