@@ -106,13 +106,3 @@ public class RateLimitTests(TestApp app)
         Assert.Equal("10", next.Headers.GetValues("Retry-After").Single());
     }
 }
-
-/// <summary>An app instance whose TimeProvider is the given (fake) clock.</summary>
-public sealed class ClockedApp(string cs, TimeProvider clock, IReadOnlyDictionary<string, string?> settings) : AppFactory(cs, settings)
-{
-    protected override void ConfigureWebHost(IWebHostBuilder builder)
-    {
-        base.ConfigureWebHost(builder);
-        builder.ConfigureTestServices(s => s.AddSingleton(clock));
-    }
-}

@@ -77,6 +77,8 @@ public static class HostingExtensions
         services.AddSingleton<SqlHistory>();
         services.AddSingleton<AssistantSql>();
         services.AddSingleton(TimeProvider.System);
+        services.AddOptions<LoginThrottleOptions>().BindConfiguration(LoginThrottleOptions.Section);
+        services.AddSingleton<LoginThrottle>();
         services.AddSingleton<SchemaCache>();
         services.AddSingleton<AccessPolicies>();
         services.AddSingleton<EndUserAuth>();
@@ -243,6 +245,7 @@ public static class HostingExtensions
         app.MapStaticAssets();
 
         app.MapHealthChecks("/healthz");
+        app.MapPlatformAuthApi(); // /api/auth/register and /login, in place of MapIdentityApi's
         app.MapGroup("/api/auth").MapIdentityApi<PlatformUser>().WithTags("Platform accounts");
         app.MapAccountEndpoints();
         app.MapProjectsApi();
