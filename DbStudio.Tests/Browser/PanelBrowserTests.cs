@@ -44,8 +44,13 @@ public class PanelBrowserTests(TestApp app) : IAsyncLifetime
         var baseUrl = app.BaseUrl.ToString().TrimEnd('/');
         var email = $"ui{Guid.NewGuid():N}@example.com";
 
-        // Register (a static form), which signs in and lands on the project list.
+        // Register (a static form), which answers alike for new and registered emails: on to sign in, with a notice.
         await page.GotoAsync($"{baseUrl}/account/register");
+        await page.FillAsync("#email", email);
+        await page.FillAsync("#password", "browser password");
+        await page.ClickAsync("button[type=submit]");
+        await Assertions.Expect(page).ToHaveURLAsync(new Regex("/account/login\\?registered=1$"));
+        await Assertions.Expect(page.Locator("#account-notice")).ToContainTextAsync("Sign in with your email and password");
         await page.FillAsync("#email", email);
         await page.FillAsync("#password", "browser password");
         await page.ClickAsync("button[type=submit]");
@@ -534,8 +539,13 @@ public class PanelBrowserTests(TestApp app) : IAsyncLifetime
         _lastPage = page;
         page.SetDefaultTimeout(15_000);
         var baseUrl = (appUrl ?? app.BaseUrl).ToString().TrimEnd('/');
+        var email = $"ui{Guid.NewGuid():N}@example.com";
         await page.GotoAsync($"{baseUrl}/account/register");
-        await page.FillAsync("#email", $"ui{Guid.NewGuid():N}@example.com");
+        await page.FillAsync("#email", email);
+        await page.FillAsync("#password", "browser password");
+        await page.ClickAsync("button[type=submit]");
+        await Assertions.Expect(page).ToHaveURLAsync(new Regex("/account/login"));
+        await page.FillAsync("#email", email);
         await page.FillAsync("#password", "browser password");
         await page.ClickAsync("button[type=submit]");
         await Assertions.Expect(page).ToHaveURLAsync(new Regex("/projects$"));

@@ -5,6 +5,7 @@ using System.Text.Json;
 using DbStudio.Core.Projects;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Mvc.Testing;
+using Microsoft.AspNetCore.TestHost;
 using Microsoft.Extensions.DependencyInjection;
 
 [assembly: AssemblyFixture(typeof(DbStudio.Tests.Infrastructure.TestApp))]
@@ -25,6 +26,8 @@ public class AppFactory(string platformConnectionString, IReadOnlyDictionary<str
         // Every test is the same client address (127.0.0.1), in parallel: the per-address REST limit would be shared by
         // the whole suite. RateLimitTests turns it on for itself; the per-key limit keeps its default.
         builder.UseSetting("DbStudio:Rest:RequestsPerSecondPerIp", "0");
+        // Likewise the sign-in budget per client address (wrong passwords from one address); LoginThrottleTests keep it.
+        builder.UseSetting("DbStudio:Login:FailuresPerAddress", "0");
         foreach (var (k, v) in settings ?? new Dictionary<string, string?>()) builder.UseSetting(k, v);
     }
 
@@ -35,6 +38,38 @@ public class AppFactory(string platformConnectionString, IReadOnlyDictionary<str
         StartServer();
         return new Uri(Services.GetRequiredService<Microsoft.AspNetCore.Hosting.Server.IServer>()
             .Features.Get<Microsoft.AspNetCore.Hosting.Server.Features.IServerAddressesFeature>()!.Addresses.First());
+    }
+}
+
+/// <summary>
+/// An app instance whose TimeProvider is the given (fake) clock. A request's X-Test-Client-Address header sets the client
+/// address the app sees (the test server has none of its own), so tests can play several clients.
+/// </summary>
+public sealed class ClockedApp(string cs, TimeProvider clock, IReadOnlyDictionary<string, string?> settings) : AppFactory(cs, settings)
+{
+    public const string AddressHeader = "X-Test-Client-Address";
+
+    protected override void ConfigureWebHost(IWebHostBuilder builder)
+    {
+        base.ConfigureWebHost(builder);
+        builder.ConfigureTestServices(s =>
+        {
+            s.AddSingleton(clock);
+            s.AddSingleton<Microsoft.AspNetCore.Hosting.IStartupFilter, ClientAddressFromHeader>();
+        });
+    }
+
+    private sealed class ClientAddressFromHeader : Microsoft.AspNetCore.Hosting.IStartupFilter
+    {
+        public Action<Microsoft.AspNetCore.Builder.IApplicationBuilder> Configure(Action<Microsoft.AspNetCore.Builder.IApplicationBuilder> next) => app =>
+        {
+            app.Use(nextMiddleware => ctx =>
+            {
+                if (ctx.Request.Headers[AddressHeader].FirstOrDefault() is { } a) ctx.Connection.RemoteIpAddress = System.Net.IPAddress.Parse(a);
+                return nextMiddleware(ctx);
+            });
+            next(app);
+        };
     }
 }
 

@@ -1,7 +1,10 @@
 // README's first command: with no connection string the app starts its own PostgreSQL, runs on it as a
-// non-superuser platform role, and stops it on shutdown.
+// non-superuser platform role, and stops it on shutdown. A first start that goes well logs nothing at error level.
 using System.Net;
+using DbStudio.Tests.Endpoints;
 using DbStudio.Tests.Infrastructure;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.Extensions.Logging;
 using Npgsql;
 
 namespace DbStudio.Tests.Integration;
@@ -16,7 +19,8 @@ public class EmbeddedDefaultTests
         {
             string platformCs;
             int port;
-            await using (var factory = new AppFactory("", new Dictionary<string, string?> { ["Embedded:DataDir"] = root }))
+            var logs = new CapturingLoggerProvider();
+            await using (var factory = new LoggedFactory(logs, new Dictionary<string, string?> { ["Embedded:DataDir"] = root }))
             {
                 var client = factory.CreateClient();
                 Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("/healthz")).StatusCode);
@@ -28,6 +32,10 @@ public class EmbeddedDefaultTests
                 await conn.OpenAsync();
                 await using var cmd = new NpgsqlCommand("SELECT rolsuper FROM pg_roles WHERE rolname = current_user", conn);
                 Assert.False((bool)(await cmd.ExecuteScalarAsync())!);
+                // A fresh cluster has no migrations history yet: that is not an error, and no error is logged for it.
+                var errors = logs.Lines.Where(l => l.StartsWith("Error ") || l.StartsWith("Critical ")).ToList();
+                Assert.True(errors.Count == 0, string.Join("\n", errors));
+                Assert.Contains(logs.Lines, l => l.Contains("Microsoft.Hosting.Lifetime") || l.Contains("Microsoft.EntityFrameworkCore"));
             }
             // Disposed = shut down: the cluster was stopped.
             await using var after = new NpgsqlConnection($"Host=127.0.0.1;Port={port};Username=x;Password=y;Timeout=2;Pooling=false");
@@ -36,6 +44,28 @@ public class EmbeddedDefaultTests
         finally
         {
             try { Directory.Delete(root, true); } catch (Exception) { /* best effort */ }
+        }
+    }
+
+    [Fact]
+    public void Development_console_lines_separate_the_timestamp_from_the_level()
+    {
+        // `dotnet run` (Development) writes the simple console format: "05:36:32.286 info: …", not "…Zinfo: …".
+        var dir = AppContext.BaseDirectory;
+        while (!File.Exists(Path.Combine(dir, "DbStudio.sln"))) dir = Path.GetDirectoryName(dir)!;
+        using var json = System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "DbStudio.Web", "appsettings.Development.json")));
+        var console = json.RootElement.GetProperty("Logging").GetProperty("Console");
+        Assert.Equal("simple", console.GetProperty("FormatterName").GetString());
+        var format = console.GetProperty("FormatterOptions").GetProperty("TimestampFormat").GetString()!;
+        Assert.True(char.IsWhiteSpace(format[^1]), $"'{format}' runs into the level");
+    }
+
+    private sealed class LoggedFactory(CapturingLoggerProvider logs, IReadOnlyDictionary<string, string?> settings) : AppFactory("", settings)
+    {
+        protected override void ConfigureWebHost(IWebHostBuilder builder)
+        {
+            base.ConfigureWebHost(builder);
+            builder.ConfigureLogging(l => l.AddProvider(logs));
         }
     }
 

@@ -10,7 +10,8 @@ public static class AccessApi
 {
     public static RouteGroupBuilder MapAccessApi(this IEndpointRouteBuilder app)
     {
-        var g = app.MapGroup("/api/projects/{id}/tables/{table}/access").RequireAuthorization().WithTags("Access");
+        // PUT is a full replace: the body must carry every key, spelled as in GET (StrictJson), or it is refused with 400.
+        var g = app.MapGroup("/api/projects/{id}/tables/{table}/access").RequireAuthorization().WithTags("Access").WithStrictJson();
         g.MapGet("/", Get);
         g.MapPut("/", Put);
         return g;
@@ -23,9 +24,10 @@ public static class AccessApi
         return await access.GetAsync(id, table, ct) is { } s ? TypedResults.Ok(s) : TypedResults.NotFound();
     }
 
-    public static async Task<Results<Ok<AccessSettings>, NotFound, ValidationProblem>> Put(string id, string table, AccessSettings body,
+    public static async Task<Results<Ok<AccessSettings>, NotFound, ValidationProblem>> Put(string id, string table, Strict<AccessSettings> strict,
         ClaimsPrincipal user, ProjectService projects, AccessPolicies access, CancellationToken ct)
     {
+        var body = strict.Value;
         if (!await projects.IsOwnerAsync(ProjectsApi.UserId(user), id, ct)) return TypedResults.NotFound();
         var (settings, error) = await access.PutAsync(id, table, body, ct);
         if (error is not null) return TypedResults.ValidationProblem(new Dictionary<string, string[]> { ["user_id_col"] = [error] });

@@ -1,4 +1,6 @@
-// Browser sign-in for the panel: form posts from the static account pages set Identity's cookie.
+// Browser sign-in for the panel: form posts from the static account pages set Identity's cookie. The form shares its
+// sign-in throttle (LoginThrottle) and its registration (PlatformRegistration) with POST /api/auth/login|register.
+using DbStudio.Core.Auth;
 using DbStudio.Core.Platform;
 using Microsoft.AspNetCore.Identity;
 using Microsoft.AspNetCore.Mvc;
@@ -16,27 +18,31 @@ public static class AccountEndpoints
         return app;
     }
 
-    private static async Task<IResult> Login([FromForm] string email, [FromForm] string password, [FromForm] string? returnUrl,
-        SignInManager<PlatformUser> signIn)
+    private static async Task<IResult> Login([FromForm] string? email, [FromForm] string? password, [FromForm] string? returnUrl,
+        HttpContext ctx, SignInManager<PlatformUser> signIn, LoginThrottle throttle)
     {
+        var back = SafeReturn(returnUrl);
+        var attempt = throttle.Begin(ctx.Connection.RemoteIpAddress, email);
+        if (!attempt.Allowed)
+            return Results.LocalRedirect(
+                $"/account/login?error=wait&retry={PlatformAuthApi.RetryAfterSeconds(attempt.RetryAfter)}&returnUrl={Uri.EscapeDataString(back)}");
         var result = await signIn.PasswordSignInAsync(email ?? "", password ?? "", isPersistent: true, lockoutOnFailure: false);
-        return result.Succeeded
-            ? Results.LocalRedirect(SafeReturn(returnUrl))
-            : Results.LocalRedirect($"/account/login?error=1&returnUrl={Uri.EscapeDataString(SafeReturn(returnUrl))}");
+        if (!result.Succeeded) return Results.LocalRedirect($"/account/login?error=1&returnUrl={Uri.EscapeDataString(back)}");
+        attempt.Succeeded();
+        return Results.LocalRedirect(back);
     }
 
-    private static async Task<IResult> Register([FromForm] string email, [FromForm] string password,
-        UserManager<PlatformUser> users, SignInManager<PlatformUser> signIn)
+    /// <summary>The same answer for a new email and a registered one: on to the sign-in page (no account enumeration).</summary>
+    private static async Task<IResult> Register([FromForm] string? email, [FromForm] string? password,
+        UserManager<PlatformUser> users, ILoggerFactory logs)
     {
-        var user = new PlatformUser { UserName = email, Email = email };
-        var created = await users.CreateAsync(user, password ?? "");
-        if (!created.Succeeded)
+        var (result, _) = await PlatformRegistration.RegisterAsync(users, email, password, logs);
+        if (!result.Succeeded)
         {
-            var why = string.Join(" ", created.Errors.Select(e => e.Description));
+            var why = string.Join(" ", result.Errors.Select(e => e.Description));
             return Results.LocalRedirect($"/account/register?error={Uri.EscapeDataString(why)}");
         }
-        await signIn.SignInAsync(user, isPersistent: true);
-        return Results.LocalRedirect("/projects");
+        return Results.LocalRedirect("/account/login?registered=1");
     }
 
     private static async Task<IResult> Logout(SignInManager<PlatformUser> signIn)
@@ -45,7 +51,16 @@ public static class AccountEndpoints
         return Results.LocalRedirect("/");
     }
 
-    private static string SafeReturn(string? returnUrl) =>
-        string.IsNullOrEmpty(returnUrl) || !returnUrl.StartsWith('/') || returnUrl.StartsWith("//") ? "/projects"
-        : returnUrl;
+    /// <summary>
+    /// Where to go after signing in: a path on this site, else the project list. Refuses what a browser would take
+    /// elsewhere — "//host", "/\host" (browsers read "\" as "/"), absolute URLs — and control characters, the same
+    /// rules as ASP.NET Core's IsLocalUrl, so LocalRedirect never throws (which answered 500).
+    /// </summary>
+    public static string SafeReturn(string? returnUrl)
+    {
+        if (string.IsNullOrEmpty(returnUrl) || returnUrl[0] != '/') return "/projects";
+        if (returnUrl.Length > 1 && returnUrl[1] is '/' or '\\') return "/projects";
+        if (returnUrl.Any(char.IsControl)) return "/projects";
+        return returnUrl;
+    }
 }

@@ -16,7 +16,8 @@ public static class EndUserAuthApi
 
     public static IEndpointRouteBuilder MapEndUserAuthApi(this IEndpointRouteBuilder app)
     {
-        var g = app.MapGroup("/db/{id}/auth").RequireCors(RestApi.CorsPolicy).WithTags("End-user auth").DisableAntiforgery();
+        var g = app.MapGroup("/db/{id}/auth").RequireCors(RestApi.CorsPolicy).WithTags("End-user auth").DisableAntiforgery()
+            .WithStrictJson(p => Error(400, new RestError("validation_failed", p.Message, null, null)));
         g.MapPost("/signup", Signup).RequireRateLimiting(RateLimitPolicy);
         g.MapPost("/login", Login).RequireRateLimiting(RateLimitPolicy);
         g.MapPost("/refresh", Refresh).RequireRateLimiting(RateLimitPolicy);
@@ -26,17 +27,17 @@ public static class EndUserAuthApi
         return app;
     }
 
-    private static async Task<IResult> Signup(HttpContext ctx, string id, EmailPassword body, Credentials keys, EndUserAuth auth) =>
+    private static async Task<IResult> Signup(HttpContext ctx, string id, Strict<EmailPassword> body, Credentials keys, EndUserAuth auth) =>
         !await HasProjectKey(ctx, id, keys) ? Error(401, RestApi.Unauthorized())
-        : await Run(async () => Results.Json(await auth.SignupAsync(id, body.Email, body.Password, ctx.RequestAborted), statusCode: 201));
+        : await Run(async () => Results.Json(await auth.SignupAsync(id, body.Value.Email, body.Value.Password, ctx.RequestAborted), statusCode: 201));
 
-    private static async Task<IResult> Login(HttpContext ctx, string id, EmailPassword body, Credentials keys, EndUserAuth auth) =>
+    private static async Task<IResult> Login(HttpContext ctx, string id, Strict<EmailPassword> body, Credentials keys, EndUserAuth auth) =>
         !await HasProjectKey(ctx, id, keys) ? Error(401, RestApi.Unauthorized())
-        : await Run(async () => Results.Json(await auth.LoginAsync(id, body.Email, body.Password, ctx.RequestAborted)));
+        : await Run(async () => Results.Json(await auth.LoginAsync(id, body.Value.Email, body.Value.Password, ctx.RequestAborted)));
 
-    private static async Task<IResult> Refresh(HttpContext ctx, string id, RefreshRequest body, Credentials keys, EndUserAuth auth) =>
+    private static async Task<IResult> Refresh(HttpContext ctx, string id, Strict<RefreshRequest> body, Credentials keys, EndUserAuth auth) =>
         !await HasProjectKey(ctx, id, keys) ? Error(401, RestApi.Unauthorized())
-        : await Run(async () => Results.Json(await auth.RefreshAsync(id, body.refresh_token, ctx.RequestAborted)));
+        : await Run(async () => Results.Json(await auth.RefreshAsync(id, body.Value.refresh_token, ctx.RequestAborted)));
 
     private static async Task<IResult> Logout(HttpContext ctx, string id, Credentials keys, EndUserAuth auth)
     {
@@ -57,13 +58,13 @@ public static class EndUserAuthApi
     }
 
     /// <summary>The project owner (DB_API_KEY) sets an end user's role: user or admin.</summary>
-    private static async Task<IResult> SetRole(HttpContext ctx, string id, Guid userId, RoleRequest body, Credentials keys, EndUserAuth auth)
+    private static async Task<IResult> SetRole(HttpContext ctx, string id, Guid userId, Strict<RoleRequest> body, Credentials keys, EndUserAuth auth)
     {
         var caller = await RestApi.ResolveCallerAsync(ctx, id, keys);
         if (caller is null) return Error(401, RestApi.Unauthorized());
         if (caller.Kind != CallerKind.Admin)
             return Error(403, new RestError("42501", "Only the DB_API_KEY may change roles", null, "Send Authorization: Bearer dak_…"));
-        return await Run(async () => await auth.SetRoleAsync(id, userId, body.Role ?? "", ctx.RequestAborted) is { } u
+        return await Run(async () => await auth.SetRoleAsync(id, userId, body.Value.Role ?? "", ctx.RequestAborted) is { } u
             ? Results.Json(u)
             : Error(404, new RestError("user_not_found", "No such user in this project", null, null)));
     }

@@ -19,7 +19,7 @@ public static class ProjectsApi
 {
     public static RouteGroupBuilder MapProjectsApi(this IEndpointRouteBuilder app)
     {
-        var g = app.MapGroup("/api/projects").RequireAuthorization().WithTags("Projects");
+        var g = app.MapGroup("/api/projects").RequireAuthorization().WithTags("Projects").WithStrictJson();
         g.MapPost("/", Create);
         g.MapGet("/", List);
         g.MapGet("/{id}", Get);
@@ -32,9 +32,10 @@ public static class ProjectsApi
     }
 
     public static async Task<Results<Created<ProjectInfo>, ValidationProblem>> Create(
-        CreateProjectRequest body, ClaimsPrincipal user, ProjectService projects, HttpRequest req, IOptions<DbStudioOptions> opt,
+        Strict<CreateProjectRequest> strict, ClaimsPrincipal user, ProjectService projects, HttpRequest req, IOptions<DbStudioOptions> opt,
         CancellationToken ct)
     {
+        var body = strict.Value;
         if (ProjectService.ValidateName(body.Name) is { } problem)
             return TypedResults.ValidationProblem(new Dictionary<string, string[]> { ["name"] = [problem] });
         var p = await projects.CreateAsync(UserId(user), body.Name!, BaseUrl(req, opt), ct);
@@ -53,17 +54,19 @@ public static class ProjectsApi
         CancellationToken ct) =>
         await projects.DeleteAsync(UserId(user), id, ct) ? TypedResults.NoContent() : TypedResults.NotFound();
 
-    public static async Task<Results<Ok<SqlResponse>, NotFound, ValidationProblem>> RunSql(string id, SqlRequest body,
+    public static async Task<Results<Ok<SqlResponse>, NotFound, ValidationProblem>> RunSql(string id, Strict<SqlRequest> strict,
         ClaimsPrincipal user, ProjectService projects, SqlConsole console, CancellationToken ct)
     {
+        var body = strict.Value;
         if (body.Sql is null) return TypedResults.ValidationProblem(new Dictionary<string, string[]> { ["sql"] = ["sql is required"] });
         if (!await projects.IsOwnerAsync(UserId(user), id, ct)) return TypedResults.NotFound();
         return TypedResults.Ok(new SqlResponse(await console.RunAsync(id, body.Sql, ct)));
     }
 
-    public static async Task<Results<Ok<AssistantRun>, NotFound, ValidationProblem>> RunAssistant(string id, AssistantRequest body,
+    public static async Task<Results<Ok<AssistantRun>, NotFound, ValidationProblem>> RunAssistant(string id, Strict<AssistantRequest> strict,
         ClaimsPrincipal user, ProjectService projects, AssistantSql assistant, CancellationToken ct)
     {
+        var body = strict.Value;
         if (body.Text is null) return TypedResults.ValidationProblem(new Dictionary<string, string[]> { ["text"] = ["text is required"] });
         if (!await projects.IsOwnerAsync(UserId(user), id, ct)) return TypedResults.NotFound();
         return TypedResults.Ok(await assistant.RunAsync(id, body.Text, ct));

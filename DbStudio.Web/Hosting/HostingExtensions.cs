@@ -12,6 +12,7 @@ using OpenTelemetry;
 using DbStudio.Core.Postgres;
 using DbStudio.Core.Projects;
 using DbStudio.Core.Rest;
+using DbStudio.Core.RateLimiting;
 using DbStudio.Web.Apis;
 using DbStudio.Web.Components;
 using Microsoft.AspNetCore.DataProtection;
@@ -31,7 +32,8 @@ public static class HostingExtensions
         var connectionString = config.GetConnectionString("Platform");
         if (string.IsNullOrWhiteSpace(connectionString))
         {
-            using var loggerFactory = LoggerFactory.Create(l => l.AddConsole());
+            // The host's logging is not built yet: a console logger of its own, configured as the host's will be.
+            using var loggerFactory = LoggerFactory.Create(l => l.AddConfiguration(config.GetSection("Logging")).AddConsole());
             var embedded = config.GetSection(EmbeddedOptions.Section).Get<EmbeddedOptions>() ?? new EmbeddedOptions();
             var (cluster, cs) = await EmbeddedPostgres.StartAsync(embedded, loggerFactory.CreateLogger("DbStudio.Embedded"));
             services.AddSingleton(cluster);
@@ -75,6 +77,8 @@ public static class HostingExtensions
         services.AddSingleton<SqlHistory>();
         services.AddSingleton<AssistantSql>();
         services.AddSingleton(TimeProvider.System);
+        services.AddOptions<LoginThrottleOptions>().BindConfiguration(LoginThrottleOptions.Section);
+        services.AddSingleton<LoginThrottle>();
         services.AddSingleton<SchemaCache>();
         services.AddSingleton<AccessPolicies>();
         services.AddSingleton<EndUserAuth>();
@@ -102,27 +106,26 @@ public static class HostingExtensions
             .WithExposedHeaders("Content-Range", "Content-Location", "Preference-Applied", "Retry-After")
             .SetPreflightMaxAge(TimeSpan.FromHours(1))));
         var authPerMinute = config.GetValue("DbStudio:Auth:AttemptsPerMinute", 30);
+        // Every limiter reads the time from the TimeProvider registered above (DbStudio.Core.RateLimiting), so tests
+        // advance a fake clock instead of racing the real one, and Retry-After is the real time until a permit frees up.
+        static TimeProvider Clock(HttpContext ctx) => ctx.RequestServices.GetRequiredService<TimeProvider>();
         services.AddRateLimiter(o =>
         {
             o.RejectionStatusCode = StatusCodes.Status429TooManyRequests;
-            o.AddPolicy(EndUserAuthApi.RateLimitPolicy, ctx => RateLimitPartition.GetSlidingWindowLimiter(
+            o.AddPolicy(EndUserAuthApi.RateLimitPolicy, ctx => RateLimitPartition.Get(
                 $"{ctx.Connection.RemoteIpAddress}|{ctx.Request.RouteValues["id"]}",
-                _ => new SlidingWindowRateLimiterOptions { PermitLimit = authPerMinute, Window = TimeSpan.FromMinutes(1), SegmentsPerWindow = 6 }));
+                _ => new ClockSlidingWindow(Clock(ctx), authPerMinute, TimeSpan.FromMinutes(1))));
             // REST and streams: a token bucket per client address and one per credential (ANON key, DB_API_KEY or
             // session token), both per second; 0 turns one off.
             var perIp = config.GetValue("DbStudio:Rest:RequestsPerSecondPerIp", 2000);
             var perKey = config.GetValue("DbStudio:Rest:RequestsPerSecondPerKey", 1000);
             static bool IsRest(HttpContext ctx) => ctx.Request.Path.StartsWithSegments("/db");
-            static TokenBucketRateLimiterOptions Bucket(int perSecond) => new()
-            {
-                TokenLimit = perSecond, TokensPerPeriod = perSecond, ReplenishmentPeriod = TimeSpan.FromSeconds(1), QueueLimit = 0,
-                AutoReplenishment = true,
-            };
+            static RateLimiter Bucket(HttpContext ctx, int perSecond) => new ClockTokenBucket(Clock(ctx), perSecond, perSecond, TimeSpan.FromSeconds(1));
             o.GlobalLimiter = PartitionedRateLimiter.Create<HttpContext, string>(ctx => perIp > 0 && IsRest(ctx)
-                ? RateLimitPartition.GetTokenBucketLimiter($"ip:{ctx.Connection.RemoteIpAddress}", _ => Bucket(perIp))
+                ? RateLimitPartition.Get($"ip:{ctx.Connection.RemoteIpAddress}", _ => Bucket(ctx, perIp))
                 : RateLimitPartition.GetNoLimiter(""));
             o.AddPolicy(RestApi.RateLimitPolicy, ctx => perKey > 0 && CredentialOf(ctx) is { } key
-                ? RateLimitPartition.GetTokenBucketLimiter($"key:{key}", _ => Bucket(perKey))
+                ? RateLimitPartition.Get($"key:{key}", _ => Bucket(ctx, perKey))
                 : RateLimitPartition.GetNoLimiter(""));
             o.OnRejected = async (context, ct) =>
             {
@@ -203,6 +206,14 @@ public static class HostingExtensions
         await using (var scope = app.Services.CreateAsyncScope())
         {
             var db = scope.ServiceProvider.GetRequiredService<PlatformDbContext>();
+            // A first start has no migrations history table yet, and EF Core finds that out with a failing SELECT that
+            // it logs as an error. Look in the catalog first and create the table (IF NOT EXISTS), so a clean start logs
+            // nothing at error level.
+            await using (var check = app.Services.GetRequiredService<NpgsqlDataSource>()
+                             .CreateCommand($"select to_regclass('{PlatformDbContext.Schema}.__ef_migrations') is null"))
+                if (await check.ExecuteScalarAsync() is true)
+                    await db.Database.ExecuteSqlRawAsync(Microsoft.EntityFrameworkCore.Infrastructure.AccessorExtensions
+                        .GetService<Microsoft.EntityFrameworkCore.Migrations.IHistoryRepository>(db).GetCreateIfNotExistsScript());
             await db.Database.MigrateAsync();
         }
         await ProjectProvisioner.HardenDatabaseAsync(app.Services.GetRequiredService<NpgsqlDataSource>());
@@ -261,6 +272,7 @@ public static class HostingExtensions
         app.MapStaticAssets();
 
         app.MapHealthChecks("/healthz");
+        app.MapPlatformAuthApi(); // /api/auth/register and /login, in place of MapIdentityApi's
         app.MapGroup("/api/auth").MapIdentityApi<PlatformUser>().WithTags("Platform accounts");
         app.MapAccountEndpoints();
         app.MapProjectsApi();
