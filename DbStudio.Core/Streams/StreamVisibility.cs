@@ -38,7 +38,9 @@ public sealed record VisibleChange(Change Change, ChangeKind Kind, string? Recor
 
 public sealed class StreamVisibility(RestConnections connections, ILogger<StreamVisibility> log)
 {
-    private sealed record Policies(string Fingerprint, string Expression);
+    /// <summary>The SELECT policies' combined expression for a role, their fingerprint, and the table's current name
+    /// (a table renamed since its subscribers came keeps being followed: it is the OID that counts).</summary>
+    private sealed record Policies(string Fingerprint, string Expression, string TableName);
 
     /// <summary>The SELECT policies that apply to a role on a table, as last read (checked against a fingerprint every time).</summary>
     private readonly ConcurrentDictionary<(uint Table, RestRole Role), Policies> _policies = new();
@@ -68,7 +70,16 @@ public sealed class StreamVisibility(RestConnections connections, ILogger<Stream
             {
                 var key = (table.Oid, role);
                 if (!_policies.TryGetValue(key, out var policies)) policies = _policies[key] = await ReadPoliciesAsync(conn, table.Oid, ct);
-                var (rows, fingerprint) = await RunAsync(conn, table, changes, audiences, policies, ct);
+                List<(Audience, List<VisibleChange>)> rows;
+                string fingerprint;
+                try { (rows, fingerprint) = await RunAsync(conn, table, changes, audiences, policies, ct); }
+                catch (PostgresException e) when (e.SqlState is PostgresErrorCodes.UndefinedTable or PostgresErrorCodes.UndefinedObject)
+                {
+                    // Renamed since the policies were read: read them (and the name) again.
+                    conn.UnprepareAll();
+                    policies = _policies[key] = await ReadPoliciesAsync(conn, table.Oid, ct);
+                    (rows, fingerprint) = await RunAsync(conn, table, changes, audiences, policies, ct);
+                }
                 if (fingerprint != policies.Fingerprint)
                 {
                     // The policies changed since they were read: read them again and look again.
@@ -174,22 +185,24 @@ public sealed class StreamVisibility(RestConnections connections, ILogger<Stream
         """;
 
     private const string FingerprintSql =
-        "(SELECT md5(coalesce(string_agg(p.polpermissive::text || ':' || coalesce(pg_catalog.pg_get_expr(p.polqual, p.polrelid), ''), E'\\n' ORDER BY p.oid), '')) "
-        + ApplicablePolicies + ")";
+        "(SELECT md5((SELECT relname FROM pg_catalog.pg_class WHERE oid = $1) || E'\\n' || coalesce(string_agg(p.polpermissive::text || ':' || " +
+        "coalesce(pg_catalog.pg_get_expr(p.polqual, p.polrelid), ''), E'\\n' ORDER BY p.oid), '')) " + ApplicablePolicies + ")";
 
     private static async Task<Policies> ReadPoliciesAsync(NpgsqlConnection conn, uint tableOid, CancellationToken ct)
     {
         var permissive = new List<string>();
         var restrictive = new List<string>();
         await using var cmd = new NpgsqlCommand(
-            $"SELECT p.polpermissive, pg_catalog.pg_get_expr(p.polqual, p.polrelid), {FingerprintSql} {ApplicablePolicies} " +
-            $"UNION ALL SELECT NULL, NULL, {FingerprintSql}", conn);
+            $"SELECT p.polpermissive, pg_catalog.pg_get_expr(p.polqual, p.polrelid), {FingerprintSql}, NULL::text {ApplicablePolicies} " +
+            $"UNION ALL SELECT NULL, NULL, {FingerprintSql}, (SELECT relname::text FROM pg_catalog.pg_class WHERE oid = $1)", conn);
         cmd.Parameters.Add(new() { Value = tableOid, NpgsqlDbType = NpgsqlDbType.Oid });
         var fingerprint = "";
+        string? name = null;
         await using (var r = await cmd.ExecuteReaderAsync(ct))
             while (await r.ReadAsync(ct))
             {
-                fingerprint = r.GetString(2);
+                fingerprint = r.IsDBNull(2) ? "" : r.GetString(2);
+                if (!r.IsDBNull(3)) name = r.GetString(3);
                 if (r.IsDBNull(0) || r.IsDBNull(1)) continue; // the fingerprint row, or a policy with no USING (it adds nothing to reads)
                 var qual = r.GetString(1);
                 if (r.GetBoolean(0) && qual == "false") continue; // PostgreSQL's own deparse says it admits no row
@@ -198,7 +211,8 @@ public sealed class StreamVisibility(RestConnections connections, ILogger<Stream
         // As PostgreSQL combines them: some permissive policy must pass, and every restrictive one; none permissive, no row.
         var expression = permissive.Count == 0 ? "false"
             : string.Join(" AND ", [$"({string.Join(" OR ", permissive)})", .. restrictive]);
-        return new Policies(fingerprint, expression);
+        return new Policies(fingerprint, expression, name ?? throw new PostgresException(
+            $"table {tableOid} does not exist", "ERROR", "ERROR", PostgresErrorCodes.UndefinedTable));
     }
 
     private static async Task<(List<(Audience, List<VisibleChange>)> Rows, string Fingerprint)> RunAsync(NpgsqlConnection conn,
@@ -268,9 +282,9 @@ public sealed class StreamVisibility(RestConnections connections, ILogger<Stream
             new() { Value = table.Oid, NpgsqlDbType = NpgsqlDbType.Oid },
         };
         // The row image as a row of the table, named as the table: the policies' own text refers to it by that name.
-        var alias = SqlText.Ident(table.Name);
+        var alias = SqlText.Ident(policies.TableName);
         string AsRow(string image, string expression) =>
-            $"(SELECT {expression} FROM jsonb_populate_record(NULL::{SqlText.Qualified(table.Schema, table.Name)}, {image}) AS {alias})";
+            $"(SELECT {expression} FROM jsonb_populate_record(NULL::{SqlText.Qualified(table.Schema, policies.TableName)}, {image}) AS {alias})";
         // CASE, not AND/OR: PostgreSQL keeps CASE's order, so a policy runs only where row security applies.
         string Visible(string image) =>
             $"CASE WHEN {image} IS NULL OR cardinality(r.cols) = 0 THEN NULL " +

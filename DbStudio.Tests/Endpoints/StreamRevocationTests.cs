@@ -149,6 +149,18 @@ public class StreamRevocationTests(TestApp app)
     }
 
     [Fact]
+    public async Task A_table_renamed_under_an_open_stream_keeps_streaming_under_its_own_policies()
+    {
+        var w = await WorldAsync(anonSelect: true);
+        await using var s = await SseClient.OpenAsync(app.BaseUrl, $"/db/{w.P.Id}/rest/notes/stream", w.P.ApiKey);
+        await Send(app.BaseUrl, HttpMethod.Post, $"/db/{w.P.Id}/rest/notes", w.P.ApiKey, null, new { title = "before" });
+        Assert.Equal("before", (await s.NextAsync()).RecordText("title"));
+        await TestApp.SqlAsync(w.Owner, w.P.Id, "alter table notes rename to memos");
+        await Send(app.BaseUrl, HttpMethod.Post, $"/db/{w.P.Id}/rest/memos", w.P.ApiKey, null, new { title = "after" });
+        Assert.Equal("after", (await s.NextAsync()).RecordText("title"));
+    }
+
+    [Fact]
     public async Task Resuming_takes_only_ids_given_to_the_same_credential_on_the_same_table()
     {
         var w = await WorldAsync(anonSelect: true);

@@ -36,6 +36,16 @@ public class ProvisioningTests(TestApp app)
         Assert.False(await QueryAsync<bool>("SELECT has_database_privilege('public', current_database(), 'CONNECT')"));
         Assert.False(await QueryAsync<bool>("SELECT has_schema_privilege($1, 'public', 'CREATE')", $"proj_{p.Id}_owner"));
         Assert.Matches(@"^postgresql://proj_[a-z0-9]+_owner:[A-Za-z0-9]{32}@127\.0\.0\.1:\d+/dbstudio_test$", p.ConnectionUrl);
+        // The platform's login keeps no membership in the project's roles and no way into its schema (issue 11), even
+        // after the project has been used through REST, the panel and the console.
+        await TestApp.SqlAsync(client, p.Id, "create table used (id int primary key)");
+        var req = new HttpRequestMessage(HttpMethod.Get, $"/db/{p.Id}/rest/used");
+        req.Headers.Authorization = new("Bearer", p.ApiKey);
+        (await app.Factory.CreateClient().SendAsync(req)).EnsureSuccessStatusCode();
+        Assert.Equal(0L, await QueryAsync<long>(
+            "SELECT count(*) FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.roleid WHERE m.member = (SELECT oid FROM pg_roles WHERE rolname = $2) AND r.rolname LIKE 'proj\\_' || $1 || '\\_%'",
+            p.Id, PostgresServer.PlatformRole));
+        Assert.False(await QueryAsync<bool>("SELECT has_schema_privilege($2, $1, 'USAGE')", p.Schema, PostgresServer.PlatformRole));
     }
 
     [Fact]
