@@ -181,9 +181,9 @@ public class ConsoleMemoryTests(TestApp app, ITestOutputHelper output)
         Assert.True(r.Truncated);
         Assert.NotEmpty(r.TruncatedValues!);
         // Values are kept as .NET strings (two bytes a character): reading allocates about twice the budget, whatever
-        // the statement sends; writing the JSON adds its writer's buffers (a few times the longest value, pooled).
+        // the statement sends; writing the JSON adds short-lived buffers of its writer (about 3 bytes a kept character).
         // Reading a 200 MB value whole would have allocated 200 MB at least (400 MB as a string).
-        Assert.True(read < 2 * budget + 4 * 1024 * 1024, $"reading allocated {read:N0} bytes");
-        Assert.True(allocated < 4 * budget + 16 * 1024 * 1024, $"allocated {allocated:N0} bytes");
+        Assert.True(read < 2 * budget + 8 * 1024 * 1024, $"reading allocated {read:N0} bytes");
+        Assert.True(allocated < 6 * budget + 16 * 1024 * 1024, $"allocated {allocated:N0} bytes");
     }
 }
