@@ -15,6 +15,15 @@ public enum CallerKind { Anon, User, Admin }
 public sealed record RestCaller(string ProjectId, CallerKind Kind, Guid? UserId = null, string? UserRole = null)
 {
     public bool IsAnonymous => Kind == CallerKind.Anon;
+
+    /// <summary>The project role this caller's requests run as (DESIGN §3).</summary>
+    public RestRole Role => Kind switch
+    {
+        CallerKind.Anon => RestRole.Anon,
+        CallerKind.User when UserRole == Platform.EndUserRoles.Admin => RestRole.UserAdmin,
+        CallerKind.User => RestRole.User,
+        _ => RestRole.Owner,
+    };
 }
 
 /// <summary>
@@ -42,18 +51,20 @@ public sealed class RestSql
     private readonly List<NpgsqlParameter> _params = [];
     private readonly RestRequest _req;
     private readonly TableInfo _table;
+    private readonly RestCaller _caller;
 
-    private RestSql(RestRequest req, TableInfo table)
+    private RestSql(RestRequest req, TableInfo table, RestCaller caller)
     {
         _req = req;
         _table = table;
+        _caller = caller;
     }
 
     /// <param name="ownerColumn">the table's user_id_col; a signed-in user's inserts get their id there</param>
     /// <param name="maxRows">most rows a read returns</param>
     public static RestPlan Build(RestRequest req, TableInfo table, RestCaller caller, string? ownerColumn, long maxRows)
     {
-        var b = new RestSql(req, table);
+        var b = new RestSql(req, table, caller);
         return req.Verb switch
         {
             RestVerb.Get or RestVerb.Head => b.Read(maxRows),
@@ -184,9 +195,13 @@ public sealed class RestSql
 
     private ColumnInfo Column(string name) => _table.Find(name) ?? throw UnknownColumn(name);
 
-    private RestException UnknownColumn(string name) =>
-        new(400, "42703", $"column {_table.Name}.{RestParser.Trim(name)} does not exist", null,
-            $"Columns of \"{_table.Name}\": {string.Join(", ", _table.Columns.Select(c => c.Name))}");
+    /// <summary>The hint names only the columns the caller's role holds a privilege on (PostgreSQL decided, SchemaCache).</summary>
+    private RestException UnknownColumn(string name)
+    {
+        var usable = _table.ColumnsFor(_caller.Role).Select(c => c.Name).ToList();
+        return new(400, "42703", $"column {_table.Name}.{RestParser.Trim(name)} does not exist", null,
+            usable.Count == 0 ? null : $"Columns of \"{_table.Name}\": {string.Join(", ", usable)}");
+    }
 
     /// <summary>The output columns with their JSON kinds, when every one has a direct JSON form (RowJson).</summary>
     private List<PlainColumn>? PlainColumns()
