@@ -11,12 +11,16 @@ public sealed class DbStudioOptions
     public string? PublicDbHost { get; set; }
     public int? PublicDbPort { get; set; }
 
-    /// <summary>Most connections one project's owner role may hold (console pool + Connection URL clients).</summary>
-    public int OwnerConnectionLimit { get; set; } = 20;
+    /// <summary>
+    /// Most connections one project's owner role may hold (console pool + Connection URL clients): its CONNECTION LIMIT,
+    /// enforced by PostgreSQL, re-applied to existing projects when it changes (Limits.ConnectionGuard).
+    /// </summary>
+    public int OwnerConnectionLimit { get; set; } = 5;
 
     public ConsoleOptions Console { get; set; } = new();
     public Rest.RestOptions Rest { get; set; } = new();
     public Streams.StreamOptions Streams { get; set; } = new();
+    public Limits.LimitsOptions Limits { get; set; } = new();
 }
 
 public sealed class ConsoleOptions
@@ -39,8 +43,8 @@ public sealed class ConsoleOptions
     public long MaxRunBytes { get; set; } = 32 * 1024 * 1024;
     /// <summary>Longest script accepted, in characters.</summary>
     public int MaxScriptLength { get; set; } = 1_000_000;
-    /// <summary>Connections per project pool for console/assistant SQL.</summary>
-    public int PoolSize { get; set; } = 4;
+    /// <summary>Connections per project pool for console/assistant SQL (they count toward OwnerConnectionLimit).</summary>
+    public int PoolSize { get; set; } = 2;
     /// <summary>Idle owner connections are closed after this long; idle pools are dropped after ten times it.</summary>
     public TimeSpan PoolIdle { get; set; } = TimeSpan.FromSeconds(30);
 }

@@ -23,6 +23,10 @@ public class AppFactory(string platformConnectionString, IReadOnlyDictionary<str
         // Every test is the same client address (127.0.0.1), in parallel: the per-address REST limit would be shared by
         // the whole suite. RateLimitTests turns it on for itself; the per-key limit keeps its default.
         builder.UseSetting("DbStudio:Rest:RequestsPerSecondPerIp", "0");
+        // Likewise every test registers its own accounts from that one address, and the suite's many app instances share
+        // one PostgreSQL: registration limits and the connection guard are on only in the tests about them (LimitsTests).
+        builder.UseSetting("DbStudio:Limits:RegistrationsPerHour", "0");
+        builder.UseSetting("DbStudio:Limits:ReservedConnections", "0");
         foreach (var (k, v) in settings ?? new Dictionary<string, string?>()) builder.UseSetting(k, v);
     }
 

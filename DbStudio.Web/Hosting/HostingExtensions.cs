@@ -69,6 +69,8 @@ public static class HostingExtensions
             .AddEntityFrameworkStores<PlatformDbContext>();
 
         services.AddSingleton<SecretProtector>();
+        services.AddSingleton<DbStudio.Core.Limits.PlatformLimits>();
+        services.AddHostedService<DbStudio.Core.Limits.ConnectionGuard>();
         services.AddSingleton<OwnerConnections>();
         services.AddScoped<ProjectService>();
         services.AddSingleton<SqlConsole>();
@@ -230,6 +232,7 @@ public static class HostingExtensions
         app.UseHttpLogging();
         app.UseCors();
         app.UseRateLimiter();
+        app.UseRegistrationLimit();
         app.UseAntiforgery();
         app.MapStaticAssets();
 
