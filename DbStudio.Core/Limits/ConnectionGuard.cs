@@ -34,9 +34,14 @@ public sealed class ConnectionGuard(NpgsqlDataSource platform, IOptions<DbStudio
                 await ApplyLimitsAsync(stoppingToken);
                 await KeepReserveAsync(stoppingToken);
             }
-            catch (Exception e) when (e is NpgsqlException or InvalidOperationException && !stoppingToken.IsCancellationRequested)
+            catch (NpgsqlException e) when (!stoppingToken.IsCancellationRequested)
             {
                 log.LogDebug(e, "Connection check skipped"); // the database is away: the next tick tries again
+            }
+            catch (Exception e) when (e is not OperationCanceledException)
+            {
+                // Never take the host down (a BackgroundService's exception stops it): say so and look again next time.
+                log.LogWarning(e, "Connection check failed");
             }
         } while (await timer.WaitForNextTickAsync(stoppingToken));
     }
