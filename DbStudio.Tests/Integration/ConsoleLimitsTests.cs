@@ -10,6 +10,9 @@ using Microsoft.Extensions.Options;
 
 namespace DbStudio.Tests.Integration;
 
+// They move some 50 MB through PostgreSQL: run with the other heavy ones, after the parallel tests (some of which,
+// the streams', need the machine's attention to keep up).
+[Collection(nameof(AloneCollection))]
 public class ConsoleLimitsTests(TestApp app)
 {
     private async Task<(HttpClient Client, string Id)> ProjectAsync()
