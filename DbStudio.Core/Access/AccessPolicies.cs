@@ -23,7 +23,7 @@ public sealed record AccessSettings(
 }
 
 public sealed class AccessPolicies(IDbContextFactory<PlatformDbContext> contexts, NpgsqlDataSource platform, SchemaCache schemas,
-    PlatformSignals signals)
+    PlatformSignals signals, RestConnections connections)
 {
     /// <summary>Column types an owner column may have: end-user ids are UUIDs.</summary>
     public static bool IsOwnerColumnType(ColumnInfo c) => c.TypeOid is 2950 or 25 or 1043; // uuid, text, varchar
@@ -38,13 +38,35 @@ public sealed class AccessPolicies(IDbContextFactory<PlatformDbContext> contexts
     {
         if (_applied.TryGetValue((projectId, table.Oid), out var s)) return s;
         if (!table.IsTable) return AccessSettings.Defaults(null); // views: only the DB_API_KEY reaches them
-        await using var db = await contexts.CreateDbContextAsync(ct);
-        var row = await db.TableAccess.AsNoTracking().FirstOrDefaultAsync(t => t.ProjectId == projectId && t.TableName == table.Name, ct);
-        var settings = row is not null ? AccessSettings.From(row) : AccessSettings.Defaults(DefaultOwnerColumn(table));
-        if (row is null || !await RlsEnabledAsync(table.Oid, ct))
+        var stored = await StoredAsync(projectId, table, ct);
+        var settings = stored ?? AccessSettings.Defaults(DefaultOwnerColumn(table));
+        if (stored is null || !await RlsEnabledAsync(table.Oid, ct))
             settings = await SaveAndApplyAsync(projectId, table, settings, ct);
         _applied[(projectId, table.Oid)] = settings;
         return settings;
+    }
+
+    /// <summary>
+    /// The stored settings of this very table: those saved for its OID, or (saved before OIDs were kept) for its name.
+    /// Settings saved under its name for another table — dropped, or renamed away — are not its settings.
+    /// </summary>
+    private async Task<AccessSettings?> StoredAsync(string projectId, TableInfo table, CancellationToken ct)
+    {
+        await using var cmd = platform.CreateCommand("""
+            SELECT "AnonSelect", "AnonInsert", "AuthInsert", "AuthSelectOwn", "AuthUpdateOwn", "AuthDeleteOwn", "UserIdColumn"
+            FROM platform.table_access
+            WHERE "ProjectId" = $1 AND ("TableOid" = $2 OR "TableOid" IS NULL AND "TableName" = $3)
+            ORDER BY "TableOid" IS NULL LIMIT 1
+            """);
+        cmd.Parameters.Add(new NpgsqlParameter { Value = projectId });
+        cmd.Parameters.Add(new NpgsqlParameter { Value = table.Oid, NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Oid });
+        cmd.Parameters.Add(new NpgsqlParameter { Value = table.Name });
+        await using var r = await cmd.ExecuteReaderAsync(ct);
+        if (!await r.ReadAsync(ct)) return null;
+        var col = r.IsDBNull(6) ? null : r.GetString(6);
+        // An owner column renamed or dropped since: no own rows until it is set again.
+        if (col is not null && table.Find(col) is null) col = null;
+        return new AccessSettings(r.GetBoolean(0), r.GetBoolean(1), r.GetBoolean(2), r.GetBoolean(3), r.GetBoolean(4), r.GetBoolean(5), col);
     }
 
     /// <summary>Applies defaults to every table of the project whose RLS is off (new tables from the console, the assistant, a direct connection).</summary>
@@ -109,35 +131,47 @@ public sealed class AccessPolicies(IDbContextFactory<PlatformDbContext> contexts
     private async Task<AccessSettings> SaveAndApplyAsync(string projectId, TableInfo table, AccessSettings s, CancellationToken ct)
     {
         var sequences = new List<string>();
-        await using var conn = await platform.OpenConnectionAsync(ct);
-        await using var tx = await conn.BeginTransactionAsync(ct);
-        await using (var seq = new NpgsqlCommand(
+        await using (var seq = platform.CreateCommand(
             "SELECT sn.nspname, sc.relname FROM pg_depend d JOIN pg_class sc ON sc.oid = d.objid AND sc.relkind = 'S' " +
             "JOIN pg_namespace sn ON sn.oid = sc.relnamespace WHERE d.classid = 'pg_class'::regclass " +
-            "AND d.refclassid = 'pg_class'::regclass AND d.refobjid = $1 AND d.deptype = 'a'", conn, tx))
+            "AND d.refclassid = 'pg_class'::regclass AND d.refobjid = $1 AND d.deptype = 'a'"))
         {
             seq.Parameters.Add(new NpgsqlParameter { Value = table.Oid, NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Oid });
             await using var r = await seq.ExecuteReaderAsync(ct);
             while (await r.ReadAsync(ct)) sequences.Add(SqlText.Qualified(r.GetString(0), r.GetString(1)));
         }
         var ownerType = s.user_id_col is { } col ? table.Find(col)?.Type : null;
-        var sql = $"SET LOCAL ROLE {SqlText.Ident(ProjectNaming.OwnerRole(projectId))};\n" +
-                  GenerateSql(projectId, table.Schema, table.Name, s, ownerType, sequences) +
-                  "RESET ROLE;"; // back to the platform role for the metadata below
-        await using (var apply = new NpgsqlCommand(sql, conn, tx)) await apply.ExecuteNonQueryAsync(ct);
-        await using (var upsert = new NpgsqlCommand("""
+        // The policies are the table owner's DDL: run on the project's own login (DESIGN §2), in one transaction.
+        var sql = GenerateSql(projectId, table.Schema, table.Name, s, ownerType, sequences);
+        await connections.AsOwnerAsync(projectId, async conn =>
+        {
+            await using var tx = await conn.BeginTransactionAsync(ct);
+            await using (var apply = new NpgsqlCommand(sql, conn, tx)) await apply.ExecuteNonQueryAsync(ct);
+            await tx.CommitAsync(ct);
+            return true;
+        }, ct);
+        // Then the settings, keyed by the table's OID as well as its name (a renamed or re-made table is told apart).
+        await using var conn = await platform.OpenConnectionAsync(ct);
+        await using var tx = await conn.BeginTransactionAsync(ct);
+        await using (var gone = new NpgsqlCommand(
+            """DELETE FROM platform.table_access WHERE "ProjectId" = $1 AND ("TableName" = $2 OR "TableOid" = $3)""", conn, tx))
+        {
+            gone.Parameters.Add(new NpgsqlParameter { Value = projectId });
+            gone.Parameters.Add(new NpgsqlParameter { Value = table.Name });
+            gone.Parameters.Add(new NpgsqlParameter { Value = table.Oid, NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Oid });
+            await gone.ExecuteNonQueryAsync(ct);
+        }
+        await using (var insert = new NpgsqlCommand("""
             INSERT INTO platform.table_access ("ProjectId", "TableName", "AnonSelect", "AnonInsert", "AuthInsert", "AuthSelectOwn",
-                "AuthUpdateOwn", "AuthDeleteOwn", "UserIdColumn", "UpdatedAt")
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, now())
-            ON CONFLICT ("ProjectId", "TableName") DO UPDATE SET "AnonSelect" = EXCLUDED."AnonSelect", "AnonInsert" = EXCLUDED."AnonInsert",
-                "AuthInsert" = EXCLUDED."AuthInsert", "AuthSelectOwn" = EXCLUDED."AuthSelectOwn", "AuthUpdateOwn" = EXCLUDED."AuthUpdateOwn",
-                "AuthDeleteOwn" = EXCLUDED."AuthDeleteOwn", "UserIdColumn" = EXCLUDED."UserIdColumn", "UpdatedAt" = now()
+                "AuthUpdateOwn", "AuthDeleteOwn", "UserIdColumn", "UpdatedAt", "TableOid")
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, now(), $10)
             """, conn, tx))
         {
             foreach (var v in new object?[] { projectId, table.Name, s.anon_select, s.anon_insert, s.auth_insert, s.auth_select_own,
                          s.auth_update_own, s.auth_delete_own, s.user_id_col })
-                upsert.Parameters.Add(new NpgsqlParameter { Value = v ?? DBNull.Value });
-            await upsert.ExecuteNonQueryAsync(ct);
+                insert.Parameters.Add(new NpgsqlParameter { Value = v ?? DBNull.Value });
+            insert.Parameters.Add(new NpgsqlParameter { Value = table.Oid, NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Oid });
+            await insert.ExecuteNonQueryAsync(ct);
         }
         await tx.CommitAsync(ct);
         return s;

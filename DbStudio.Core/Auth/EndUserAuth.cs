@@ -22,7 +22,7 @@ public sealed class AuthException(int status, string code, string message) : Exc
 /// <summary>What a valid access token stands for.</summary>
 public sealed record SessionPrincipal(string ProjectId, Guid UserId, string Role, DateTimeOffset ExpiresAt);
 
-public sealed class EndUserAuth(IDbContextFactory<PlatformDbContext> contexts, TimeProvider clock)
+public sealed class EndUserAuth(IDbContextFactory<PlatformDbContext> contexts, TimeProvider clock, PlatformSignals signals)
 {
     public static readonly TimeSpan AccessLifetime = TimeSpan.FromHours(1);
     public static readonly TimeSpan RefreshLifetime = TimeSpan.FromDays(30);
@@ -90,26 +90,33 @@ public sealed class EndUserAuth(IDbContextFactory<PlatformDbContext> contexts, T
         if (session.RevokedAt is not null)
         {
             // Reuse of a spent refresh token: someone else may hold it. End the whole login.
-            await RevokeFamilyAsync(db, session.FamilyId, now, ct);
+            var ended = await RevokeFamilyAsync(db, session.FamilyId, now, ct);
             await tx.CommitAsync(ct);
+            foreach (var h in ended) await EndSessionAsync(projectId, h, ct);
             throw InvalidRefresh();
         }
         session.RevokedAt = now;
-        Evict(session.AccessTokenHash);
         var user = await db.EndUsers.SingleAsync(u => u.Id == session.UserId, ct);
         var result = await NewSessionAsync(db, user, session.FamilyId, ct);
         await tx.CommitAsync(ct);
+        await EndSessionAsync(projectId, session.AccessTokenHash, ct); // the old access token stops, on every instance
         return result;
     }
 
     public async Task LogoutAsync(string accessToken, CancellationToken ct = default)
     {
         var hash = ProjectNaming.KeyHash(accessToken);
-        Evict(hash);
         await using var db = await contexts.CreateDbContextAsync(ct);
+        var projectId = await db.EndUserSessions.Where(s => s.AccessTokenHash == hash).Select(s => s.ProjectId).FirstOrDefaultAsync(ct);
         await db.EndUserSessions.Where(s => s.AccessTokenHash == hash && s.RevokedAt == null)
             .ExecuteUpdateAsync(u => u.SetProperty(s => s.RevokedAt, clock.GetUtcNow()), ct);
+        if (projectId is not null) await EndSessionAsync(projectId, hash, ct);
+        else Evict(hash);
     }
+
+    /// <summary>This instance and every other forget a session at once (its open streams end).</summary>
+    private Task EndSessionAsync(string projectId, string accessHash, CancellationToken ct) =>
+        signals.PublishAsync(PlatformSignals.Topics.Session, projectId, ct, accessHash);
 
     /// <summary>The principal of a valid access token, or null. Cached, so a REST request seldom asks the database.</summary>
     public async Task<SessionPrincipal?> ValidateAsync(string accessToken, CancellationToken ct = default)
@@ -153,7 +160,7 @@ public sealed class EndUserAuth(IDbContextFactory<PlatformDbContext> contexts, T
         if (u is null) return null;
         u.Role = role;
         await db.SaveChangesAsync(ct);
-        EvictUser(userId);
+        await signals.PublishAsync(PlatformSignals.Topics.EndUser, projectId, ct, userId.ToString());
         return Info(u);
     }
 
@@ -161,7 +168,7 @@ public sealed class EndUserAuth(IDbContextFactory<PlatformDbContext> contexts, T
     {
         await using var db = await contexts.CreateDbContextAsync(ct);
         var n = await db.EndUsers.Where(x => x.Id == userId && x.ProjectId == projectId).ExecuteDeleteAsync(ct);
-        EvictUser(userId);
+        await signals.PublishAsync(PlatformSignals.Topics.EndUser, projectId, ct, userId.ToString());
         return n > 0;
     }
 
@@ -180,20 +187,30 @@ public sealed class EndUserAuth(IDbContextFactory<PlatformDbContext> contexts, T
         return new Session(access, "bearer", (int)AccessLifetime.TotalSeconds, refresh, Info(user));
     }
 
-    private async Task RevokeFamilyAsync(PlatformDbContext db, Guid family, DateTimeOffset now, CancellationToken ct)
+    /// <summary>Revokes every session of a login; returns their access tokens' hashes (to announce after the commit).</summary>
+    private static async Task<List<string>> RevokeFamilyAsync(PlatformDbContext db, Guid family, DateTimeOffset now, CancellationToken ct)
     {
         var hashes = await db.EndUserSessions.Where(s => s.FamilyId == family).Select(s => s.AccessTokenHash).ToListAsync(ct);
-        foreach (var h in hashes) Evict(h);
         await db.EndUserSessions.Where(s => s.FamilyId == family && s.RevokedAt == null)
             .ExecuteUpdateAsync(u => u.SetProperty(s => s.RevokedAt, now), ct);
+        return hashes;
     }
 
-    private void Evict(string accessHash) => _cache.TryRemove(accessHash, out _);
+    /// <summary>Forgets one cached session (signals: it ended on some instance).</summary>
+    public void Evict(string accessHash) => _cache.TryRemove(accessHash, out _);
 
-    private void EvictUser(Guid userId)
+    /// <summary>Forgets an end user's cached sessions (signals: role changed, user deleted).</summary>
+    public void EvictUser(Guid userId)
     {
         foreach (var (hash, entry) in _cache)
             if (entry.Principal.UserId == userId) _cache.TryRemove(hash, out _);
+    }
+
+    /// <summary>Forgets a project's cached sessions (signals: the project was deleted).</summary>
+    public void EvictProject(string projectId)
+    {
+        foreach (var (hash, entry) in _cache)
+            if (entry.Principal.ProjectId == projectId) _cache.TryRemove(hash, out _);
     }
 
     private static EndUserInfo Info(EndUser u) => new(u.Id, u.Email, u.Role, u.CreatedAt);

@@ -1,4 +1,6 @@
-// Rows per table for the project page's chart: exact for small tables, the planner's estimate for large ones.
+// Rows per table for the project page's chart: exact for small tables, the planner's estimate for large ones. The
+// counts run as the project's owner on the project's own login (a count runs the table's policies, which are project
+// code); the estimates are read from the catalog.
 using DbStudio.Core.Projects;
 using DbStudio.Core.Sql;
 using Npgsql;
@@ -7,7 +9,7 @@ namespace DbStudio.Core.Panel;
 
 public sealed record TableRows(string Table, long Rows, bool Estimated);
 
-public sealed class ProjectOverview(NpgsqlDataSource platform)
+public sealed class ProjectOverview(NpgsqlDataSource platform, Rest.RestConnections connections)
 {
     public const long ExactBelow = 100_000;
 
@@ -29,10 +31,14 @@ public sealed class ProjectOverview(NpgsqlDataSource platform)
             var schema = ProjectNaming.Schema(projectId);
             var sql = string.Join(" UNION ALL ", small.Select((e, i) =>
                 $"SELECT ${i + 1}::text, count(*) FROM {SqlText.Qualified(schema, e.Table)}"));
-            await using var cmd = platform.CreateCommand(sql);
-            foreach (var e in small) cmd.Parameters.Add(new NpgsqlParameter { Value = e.Table });
-            await using var r = await cmd.ExecuteReaderAsync(ct);
-            while (await r.ReadAsync(ct)) exact[r.GetString(0)] = r.GetInt64(1);
+            await connections.AsOwnerAsync(projectId, async conn =>
+            {
+                await using var cmd = new NpgsqlCommand(sql, conn);
+                foreach (var e in small) cmd.Parameters.Add(new NpgsqlParameter { Value = e.Table });
+                await using var r = await cmd.ExecuteReaderAsync(ct);
+                while (await r.ReadAsync(ct)) exact[r.GetString(0)] = r.GetInt64(1);
+                return true;
+            }, ct);
         }
         return estimates.Select(e => exact.TryGetValue(e.Table, out var n) ? new TableRows(e.Table, n, false)
             : new TableRows(e.Table, e.Estimate, true)).ToList();

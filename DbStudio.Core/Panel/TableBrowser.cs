@@ -93,17 +93,19 @@ public sealed class TableBrowser(SchemaCache schemas, RestExecutor rest, Streams
         var info = await schemas.FindTableAsync(projectId, table, ct);
         if (info is null || !info.IsTable) yield break;
         await capture.EnsureAsync(projectId, info.Oid, ct);
-        var view = new Streams.ChangeView(Admin(projectId), info, Streams.RowFilter.Create([], info));
+        // As the DB_API_KEY sees it, through the same visibility check as every SSE subscriber.
+        var audience = new Streams.Audience(Streams.StreamIdentity.Of(Admin(projectId)), [], "");
         while (!ct.IsCancellationRequested)
         {
-            await using var sub = await hub.SubscribeAsync(projectId, view, null, ct);
+            await using var sub = await hub.SubscribeAsync(projectId, info, audience, null, null, ct);
             await foreach (var f in hub.FollowAsync(sub, ct))
-            {
-                if (f.Change is { } c) yield return new RowChange(f.Type!, c.Record, c.OldRecord);
-                else if (f.Id == Streams.ChangeHub.DroppedFrame.Id) yield return new RowChange("reload", null, null);
-            }
+                if (f.Event is { } e)
+                    yield return new RowChange(e.Kind.ToString().ToLowerInvariant(), Parse(e.Record), Parse(e.OldRecord));
+            if (sub.Dropped) yield return new RowChange("reload", null, null);
         }
     }
+
+    private static JsonElement? Parse(string? json) => json is null ? null : JsonDocument.Parse(json).RootElement.Clone();
 
     /// <summary>Whether two rows have the same primary key.</summary>
     public static bool SameKey(TableInfo table, JsonElement a, JsonElement b) =>

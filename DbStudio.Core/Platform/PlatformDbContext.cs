@@ -11,7 +11,7 @@ namespace DbStudio.Core.Platform;
 public sealed class PlatformUser : IdentityUser;
 
 /// <summary>RestPassword: the password of the project's REST logins (RestConnections); never shown.</summary>
-public enum ProjectSecretKind { OwnerPassword = 1, AnonKey = 2, ApiKey = 3, RestPassword = 4 }
+public enum ProjectSecretKind { OwnerPassword = 1, AnonKey = 2, ApiKey = 3, RestPassword = 4, StreamKey = 5 }
 
 public sealed class Project
 {

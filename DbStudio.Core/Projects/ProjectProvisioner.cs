@@ -58,16 +58,24 @@ public sealed class ProjectProvisioner
             CREATE ROLE {anon} NOLOGIN NOINHERIT;
             CREATE ROLE {user} NOLOGIN NOINHERIT;
             CREATE ROLE {userAdmin} NOLOGIN NOINHERIT;
-            GRANT {owner}, {anon}, {user}, {userAdmin} TO CURRENT_USER;
             GRANT {group} TO {owner};
+            -- The one statement that needs the platform to be a member of the owner: held for this transaction only.
+            GRANT {owner} TO CURRENT_USER;
             CREATE SCHEMA {schema} AUTHORIZATION {owner};
             GRANT USAGE ON SCHEMA {schema} TO {anon}, {user}, {userAdmin};
+            REVOKE {owner} FROM CURRENT_USER;
             ALTER ROLE {owner} SET search_path = {schema};
-            {Streams.ChangeCapture.CreateStreamSql(id)}
+            {Streams.ChangeLog.CreateStreamSql(id)}
             """, ct);
     }
 
-    /// <summary>Drops schema proj_{id} and whichever of its roles exist, inside <paramref name="tx"/>.</summary>
+    /// <summary>
+    /// Drops whichever of the project's roles exist, inside <paramref name="tx"/> on the platform connection — after the
+    /// project's own login dropped everything the owner owns (<see cref="DropOwnedSql"/>), so no project object is left
+    /// for the platform to touch. The roles it cannot drop while they hold grants (another project granted them
+    /// something) lose those grants first: the platform is a member of them for this transaction only (DROP OWNED runs
+    /// no project code), and the membership goes with the role.
+    /// </summary>
     public static async Task DropAsync(NpgsqlConnection conn, NpgsqlTransaction tx, string id, CancellationToken ct)
     {
         if (!ProjectNaming.IsValidId(id)) throw new ArgumentException("invalid project id", nameof(id));
@@ -80,31 +88,59 @@ public sealed class ProjectProvisioner
             await using var r = await cmd.ExecuteReaderAsync(ct);
             while (await r.ReadAsync(ct)) existing.Add(r.GetString(0));
         }
-        var sql = $"DROP SCHEMA IF EXISTS {SqlText.Ident(ProjectNaming.Schema(id))} CASCADE;" + Streams.ChangeCapture.DropStreamSql(id);
-        // The REST logins own nothing and hold only CONNECT (the platform is not a member of them, so DROP OWNED BY
-        // is not theirs to take): revoke it, then drop them with the rest.
+        var sql = Streams.ChangeLog.DropStreamSql(id);
         var logins = existing.Intersect(Rest.RestConnections.LoginRoles(id)).ToList();
-        var owned = existing.Except(logins).ToList();
+        var grouped = existing.Except(logins).ToList();
         if (logins.Count > 0) sql += Rest.RestConnections.LoginsLockSql;
         foreach (var login in logins)
             sql += $"ALTER ROLE {SqlText.Ident(login)} NOLOGIN; REVOKE ALL ON DATABASE {SqlText.Ident(conn.Database)} FROM {SqlText.Ident(login)};";
-        if (owned.Count > 0)
+        if (grouped.Count > 0)
         {
-            if (owned.Contains(roles[0])) sql += $"ALTER ROLE {SqlText.Ident(roles[0])} NOLOGIN;";
-            sql += $"DROP OWNED BY {string.Join(", ", owned.Select(SqlText.Ident))} CASCADE;";
+            var list = string.Join(", ", grouped.Select(SqlText.Ident));
+            if (grouped.Contains(roles[0])) sql += $"ALTER ROLE {SqlText.Ident(roles[0])} NOLOGIN;";
+            sql += $"GRANT {list} TO CURRENT_USER; DROP OWNED BY {list} CASCADE;";
         }
         if (existing.Count > 0) sql += $"DROP ROLE {string.Join(", ", existing.Select(SqlText.Ident))};";
         await Exec(conn, tx, sql, ct);
     }
 
-    /// <summary>Ends the project's open sessions (console and REST pools, Connection URL clients) before a drop.</summary>
-    public static async Task TerminateOwnerSessionsAsync(NpgsqlDataSource platform, string id, CancellationToken ct)
+    /// <summary>
+    /// Run by the project's owner (on its own login, never the platform's): drops the schema and everything the owner
+    /// owns, and what was granted to it.
+    /// </summary>
+    public static string DropOwnedSql(string id) => $"DROP OWNED BY {SqlText.Ident(ProjectNaming.OwnerRole(id))} CASCADE";
+
+    /// <summary>
+    /// Run by the platform at start-up: the platform role keeps no standing membership in any project's roles (older
+    /// versions granted it all four at creation). Returns how many memberships were given up.
+    /// </summary>
+    public static async Task<int> DropStandingMembershipsAsync(NpgsqlDataSource platform, CancellationToken ct = default)
     {
-        await using var cmd = platform.CreateCommand(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE usename = ANY($1) AND pid <> pg_backend_pid()");
-        cmd.Parameters.Add(new() { Value = (string[])[ProjectNaming.OwnerRole(id), .. Rest.RestConnections.LoginRoles(id)] });
-        await cmd.ExecuteScalarAsync(ct);
+        var held = new List<string>();
+        await using (var cmd = platform.CreateCommand("""
+            SELECT r.rolname FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.roleid
+            WHERE m.member = (SELECT oid FROM pg_roles WHERE rolname = current_user) AND r.rolname LIKE 'proj\_%'
+            """))
+        {
+            await using var r = await cmd.ExecuteReaderAsync(ct);
+            while (await r.ReadAsync(ct)) held.Add(r.GetString(0));
+        }
+        foreach (var chunk in held.Chunk(500))
+        {
+            await using var revoke = platform.CreateCommand($"REVOKE {string.Join(", ", chunk.Select(SqlText.Ident))} FROM CURRENT_USER");
+            await revoke.ExecuteNonQueryAsync(ct);
+        }
+        return held.Count;
     }
+
+    /// <summary>
+    /// Run by the project's owner on its own login before <see cref="DropOwnedSql"/>: ends the owner's other sessions
+    /// (console pool, Connection URL clients). Signalling a backend needs the rights of its role, which the platform
+    /// does not hold; the REST logins' sessions need no ending (their pools are closed, and a role can be dropped under
+    /// an open session, which can then do nothing).
+    /// </summary>
+    public static string TerminateOwnerSessionsSql =>
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE usename = current_user AND pid <> pg_backend_pid()";
 
     private static async Task Exec(NpgsqlConnection conn, NpgsqlTransaction tx, string sql, CancellationToken ct)
     {

@@ -18,9 +18,6 @@ public sealed class ProjectService(
     SecretProtector protector,
     OwnerConnections ownerConnections,
     Rest.RestConnections restConnections,
-    Auth.Credentials credentials,
-    Rest.SchemaCache schemas,
-    Access.AccessPolicies access,
     Console.SqlHistory history,
     PlatformSignals signals,
     IOptions<DbStudioOptions> options,
@@ -92,13 +89,26 @@ public sealed class ProjectService(
         return await db.Projects.AnyAsync(p => p.Id == id && p.OwnerUserId == ownerUserId, ct);
     }
 
-    /// <summary>Drops schema, roles and metadata. False when the project does not exist or is not the caller's.</summary>
+    /// <summary>
+    /// Drops schema, roles and metadata. False when the project does not exist or is not the caller's. The schema and
+    /// everything in it are dropped by the project's owner on the project's own login (DROP OWNED BY itself): the
+    /// platform's login never touches a project object; it only drops the emptied roles and its own metadata.
+    /// </summary>
     public async Task<bool> DeleteAsync(string ownerUserId, string id, CancellationToken ct = default)
     {
         if (!await IsOwnerAsync(ownerUserId, id, ct)) return false;
+        // No new sessions through the Connection URL; then end those open, the app's own pools included.
+        await using (var nologin = platform.CreateCommand($"ALTER ROLE {Sql.SqlText.Ident(ProjectNaming.OwnerRole(id))} NOLOGIN"))
+            await nologin.ExecuteNonQueryAsync(ct);
         ownerConnections.Forget(id);
         restConnections.Forget(id);
-        await ProjectProvisioner.TerminateOwnerSessionsAsync(platform, id, ct);
+        await using (var owner = await restConnections.OpenDedicatedAsync(id, Rest.RestRole.Owner, ct))
+        {
+            await using (var end = new NpgsqlCommand(ProjectProvisioner.TerminateOwnerSessionsSql, owner))
+                await end.ExecuteNonQueryAsync(ct);
+            await using var drop = new NpgsqlCommand(ProjectProvisioner.DropOwnedSql(id), owner);
+            await drop.ExecuteNonQueryAsync(ct);
+        }
         await using var db = await contexts.CreateDbContextAsync(ct);
         var strategy = db.Database.CreateExecutionStrategy();
         await strategy.ExecuteAsync(async () =>
@@ -109,10 +119,9 @@ public sealed class ProjectService(
             await db.Projects.Where(p => p.Id == id).ExecuteDeleteAsync(ct);
             await tx.CommitAsync(ct);
         });
-        credentials.Forget(id);
-        schemas.Invalidate(id);
-        access.Forget(id);
         history.Forget(id);
+        // Every instance (this one first) forgets the project's keys, sessions, settings and pools, and ends its streams.
+        await signals.PublishAsync(PlatformSignals.Topics.Project, id, ct);
         return true;
     }
 

@@ -245,6 +245,32 @@ public sealed class RestConnections : IAsyncDisposable
         await cmd.ExecuteNonQueryAsync(ct);
     }
 
+    /// <summary>
+    /// Runs platform-generated SQL inside the project as its owner — on the project's own login (rest_owner, acting as
+    /// the owner), never on the platform's: whatever code of the project's it sets off (policy functions, triggers,
+    /// defaults) runs in a session whose session_user is the project's, with the project's rights only.
+    /// </summary>
+    public async Task<T> AsOwnerAsync<T>(string id, Func<NpgsqlConnection, Task<T>> work, CancellationToken ct)
+    {
+        var conn = await RentAsync(id, RestRole.Owner, ct);
+        try
+        {
+            // Project code that ran on this connection before may have changed its role.
+            await RestoreRoleAsync(conn, id, RestRole.Owner, ct);
+            return await work(conn);
+        }
+        catch (PostgresException)
+        {
+            try { conn.UnprepareAll(); } catch (Exception e) when (e is InvalidOperationException or NpgsqlException) { }
+            throw;
+        }
+        finally { Return(conn); }
+    }
+
+    /// <summary>A connection of the project's own (not pooled, not counted), acting as <paramref name="role"/>: for deletion.</summary>
+    public async Task<NpgsqlConnection> OpenDedicatedAsync(string id, RestRole role, CancellationToken ct) =>
+        await OpenNewAsync(id, role, renewed: false, ct);
+
     /// <summary>Closes the project's idle connections and retires its busy ones (project deleted).</summary>
     public void Forget(string id)
     {

@@ -54,7 +54,7 @@ public sealed class RestResponse
 }
 
 public sealed class RestExecutor(RestConnections connections, SchemaCache schemas, AccessPolicies access, IOptions<DbStudioOptions> options,
-    Streams.ChangeHub hub)
+    Streams.ICommitObserver commits)
 {
     private RestOptions Opt => options.Value.Rest;
     private readonly System.Collections.Concurrent.ConcurrentDictionary<string, SemaphoreSlim> _projectGates = new();
@@ -192,7 +192,7 @@ public sealed class RestExecutor(RestConnections connections, SchemaCache schema
             if (plan.IsWrite)
             {
                 // Committed: this instance's streams read the log now rather than when PostgreSQL's notification arrives.
-                hub.Poke(caller.ProjectId);
+                commits.Committed(caller.ProjectId);
                 return new RestResponse
                 {
                     Status = WriteStatus(req, body is not null), Singular = req.Singular, Body = body?.WrittenMemory,

@@ -51,14 +51,41 @@ public sealed class RestSql
     private readonly List<NpgsqlParameter> _params = [];
     private readonly RestRequest _req;
     private readonly TableInfo _table;
-    private readonly RestCaller _caller;
+    /// <summary>Who asks (its role decides which columns an error hint may name); null: name none.</summary>
+    private readonly RestCaller? _caller;
 
-    private RestSql(RestRequest req, TableInfo table, RestCaller caller)
+    /// <summary>The alias filters name the target by (pgrst_t, or the table's own name for <see cref="FilterCondition"/>).</summary>
+    private readonly string _alias = T;
+
+    private RestSql(RestRequest req, TableInfo table, RestCaller? caller, string alias = T, List<NpgsqlParameter>? parameters = null)
     {
         _req = req;
         _table = table;
         _caller = caller;
+        _alias = alias;
+        if (parameters is not null) _params = parameters;
     }
+
+    /// <summary>
+    /// The condition <paramref name="filters"/> put on rows of <paramref name="table"/> named <paramref name="alias"/>
+    /// (quoted), exactly as GET would filter: values appended to <paramref name="parameters"/> and numbered after those
+    /// already there. Throws RestException for an unknown column. "true" when there are no filters.
+    /// </summary>
+    public static string FilterCondition(IReadOnlyList<Filter> filters, TableInfo table, string alias, List<NpgsqlParameter> parameters,
+        RestCaller? caller = null)
+    {
+        var b = new RestSql(new RestRequest { Verb = RestVerb.Get, Table = table.Name, Filters = filters }, table, caller, alias, parameters);
+        var where = b.Where();
+        return where.Length == 0 ? "true" : where;
+    }
+
+    /// <summary>The columns <paramref name="filters"/> name (checked against the table).</summary>
+    public static IEnumerable<string> FilterColumns(IEnumerable<Filter> filters) => filters.SelectMany(f => f switch
+    {
+        LogicFilter g => FilterColumns(g.Children),
+        ColumnFilter c => [c.Column],
+        _ => [],
+    }).Distinct();
 
     /// <param name="ownerColumn">the table's user_id_col; a signed-in user's inserts get their id there</param>
     /// <param name="maxRows">most rows a read returns</param>
@@ -198,7 +225,7 @@ public sealed class RestSql
     /// <summary>The hint names only the columns the caller's role holds a privilege on (PostgreSQL decided, SchemaCache).</summary>
     private RestException UnknownColumn(string name)
     {
-        var usable = _table.ColumnsFor(_caller.Role).Select(c => c.Name).ToList();
+        var usable = _caller is null ? [] : _table.ColumnsFor(_caller.Role).Select(c => c.Name).ToList();
         return new(400, "42703", $"column {_table.Name}.{RestParser.Trim(name)} does not exist", null,
             usable.Count == 0 ? null : $"Columns of \"{_table.Name}\": {string.Join(", ", usable)}");
     }
@@ -293,7 +320,7 @@ public sealed class RestSql
     private string Leaf(ColumnFilter f)
     {
         var c = Column(f.Column);
-        var col = T + "." + SqlText.Ident(c.Name);
+        var col = _alias + "." + SqlText.Ident(c.Name);
         string Typed(string? v) => $"{Param(v, NpgsqlDbType.Text)}::{c.Type}";
         return f.Op switch
         {

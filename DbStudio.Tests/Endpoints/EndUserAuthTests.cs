@@ -144,7 +144,9 @@ public class EndUserAuthTests(TestApp app)
         await TestApp.SqlAsync(owner, p.Id, "create table docs (id serial primary key, user_id uuid, body text); create index on docs (user_id); " +
             "insert into docs (user_id, body) select gen_random_uuid(), 'x' from generate_series(1, 5000); analyze docs");
         // The REST API applies the defaults on first use (the console already did).
-        await using var conn = new NpgsqlConnection(app.Db.PlatformConnectionString);
+        // (As the superuser: the platform's own login is no member of any project role.)
+        var super = new NpgsqlConnectionStringBuilder(app.Db.SuperuserConnectionString) { Database = DbStudio.Tests.Infrastructure.PostgresServer.PlatformDatabase };
+        await using var conn = new NpgsqlConnection(super.ConnectionString);
         await conn.OpenAsync();
         await using var tx = await conn.BeginTransactionAsync();
         await using (var set = new NpgsqlCommand($"SELECT set_config('role', 'proj_{p.Id}_user', true), set_config('request.user_id', '{Guid.NewGuid()}', true)", conn, tx))

@@ -10,7 +10,8 @@ namespace DbStudio.Tests.Infrastructure;
 
 public sealed record SseEvent(string? Id, string Type, JsonElement Data)
 {
-    public long IdNumber => long.Parse(Id!);
+    /// <summary>The change id an event id carries ("{id}.{MAC}": ids are bound to the credential and table).</summary>
+    public long IdNumber => long.Parse(Id!.Split('.')[0]);
     public string? RecordText(string column) =>
         Data.GetProperty("record").TryGetProperty(column, out var v) && v.ValueKind != JsonValueKind.Null ? v.ToString() : null;
 }

@@ -76,15 +76,17 @@ public class FaultTests
         // The stream client resumes with Last-Event-ID whenever its stream ends (as EventSource does).
         var streamed = new ConcurrentDictionary<int, int>();
         var reconnects = 0;
+        var following = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         async Task Follower()
         {
-            string? last = "0"; // from the log's start: writes made before the first subscription count too
+            string? last = null; // a new subscriber gets what comes after it (the writers wait for it); ids are the server's
             while (!stop.IsCancellationRequested)
             {
                 try
                 {
                     await using var s = await SseClient.OpenAsync(baseUrl, $"/db/{p.Id}/rest/items/stream", p.ApiKey, last);
                     if (!s.Response.IsSuccessStatusCode) { await Task.Delay(200); continue; }
+                    following.TrySetResult();
                     while (!stop.IsCancellationRequested)
                     {
                         SseEvent e;
@@ -112,7 +114,9 @@ public class FaultTests
             }
         }
 
-        var tasks = Enumerable.Range(0, 4).Select(_ => Task.Run(Writer)).Append(Task.Run(Follower)).Append(Task.Run(Health)).ToList();
+        var follower = Task.Run(Follower);
+        await following.Task.WaitAsync(TimeSpan.FromSeconds(60)); // the stream is open before the first write
+        var tasks = Enumerable.Range(0, 4).Select(_ => Task.Run(Writer)).Append(follower).Append(Task.Run(Health)).ToList();
         await Task.Delay(1500);
         var recoveries = new List<double>();
         var timeline = new List<string>();
@@ -135,9 +139,9 @@ public class FaultTests
 
         // Every acknowledged write is in the table…
         var present = new HashSet<int>();
-        await using (var conn = new Npgsql.NpgsqlConnection(cs))
+        await using (var conn = new Npgsql.NpgsqlConnection(ConfinementTests.ConnectionStringFromUrl(p.ConnectionUrl)))
         {
-            await conn.OpenAsync();
+            await conn.OpenAsync(); // as the project's owner: the platform's login has no rights in a project schema
             await using var cmd = new Npgsql.NpgsqlCommand($"SELECT n FROM proj_{p.Id}.items", conn);
             await using var r = await cmd.ExecuteReaderAsync();
             while (await r.ReadAsync()) present.Add(r.GetInt32(0));

@@ -109,10 +109,14 @@ public static class RestApi
     internal static Task<RestCaller?> ResolveCallerAsync(HttpContext ctx, string id, Credentials credentials)
     {
         if (!ProjectNaming.IsValidId(id)) return Task.FromResult<RestCaller?>(null);
+        return credentials.ResolveAsync(id, ApiKey(ctx), BearerToken(ctx), ctx.RequestAborted);
+    }
+
+    /// <summary>The apikey header, else ?apikey= (EventSource sends no headers).</summary>
+    internal static string? ApiKey(HttpContext ctx)
+    {
         var apiKey = ctx.Request.Headers["apikey"].FirstOrDefault();
-        if (string.IsNullOrEmpty(apiKey)) apiKey = ctx.Request.Query["apikey"].FirstOrDefault();
-        var bearer = BearerToken(ctx);
-        return credentials.ResolveAsync(id, apiKey, bearer, ctx.RequestAborted);
+        return string.IsNullOrEmpty(apiKey) ? ctx.Request.Query["apikey"].FirstOrDefault() : apiKey;
     }
 
     internal static string? BearerToken(HttpContext ctx)

@@ -1,6 +1,7 @@
 // The live row stream (DESIGN §6): GET /db/{id}/rest/{table}/stream as Server-Sent Events. Credentials as for REST
 // (browsers' EventSource sends no headers, so ?apikey= and ?access_token= work too), PostgREST filters, resume with
-// Last-Event-ID (header or ?last_event_id=). The frames come ready-made from the ChangeHub; this only writes them.
+// Last-Event-ID (header or ?last_event_id=; ids are bound to the credential and table). PostgreSQL decides what each
+// subscriber sees (StreamVisibility); the frames come ready-made from the ChangeHub; this only writes them.
 // Written by hand rather than with TypedResults.ServerSentEvents because SSE comments (the heartbeat) and a leading
 // retry: field are part of the contract, and frames are shared bytes built once per change.
 using System.Buffers;
@@ -28,7 +29,7 @@ public static class StreamApi
     }
 
     private static async Task Handle(HttpContext ctx, string id, string table, Credentials credentials, SchemaCache schemas,
-        AccessPolicies access, ChangeCapture capture, ChangeHub hub, IOptions<DbStudioOptions> options)
+        AccessPolicies access, ChangeCapture capture, ChangeHub hub, StreamVisibility visibility, IOptions<DbStudioOptions> options)
     {
         var caller = await RestApi.ResolveCallerAsync(ctx, id, credentials);
         if (caller is null) { await RestApi.WriteError(ctx, 401, RestApi.Unauthorized()); return; }
@@ -39,43 +40,43 @@ public static class StreamApi
                 $"Could not find the table '{ProjectNaming.Schema(id)}.{RestParser.Trim(table)}' in the schema cache", null, null));
             return;
         }
-        var settings = await access.EnsureAsync(id, info, ctx.RequestAborted);
-        if (!ChangeView.CanReadAny(caller, settings))
-        {
-            // As GET would answer an insert-less role: nothing of this table is readable with this credential.
-            await RestApi.WriteError(ctx, caller.IsAnonymous ? 401 : 403, new RestError("42501",
-                $"permission denied for table {info.Name}", "This credential may read no rows of the table, so it cannot follow its changes",
-                caller.IsAnonymous ? "Turn on anon_select in the Access tab, or sign in" : "Turn on auth_select_own with an owner column in the Access tab"));
-            return;
-        }
-
-        RowFilter filter;
-        long? lastEventId = null;
+        var ct = ctx.RequestAborted;
+        Audience audience;
+        long? resume = null;
+        Subscription sub;
         try
         {
-            var query = ctx.Request.Query.Where(kv => !Reserved.Contains(kv.Key))
-                .SelectMany(kv => kv.Value.Select(v => new KeyValuePair<string, string>(kv.Key, v ?? "")));
-            var req = RestParser.Parse(RestVerb.Get, table, query, [], null, null, null);
+            await access.EnsureAsync(id, info, ct); // a table made elsewhere gets the secure defaults first
+            var pairs = ctx.Request.Query.Where(kv => !Reserved.Contains(kv.Key))
+                .SelectMany(kv => kv.Value.Select(v => new KeyValuePair<string, string>(kv.Key, v ?? ""))).ToList();
+            var req = RestParser.Parse(RestVerb.Get, table, pairs, [], null, null, null);
             if (req.Order.Count > 0 || req.Limit is not null || req.Offset > 0)
                 throw RestException.BadRequest("A stream takes filters only", null, "Leave out order, limit and offset");
-            filter = RowFilter.Create(req.Filters, info);
+            RestSql.FilterCondition(req.Filters, info, "t", []); // unknown columns: 400 as GET says it
+            var filterKey = string.Join("&", pairs.OrderBy(p => p.Key, StringComparer.Ordinal).ThenBy(p => p.Value, StringComparer.Ordinal)
+                .Select(p => Uri.EscapeDataString(p.Key) + "=" + Uri.EscapeDataString(p.Value)));
+            audience = new Audience(StreamIdentity.Of(caller), req.Filters, filterKey);
             var last = ctx.Request.Headers["Last-Event-ID"].FirstOrDefault();
             if (string.IsNullOrEmpty(last)) last = ctx.Request.Query["last_event_id"].FirstOrDefault();
             if (!string.IsNullOrEmpty(last))
-                lastEventId = long.TryParse(last, out var l) && l >= 0 ? l
-                    : throw RestException.BadRequest("Last-Event-ID must be an event id from this stream", $"\"{RestParser.Trim(last)}\" is not one", null);
+                resume = await hub.ResumePointAsync(id, info, audience.Identity, last, ct)
+                    ?? throw RestException.BadRequest("Last-Event-ID is not an event id this stream gave to this credential",
+                        "Event ids are valid only for the credential and table they were sent to", "Reconnect without Last-Event-ID and reload the table");
+            // PostgreSQL decides whether this credential may follow the table at all (and filter on these columns).
+            if (await visibility.CheckAsync(id, info, audience, ct) is { } denied)
+            {
+                var (status, error) = SqlStateHttp.From(denied, caller.IsAnonymous);
+                await RestApi.WriteError(ctx, status, error);
+                return;
+            }
+            await capture.EnsureAsync(id, info.Oid, ct);
+            var credential = new StreamCredential(RestApi.ApiKey(ctx), RestApi.BearerToken(ctx));
+            sub = await hub.SubscribeAsync(id, info, audience, credential, resume, ct);
         }
         catch (RestException e)
         {
             await RestApi.WriteError(ctx, e.Status, e.Error);
             return;
-        }
-
-        Subscription sub;
-        try
-        {
-            await capture.EnsureAsync(id, info.Oid, ctx.RequestAborted);
-            sub = await hub.SubscribeAsync(id, new ChangeView(caller, info, filter), lastEventId, ctx.RequestAborted);
         }
         catch (Npgsql.NpgsqlException e) when (e is not Npgsql.PostgresException { SqlState: not ("57P01" or "57P02" or "57P03") })
         {
@@ -91,14 +92,10 @@ public static class StreamApi
         ctx.Response.Headers["X-Accel-Buffering"] = "no";
         var body = ctx.Response.BodyWriter;
         var opt = options.Value.Streams;
-        await body.WriteAsync(Encoding.UTF8.GetBytes($"retry: {(int)opt.Retry.TotalMilliseconds}\n: connected\n\n"), ctx.RequestAborted);
-        if (sub.Reset)
-            await body.WriteAsync(Encoding.UTF8.GetBytes(
-                $"id: {sub.StartAfter}\nevent: reset\ndata: {{\"reason\":\"Last-Event-ID {lastEventId} is outside the retained change log; reload the table\"," +
-                $"\"last_event_id\":{sub.StartAfter}}}\n\n"), ctx.RequestAborted);
-        await body.FlushAsync(ctx.RequestAborted);
+        await body.WriteAsync(Encoding.UTF8.GetBytes($"retry: {(int)opt.Retry.TotalMilliseconds}\n: connected\n\n"), ct);
+        if (sub.Reset) await body.WriteAsync(await hub.ResetFrameAsync(sub, ct), ct);
+        await body.FlushAsync(ct);
 
-        var ct = ctx.RequestAborted;
         try
         {
             // The replay from the log (Last-Event-ID), written as it is read…
@@ -106,19 +103,19 @@ public static class StreamApi
             var unflushed = 0;
             await foreach (var frame in hub.ReplayAsync(sub, last, ct))
             {
-                body.Write(frame.Bytes.Span);
+                body.Write(frame.Bytes);
                 last = frame.Id;
                 if ((unflushed += frame.Bytes.Length) < 32 * 1024) continue;
                 await body.FlushAsync(ct);
                 unflushed = 0;
             }
             await body.FlushAsync(ct);
-            // …then live: the hub writes each frame straight into this response (SseSink) until the client leaves or
-            // falls behind.
+            // …then live: the hub writes each frame straight into this response (SseSink) until the client leaves, falls
+            // behind or its credential stops.
             var sink = new SseSink(body, sub.Capacity);
             sub.Attach(sink, last);
             // (Off the canceling thread: it may be Kestrel's, inside its locks.)
-            using (ct.UnsafeRegister(static s => ThreadPool.UnsafeQueueUserWorkItem(static k => k.Close(dropped: false), (SseSink)s!, false), sink))
+            using (ct.UnsafeRegister(static s => ThreadPool.UnsafeQueueUserWorkItem(static k => k.Close(StreamEnd.Closed), (SseSink)s!, false), sink))
                 await sink.Ended;
             await sub.DisposeAsync(); // leaves the hub now, not after the last bytes are out
             await sink.FinishAsync();
@@ -137,25 +134,26 @@ public static class StreamApi
     /// </summary>
     private sealed class SseSink(System.IO.Pipelines.PipeWriter writer, int capacity) : IStreamSink
     {
-        private static readonly ReadOnlyMemory<byte> Heartbeat = ": heartbeat\n\n"u8.ToArray();
         private static readonly ReadOnlyMemory<byte> DroppedEvent =
             "event: dropped\ndata: {\"reason\":\"This client fell behind and was disconnected; reconnect with Last-Event-ID to resume\"}\n\n"u8.ToArray();
+        private static readonly ReadOnlyMemory<byte> RevokedEvent =
+            "event: revoked\ndata: {\"reason\":\"The credential of this stream stopped working or changed (logout, expiry, role change, key rotation, deleted project); sign in again and reconnect\"}\n\n"u8.ToArray();
         /// <summary>Past this many bytes gathered, a write goes out without waiting for the hub's flush.</summary>
         private const int WriteEvery = 64 * 1024;
 
         private readonly Lock _gate = new();
-        private readonly TaskCompletionSource<bool> _ended = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        private readonly TaskCompletionSource<StreamEnd> _ended = new(TaskCreationOptions.RunContinuationsAsynchronously);
         private List<ReadOnlyMemory<byte>>? _pending;
         private int _pendingBytes;
         private Task? _writing;
         private bool _closed;
 
-        /// <summary>Completes when the stream ends: true if the subscriber was dropped for falling behind.</summary>
-        public Task<bool> Ended => _ended.Task;
+        /// <summary>Completes when the stream ends, saying how.</summary>
+        public Task<StreamEnd> Ended => _ended.Task;
 
         public bool Deliver(in StreamFrame frame)
         {
-            var bytes = frame.Id == ChangeHub.HeartbeatFrame.Id ? Heartbeat : frame.Bytes;
+            ReadOnlyMemory<byte> bytes = frame.Bytes;
             lock (_gate)
             {
                 if (_closed) return true;
@@ -173,17 +171,17 @@ public static class StreamApi
                 if (_writing is null && !_closed && _pending is { Count: > 0 }) WriteLocked();
         }
 
-        /// <summary>Ends the stream; a dropped subscriber's last event says so (after what is already on its way).</summary>
-        public void Close(bool dropped)
+        /// <summary>Ends the stream; a dropped or revoked subscriber's last event says so (after what is already on its way).</summary>
+        public void Close(StreamEnd end)
         {
             lock (_gate)
             {
                 if (_closed) return;
                 _pending?.Clear();
                 _pendingBytes = 0;
-                if (dropped) (_pending ??= []).Add(DroppedEvent);
+                if (end != StreamEnd.Closed) (_pending ??= []).Add(end == StreamEnd.Dropped ? DroppedEvent : RevokedEvent);
                 _closed = true;
-                _ended.TrySetResult(dropped);
+                _ended.TrySetResult(end);
             }
         }
 
@@ -273,7 +271,7 @@ public static class StreamApi
         {
             _closed = true;
             _pending = null;
-            _ended.TrySetResult(false);
+            _ended.TrySetResult(StreamEnd.Closed);
         }
     }
 }

@@ -89,8 +89,14 @@ public static class HostingExtensions
         services.AddSingleton<RestMetrics>();
         services.AddSingleton<PlatformSignals>();
         services.AddSingleton<DatabaseProbe>();
+        services.AddSingleton<PlatformListener>();
+        services.AddHostedService(sp => sp.GetRequiredService<PlatformListener>());
+        services.AddSingleton<DbStudio.Core.Streams.ChangeLog>();
         services.AddSingleton<DbStudio.Core.Streams.ChangeCapture>();
+        services.AddSingleton<DbStudio.Core.Streams.StreamIds>();
+        services.AddSingleton<DbStudio.Core.Streams.StreamVisibility>();
         services.AddSingleton<DbStudio.Core.Streams.ChangeHub>();
+        services.AddSingleton<DbStudio.Core.Streams.ICommitObserver>(sp => sp.GetRequiredService<DbStudio.Core.Streams.ChangeHub>());
         services.AddHostedService(sp => sp.GetRequiredService<DbStudio.Core.Streams.ChangeHub>());
 
         // Browser apps call the REST API directly from any origin; the keys, not the origin, are the security.
@@ -203,17 +209,38 @@ public static class HostingExtensions
         }
         await ProjectProvisioner.HardenDatabaseAsync(app.Services.GetRequiredService<NpgsqlDataSource>());
 
-        // Announcements from any instance (PlatformSignals) drop the matching caches here.
+        // The platform role keeps no standing membership in project roles (older versions granted it all four).
+        await ProjectProvisioner.DropStandingMembershipsAsync(app.Services.GetRequiredService<NpgsqlDataSource>());
+
+        // Announcements from any instance (PlatformSignals) drop the matching caches here; the one LISTEN connection
+        // routes them, and wakes the stream's dispatcher when the change log moves on.
         var credentials = app.Services.GetRequiredService<DbStudio.Core.Auth.Credentials>();
         var accessPolicies = app.Services.GetRequiredService<AccessPolicies>();
         var owners = app.Services.GetRequiredService<OwnerConnections>();
-        app.Services.GetRequiredService<PlatformSignals>().Received += (topic, projectId) =>
+        var endUsers = app.Services.GetRequiredService<EndUserAuth>();
+        var hub = app.Services.GetRequiredService<DbStudio.Core.Streams.ChangeHub>();
+        var signals = app.Services.GetRequiredService<PlatformSignals>();
+        var listener = app.Services.GetRequiredService<PlatformListener>();
+        listener.Route(DbStudio.Core.Streams.ChangeLog.Channel, _ => hub.Wake());
+        listener.Route(PlatformSignals.Channel, signals.Raise);
+        signals.Received += (topic, projectId, detail) =>
         {
             switch (topic)
             {
                 case PlatformSignals.Topics.Keys: credentials.Forget(projectId); break;
                 case PlatformSignals.Topics.Access: accessPolicies.Forget(projectId); break;
                 case PlatformSignals.Topics.Owner: owners.Forget(projectId); break;
+                case PlatformSignals.Topics.Session: endUsers.Evict(detail); break;
+                case PlatformSignals.Topics.EndUser when Guid.TryParse(detail, out var user): endUsers.EvictUser(user); break;
+                case PlatformSignals.Topics.Project:
+                    credentials.Forget(projectId);
+                    accessPolicies.Forget(projectId);
+                    owners.Forget(projectId);
+                    endUsers.EvictProject(projectId);
+                    app.Services.GetRequiredService<SchemaCache>().Invalidate(projectId);
+                    app.Services.GetRequiredService<RestConnections>().Forget(projectId);
+                    hub.RevokeProject(projectId);
+                    break;
             }
         };
 

@@ -1,0 +1,114 @@
+// The change log (schema dbstudio_realtime, made by the ChangeLog, CaptureInBulk and Isolation migrations): every SQL
+// statement the platform runs on it lives here. The log is the platform's own table — reading and pruning it runs no
+// project code. Ids are per project and become visible in order (assigned at commit under the project's stream row
+// lock), so a reader that has seen id N has seen everything below it: resuming after an id is exact.
+using System.Text.Json;
+using DbStudio.Core.Projects;
+using DbStudio.Core.Sql;
+using Npgsql;
+
+namespace DbStudio.Core.Streams;
+
+/// <summary>
+/// One committed change as the log holds it: whole row images (record, old_record) as JSON text, the changed relation
+/// (a partition, for a partitioned table) and the relations above it, whose subscribers it reaches too.
+/// </summary>
+public sealed record Change(long Id, uint TableOid, uint[] Ancestors, char Op, string? Record, string? OldRecord, DateTimeOffset CommittedAt);
+
+public sealed class ChangeLog(NpgsqlDataSource platform)
+{
+    /// <summary>The notification channel the capture trigger notifies (with no payload).</summary>
+    public const string Channel = "dbstudio_changes";
+
+    /// <summary>The newest change id of a stream: last_id marks only each transaction's first (CaptureInBulk).</summary>
+    private const string LastIdSql =
+        "greatest(s.last_id, s.pruned_through, coalesce((SELECT max(c.id) FROM dbstudio_realtime.changes c WHERE c.schema_name = s.schema_name), 0))";
+
+    private const string Columns = """
+        SELECT c.id, c.table_oid, ARRAY(SELECT a.relid::oid FROM pg_partition_ancestors(c.table_oid) a WHERE a.relid <> c.table_oid),
+               c.op, c.record::text, c.old_record::text, c.committed_at
+        FROM dbstudio_realtime.changes c
+        """;
+
+    /// <summary>Run at provisioning (inside its transaction).</summary>
+    public static string CreateStreamSql(string projectId) =>
+        $"INSERT INTO dbstudio_realtime.streams (schema_name) VALUES ({SqlText.Literal(ProjectNaming.Schema(projectId))}) ON CONFLICT DO NOTHING;";
+
+    /// <summary>Run at deletion (inside its transaction).</summary>
+    public static string DropStreamSql(string projectId)
+    {
+        var schema = SqlText.Literal(ProjectNaming.Schema(projectId));
+        return $"DELETE FROM dbstudio_realtime.changes WHERE schema_name = {schema}; DELETE FROM dbstudio_realtime.streams WHERE schema_name = {schema};";
+    }
+
+    /// <summary>Makes sure the project has its stream row (projects made before the log existed).</summary>
+    public async Task EnsureStreamAsync(string projectId, CancellationToken ct)
+    {
+        await using var cmd = platform.CreateCommand(CreateStreamSql(projectId));
+        await cmd.ExecuteNonQueryAsync(ct);
+    }
+
+    /// <summary>The newest id given out, and the id up to which the log has been pruned.</summary>
+    public async Task<(long LastId, long PrunedThrough)> StateAsync(string projectId, CancellationToken ct)
+    {
+        await using var cmd = platform.CreateCommand(
+            $"SELECT {LastIdSql}, s.pruned_through FROM dbstudio_realtime.streams s WHERE s.schema_name = $1");
+        cmd.Parameters.Add(new() { Value = ProjectNaming.Schema(projectId) });
+        await using var r = await cmd.ExecuteReaderAsync(ct);
+        return await r.ReadAsync(ct) ? (r.GetInt64(0), r.GetInt64(1)) : (0, 0);
+    }
+
+    /// <summary>The newest id of each of these projects (one query for every project with subscribers).</summary>
+    public async Task<Dictionary<string, long>> LastIdsAsync(IReadOnlyCollection<string> projectIds, CancellationToken ct)
+    {
+        var result = new Dictionary<string, long>(projectIds.Count);
+        await using var cmd = platform.CreateCommand(
+            $"SELECT substr(s.schema_name, 6), {LastIdSql} FROM dbstudio_realtime.streams s WHERE s.schema_name = ANY($1)");
+        cmd.Parameters.Add(new() { Value = projectIds.Select(ProjectNaming.Schema).ToArray() });
+        await using var r = await cmd.ExecuteReaderAsync(ct);
+        while (await r.ReadAsync(ct)) result[r.GetString(0)] = r.GetInt64(1);
+        return result;
+    }
+
+    /// <summary>The project's changes after <paramref name="after"/>, every table, in id order.</summary>
+    public Task<List<Change>> ReadAsync(string projectId, long after, int limit, CancellationToken ct) =>
+        QueryAsync($"{Columns} WHERE c.schema_name = $1 AND c.id > $2 ORDER BY c.id LIMIT {limit}",
+            [ProjectNaming.Schema(projectId), after], ct);
+
+    /// <summary>
+    /// The changes of one table (by OID, its partitions included) after <paramref name="after"/>: a table dropped and
+    /// made again under the same name has another OID, so its predecessor's rows never come back.
+    /// </summary>
+    public Task<List<Change>> ReadTableAsync(string projectId, uint tableOid, long after, int limit, CancellationToken ct) =>
+        QueryAsync($"""
+            {Columns} WHERE c.schema_name = $1 AND c.id > $2
+              AND (c.table_oid = $3 OR c.table_oid IN (SELECT t.relid::oid FROM pg_partition_tree($3) t))
+            ORDER BY c.id LIMIT {limit}
+            """, [ProjectNaming.Schema(projectId), after, new NpgsqlParameter { Value = tableOid, NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Oid }], ct);
+
+    /// <summary>Drops changes older than <paramref name="retention"/> and records, per project, how far the log has been cut.</summary>
+    public async Task PruneAsync(TimeSpan retention, CancellationToken ct)
+    {
+        await using var cmd = platform.CreateCommand("""
+            WITH gone AS (DELETE FROM dbstudio_realtime.changes WHERE committed_at < now() - $1 RETURNING schema_name, id)
+            UPDATE dbstudio_realtime.streams s SET pruned_through = greatest(s.pruned_through, g.max_id)
+            FROM (SELECT schema_name, max(id) AS max_id FROM gone GROUP BY schema_name) g WHERE s.schema_name = g.schema_name
+            """);
+        cmd.Parameters.Add(new() { Value = retention });
+        await cmd.ExecuteNonQueryAsync(ct);
+    }
+
+    private async Task<List<Change>> QueryAsync(string sql, object[] args, CancellationToken ct)
+    {
+        var list = new List<Change>();
+        await using var cmd = platform.CreateCommand(sql);
+        foreach (var a in args) cmd.Parameters.Add(a as NpgsqlParameter ?? new NpgsqlParameter { Value = a });
+        await using var r = await cmd.ExecuteReaderAsync(ct);
+        while (await r.ReadAsync(ct))
+        {
+            list.Add(new Change(r.GetInt64(0), r.GetFieldValue<uint>(1), r.GetFieldValue<uint[]>(2), r.GetChar(3),
+                r.IsDBNull(4) ? null : r.GetString(4), r.IsDBNull(5) ? null : r.GetString(5), r.GetFieldValue<DateTimeOffset>(6)));
+        }
+        return list;
+    }
+}

@@ -1,0 +1,301 @@
+// What each subscriber may see of a batch of changes — decided by PostgreSQL, on the project's REST logins with the
+// subscriber's claims, never by a copy of the rules in C#. For every distinct identity (anon; each end user; end-user
+// admins; admin) one statement, batched per login in one round trip, asks PostgreSQL for each change:
+//  - the columns this role may SELECT (has_column_privilege: column grants), the rest cut from the row images;
+//  - whether row security applies to this role on this table (row_security_active: RLS on/forced, table owner), and if
+//    it does, the table's own SELECT policies for this role (pg_policy, permissive OR'ed, restrictive AND'ed, as
+//    PostgreSQL combines them), evaluated on the old and the new row image — which is how a delete is checked against
+//    the row it removed. The policies' text is PostgreSQL's own deparse (pg_get_expr) and runs as the caller;
+//  - each audience's stream filters, written by the same planner as GET's WHERE, on columns the role may still read.
+// So the six Access switches, hand-written permissive and restrictive policies of any expression, column grants, and a
+// parent's policies for its partitions' rows all apply, and a change of rights applies from the next change on.
+// A statement that fails (a policy that cannot run on a row image) shows the batch to nobody of that identity.
+using System.Collections.Concurrent;
+using System.Text;
+using DbStudio.Core.Rest;
+using DbStudio.Core.Sql;
+using Microsoft.Extensions.Logging;
+using Npgsql;
+using NpgsqlTypes;
+
+namespace DbStudio.Core.Streams;
+
+/// <summary>An identity and the stream filters of one or more subscribers: they all get the same frames.</summary>
+public sealed class Audience(StreamIdentity identity, IReadOnlyList<Filter> filters, string filterKey) : IEquatable<Audience>
+{
+    public StreamIdentity Identity { get; } = identity;
+    public IReadOnlyList<Filter> Filters { get; } = filters;
+    /// <summary>The filters as the client wrote them, in a canonical order: equal keys, equal filters.</summary>
+    public string FilterKey { get; } = filterKey;
+
+    public bool Equals(Audience? other) => other is not null && Identity == other.Identity && FilterKey == other.FilterKey;
+    public override bool Equals(object? obj) => Equals(obj as Audience);
+    public override int GetHashCode() => HashCode.Combine(Identity, FilterKey);
+}
+
+/// <summary>What one audience sees of one change: null when nothing.</summary>
+public sealed record VisibleChange(Change Change, ChangeKind Kind, string? Record, string? OldRecord);
+
+public sealed class StreamVisibility(RestConnections connections, ILogger<StreamVisibility> log)
+{
+    private sealed record Policies(string Fingerprint, string Expression);
+
+    /// <summary>The SELECT policies that apply to a role on a table, as last read (checked against a fingerprint every time).</summary>
+    private readonly ConcurrentDictionary<(uint Table, RestRole Role), Policies> _policies = new();
+
+    /// <summary>
+    /// For each audience, what it sees of <paramref name="changes"/> (changes of <paramref name="table"/> or of its
+    /// partitions), in the changes' order.
+    /// </summary>
+    public async Task<Dictionary<Audience, List<VisibleChange>>> EvaluateAsync(string projectId, TableInfo table,
+        IReadOnlyList<Change> changes, IReadOnlyCollection<Audience> audiences, CancellationToken ct)
+    {
+        var result = new Dictionary<Audience, List<VisibleChange>>();
+        var byRole = audiences.GroupBy(a => a.Identity.Role).ToList();
+        var runs = byRole.Select(g => EvaluateRoleAsync(projectId, table, changes, g.Key, g.ToList(), ct)).ToList();
+        foreach (var run in runs)
+            foreach (var (audience, seen) in await run) result[audience] = seen;
+        return result;
+    }
+
+    private async Task<List<(Audience, List<VisibleChange>)>> EvaluateRoleAsync(string projectId, TableInfo table,
+        IReadOnlyList<Change> changes, RestRole role, List<Audience> audiences, CancellationToken ct)
+    {
+        try
+        {
+            var conn = await connections.RentAsync(projectId, role, ct);
+            try
+            {
+                var key = (table.Oid, role);
+                if (!_policies.TryGetValue(key, out var policies)) policies = _policies[key] = await ReadPoliciesAsync(conn, table.Oid, ct);
+                var (rows, fingerprint) = await RunAsync(conn, table, changes, audiences, policies, ct);
+                if (fingerprint != policies.Fingerprint)
+                {
+                    // The policies changed since they were read: read them again and look again.
+                    policies = _policies[key] = await ReadPoliciesAsync(conn, table.Oid, ct);
+                    (rows, _) = await RunAsync(conn, table, changes, audiences, policies, ct);
+                }
+                return rows;
+            }
+            catch (PostgresException)
+            {
+                // Code of the project's that failed half-way may have left the session in another role: set it back.
+                try
+                {
+                    conn.UnprepareAll();
+                    await RestConnections.RestoreRoleAsync(conn, projectId, role, CancellationToken.None);
+                }
+                catch (Exception e) when (e is InvalidOperationException or NpgsqlException) { /* broken: dropped on return */ }
+                throw;
+            }
+            finally { connections.Return(conn); }
+        }
+        catch (Exception e) when (Transient(e))
+        {
+            // The database is away or restarting: nothing is decided, and the caller reads these changes again later.
+            connections.ClearAll();
+            throw;
+        }
+        catch (Exception e) when (e is PostgresException or NpgsqlException or InvalidCastException && !ct.IsCancellationRequested)
+        {
+            // Fail closed: nobody of this role sees this batch. (The connection goes back to its pool; a broken one is closed there.)
+            log.LogWarning("Stream visibility for a table of project {Project} could not be decided ({Message}); the changes were not sent",
+                projectId, (e as PostgresException)?.MessageText ?? e.Message);
+            return audiences.Select(a => (a, new List<VisibleChange>())).ToList();
+        }
+    }
+
+    /// <summary>A connection failure or a server shutting down — not an answer about the rows.</summary>
+    internal static bool Transient(Exception e) =>
+        e is NpgsqlException and not PostgresException
+        || e is PostgresException pg && (pg.SqlState.StartsWith("08", StringComparison.Ordinal) || pg.SqlState.StartsWith("57P", StringComparison.Ordinal));
+
+    /// <summary>
+    /// Whether a subscriber with this identity and these filters may follow the table at all: it needs SELECT on some
+    /// column, on every column its filters name, and — where row security applies to it — some permissive policy.
+    /// Null when it may; else PostgreSQL's error as GET would give it.
+    /// </summary>
+    public async Task<PostgresException?> CheckAsync(string projectId, TableInfo table, Audience audience, CancellationToken ct)
+    {
+        var conn = await connections.RentAsync(projectId, audience.Identity.Role, ct);
+        try
+        {
+            var policies = _policies[(table.Oid, audience.Identity.Role)] = await ReadPoliciesAsync(conn, table.Oid, ct);
+            await using var cmd = new NpgsqlCommand("""
+                SELECT coalesce(array_agg(a.attname::text) FILTER (WHERE has_column_privilege($1, a.attnum, 'SELECT')), '{}'),
+                       row_security_active($1)
+                FROM pg_attribute a WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped
+                """, conn);
+            cmd.Parameters.Add(new() { Value = table.Oid, NpgsqlDbType = NpgsqlDbType.Oid });
+            string[] readable;
+            bool rls;
+            await using (var r = await cmd.ExecuteReaderAsync(ct))
+            {
+                await r.ReadAsync(ct);
+                readable = r.GetFieldValue<string[]>(0);
+                rls = r.GetBoolean(1);
+            }
+            var denied = RestSql.FilterColumns(audience.Filters).FirstOrDefault(c => !readable.Contains(c));
+            if (readable.Length == 0 || denied is not null || rls && policies.Expression == "false")
+                return new PostgresException(
+                    denied is not null ? $"permission denied for column {denied} of table {table.Name}" : $"permission denied for table {table.Name}",
+                    "ERROR", "ERROR", PostgresErrorCodes.InsufficientPrivilege,
+                    detail: denied is not null ? null : "This credential may read no rows of the table, so it cannot follow its changes");
+            if (audience.Filters.Count > 0)
+            {
+                // The filters once on an empty row: a value that is not of its column's type fails here, for this
+                // subscriber, and never later in the statement every subscriber of this identity shares.
+                var parameters = new List<NpgsqlParameter>();
+                var alias = SqlText.Ident(table.Name);
+                var condition = RestSql.FilterCondition(audience.Filters, table, alias, parameters);
+                await using var probe = new NpgsqlCommand(
+                    $"SELECT {condition} FROM jsonb_populate_record(NULL::{SqlText.Qualified(table.Schema, table.Name)}, NULL) AS {alias}", conn);
+                foreach (var p in parameters) probe.Parameters.Add(p);
+                try { await probe.ExecuteScalarAsync(ct); }
+                catch (PostgresException e) { return e; }
+            }
+            return null;
+        }
+        finally { connections.Return(conn); }
+    }
+
+    /// <summary>Forgets what was read of a project's policies (deleted). Stale entries are harmless: fingerprints catch them.</summary>
+    public void Forget(IEnumerable<uint> tableOids)
+    {
+        foreach (var oid in tableOids)
+            foreach (RestRole role in Enum.GetValues<RestRole>()) _policies.TryRemove((oid, role), out _);
+    }
+
+    /// <summary>The SELECT policies that apply to the connection's role, and their fingerprint.</summary>
+    private const string ApplicablePolicies = """
+        FROM pg_catalog.pg_policy p
+        WHERE p.polrelid = $1 AND p.polcmd IN ('r', '*')
+          AND (0::oid = ANY (p.polroles) OR EXISTS (SELECT 1 FROM unnest(p.polroles) x WHERE pg_catalog.pg_has_role(current_user, x, 'USAGE')))
+        """;
+
+    private const string FingerprintSql =
+        "(SELECT md5(coalesce(string_agg(p.polpermissive::text || ':' || coalesce(pg_catalog.pg_get_expr(p.polqual, p.polrelid), ''), E'\\n' ORDER BY p.oid), '')) "
+        + ApplicablePolicies + ")";
+
+    private static async Task<Policies> ReadPoliciesAsync(NpgsqlConnection conn, uint tableOid, CancellationToken ct)
+    {
+        var permissive = new List<string>();
+        var restrictive = new List<string>();
+        await using var cmd = new NpgsqlCommand(
+            $"SELECT p.polpermissive, pg_catalog.pg_get_expr(p.polqual, p.polrelid), {FingerprintSql} {ApplicablePolicies} " +
+            $"UNION ALL SELECT NULL, NULL, {FingerprintSql}", conn);
+        cmd.Parameters.Add(new() { Value = tableOid, NpgsqlDbType = NpgsqlDbType.Oid });
+        var fingerprint = "";
+        await using (var r = await cmd.ExecuteReaderAsync(ct))
+            while (await r.ReadAsync(ct))
+            {
+                fingerprint = r.GetString(2);
+                if (r.IsDBNull(0) || r.IsDBNull(1)) continue; // the fingerprint row, or a policy with no USING (it adds nothing to reads)
+                var qual = r.GetString(1);
+                if (r.GetBoolean(0) && qual == "false") continue; // PostgreSQL's own deparse says it admits no row
+                (r.GetBoolean(0) ? permissive : restrictive).Add("(" + qual + ")");
+            }
+        // As PostgreSQL combines them: some permissive policy must pass, and every restrictive one; none permissive, no row.
+        var expression = permissive.Count == 0 ? "false"
+            : string.Join(" AND ", [$"({string.Join(" OR ", permissive)})", .. restrictive]);
+        return new Policies(fingerprint, expression);
+    }
+
+    private static async Task<(List<(Audience, List<VisibleChange>)> Rows, string Fingerprint)> RunAsync(NpgsqlConnection conn,
+        TableInfo table, IReadOnlyList<Change> changes, List<Audience> audiences, Policies policies, CancellationToken ct)
+    {
+        var batch = new NpgsqlBatch(conn);
+        // Policy functions run with the caller's rights and, here, may not write.
+        batch.BatchCommands.Add(new NpgsqlBatchCommand("SELECT set_config('transaction_read_only', 'on', true)"));
+        var byIdentity = audiences.GroupBy(a => a.Identity).ToList();
+        foreach (var group in byIdentity)
+        {
+            if (group.Key.UserId is { } user)
+                batch.BatchCommands.Add(new NpgsqlBatchCommand(
+                    "SELECT set_config('request.user_id', $1, true), set_config('request.user_role', $2, true)")
+                {
+                    Parameters =
+                    {
+                        new NpgsqlParameter { Value = user.ToString(), NpgsqlDbType = NpgsqlDbType.Text },
+                        new NpgsqlParameter { Value = group.Key.UserRole ?? "", NpgsqlDbType = NpgsqlDbType.Text },
+                    },
+                });
+            batch.BatchCommands.Add(Statement(table, changes, group.ToList(), policies));
+        }
+
+        var results = new List<(Audience, List<VisibleChange>)>();
+        var fingerprint = policies.Fingerprint;
+        await using var r = await batch.ExecuteReaderAsync(ct);
+        await r.NextResultAsync(ct); // past transaction_read_only
+        foreach (var group in byIdentity)
+        {
+            if (group.Key.UserId is not null) await r.NextResultAsync(ct); // past the claims
+            var list = group.ToList();
+            var seen = list.Select(_ => new List<VisibleChange>()).ToList();
+            while (await r.ReadAsync(ct))
+            {
+                var change = changes[r.GetInt32(0) - 1];
+                fingerprint = r.GetString(1);
+                var record = r.IsDBNull(2) ? null : r.GetString(2);
+                var old = r.IsDBNull(3) ? null : r.GetString(3);
+                for (var i = 0; i < list.Count; i++)
+                {
+                    var sees = record is not null && r.GetBoolean(4 + 2 * i);
+                    var saw = old is not null && r.GetBoolean(5 + 2 * i);
+                    var kind = change.Op switch
+                    {
+                        'i' => sees ? ChangeKind.Insert : (ChangeKind?)null,
+                        'u' => sees ? ChangeKind.Update : saw ? ChangeKind.Delete : null, // leaving the view is a delete
+                        _ => saw ? ChangeKind.Delete : null,
+                    };
+                    if (kind is { } k)
+                        seen[i].Add(new VisibleChange(change, k, k == ChangeKind.Delete ? null : record, saw ? old : null));
+                }
+            }
+            await r.NextResultAsync(ct);
+            results.AddRange(list.Select((a, i) => (a, seen[i])));
+        }
+        return (results, fingerprint);
+    }
+
+    /// <summary>One identity's statement: per change, the readable projection of each image it may see, and each audience's filters.</summary>
+    private static NpgsqlBatchCommand Statement(TableInfo table, IReadOnlyList<Change> changes, List<Audience> audiences, Policies policies)
+    {
+        var parameters = new List<NpgsqlParameter>
+        {
+            new() { Value = changes.Select(c => c.Record).ToArray(), NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Jsonb },
+            new() { Value = changes.Select(c => c.OldRecord).ToArray(), NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Jsonb },
+            new() { Value = table.Oid, NpgsqlDbType = NpgsqlDbType.Oid },
+        };
+        // The row image as a row of the table, named as the table: the policies' own text refers to it by that name.
+        var alias = SqlText.Ident(table.Name);
+        string AsRow(string image, string expression) =>
+            $"(SELECT {expression} FROM jsonb_populate_record(NULL::{SqlText.Qualified(table.Schema, table.Name)}, {image}) AS {alias})";
+        // CASE, not AND/OR: PostgreSQL keeps CASE's order, so a policy runs only where row security applies.
+        string Visible(string image) =>
+            $"CASE WHEN {image} IS NULL OR cardinality(r.cols) = 0 THEN NULL " +
+            $"WHEN CASE WHEN s.rls THEN NOT coalesce({AsRow(image, policies.Expression)}, false) ELSE false END THEN NULL " +
+            $"ELSE (SELECT jsonb_object_agg(e.key, e.value) FROM jsonb_each({image}) e WHERE e.key = ANY (r.cols))::text END";
+
+        var sql = new StringBuilder($"""
+            WITH r AS MATERIALIZED (
+              SELECT coalesce(array_agg(a.attname::text), '{"{}"}') AS cols FROM pg_catalog.pg_attribute a
+              WHERE a.attrelid = $3 AND a.attnum > 0 AND NOT a.attisdropped AND pg_catalog.has_column_privilege($3, a.attnum, 'SELECT')),
+            s AS MATERIALIZED (SELECT pg_catalog.row_security_active($3) AS rls, {FingerprintSql.Replace("$1", "$3")} AS fp)
+            SELECT c.i::int4, s.fp, {Visible("c.n")}, {Visible("c.o")}
+            """);
+        foreach (var a in audiences)
+        {
+            var condition = RestSql.FilterCondition(a.Filters, table, alias, parameters);
+            var columns = RestSql.FilterColumns(a.Filters).Select(SqlText.Literal).ToList();
+            // Filters on a column the role may no longer read match nothing (no oracle on what it cannot see).
+            var allowed = columns.Count == 0 ? "true" : $"ARRAY[{string.Join(", ", columns)}]::text[] <@ r.cols";
+            foreach (var image in new[] { "c.n", "c.o" })
+                sql.Append($",\n  CASE WHEN {image} IS NOT NULL AND {allowed} THEN coalesce({AsRow(image, condition)}, false) ELSE false END");
+        }
+        sql.Append("\nFROM unnest($1::jsonb[], $2::jsonb[]) WITH ORDINALITY AS c(n, o, i) CROSS JOIN r CROSS JOIN s ORDER BY c.i");
+        var cmd = new NpgsqlBatchCommand(sql.ToString());
+        foreach (var p in parameters) cmd.Parameters.Add(p);
+        return cmd;
+    }
+}
