@@ -17,6 +17,7 @@ public sealed class SqlConsole(OwnerConnections owners, SchemaCache schemas, Acc
     IOptions<DbStudioOptions> options, ILogger<SqlConsole> log)
 {
     private readonly ConsoleOptions _opt = options.Value.Console;
+    private readonly int _ownerLimit = options.Value.OwnerConnectionLimit;
 
     /// <summary>
     /// Runs every statement of <paramref name="script"/> in order on one owner connection (autocommit, so
@@ -45,17 +46,27 @@ public sealed class SqlConsole(OwnerConnections owners, SchemaCache schemas, Acc
             .SetTag("dbstudio.sql.statements", statements.Count); // never the SQL text: it may hold passwords
         NpgsqlConnection conn;
         try { conn = await owners.OpenAsync(projectId, ct); }
-        catch (NpgsqlException e) when (e is not PostgresException)
+        catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.TooManyConnections)
         {
+            // The owner role's CONNECTION LIMIT is taken (e.g. by clients of the Connection URL): say so, as data.
             results.Add(new StatementResult { Statement = statements[0].Text, Offset = statements[0].Offset,
-                Error = new SqlError("08006", "Could not connect to the project's database: " + e.Message) });
+                Error = new SqlError(e.SqlState, e.MessageText,
+                    $"The project's owner role may hold {_ownerLimit} connections at once, the console's included.",
+                    "Close some of the sessions opened with the Connection URL (psql, an app's pool) and run it again.") });
             return results;
         }
+        catch (NpgsqlException e)
+        {
+            results.Add(new StatementResult { Statement = statements[0].Text, Offset = statements[0].Offset,
+                Error = new SqlError(e is PostgresException pg ? pg.SqlState : "08006", "Could not connect to the project's database: " + e.Message) });
+            return results;
+        }
+        var budget = new Budget(_opt.MaxRunBytes);
         await using (conn)
         {
             foreach (var stmt in statements)
             {
-                var r = await RunOneAsync(conn, stmt, ct);
+                var r = await RunOneAsync(conn, stmt, budget, ct);
                 results.Add(r);
                 if (r.Error is not null || conn.FullState != ConnectionState.Open) break;
             }
@@ -82,7 +93,15 @@ public sealed class SqlConsole(OwnerConnections owners, SchemaCache schemas, Acc
         return results;
     }
 
-    private async Task<StatementResult> RunOneAsync(NpgsqlConnection conn, ScriptStatement stmt, CancellationToken userCt)
+    /// <summary>What a run may still keep, in bytes of values (ConsoleOptions.MaxResultBytes), across its statements.</summary>
+    private sealed class Budget(long runBytes)
+    {
+        /// <summary>What the run may still keep (MaxRunBytes), and what the current statement may (MaxResultBytes, within it).</summary>
+        public long RunLeft = runBytes, Left;
+        public bool InTransaction; // an explicit BEGIN was seen: a query is never stopped early there
+    }
+
+    private async Task<StatementResult> RunOneAsync(NpgsqlConnection conn, ScriptStatement stmt, Budget budget, CancellationToken userCt)
     {
         var sw = Stopwatch.StartNew();
         using var deadline = CancellationTokenSource.CreateLinkedTokenSource(userCt);
@@ -91,11 +110,18 @@ public sealed class SqlConsole(OwnerConnections owners, SchemaCache schemas, Acc
         await using var command = new NpgsqlCommand(stmt.Text, conn) { AllResultTypesAreUnknown = true, CommandTimeout = 0 };
         List<ResultColumn>? columns = null;
         var rows = new List<string?[]>();
+        List<TruncatedValue>? cut = null;
         long count = 0, affected = 0;
         var truncated = false;
+        var stopped = false; // the budget was spent and the query was canceled there: count is a lower bound
         var type = StatementType.Other;
+        var canStop = !budget.InTransaction && IsQuery(stmt.Text);
+        var allowance = budget.Left = Math.Min(_opt.MaxResultBytes, Math.Max(0, budget.RunLeft));
+        var buffer = System.Buffers.ArrayPool<byte>.Shared.Rent(64 * 1024);
         try
         {
+            // Sequential access: each value is read from the wire as it comes, so a value is never held whole —
+            // only the part the budget keeps (ReadValueAsync) — and skipped bytes are dropped as they arrive.
             await using (var reader = await command.ExecuteReaderAsync(CommandBehavior.SequentialAccess, deadline.Token))
             {
                 if (reader.FieldCount > 0)
@@ -105,25 +131,59 @@ public sealed class SqlConsole(OwnerConnections owners, SchemaCache schemas, Acc
                         columns.Add(new ResultColumn(reader.GetName(i), reader.GetDataTypeName(i))
                             { Kind = ResultColumn.KindOf(reader.GetDataTypeOID(i)) });
                 }
-                while (await reader.ReadAsync(deadline.Token))
+                try
                 {
-                    count++;
-                    if (rows.Count >= _opt.MaxRows) { truncated = true; continue; }
-                    var row = new string?[reader.FieldCount];
-                    for (var i = 0; i < row.Length; i++)
-                        row[i] = await reader.IsDBNullAsync(i, deadline.Token) ? null : reader.GetString(i);
-                    rows.Add(row);
+                    while (await reader.ReadAsync(deadline.Token))
+                    {
+                        if (stopped) continue; // rows already on the way when the cancel was sent: not counted
+                        count++;
+                        if (rows.Count >= _opt.MaxRows || budget.Left <= 0)
+                        {
+                            truncated = true;
+                            if (budget.Left <= 0 && canStop)
+                            {
+                                // Nothing more will be kept and the rest would only be counted: stop the query (as psql's
+                                // Ctrl-C would) rather than let it send, say, 5 GB that is thrown away.
+                                count--;
+                                stopped = true;
+                                command.Cancel();
+                            }
+                            continue;
+                        }
+                        var row = new string?[reader.FieldCount];
+                        for (var i = 0; i < row.Length; i++)
+                        {
+                            var (text, bytes, kept) = await ReadValueAsync(reader, i, budget, buffer, deadline.Token);
+                            row[i] = text;
+                            if (kept < bytes)
+                            {
+                                (cut ??= []).Add(new TruncatedValue(rows.Count, i, bytes));
+                                truncated = true;
+                            }
+                        }
+                        rows.Add(row);
+                    }
+                    await reader.NextResultAsync(deadline.Token);
                 }
-                await reader.NextResultAsync(deadline.Token);
+                catch (Exception e) when (stopped && !deadline.IsCancellationRequested
+                                          && e is OperationCanceledException or PostgresException { SqlState: PostgresErrorCodes.QueryCanceled })
+                {
+                    // Our own cancel arrived (Npgsql reports it as a cancellation): the rows kept are the answer.
+                }
                 affected = columns is null ? Math.Max(0, reader.RecordsAffected) : count;
 #pragma warning disable CS0618 // the DbBatch replacement has no text-results switch (AllResultTypesAreUnknown)
                 if (reader.Statements.Count > 0) type = reader.Statements[0].StatementType;
 #pragma warning restore CS0618
             }
+            var name = CommandName(stmt.Text, type);
+            if (stopped && type == StatementType.Other) name = "SELECT";
+            TrackTransaction(budget, stmt.Text);
             return new StatementResult
             {
-                Statement = stmt.Text, Offset = stmt.Offset, Command = CommandName(stmt.Text, type),
+                Statement = stmt.Text, Offset = stmt.Offset, Command = name,
                 Columns = columns ?? [], Rows = rows, RowCount = affected, Truncated = truncated,
+                TruncatedValues = cut, RowCountExact = !stopped,
+                Notice = truncated ? Notice(rows.Count, count, cut?.Count ?? 0, stopped) : null,
                 ElapsedMs = sw.Elapsed.TotalMilliseconds,
             };
         }
@@ -143,10 +203,114 @@ public sealed class SqlConsole(OwnerConnections owners, SchemaCache schemas, Acc
                 count > 0 ? $"{count:N0} rows had been read when it was canceled." : null,
                 "Add a LIMIT or a WHERE clause, or run long jobs through the Connection URL."));
         }
+        catch (NotSupportedException) when (LeadingWords(stmt.Text, 1) is ["COPY"])
+        {
+            // Npgsql refuses a COPY to or from the client in a plain command (and drops the connection): say why.
+            return Failed(stmt, sw, new SqlError(PostgresErrorCodes.FeatureNotSupported,
+                "COPY … TO STDOUT and COPY … FROM STDIN need a client that speaks COPY's own protocol; the console does not.",
+                null,
+                "Use the table's CSV export and import (GET or POST /api/projects/{id}/tables/{table}/export|import), " +
+                "a SELECT here, or psql's \\copy with the Connection URL."));
+        }
         catch (NpgsqlException e)
         {
             return Failed(stmt, sw, new SqlError("08006", "The connection to the database broke: " + e.Message));
         }
+        finally
+        {
+            System.Buffers.ArrayPool<byte>.Shared.Return(buffer);
+            budget.RunLeft -= allowance - Math.Max(0, budget.Left);
+        }
+    }
+
+    /// <summary>
+    /// Reads value <paramref name="i"/> of the current row as text, keeping at most MaxValueBytes and what the run's
+    /// budget has left (cut on a character boundary); the rest of the value is skipped on the wire, never held.
+    /// Returns the text, the value's true length in bytes and how many bytes were kept.
+    /// </summary>
+    private async Task<(string? Text, long Bytes, long Kept)> ReadValueAsync(NpgsqlDataReader reader, int i, Budget budget,
+        byte[] buffer, CancellationToken ct)
+    {
+        if (await reader.IsDBNullAsync(i, ct)) return (null, 0, 0);
+        await using var stream = await reader.GetStreamAsync(i, ct);
+        var length = stream.Length;
+        var keep = (int)Math.Min(length, Math.Min(_opt.MaxValueBytes, Math.Max(0, budget.Left)));
+        var into = keep <= buffer.Length ? buffer : System.Buffers.ArrayPool<byte>.Shared.Rent(keep);
+        try
+        {
+            var read = 0;
+            while (read < keep)
+            {
+                var n = await stream.ReadAsync(into.AsMemory(read, keep - read), ct);
+                if (n == 0) break;
+                read += n;
+            }
+            if (read < length) read = Utf8Prefix(into.AsSpan(0, read));
+            budget.Left -= read + 16; // a little for the value's own bookkeeping, so a flood of empty values ends too
+            return (System.Text.Encoding.UTF8.GetString(into, 0, read), length, read);
+        }
+        finally
+        {
+            if (!ReferenceEquals(into, buffer)) System.Buffers.ArrayPool<byte>.Shared.Return(into);
+        }
+    }
+
+    /// <summary>The length of the longest prefix of <paramref name="bytes"/> that ends on a whole UTF-8 character.</summary>
+    internal static int Utf8Prefix(ReadOnlySpan<byte> bytes)
+    {
+        var end = bytes.Length;
+        // Find the last lead byte (not 10xxxxxx) among the last four; keep it only if its sequence is complete.
+        for (var back = 1; back <= Math.Min(4, end); back++)
+        {
+            var b = bytes[end - back];
+            if ((b & 0xC0) == 0x80) continue;
+            var need = b < 0x80 ? 1 : (b & 0xE0) == 0xC0 ? 2 : (b & 0xF0) == 0xE0 ? 3 : 4;
+            return need <= back ? end : end - back;
+        }
+        return end;
+    }
+
+    private string Notice(int kept, long read, int cutValues, bool stopped)
+    {
+        var parts = new List<string>();
+        if (cutValues > 0)
+            parts.Add($"{cutValues:N0} {(cutValues == 1 ? "value was" : "values were")} cut (the console keeps {Size(_opt.MaxValueBytes)} of a value; see truncatedValues for true lengths)");
+        if (kept < read || stopped)
+            parts.Add(stopped
+                ? $"the result's byte budget ({Size(_opt.MaxResultBytes)}, {Size(_opt.MaxRunBytes)} per run) was spent after {kept:N0} rows, so the query was stopped there"
+                : $"{kept:N0} of {read:N0} rows are shown (at most {_opt.MaxRows:N0} rows and {Size(_opt.MaxResultBytes)} per result, {Size(_opt.MaxRunBytes)} per run)");
+        var text = string.Join("; ", parts);
+        return text.Length == 0 ? "" : char.ToUpperInvariant(text[0]) + text[1..] + ".";
+    }
+
+    private static string Size(long bytes) => bytes >= 1024 * 1024 && bytes % (1024 * 1024) == 0 ? $"{bytes / (1024 * 1024):N0} MiB"
+        : bytes >= 1024 && bytes % 1024 == 0 ? $"{bytes / 1024:N0} KiB" : $"{bytes:N0} bytes";
+
+    /// <summary>
+    /// Whether stopping the statement part-way changes nothing but its answer: a plain query. A WITH that names a
+    /// data-modifying command, EXPLAIN (ANALYZE runs the statement) and everything else keep running to the end.
+    /// </summary>
+    internal static bool IsQuery(string sql)
+    {
+        var first = LeadingWords(sql, 1);
+        if (first.Count == 0) return false;
+        return first[0] switch
+        {
+            "SELECT" or "VALUES" or "TABLE" or "SHOW" => true,
+            "WITH" => !System.Text.RegularExpressions.Regex.IsMatch(sql, @"\b(insert|update|delete|merge|call|copy)\b",
+                System.Text.RegularExpressions.RegexOptions.IgnoreCase | System.Text.RegularExpressions.RegexOptions.CultureInvariant),
+            _ => false,
+        };
+    }
+
+    /// <summary>Follows BEGIN/START … COMMIT/ROLLBACK by the statements' first words (erring on "in a transaction").</summary>
+    private static void TrackTransaction(Budget budget, string sql)
+    {
+        var words = LeadingWords(sql, 2);
+        if (words.Count == 0) return;
+        if (words[0] is "BEGIN" or "START") budget.InTransaction = true;
+        else if (words[0] is "COMMIT" or "END" or "ABORT" || (words[0] == "ROLLBACK" && (words.Count == 1 || words[1] != "TO")))
+            budget.InTransaction = false;
     }
 
     private static StatementResult Failed(ScriptStatement stmt, Stopwatch sw, SqlError error) => new()

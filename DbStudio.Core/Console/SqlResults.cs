@@ -1,4 +1,5 @@
-// What the SQL console returns per statement (DESIGN §7): columns, capped rows, true row count, or an error as data.
+// What the SQL console returns per statement (DESIGN §7): columns, capped rows, true row count, or an error as data;
+// added (compatible) fields say what was cut: rowCountExact, truncatedValues, notice.
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using Npgsql;
@@ -21,6 +22,9 @@ public sealed record ResultColumn(string Name, string Type)
     };
 }
 
+/// <summary>A value the console cut: its place in the result and its true length in bytes (UTF-8 text).</summary>
+public sealed record TruncatedValue(int Row, int Column, long Bytes);
+
 public sealed record SqlError(string Code, string Message, string? Detail = null, string? Hint = null, int? Position = null)
 {
     public static SqlError From(PostgresException e, int statementOffset) => new(
@@ -39,7 +43,14 @@ public sealed class StatementResult
     public IReadOnlyList<ResultColumn>? Columns { get; init; }
     public IReadOnlyList<string?[]>? Rows { get; init; }
     public long RowCount { get; init; }
+    /// <summary>True when rows or parts of values were left out (the row cap, MaxValueBytes, the run's byte budget).</summary>
     public bool Truncated { get; init; }
+    /// <summary>Values cut at MaxValueBytes or by the budget (the kept text is in <see cref="Rows"/>); null when none.</summary>
+    public IReadOnlyList<TruncatedValue>? TruncatedValues { get; init; }
+    /// <summary>False when the query was stopped once the budget was spent: <see cref="RowCount"/> is then a lower bound.</summary>
+    public bool RowCountExact { get; init; } = true;
+    /// <summary>What was left out and why, for people; null when nothing was.</summary>
+    public string? Notice { get; init; }
     public double ElapsedMs { get; init; }
     public SqlError? Error { get; init; }
 }
@@ -81,15 +92,36 @@ internal sealed class StatementResultConverter : JsonConverter<StatementResult>
         w.WritePropertyName("rows");
         w.WriteStartArray();
         var cols = r.Columns ?? [];
+        var cut = r.TruncatedValues is { Count: > 0 } list ? list.Select(v => (v.Row, v.Column)).ToHashSet() : null;
+        var rowIndex = 0;
         foreach (var row in r.Rows ?? [])
         {
             w.WriteStartArray();
-            for (var i = 0; i < row.Length; i++) WriteValue(w, row[i], i < cols.Count ? cols[i].Kind : ValueKind.String);
+            for (var i = 0; i < row.Length; i++)
+                // A cut value is only a prefix: never valid JSON or a number, so it is written as text.
+                WriteValue(w, row[i], cut?.Contains((rowIndex, i)) == true ? ValueKind.String : i < cols.Count ? cols[i].Kind : ValueKind.String);
             w.WriteEndArray();
+            rowIndex++;
         }
         w.WriteEndArray();
         w.WriteNumber("rowCount", r.RowCount);
         w.WriteBoolean("truncated", r.Truncated);
+        w.WriteBoolean("rowCountExact", r.RowCountExact);
+        if (r.TruncatedValues is { Count: > 0 } values)
+        {
+            w.WritePropertyName("truncatedValues");
+            w.WriteStartArray();
+            foreach (var v in values)
+            {
+                w.WriteStartObject();
+                w.WriteNumber("row", v.Row);
+                w.WriteNumber("column", v.Column);
+                w.WriteNumber("bytes", v.Bytes);
+                w.WriteEndObject();
+            }
+            w.WriteEndArray();
+        }
+        if (r.Notice is { Length: > 0 } notice) w.WriteString("notice", notice);
         w.WriteNumber("elapsedMs", Math.Round(r.ElapsedMs, 3));
         w.WriteEndObject();
     }

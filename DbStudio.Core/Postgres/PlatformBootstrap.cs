@@ -24,6 +24,9 @@ public static class PlatformBootstrap
                 ? $"ALTER ROLE {SqlText.Ident(role)} LOGIN CREATEROLE NOSUPERUSER PASSWORD {verifier}"
                 : $"CREATE ROLE {SqlText.Ident(role)} LOGIN CREATEROLE NOSUPERUSER PASSWORD {verifier}";
             await using (var cmd = new NpgsqlCommand(sql, conn)) await cmd.ExecuteNonQueryAsync(ct);
+            // The connection guard (Limits/ConnectionGuard) ends project owner sessions when the server runs short of
+            // free slots; pg_signal_backend lets it do that without being a member of the projects' roles.
+            await using (var grant = new NpgsqlCommand($"GRANT pg_signal_backend TO {SqlText.Ident(role)}", conn)) await grant.ExecuteNonQueryAsync(ct);
             await using var dbCheck = new NpgsqlCommand("SELECT 1 FROM pg_database WHERE datname = $1", conn);
             dbCheck.Parameters.Add(new() { Value = database });
             if (await dbCheck.ExecuteScalarAsync(ct) is null)

@@ -20,7 +20,8 @@ public sealed class ProjectService(
     Rest.RestConnections restConnections,
     Console.SqlHistory history,
     PlatformSignals signals,
-    IOptions<DbStudioOptions> options)
+    IOptions<DbStudioOptions> options,
+    Limits.PlatformLimits limits)
 {
     public const int MaxNameLength = 100;
 
@@ -33,6 +34,7 @@ public sealed class ProjectService(
     public async Task<ProjectInfo> CreateAsync(string ownerUserId, string name, string publicBaseUrl, CancellationToken ct = default)
     {
         if (ValidateName(name) is { } problem) throw new ArgumentException(problem, nameof(name));
+        await limits.CheckProjectCreationAsync(ownerUserId, ct); // the account's quota and creation rate (PlatformLimitException)
         var id = ProjectNaming.NewId();
         var password = ProjectNaming.NewPassword();
         var anonKey = ProjectNaming.NewAnonKey();

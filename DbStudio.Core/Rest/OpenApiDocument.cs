@@ -1,18 +1,23 @@
-// GET /db/{id}/rest/ — an OpenAPI 3 description of the project's tables, generated from the schema cache.
+// GET /db/{id}/rest/ — an OpenAPI 3 description of the project's tables, generated from the schema cache: like
+// PostgREST (openapi-mode follow-privileges), only the tables, columns and operations the caller's role holds a
+// privilege on, as PostgreSQL itself decides them (has_table_privilege / has_column_privilege, see SchemaCache).
 using System.Text.Json.Nodes;
 
 namespace DbStudio.Core.Rest;
 
 public static class OpenApiDocument
 {
-    public static JsonObject Build(string projectName, string restUrl, SchemaSnapshot snapshot)
+    public static JsonObject Build(string projectName, string restUrl, SchemaSnapshot snapshot, RestRole role)
     {
         var paths = new JsonObject();
         var schemas = new JsonObject();
-        foreach (var t in snapshot.Tables.Values.OrderBy(t => t.Name, StringComparer.Ordinal))
+        foreach (var t in snapshot.Tables.Values.Where(t => t.VisibleTo(role)).OrderBy(t => t.Name, StringComparer.Ordinal))
         {
+            var usable = t.ColumnsFor(role).ToList();
+            var readable = t.ColumnsFor(role, Privilege.Select).ToList();
+            bool May(Privilege p) => t.Privileges.Any(role, p) || (p != Privilege.Delete && t.Columns.Any(c => c.Privileges.Any(role, p)));
             var props = new JsonObject();
-            foreach (var c in t.Columns)
+            foreach (var c in usable)
             {
                 var p = TypeOf(c);
                 p["description"] = c.Type + (c.IsPrimaryKey ? " (primary key)" : "");
@@ -23,10 +28,10 @@ public static class OpenApiDocument
             {
                 ["type"] = "object",
                 ["properties"] = props,
-                ["required"] = new JsonArray(t.Columns.Where(c => c.NotNull && c.Default is null && !c.Generated)
+                ["required"] = new JsonArray(usable.Where(c => c.NotNull && c.Default is null && !c.Generated)
                     .Select(c => (JsonNode)JsonValue.Create(c.Name)!).ToArray()),
             };
-            var filters = new JsonArray(t.Columns.Select(c => (JsonNode)new JsonObject
+            var filters = new JsonArray(readable.Select(c => (JsonNode)new JsonObject
             {
                 ["name"] = c.Name, ["in"] = "query", ["required"] = false,
                 ["description"] = "Filter, e.g. eq.value, gt.value, in.(a,b), is.null",
@@ -58,12 +63,13 @@ public static class OpenApiDocument
                     };
                 return op;
             }
-            var item = new JsonObject { ["get"] = Op($"Read rows of {t.Name}", false, true) };
+            var item = new JsonObject();
+            if (May(Privilege.Select)) item["get"] = Op($"Read rows of {t.Name}", false, true);
             if (t.IsTable)
             {
-                item["post"] = Op($"Insert rows into {t.Name}", true, false);
-                item["patch"] = Op($"Update rows of {t.Name}", true, false);
-                item["delete"] = Op($"Delete rows of {t.Name}", false, false);
+                if (May(Privilege.Insert)) item["post"] = Op($"Insert rows into {t.Name}", true, false);
+                if (May(Privilege.Update)) item["patch"] = Op($"Update rows of {t.Name}", true, false);
+                if (May(Privilege.Delete)) item["delete"] = Op($"Delete rows of {t.Name}", false, false);
             }
             paths["/" + t.Name] = item;
         }

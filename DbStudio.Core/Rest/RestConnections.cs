@@ -368,7 +368,7 @@ public sealed class RestConnections : IAsyncDisposable
                     CREATE ROLE {SqlText.Ident(login)} LOGIN NOINHERIT;
                   END IF;
                 END $do$;
-                ALTER ROLE {SqlText.Ident(login)} LOGIN NOINHERIT PASSWORD {verifier};
+                ALTER ROLE {SqlText.Ident(login)} LOGIN NOINHERIT CONNECTION LIMIT {_options.EffectiveLoginConnectionLimit} PASSWORD {verifier};
                 GRANT {SqlText.Ident(ActingRole(id, role))} TO {SqlText.Ident(login)};
                 GRANT CONNECT ON DATABASE {SqlText.Ident(conn.Database)} TO {SqlText.Ident(login)};
 

@@ -31,6 +31,12 @@ public sealed class RestOptions
     /// two per core is where a machine's throughput peaks and its tail latency stays short.
     /// </summary>
     public int MaxConcurrentPerProject { get; set; } = Math.Max(4, 2 * Environment.ProcessorCount);
+    /// <summary>
+    /// CONNECTION LIMIT of each of a project's four REST logins (0 = twice MaxConcurrentPerProject: one instance opens at
+    /// most MaxConcurrentPerProject per login, so two instances fit; raise it when running more).
+    /// </summary>
+    public int LoginConnectionLimit { get; set; }
+    public int EffectiveLoginConnectionLimit => LoginConnectionLimit > 0 ? LoginConnectionLimit : 2 * MaxConcurrentPerProject;
     /// <summary>How long a request waits for its project's turn before a 503.</summary>
     public TimeSpan ProjectQueueTimeout { get; set; } = TimeSpan.FromSeconds(10);
 }

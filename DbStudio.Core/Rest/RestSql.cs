@@ -15,6 +15,15 @@ public enum CallerKind { Anon, User, Admin }
 public sealed record RestCaller(string ProjectId, CallerKind Kind, Guid? UserId = null, string? UserRole = null)
 {
     public bool IsAnonymous => Kind == CallerKind.Anon;
+
+    /// <summary>The project role this caller's requests run as (DESIGN §3).</summary>
+    public RestRole Role => Kind switch
+    {
+        CallerKind.Anon => RestRole.Anon,
+        CallerKind.User when UserRole == Platform.EndUserRoles.Admin => RestRole.UserAdmin,
+        CallerKind.User => RestRole.User,
+        _ => RestRole.Owner,
+    };
 }
 
 /// <summary>
@@ -42,14 +51,17 @@ public sealed class RestSql
     private readonly List<NpgsqlParameter> _params = [];
     private readonly RestRequest _req;
     private readonly TableInfo _table;
+    /// <summary>Who asks (its role decides which columns an error hint may name); null: name none.</summary>
+    private readonly RestCaller? _caller;
 
     /// <summary>The alias filters name the target by (pgrst_t, or the table's own name for <see cref="FilterCondition"/>).</summary>
     private readonly string _alias = T;
 
-    private RestSql(RestRequest req, TableInfo table, string alias = T, List<NpgsqlParameter>? parameters = null)
+    private RestSql(RestRequest req, TableInfo table, RestCaller? caller, string alias = T, List<NpgsqlParameter>? parameters = null)
     {
         _req = req;
         _table = table;
+        _caller = caller;
         _alias = alias;
         if (parameters is not null) _params = parameters;
     }
@@ -59,9 +71,10 @@ public sealed class RestSql
     /// (quoted), exactly as GET would filter: values appended to <paramref name="parameters"/> and numbered after those
     /// already there. Throws RestException for an unknown column. "true" when there are no filters.
     /// </summary>
-    public static string FilterCondition(IReadOnlyList<Filter> filters, TableInfo table, string alias, List<NpgsqlParameter> parameters)
+    public static string FilterCondition(IReadOnlyList<Filter> filters, TableInfo table, string alias, List<NpgsqlParameter> parameters,
+        RestCaller? caller = null)
     {
-        var b = new RestSql(new RestRequest { Verb = RestVerb.Get, Table = table.Name, Filters = filters }, table, alias, parameters);
+        var b = new RestSql(new RestRequest { Verb = RestVerb.Get, Table = table.Name, Filters = filters }, table, caller, alias, parameters);
         var where = b.Where();
         return where.Length == 0 ? "true" : where;
     }
@@ -78,7 +91,7 @@ public sealed class RestSql
     /// <param name="maxRows">most rows a read returns</param>
     public static RestPlan Build(RestRequest req, TableInfo table, RestCaller caller, string? ownerColumn, long maxRows)
     {
-        var b = new RestSql(req, table);
+        var b = new RestSql(req, table, caller);
         return req.Verb switch
         {
             RestVerb.Get or RestVerb.Head => b.Read(maxRows),
@@ -209,9 +222,13 @@ public sealed class RestSql
 
     private ColumnInfo Column(string name) => _table.Find(name) ?? throw UnknownColumn(name);
 
-    private RestException UnknownColumn(string name) =>
-        new(400, "42703", $"column {_table.Name}.{RestParser.Trim(name)} does not exist", null,
-            $"Columns of \"{_table.Name}\": {string.Join(", ", _table.Columns.Select(c => c.Name))}");
+    /// <summary>The hint names only the columns the caller's role holds a privilege on (PostgreSQL decided, SchemaCache).</summary>
+    private RestException UnknownColumn(string name)
+    {
+        var usable = _caller is null ? [] : _table.ColumnsFor(_caller.Role).Select(c => c.Name).ToList();
+        return new(400, "42703", $"column {_table.Name}.{RestParser.Trim(name)} does not exist", null,
+            usable.Count == 0 ? null : $"Columns of \"{_table.Name}\": {string.Join(", ", usable)}");
+    }
 
     /// <summary>The output columns with their JSON kinds, when every one has a direct JSON form (RowJson).</summary>
     private List<PlainColumn>? PlainColumns()

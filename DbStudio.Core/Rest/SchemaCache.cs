@@ -11,6 +11,30 @@ public sealed record ColumnInfo(string Name, string Type, uint TypeOid, bool Not
     bool Generated)
 {
     public bool IsPrimaryKey => PrimaryKeyPosition is not null;
+    /// <summary>Column privileges of the project's four roles, as PostgreSQL's has_column_privilege answers (RolePrivileges).</summary>
+    public RolePrivileges Privileges { get; init; } = RolePrivileges.All;
+}
+
+/// <summary>What a privilege check asks for.</summary>
+[Flags]
+public enum Privilege { None = 0, Select = 1, Insert = 2, Update = 4, Delete = 8 }
+
+/// <summary>
+/// Privileges of each of a project's roles (anon, user, user_admin, owner) on one table or column, as PostgreSQL itself
+/// decides them (has_table_privilege / has_column_privilege for that role name), loaded with the schema cache: the
+/// OpenAPI document and error hints show a caller only what its role may use, with no copy of the access rules here.
+/// </summary>
+public readonly record struct RolePrivileges(ushort Bits)
+{
+    public static readonly RolePrivileges All = new(0xFFFF);
+
+    public static RolePrivileges From(Privilege anon, Privilege user, Privilege userAdmin, Privilege owner) =>
+        new((ushort)((int)anon | (int)user << 4 | (int)userAdmin << 8 | (int)owner << 12));
+
+    public Privilege Of(RestRole role) => (Privilege)((Bits >> (4 * (int)role)) & 0xF);
+    /// <summary>Whether <paramref name="role"/> holds any of <paramref name="wanted"/>.</summary>
+    public bool Any(RestRole role, Privilege wanted = Privilege.Select | Privilege.Insert | Privilege.Update | Privilege.Delete) =>
+        (Of(role) & wanted) != 0;
 }
 
 public sealed class TableInfo
@@ -25,6 +49,15 @@ public sealed class TableInfo
     private Dictionary<string, ColumnInfo>? _byName;
     public IReadOnlyList<ColumnInfo> PrimaryKey => Columns.Where(c => c.IsPrimaryKey).OrderBy(c => c.PrimaryKeyPosition).ToList();
     public bool IsTable => Kind is 'r' or 'p';
+    /// <summary>Table privileges of the project's four roles (RolePrivileges).</summary>
+    public RolePrivileges Privileges { get; init; } = RolePrivileges.All;
+
+    /// <summary>The columns <paramref name="role"/> holds a privilege on (any of <paramref name="wanted"/>).</summary>
+    public IEnumerable<ColumnInfo> ColumnsFor(RestRole role,
+        Privilege wanted = Privilege.Select | Privilege.Insert | Privilege.Update) => Columns.Where(c => c.Privileges.Any(role, wanted));
+
+    /// <summary>Whether <paramref name="role"/> may use the table at all: a table privilege or one on any column.</summary>
+    public bool VisibleTo(RestRole role) => Privileges.Any(role) || Columns.Any(c => c.Privileges.Any(role));
 
     public ColumnInfo? Find(string name) => ByName.GetValueOrDefault(name);
 }
@@ -74,9 +107,20 @@ public sealed class SchemaCache(NpgsqlDataSource platform)
         return task;
     }
 
+    // Privileges come from PostgreSQL's own checks evaluated for each project role by name (catalog functions: no
+    // project code runs). Per role, 4 bits: SELECT 1, INSERT 2, UPDATE 4, DELETE 8 (tables); SELECT/INSERT/UPDATE (columns).
     private const string CatalogQuery = """
         SELECT c.relname, c.oid, c.relkind, a.attname, format_type(a.atttypid, a.atttypmod), a.atttypid, a.attnotnull,
-               pg_get_expr(d.adbin, d.adrelid), array_position(i.indkey::int2[], a.attnum), a.attgenerated <> ''
+               pg_get_expr(d.adbin, d.adrelid), array_position(i.indkey::int2[], a.attnum), a.attgenerated <> '',
+               (SELECT coalesce(sum(((has_table_privilege(r.oid, c.oid, 'SELECT')::int)
+                                  + (has_table_privilege(r.oid, c.oid, 'INSERT')::int * 2)
+                                  + (has_table_privilege(r.oid, c.oid, 'UPDATE')::int * 4)
+                                  + (has_table_privilege(r.oid, c.oid, 'DELETE')::int * 8)) * (1 << (4 * (k.i::int - 1)))), 0)::int
+                FROM unnest($2::text[]) WITH ORDINALITY AS k(name, i) JOIN pg_roles r ON r.rolname = k.name),
+               (SELECT coalesce(sum(((has_column_privilege(r.oid, c.oid, a.attnum, 'SELECT')::int)
+                                  + (has_column_privilege(r.oid, c.oid, a.attnum, 'INSERT')::int * 2)
+                                  + (has_column_privilege(r.oid, c.oid, a.attnum, 'UPDATE')::int * 4)) * (1 << (4 * (k.i::int - 1)))), 0)::int
+                FROM unnest($2::text[]) WITH ORDINALITY AS k(name, i) JOIN pg_roles r ON r.rolname = k.name)
         FROM pg_class c
         JOIN pg_namespace n ON n.oid = c.relnamespace
         JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
@@ -92,15 +136,19 @@ public sealed class SchemaCache(NpgsqlDataSource platform)
         var tables = new Dictionary<string, TableInfo>();
         await using var cmd = platform.CreateCommand(CatalogQuery);
         cmd.Parameters.Add(new NpgsqlParameter { Value = schema });
+        // In RestRole order: anon, user, user_admin, owner.
+        cmd.Parameters.Add(new NpgsqlParameter { Value = (string[])[ProjectNaming.AnonRole(projectId), ProjectNaming.UserRole(projectId),
+            ProjectNaming.UserAdminRole(projectId), ProjectNaming.OwnerRole(projectId)] });
         await using var r = await cmd.ExecuteReaderAsync(ct);
         string? current = null;
         uint oid = 0;
         var kind = 'r';
         var columns = new List<ColumnInfo>();
+        var privileges = RolePrivileges.All;
         void Flush()
         {
             if (current is not null)
-                tables[current] = new TableInfo { Schema = schema, Name = current, Oid = oid, Kind = kind, Columns = columns };
+                tables[current] = new TableInfo { Schema = schema, Name = current, Oid = oid, Kind = kind, Columns = columns, Privileges = privileges };
         }
         while (await r.ReadAsync(ct))
         {
@@ -111,10 +159,12 @@ public sealed class SchemaCache(NpgsqlDataSource platform)
                 current = name;
                 oid = r.GetFieldValue<uint>(1);
                 kind = r.GetChar(2);
+                privileges = new RolePrivileges((ushort)r.GetInt32(10));
                 columns = [];
             }
             columns.Add(new ColumnInfo(r.GetString(3), r.GetString(4), r.GetFieldValue<uint>(5), r.GetBoolean(6),
-                r.IsDBNull(7) ? null : r.GetString(7), r.IsDBNull(8) ? null : r.GetInt32(8), r.GetBoolean(9)));
+                r.IsDBNull(7) ? null : r.GetString(7), r.IsDBNull(8) ? null : r.GetInt32(8), r.GetBoolean(9))
+                { Privileges = new RolePrivileges((ushort)r.GetInt32(11)) });
         }
         Flush();
         return new SchemaSnapshot(tables, Environment.TickCount64);

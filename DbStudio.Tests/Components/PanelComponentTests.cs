@@ -81,6 +81,20 @@ public class PanelComponentTests : BunitContext
     }
 
     [Fact]
+    public async Task Sql_tab_marks_cut_values_and_says_what_was_left_out()
+    {
+        var (_, p) = await ProjectAsync();
+        var cut = Render<SqlTab>(ps => ps.Add(c => c.ProjectId, p.Id).Add(c => c.Sql, "select repeat('x', 3000000) as big, 'small' as s"));
+        Click(cut, "#sql-run");
+        cut.WaitForAssertion(() => Assert.Single(cut.FindAll("[id^=sql-result-]")), TimeSpan.FromSeconds(20));
+        Assert.Contains("Truncated", cut.Find("#sql-result-0 .sql-truncated").TextContent);
+        Assert.Contains("3,000,000 bytes", cut.Find("#sql-result-0 .cut-value").TextContent);
+        var cells = cut.FindAll("#sql-result-0 tbody td");
+        Assert.True(cells[0].TextContent.Length < 3000); // a long value shows its start only
+        Assert.Equal("small", cells[1].TextContent.Trim());
+    }
+
+    [Fact]
     public async Task Schema_tab_lists_columns_with_type_nullable_default_and_primary_key()
     {
         var (_, p) = await ProjectAsync("create table items (id serial primary key, name text not null, price numeric(8,2) default 0, tags text[])");

@@ -28,6 +28,10 @@ public class AppFactory(string platformConnectionString, IReadOnlyDictionary<str
         builder.UseSetting("DbStudio:Rest:RequestsPerSecondPerIp", "0");
         // Likewise the sign-in budget per client address (wrong passwords from one address); LoginThrottleTests keep it.
         builder.UseSetting("DbStudio:Login:FailuresPerAddress", "0");
+        // Likewise every test registers its own accounts from that one address, and the suite's many app instances share
+        // one PostgreSQL: registration limits and the connection guard are on only in the tests about them (LimitsTests).
+        builder.UseSetting("DbStudio:Limits:RegistrationsPerHour", "0");
+        builder.UseSetting("DbStudio:Limits:ReservedConnections", "0");
         foreach (var (k, v) in settings ?? new Dictionary<string, string?>()) builder.UseSetting(k, v);
     }
 

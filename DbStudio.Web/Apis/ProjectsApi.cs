@@ -20,7 +20,7 @@ public static class ProjectsApi
     public static RouteGroupBuilder MapProjectsApi(this IEndpointRouteBuilder app)
     {
         var g = app.MapGroup("/api/projects").RequireAuthorization().WithTags("Projects").WithStrictJson();
-        g.MapPost("/", Create);
+        g.MapPost("/", Create).AddEndpointFilter(LimitsEndpoints.RefusedByLimits);
         g.MapGet("/", List);
         g.MapGet("/{id}", Get);
         g.MapDelete("/{id}", Delete);

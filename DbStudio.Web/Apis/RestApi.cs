@@ -97,8 +97,10 @@ public static class RestApi
         var caller = await ResolveCallerAsync(ctx, id, credentials);
         if (caller is null) { await WriteError(ctx, 401, Unauthorized()); return; }
         var name = await db.Projects.Where(p => p.Id == id).Select(p => p.Name).FirstOrDefaultAsync(ctx.RequestAborted) ?? id;
-        var snapshot = await schemas.GetAsync(id, ctx.RequestAborted);
-        var doc = OpenApiDocument.Build(name, $"{ProjectsApi.BaseUrl(ctx.Request, options)}/db/{id}/rest", snapshot);
+        // Privileges change with the Access tab's settings and GRANTs from the console: read them fresh (at most a few
+        // times a second per project, SchemaCache's throttle).
+        var snapshot = await schemas.ReloadIfOlderAsync(id, await schemas.GetAsync(id, ctx.RequestAborted));
+        var doc = OpenApiDocument.Build(name, $"{ProjectsApi.BaseUrl(ctx.Request, options)}/db/{id}/rest", snapshot, caller.Role);
         ctx.Response.ContentType = "application/openapi+json; charset=utf-8";
         await ctx.Response.WriteAsync(doc.ToJsonString(), ctx.RequestAborted);
     }

@@ -71,6 +71,8 @@ public static class HostingExtensions
             .AddEntityFrameworkStores<PlatformDbContext>();
 
         services.AddSingleton<SecretProtector>();
+        services.AddSingleton<DbStudio.Core.Limits.PlatformLimits>();
+        services.AddHostedService<DbStudio.Core.Limits.ConnectionGuard>();
         services.AddSingleton<OwnerConnections>();
         services.AddScoped<ProjectService>();
         services.AddSingleton<SqlConsole>();
@@ -268,6 +270,7 @@ public static class HostingExtensions
         app.UseHttpLogging();
         app.UseCors();
         app.UseRateLimiter();
+        app.UseRegistrationLimit();
         app.UseAntiforgery();
         app.MapStaticAssets();
 

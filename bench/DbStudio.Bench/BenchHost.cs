@@ -28,6 +28,9 @@ public sealed class BenchHost : IAsyncDisposable
         // The load generators are one client with one key: no per-client limits in benchmarks.
         builder.Configuration["DbStudio:Rest:RequestsPerSecondPerIp"] = "0";
         builder.Configuration["DbStudio:Rest:RequestsPerSecondPerKey"] = "0";
+        // One account makes every project of a benchmark (provisioning 100, soak 50): no account quota or creation rate.
+        builder.Configuration["DbStudio:Limits:ProjectsPerAccount"] = "0";
+        builder.Configuration["DbStudio:Limits:ProjectsCreatedPerHour"] = "0";
         builder.Logging.SetMinimumLevel(LogLevel.Warning);
         if (urls is not null) builder.WebHost.UseUrls(urls);
         await builder.AddDbStudioAsync();

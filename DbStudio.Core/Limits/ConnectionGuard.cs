@@ -1,0 +1,141 @@
+// Fair shares of the server's connection slots (issue 12). PostgreSQL enforces each project login's CONNECTION LIMIT
+// (owner: DbStudio:OwnerConnectionLimit; REST logins: Rest:LoginConnectionLimit); this guard
+//  - re-applies those limits to the logins of every existing project whenever they differ (projects made before the
+//    limits, or before an operator changed them: the REST logins' ALTER ROLE runs only when they are made), and
+//  - keeps Limits:ReservedConnections slots free for the platform, as PostgreSQL 16's reserved_connections would:
+//    per-project limits bound one project, but not how many projects hold connections at once. When fewer slots are
+//    free, it ends the newest sessions of the owner logins (Connection URL clients first, the console's own last),
+//    taking from the projects that hold the most.
+// It reads only the catalog and pg_stat_activity and needs pg_signal_backend to end sessions (PlatformBootstrap grants
+// it; on an existing server: GRANT pg_signal_backend TO <platform role>).
+using DbStudio.Core.Sql;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using Npgsql;
+
+namespace DbStudio.Core.Limits;
+
+public sealed class ConnectionGuard(NpgsqlDataSource platform, IOptions<DbStudioOptions> options, TimeProvider clock,
+    ILogger<ConnectionGuard> log) : BackgroundService
+{
+    private readonly DbStudioOptions _options = options.Value;
+    private bool _warnedNoSignal;
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        var period = _options.Limits.ConnectionCheckPeriod;
+        if (period <= TimeSpan.Zero) return;
+        using var timer = new PeriodicTimer(period, clock);
+        do
+        {
+            try
+            {
+                await ApplyLimitsAsync(stoppingToken);
+                await KeepReserveAsync(stoppingToken);
+            }
+            catch (NpgsqlException e) when (!stoppingToken.IsCancellationRequested)
+            {
+                log.LogDebug(e, "Connection check skipped"); // the database is away: the next tick tries again
+            }
+            catch (Exception e) when (e is not OperationCanceledException)
+            {
+                // Never take the host down (a BackgroundService's exception stops it): say so and look again next time.
+                log.LogWarning(e, "Connection check failed");
+            }
+        } while (await timer.WaitForNextTickAsync(stoppingToken));
+    }
+
+    /// <summary>Sets CONNECTION LIMIT on every project login whose limit differs from the configured one. Returns how many changed.</summary>
+    public async Task<int> ApplyLimitsAsync(CancellationToken ct = default)
+    {
+        var changes = new List<(string Role, int Limit)>();
+        await using (var cmd = platform.CreateCommand("""
+            SELECT r.rolname, w.wanted
+            FROM platform.projects p
+            CROSS JOIN LATERAL (VALUES ('proj_' || p."Id" || '_owner', $1), ('proj_' || p."Id" || '_rest_anon', $2),
+                ('proj_' || p."Id" || '_rest_user', $2), ('proj_' || p."Id" || '_rest_admin', $2), ('proj_' || p."Id" || '_rest_owner', $2)) w(name, wanted)
+            JOIN pg_roles r ON r.rolname = w.name
+            WHERE r.rolcanlogin AND r.rolconnlimit <> w.wanted
+            """))
+        {
+            cmd.Parameters.Add(new NpgsqlParameter { Value = _options.OwnerConnectionLimit });
+            cmd.Parameters.Add(new NpgsqlParameter { Value = _options.Rest.EffectiveLoginConnectionLimit });
+            await using var r = await cmd.ExecuteReaderAsync(ct);
+            while (await r.ReadAsync(ct)) changes.Add((r.GetString(0), r.GetInt32(1)));
+        }
+        var changed = 0;
+        foreach (var (role, limit) in changes)
+        {
+            try
+            {
+                await using var alter = platform.CreateCommand($"ALTER ROLE {SqlText.Ident(role)} CONNECTION LIMIT {limit}");
+                await alter.ExecuteNonQueryAsync(ct);
+                changed++;
+            }
+            catch (PostgresException e)
+            {
+                // Dropped meanwhile (a project deletion), or changed at the same moment: the next check looks again.
+                log.LogDebug(e, "Could not set the connection limit of {Role}", role);
+            }
+        }
+        if (changed > 0) log.LogInformation("Applied connection limits to {Count} project logins", changed);
+        return changed;
+    }
+
+    /// <summary>
+    /// Ends owner-login sessions while fewer than Limits:ReservedConnections slots are free. Returns how many it ended.
+    /// </summary>
+    public async Task<int> KeepReserveAsync(CancellationToken ct = default)
+    {
+        var reserve = _options.Limits.ReservedConnections;
+        if (reserve <= 0) return 0;
+        // Sessions of other roles show only some columns to the platform role: count every row that has a role
+        // (client backends; parallel workers too, which errs on the side of ending more).
+        int free;
+        await using (var cmd = platform.CreateCommand("""
+            SELECT current_setting('max_connections')::int - current_setting('superuser_reserved_connections')::int
+                   - (SELECT count(*) FROM pg_stat_activity WHERE usesysid IS NOT NULL)::int
+            """))
+            free = (int)(await cmd.ExecuteScalarAsync(ct))!;
+        if (free >= reserve) return 0;
+
+        var need = reserve - free;
+        var victims = new List<(int Pid, string Role)>();
+        await using (var cmd = platform.CreateCommand("""
+            SELECT a.pid, a.usename
+            FROM pg_stat_activity a
+            JOIN platform.projects p ON a.usename = 'proj_' || p."Id" || '_owner'
+            ORDER BY a.application_name = 'dbstudio-console', count(*) OVER (PARTITION BY a.usename) DESC, a.pid DESC
+            LIMIT $1
+            """))
+        {
+            cmd.Parameters.Add(new NpgsqlParameter { Value = need });
+            await using var r = await cmd.ExecuteReaderAsync(ct);
+            while (await r.ReadAsync(ct)) victims.Add((r.GetInt32(0), r.GetString(1)));
+        }
+        var ended = 0;
+        foreach (var (pid, role) in victims)
+        {
+            try
+            {
+                await using var kill = platform.CreateCommand("SELECT pg_terminate_backend($1)");
+                kill.Parameters.Add(new NpgsqlParameter { Value = pid });
+                if (await kill.ExecuteScalarAsync(ct) is true) ended++;
+            }
+            catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.InsufficientPrivilege)
+            {
+                if (!_warnedNoSignal)
+                    log.LogWarning("Only {Free} connection slots are free (reserve: {Reserve}) but the platform role may not end " +
+                                   "project sessions: GRANT pg_signal_backend TO it", free, reserve);
+                _warnedNoSignal = true;
+                return ended;
+            }
+            log.LogDebug("Ended session {Pid} of {Role}", pid, role);
+        }
+        if (ended > 0)
+            log.LogWarning("Only {Free} connection slots were free (reserve: {Reserve}): ended {Ended} sessions of project owner logins",
+                free, reserve, ended);
+        return ended;
+    }
+}
