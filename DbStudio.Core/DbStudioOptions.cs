@@ -1,4 +1,5 @@
 // Settings bound from configuration section "DbStudio".
+using DbStudio.Core.Projects;
 namespace DbStudio.Core;
 
 public sealed class DbStudioOptions
@@ -18,8 +19,8 @@ public sealed class DbStudioOptions
     public int OwnerConnectionLimit { get; set; } = 5;
 
     public ConsoleOptions Console { get; set; } = new();
-    public Rest.RestOptions Rest { get; set; } = new();
-    public Streams.StreamOptions Streams { get; set; } = new();
+    public RestOptions Rest { get; set; } = new();
+    public StreamOptions Streams { get; set; } = new();
     public Limits.LimitsOptions Limits { get; set; } = new();
 }
 
@@ -47,4 +48,46 @@ public sealed class ConsoleOptions
     public int PoolSize { get; set; } = 2;
     /// <summary>Idle owner connections are closed after this long; idle pools are dropped after ten times it.</summary>
     public TimeSpan PoolIdle { get; set; } = TimeSpan.FromSeconds(30);
+}
+
+public sealed class RestOptions
+{
+    /// <summary>Most rows one response carries (PostgREST's db-max-rows).</summary>
+    public long MaxRows { get; set; } = 1000;
+    public TimeSpan StatementTimeout { get; set; } = TimeSpan.FromSeconds(10);
+    /// <summary>How long an unused REST connection stays open.</summary>
+    public TimeSpan PoolIdle { get; set; } = TimeSpan.FromSeconds(60);
+    /// <summary>REST connections one instance holds at most, all projects together (RestConnections).</summary>
+    public int MaxConnections { get; set; } = 128;
+    /// <summary>Largest request body accepted, in bytes.</summary>
+    public long MaxBodyBytes { get; set; } = 10 * 1024 * 1024;
+    /// <summary>
+    /// REST statements one project may run at once (and the most connections one of its pools holds): one busy project
+    /// cannot take the server, and the rest wait their turn in order instead of all competing for the CPU — about
+    /// two per core is where a machine's throughput peaks and its tail latency stays short.
+    /// </summary>
+    public int MaxConcurrentPerProject { get; set; } = Math.Max(4, 2 * Environment.ProcessorCount);
+    /// <summary>
+    /// CONNECTION LIMIT of each of a project's four REST logins (0 = twice MaxConcurrentPerProject: one instance opens at
+    /// most MaxConcurrentPerProject per login, so two instances fit; raise it when running more).
+    /// </summary>
+    public int LoginConnectionLimit { get; set; }
+    public int EffectiveLoginConnectionLimit => LoginConnectionLimit > 0 ? LoginConnectionLimit : 2 * MaxConcurrentPerProject;
+    /// <summary>How long a request waits for its project's turn before a 503.</summary>
+    public TimeSpan ProjectQueueTimeout { get; set; } = TimeSpan.FromSeconds(10);
+}
+
+public sealed class StreamOptions
+{
+    /// <summary>How long changes stay in the log for resuming (Last-Event-ID).</summary>
+    public TimeSpan Retention { get; set; } = TimeSpan.FromHours(24);
+    /// <summary>Events one subscriber may have queued before it is dropped.</summary>
+    public int QueueCapacity { get; set; } = 2048;
+    /// <summary>Longest silence on a stream before a heartbeat comment.</summary>
+    public TimeSpan Heartbeat { get; set; } = TimeSpan.FromSeconds(15);
+    /// <summary>The reconnect delay advised to clients (SSE retry:).</summary>
+    public TimeSpan Retry { get; set; } = TimeSpan.FromSeconds(2);
+    public TimeSpan PruneInterval { get; set; } = TimeSpan.FromMinutes(1);
+    /// <summary>How often open streams' credentials are looked at again (logout, expiry, rotation end them).</summary>
+    public TimeSpan CredentialCheck { get; set; } = TimeSpan.FromMilliseconds(500);
 }

@@ -4,10 +4,10 @@ using System.Collections.Concurrent;
 using System.Text;
 using DbStudio.Core.Platform;
 using DbStudio.Core.Projects;
-using DbStudio.Core.Rest;
 using DbStudio.Core.Sql;
 using Microsoft.EntityFrameworkCore;
 using Npgsql;
+using DbStudio.Core.Catalog;
 
 namespace DbStudio.Core.Access;
 

@@ -3,7 +3,6 @@
 using System.Collections.Concurrent;
 using DbStudio.Core.Platform;
 using DbStudio.Core.Projects;
-using DbStudio.Core.Rest;
 using Microsoft.EntityFrameworkCore;
 
 namespace DbStudio.Core.Auth;

@@ -10,6 +10,7 @@ using DbStudio.Core.Sql;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Npgsql;
+using DbStudio.Core.Catalog;
 
 namespace DbStudio.Core.Console;
 

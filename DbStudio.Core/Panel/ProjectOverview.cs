@@ -9,7 +9,7 @@ namespace DbStudio.Core.Panel;
 
 public sealed record TableRows(string Table, long Rows, bool Estimated);
 
-public sealed class ProjectOverview(NpgsqlDataSource platform, Rest.RestConnections connections)
+public sealed class ProjectOverview(NpgsqlDataSource platform, Projects.RestConnections connections)
 {
     public const long ExactBelow = 100_000;
 

@@ -2,6 +2,8 @@
 // so a filter or a page means the same in both.
 using System.Text.Json;
 using DbStudio.Core.Rest;
+using DbStudio.Core.Catalog;
+using DbStudio.Core.Auth;
 
 namespace DbStudio.Core.Panel;
 

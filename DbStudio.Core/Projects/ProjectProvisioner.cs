@@ -20,7 +20,7 @@ public sealed class ProjectProvisioner
         await using var conn = await platform.OpenConnectionAsync(ct);
         await using var tx = await conn.BeginTransactionAsync(ct);
         // The second lock: REST logins' CONNECT grants change the same pg_database row (RestConnections).
-        await using (var lockCmd = new NpgsqlCommand("SELECT pg_advisory_xact_lock(7220411); " + Rest.RestConnections.LoginsLockSql, conn, tx))
+        await using (var lockCmd = new NpgsqlCommand("SELECT pg_advisory_xact_lock(7220411); " + Projects.RestConnections.LoginsLockSql, conn, tx))
             await lockCmd.ExecuteNonQueryAsync(ct);
         var db = conn.Database;
         var group = OwnersGroup(db);
@@ -65,7 +65,6 @@ public sealed class ProjectProvisioner
             GRANT USAGE ON SCHEMA {schema} TO {anon}, {user}, {userAdmin};
             REVOKE {owner} FROM CURRENT_USER;
             ALTER ROLE {owner} SET search_path = {schema};
-            {Streams.ChangeLog.CreateStreamSql(id)}
             """, ct);
     }
 
@@ -80,7 +79,7 @@ public sealed class ProjectProvisioner
     {
         if (!ProjectNaming.IsValidId(id)) throw new ArgumentException("invalid project id", nameof(id));
         string[] roles = [ProjectNaming.OwnerRole(id), ProjectNaming.AnonRole(id), ProjectNaming.UserRole(id), ProjectNaming.UserAdminRole(id),
-            .. Rest.RestConnections.LoginRoles(id)];
+            .. Projects.RestConnections.LoginRoles(id)];
         var existing = new List<string>();
         await using (var cmd = new NpgsqlCommand("SELECT rolname FROM pg_roles WHERE rolname = ANY($1)", conn, tx))
         {
@@ -88,10 +87,10 @@ public sealed class ProjectProvisioner
             await using var r = await cmd.ExecuteReaderAsync(ct);
             while (await r.ReadAsync(ct)) existing.Add(r.GetString(0));
         }
-        var sql = Streams.ChangeLog.DropStreamSql(id);
-        var logins = existing.Intersect(Rest.RestConnections.LoginRoles(id)).ToList();
+        var sql = "";
+        var logins = existing.Intersect(Projects.RestConnections.LoginRoles(id)).ToList();
         var grouped = existing.Except(logins).ToList();
-        if (logins.Count > 0) sql += Rest.RestConnections.LoginsLockSql;
+        if (logins.Count > 0) sql += Projects.RestConnections.LoginsLockSql;
         foreach (var login in logins)
             sql += $"ALTER ROLE {SqlText.Ident(login)} NOLOGIN; REVOKE ALL ON DATABASE {SqlText.Ident(conn.Database)} FROM {SqlText.Ident(login)};";
         if (grouped.Count > 0)
@@ -100,7 +99,8 @@ public sealed class ProjectProvisioner
             if (grouped.Contains(roles[0])) sql += $"ALTER ROLE {SqlText.Ident(roles[0])} NOLOGIN;";
             sql += $"GRANT {list} TO CURRENT_USER; DROP OWNED BY {list} CASCADE;";
         }
-        if (existing.Count > 0) sql += $"DROP ROLE {string.Join(", ", existing.Select(SqlText.Ident))};";
+        if (existing.Count == 0) return;
+        sql += $"DROP ROLE {string.Join(", ", existing.Select(SqlText.Ident))};";
         await Exec(conn, tx, sql, ct);
     }
 

@@ -17,8 +17,7 @@ public sealed class ProjectService(
     NpgsqlDataSource platform,
     SecretProtector protector,
     OwnerConnections ownerConnections,
-    Rest.RestConnections restConnections,
-    Console.SqlHistory history,
+    Projects.RestConnections restConnections,
     PlatformSignals signals,
     IOptions<DbStudioOptions> options,
     Limits.PlatformLimits limits)
@@ -102,7 +101,7 @@ public sealed class ProjectService(
             await nologin.ExecuteNonQueryAsync(ct);
         ownerConnections.Forget(id);
         restConnections.Forget(id);
-        await using (var owner = await restConnections.OpenDedicatedAsync(id, Rest.RestRole.Owner, ct))
+        await using (var owner = await restConnections.OpenDedicatedAsync(id, Projects.RestRole.Owner, ct))
         {
             await using (var end = new NpgsqlCommand(ProjectProvisioner.TerminateOwnerSessionsSql, owner))
                 await end.ExecuteNonQueryAsync(ct);
@@ -119,8 +118,8 @@ public sealed class ProjectService(
             await db.Projects.Where(p => p.Id == id).ExecuteDeleteAsync(ct);
             await tx.CommitAsync(ct);
         });
-        history.Forget(id);
-        // Every instance (this one first) forgets the project's keys, sessions, settings and pools, and ends its streams.
+        // Every instance (this one first) forgets the project's keys, sessions, settings, pools and console history, ends its
+        // streams and drops its change log.
         await signals.PublishAsync(PlatformSignals.Topics.Project, id, ct);
         return true;
     }

@@ -2,6 +2,8 @@
 // PostgREST (openapi-mode follow-privileges), only the tables, columns and operations the caller's role holds a
 // privilege on, as PostgreSQL itself decides them (has_table_privilege / has_column_privilege, see SchemaCache).
 using System.Text.Json.Nodes;
+using DbStudio.Core.Catalog;
+using DbStudio.Core.Projects;
 
 namespace DbStudio.Core.Rest;
 

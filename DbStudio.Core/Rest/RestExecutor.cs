@@ -11,35 +11,10 @@ using DbStudio.Core.Projects;
 using Microsoft.Extensions.Options;
 using Npgsql;
 using NpgsqlTypes;
+using DbStudio.Core.Catalog;
+using DbStudio.Core.Auth;
 
 namespace DbStudio.Core.Rest;
-
-public sealed class RestOptions
-{
-    /// <summary>Most rows one response carries (PostgREST's db-max-rows).</summary>
-    public long MaxRows { get; set; } = 1000;
-    public TimeSpan StatementTimeout { get; set; } = TimeSpan.FromSeconds(10);
-    /// <summary>How long an unused REST connection stays open.</summary>
-    public TimeSpan PoolIdle { get; set; } = TimeSpan.FromSeconds(60);
-    /// <summary>REST connections one instance holds at most, all projects together (RestConnections).</summary>
-    public int MaxConnections { get; set; } = 128;
-    /// <summary>Largest request body accepted, in bytes.</summary>
-    public long MaxBodyBytes { get; set; } = 10 * 1024 * 1024;
-    /// <summary>
-    /// REST statements one project may run at once (and the most connections one of its pools holds): one busy project
-    /// cannot take the server, and the rest wait their turn in order instead of all competing for the CPU — about
-    /// two per core is where a machine's throughput peaks and its tail latency stays short.
-    /// </summary>
-    public int MaxConcurrentPerProject { get; set; } = Math.Max(4, 2 * Environment.ProcessorCount);
-    /// <summary>
-    /// CONNECTION LIMIT of each of a project's four REST logins (0 = twice MaxConcurrentPerProject: one instance opens at
-    /// most MaxConcurrentPerProject per login, so two instances fit; raise it when running more).
-    /// </summary>
-    public int LoginConnectionLimit { get; set; }
-    public int EffectiveLoginConnectionLimit => LoginConnectionLimit > 0 ? LoginConnectionLimit : 2 * MaxConcurrentPerProject;
-    /// <summary>How long a request waits for its project's turn before a 503.</summary>
-    public TimeSpan ProjectQueueTimeout { get; set; } = TimeSpan.FromSeconds(10);
-}
 
 /// <summary>A response ready to write: status, headers and the UTF-8 JSON body (if any).</summary>
 public sealed class RestResponse
@@ -54,7 +29,7 @@ public sealed class RestResponse
 }
 
 public sealed class RestExecutor(RestConnections connections, SchemaCache schemas, AccessPolicies access, IOptions<DbStudioOptions> options,
-    Streams.ICommitObserver commits)
+    Rest.ICommitObserver commits)
 {
     private RestOptions Opt => options.Value.Rest;
     private readonly System.Collections.Concurrent.ConcurrentDictionary<string, SemaphoreSlim> _projectGates = new();
@@ -119,8 +94,9 @@ public sealed class RestExecutor(RestConnections connections, SchemaCache schema
         catch (NpgsqlException e) when (!ct.IsCancellationRequested)
         {
             // No connection (PostgreSQL down or restarting): drop the pool's broken connections so that the first
-            // requests after the restart do not each find one, and say so — nothing was written.
-            connections.ClearAll();
+            // requests after the restart do not each find one, and say so — nothing was written. (A pool that stayed
+            // busy is not broken: its connections stay.)
+            if (e is not RestConnections.BusyException) connections.ClearAll();
             return RestResponse.Fail(503, new RestError("PGRST001", "Could not connect to the database", e.Message,
                 "The database is restarting or unreachable; retry in a moment"));
         }

@@ -1,5 +1,6 @@
 // REST requests per project, per minute and auth level, for the project page's chart. In memory, last hour.
 using System.Collections.Concurrent;
+using DbStudio.Core.Auth;
 
 namespace DbStudio.Core.Rest;
 

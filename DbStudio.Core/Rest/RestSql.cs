@@ -6,25 +6,10 @@ using System.Text.Json;
 using DbStudio.Core.Sql;
 using Npgsql;
 using NpgsqlTypes;
+using DbStudio.Core.Catalog;
+using DbStudio.Core.Auth;
 
 namespace DbStudio.Core.Rest;
-
-public enum CallerKind { Anon, User, Admin }
-
-/// <summary>Who is calling: decides the database role and the request.* settings policies read.</summary>
-public sealed record RestCaller(string ProjectId, CallerKind Kind, Guid? UserId = null, string? UserRole = null)
-{
-    public bool IsAnonymous => Kind == CallerKind.Anon;
-
-    /// <summary>The project role this caller's requests run as (DESIGN §3).</summary>
-    public RestRole Role => Kind switch
-    {
-        CallerKind.Anon => RestRole.Anon,
-        CallerKind.User when UserRole == Platform.EndUserRoles.Admin => RestRole.UserAdmin,
-        CallerKind.User => RestRole.User,
-        _ => RestRole.Owner,
-    };
-}
 
 /// <summary>
 /// The statement of a request, and optionally a count statement run before it in the same round trip (it uses the

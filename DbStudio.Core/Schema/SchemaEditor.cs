@@ -7,6 +7,7 @@ using DbStudio.Core.Projects;
 using DbStudio.Core.Rest;
 using DbStudio.Core.Sql;
 using Npgsql;
+using DbStudio.Core.Catalog;
 
 namespace DbStudio.Core.Schema;
 

@@ -19,29 +19,9 @@ using DbStudio.Core.Rest;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
+using DbStudio.Core.Catalog;
 
 namespace DbStudio.Core.Streams;
-
-public sealed class StreamOptions
-{
-    /// <summary>How long changes stay in the log for resuming (Last-Event-ID).</summary>
-    public TimeSpan Retention { get; set; } = TimeSpan.FromHours(24);
-    /// <summary>Events one subscriber may have queued before it is dropped.</summary>
-    public int QueueCapacity { get; set; } = 2048;
-    /// <summary>Longest silence on a stream before a heartbeat comment.</summary>
-    public TimeSpan Heartbeat { get; set; } = TimeSpan.FromSeconds(15);
-    /// <summary>The reconnect delay advised to clients (SSE retry:).</summary>
-    public TimeSpan Retry { get; set; } = TimeSpan.FromSeconds(2);
-    public TimeSpan PruneInterval { get; set; } = TimeSpan.FromMinutes(1);
-    /// <summary>How often open streams' credentials are looked at again (logout, expiry, rotation end them).</summary>
-    public TimeSpan CredentialCheck { get; set; } = TimeSpan.FromMilliseconds(500);
-}
-
-/// <summary>Told when a write through this instance committed, so the stream need not wait for the notification.</summary>
-public interface ICommitObserver
-{
-    void Committed(string projectId);
-}
 
 public sealed class ChangeHub(ChangeLog changeLog, StreamVisibility visibility, StreamIds ids, Credentials credentials,
     IOptions<DbStudioOptions> options, TimeProvider clock, ILogger<ChangeHub> log) : BackgroundService, ICommitObserver
@@ -121,13 +101,13 @@ public sealed class ChangeHub(ChangeLog changeLog, StreamVisibility visibility, 
         const int batch = 500;
         while (true)
         {
-            var changes = await changeLog.ReadTableAsync(sub.ProjectId, sub.Table.Oid, after, batch, ct);
+            var (changes, more) = await changeLog.ReadTableAsync(sub.ProjectId, sub.Table.Oid, after, batch, ct);
             if (changes.Count == 0) yield break;
             var seen = await visibility.EvaluateAsync(sub.ProjectId, sub.Table, changes, [sub.Audience], ct);
             var key = await ids.KeyAsync(sub.ProjectId, ct);
             foreach (var v in seen[sub.Audience]) yield return Frame(v, sub.Table, sub.Identity, key);
             after = changes[^1].Id;
-            if (changes.Count < batch) yield break;
+            if (!more) yield break;
         }
     }
 
@@ -228,9 +208,10 @@ public sealed class ChangeHub(ChangeLog changeLog, StreamVisibility visibility, 
     {
         const int batch = 1000;
         List<Change> changes;
+        bool more;
         do
         {
-            changes = await changeLog.ReadAsync(feed.ProjectId, feed.Cursor, batch, ct);
+            (changes, more) = await changeLog.ReadAsync(feed.ProjectId, feed.Cursor, batch, ct);
             if (changes.Count == 0) return;
             var now = clock.GetUtcNow();
             foreach (var c in changes) DispatchDelay.Record((now - c.CommittedAt).TotalMilliseconds);
@@ -259,7 +240,7 @@ public sealed class ChangeHub(ChangeLog changeLog, StreamVisibility visibility, 
                 await Task.WhenAll(runs);
             }
             feed.Cursor = changes[^1].Id;
-        } while (changes.Count == batch);
+        } while (more);
     }
 
     // ---- background work -----------------------------------------------------------------------------------

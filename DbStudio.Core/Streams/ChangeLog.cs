@@ -17,6 +17,8 @@ public sealed record Change(long Id, uint TableOid, uint[] Ancestors, char Op, s
 
 public sealed class ChangeLog(NpgsqlDataSource platform)
 {
+    private static readonly System.Diagnostics.Metrics.Counter<long> Oversized = new System.Diagnostics.Metrics.Meter(ChangeHub.MeterName)
+        .CreateCounter<long>("dbstudio.stream.oversized", "{change}", "Changes whose row image was too large to stream");
     /// <summary>The notification channel the capture trigger notifies (with no payload).</summary>
     public const string Channel = "dbstudio_changes";
 
@@ -24,21 +26,32 @@ public sealed class ChangeLog(NpgsqlDataSource platform)
     private const string LastIdSql =
         "greatest(s.last_id, s.pruned_through, coalesce((SELECT max(c.id) FROM dbstudio_realtime.changes c WHERE c.schema_name = s.schema_name), 0))";
 
-    private const string Columns = """
+    /// <summary>Largest row image handed to the stream (a larger one is delivered to nobody: see README).</summary>
+    public const int MaxImageBytes = 1024 * 1024;
+    /// <summary>About this many bytes of images per read (the rest follow in the next).</summary>
+    private const long BatchBytes = 16 * 1024 * 1024;
+
+    // Images are sized in PostgreSQL and only those up to MaxImageBytes come back: a row whose compressed 2 MB stand for
+    // 150 MB of text never reaches the app's memory.
+    private static readonly string Columns = $"""
         SELECT c.id, c.table_oid, ARRAY(SELECT a.relid::oid FROM pg_partition_ancestors(c.table_oid) a WHERE a.relid <> c.table_oid),
-               c.op, c.record::text, c.old_record::text, c.committed_at
+               c.op, CASE WHEN octet_length(t.rt) <= {MaxImageBytes} THEN t.rt END, CASE WHEN octet_length(t.ot) <= {MaxImageBytes} THEN t.ot END,
+               c.committed_at, octet_length(t.rt) > {MaxImageBytes} OR octet_length(t.ot) > {MaxImageBytes}
         FROM dbstudio_realtime.changes c
+        CROSS JOIN LATERAL (SELECT c.record::text AS rt, c.old_record::text AS ot OFFSET 0) t
         """;
 
-    /// <summary>Run at provisioning (inside its transaction).</summary>
-    public static string CreateStreamSql(string projectId) =>
+    /// <summary>The project's stream row (made when a project is first followed or captured).</summary>
+    private static string CreateStreamSql(string projectId) =>
         $"INSERT INTO dbstudio_realtime.streams (schema_name) VALUES ({SqlText.Literal(ProjectNaming.Schema(projectId))}) ON CONFLICT DO NOTHING;";
 
-    /// <summary>Run at deletion (inside its transaction).</summary>
-    public static string DropStreamSql(string projectId)
+    /// <summary>Drops a deleted project's log and stream row (at once on the deleting instance; pruning catches any left).</summary>
+    public async Task DropProjectAsync(string projectId, CancellationToken ct)
     {
-        var schema = SqlText.Literal(ProjectNaming.Schema(projectId));
-        return $"DELETE FROM dbstudio_realtime.changes WHERE schema_name = {schema}; DELETE FROM dbstudio_realtime.streams WHERE schema_name = {schema};";
+        await using var cmd = platform.CreateCommand(
+            "DELETE FROM dbstudio_realtime.changes WHERE schema_name = $1; DELETE FROM dbstudio_realtime.streams WHERE schema_name = $1");
+        cmd.Parameters.Add(new() { Value = ProjectNaming.Schema(projectId) });
+        await cmd.ExecuteNonQueryAsync(ct);
     }
 
     /// <summary>Makes sure the project has its stream row (projects made before the log existed).</summary>
@@ -70,21 +83,22 @@ public sealed class ChangeLog(NpgsqlDataSource platform)
         return result;
     }
 
-    /// <summary>The project's changes after <paramref name="after"/>, every table, in id order.</summary>
-    public Task<List<Change>> ReadAsync(string projectId, long after, int limit, CancellationToken ct) =>
-        QueryAsync($"{Columns} WHERE c.schema_name = $1 AND c.id > $2 ORDER BY c.id LIMIT {limit}",
+    /// <summary>The project's changes after <paramref name="after"/>, every table, in id order; More when the read stopped
+    /// short of the log's end (the row limit or the byte budget).</summary>
+    public Task<(List<Change> Changes, bool More)> ReadAsync(string projectId, long after, int limit, CancellationToken ct) =>
+        QueryAsync($"{Columns} WHERE c.schema_name = $1 AND c.id > $2 ORDER BY c.id LIMIT {limit}", limit,
             [ProjectNaming.Schema(projectId), after], ct);
 
     /// <summary>
     /// The changes of one table (by OID, its partitions included) after <paramref name="after"/>: a table dropped and
     /// made again under the same name has another OID, so its predecessor's rows never come back.
     /// </summary>
-    public Task<List<Change>> ReadTableAsync(string projectId, uint tableOid, long after, int limit, CancellationToken ct) =>
+    public Task<(List<Change> Changes, bool More)> ReadTableAsync(string projectId, uint tableOid, long after, int limit, CancellationToken ct) =>
         QueryAsync($"""
             {Columns} WHERE c.schema_name = $1 AND c.id > $2
               AND (c.table_oid = $3 OR c.table_oid IN (SELECT t.relid::oid FROM pg_partition_tree($3) t))
             ORDER BY c.id LIMIT {limit}
-            """, [ProjectNaming.Schema(projectId), after, new NpgsqlParameter { Value = tableOid, NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Oid }], ct);
+            """, limit, [ProjectNaming.Schema(projectId), after, new NpgsqlParameter { Value = tableOid, NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Oid }], ct);
 
     /// <summary>Drops changes older than <paramref name="retention"/> and records, per project, how far the log has been cut.</summary>
     public async Task PruneAsync(TimeSpan retention, CancellationToken ct)
@@ -96,19 +110,37 @@ public sealed class ChangeLog(NpgsqlDataSource platform)
             """);
         cmd.Parameters.Add(new() { Value = retention });
         await cmd.ExecuteNonQueryAsync(ct);
+        // The log of a project that no longer exists (its deletion's own clean-up did not get to it).
+        await using var orphans = platform.CreateCommand("""
+            WITH gone AS (
+              DELETE FROM dbstudio_realtime.streams s
+              WHERE NOT EXISTS (SELECT 1 FROM platform.projects p WHERE 'proj_' || p."Id" = s.schema_name) RETURNING s.schema_name)
+            DELETE FROM dbstudio_realtime.changes c USING gone g WHERE c.schema_name = g.schema_name;
+            """);
+        await orphans.ExecuteNonQueryAsync(ct);
     }
 
-    private async Task<List<Change>> QueryAsync(string sql, object[] args, CancellationToken ct)
+    private async Task<(List<Change> Changes, bool More)> QueryAsync(string sql, int limit, object[] args, CancellationToken ct)
     {
         var list = new List<Change>();
         await using var cmd = platform.CreateCommand(sql);
         foreach (var a in args) cmd.Parameters.Add(a as NpgsqlParameter ?? new NpgsqlParameter { Value = a });
         await using var r = await cmd.ExecuteReaderAsync(ct);
-        while (await r.ReadAsync(ct))
+        long bytes = 0;
+        while (bytes < BatchBytes && await r.ReadAsync(ct))
         {
+            var record = r.IsDBNull(4) ? null : r.GetString(4);
+            var old = r.IsDBNull(5) ? null : r.GetString(5);
+            if (!r.IsDBNull(7) && r.GetBoolean(7))
+            {
+                // Too large to stream: nobody is shown it (the table's readers see it with GET).
+                record = old = null;
+                Oversized.Add(1);
+            }
+            bytes += (record?.Length ?? 0) + (old?.Length ?? 0);
             list.Add(new Change(r.GetInt64(0), r.GetFieldValue<uint>(1), r.GetFieldValue<uint[]>(2), r.GetChar(3),
-                r.IsDBNull(4) ? null : r.GetString(4), r.IsDBNull(5) ? null : r.GetString(5), r.GetFieldValue<DateTimeOffset>(6)));
+                record, old, r.GetFieldValue<DateTimeOffset>(6)));
         }
-        return list;
+        return (list, list.Count == limit || bytes >= BatchBytes);
     }
 }

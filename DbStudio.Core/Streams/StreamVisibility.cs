@@ -17,6 +17,8 @@ using DbStudio.Core.Sql;
 using Microsoft.Extensions.Logging;
 using Npgsql;
 using NpgsqlTypes;
+using DbStudio.Core.Catalog;
+using DbStudio.Core.Projects;
 
 namespace DbStudio.Core.Streams;
 
@@ -36,8 +38,11 @@ public sealed class Audience(StreamIdentity identity, IReadOnlyList<Filter> filt
 /// <summary>What one audience sees of one change: null when nothing.</summary>
 public sealed record VisibleChange(Change Change, ChangeKind Kind, string? Record, string? OldRecord);
 
-public sealed class StreamVisibility(RestConnections connections, ILogger<StreamVisibility> log)
+public sealed class StreamVisibility(RestConnections connections, Microsoft.Extensions.Options.IOptions<DbStudioOptions> options,
+    ILogger<StreamVisibility> log)
 {
+    private TimeSpan StatementTimeout => options.Value.Rest.StatementTimeout;
+
     /// <summary>The SELECT policies' combined expression for a role, their fingerprint, and the table's current name
     /// (a table renamed since its subscribers came keeps being followed: it is the OID that counts).</summary>
     private sealed record Policies(string Fingerprint, string Expression, string TableName);
@@ -68,52 +73,75 @@ public sealed class StreamVisibility(RestConnections connections, ILogger<Stream
             var conn = await connections.RentAsync(projectId, role, ct);
             try
             {
-                var key = (table.Oid, role);
-                if (!_policies.TryGetValue(key, out var policies)) policies = _policies[key] = await ReadPoliciesAsync(conn, table.Oid, ct);
-                List<(Audience, List<VisibleChange>)> rows;
-                string fingerprint;
-                try { (rows, fingerprint) = await RunAsync(conn, table, changes, audiences, policies, ct); }
-                catch (PostgresException e) when (e.SqlState is PostgresErrorCodes.UndefinedTable or PostgresErrorCodes.UndefinedObject)
+                try { return await DecideAsync(conn, table, changes, role, audiences, ct); }
+                catch (PostgresException e) when (!Transient(e))
                 {
-                    // Renamed since the policies were read: read them (and the name) again.
-                    conn.UnprepareAll();
-                    policies = _policies[key] = await ReadPoliciesAsync(conn, table.Oid, ct);
-                    (rows, fingerprint) = await RunAsync(conn, table, changes, audiences, policies, ct);
+                    await RecoverAsync(conn, projectId, role);
+                    if (audiences.Count == 1) throw;
+                    // One audience's filters failed the shared statement (a pattern PostgreSQL refuses on some row it may
+                    // see, say): each on its own, so the others still get theirs.
+                    var each = new List<(Audience, List<VisibleChange>)>();
+                    foreach (var a in audiences)
+                    {
+                        try { each.AddRange(await DecideAsync(conn, table, changes, role, [a], ct)); }
+                        catch (PostgresException one) when (!Transient(one))
+                        {
+                            await RecoverAsync(conn, projectId, role);
+                            each.Add((a, []));
+                        }
+                    }
+                    return each;
                 }
-                if (fingerprint != policies.Fingerprint)
-                {
-                    // The policies changed since they were read: read them again and look again.
-                    policies = _policies[key] = await ReadPoliciesAsync(conn, table.Oid, ct);
-                    (rows, _) = await RunAsync(conn, table, changes, audiences, policies, ct);
-                }
-                return rows;
-            }
-            catch (PostgresException)
-            {
-                // Code of the project's that failed half-way may have left the session in another role: set it back.
-                try
-                {
-                    conn.UnprepareAll();
-                    await RestConnections.RestoreRoleAsync(conn, projectId, role, CancellationToken.None);
-                }
-                catch (Exception e) when (e is InvalidOperationException or NpgsqlException) { /* broken: dropped on return */ }
-                throw;
             }
             finally { connections.Return(conn); }
         }
         catch (Exception e) when (Transient(e))
         {
-            // The database is away or restarting: nothing is decided, and the caller reads these changes again later.
-            connections.ClearAll();
+            // The database is away or restarting, or every connection is busy: nothing is decided, and the caller reads
+            // these changes again shortly. Broken connections are dropped, not those of other projects that are busy.
+            if (e is not RestConnections.BusyException) connections.ClearAll();
             throw;
         }
         catch (Exception e) when (e is PostgresException or NpgsqlException or InvalidCastException && !ct.IsCancellationRequested)
         {
-            // Fail closed: nobody of this role sees this batch. (The connection goes back to its pool; a broken one is closed there.)
+            // Fail closed: nobody of this audience sees this batch.
             log.LogWarning("Stream visibility for a table of project {Project} could not be decided ({Message}); the changes were not sent",
                 projectId, (e as PostgresException)?.MessageText ?? e.Message);
             return audiences.Select(a => (a, new List<VisibleChange>())).ToList();
         }
+    }
+
+    /// <summary>Runs the statements, reading the policies again when the table was renamed or they changed since.</summary>
+    private async Task<List<(Audience, List<VisibleChange>)>> DecideAsync(NpgsqlConnection conn, TableInfo table,
+        IReadOnlyList<Change> changes, RestRole role, List<Audience> audiences, CancellationToken ct)
+    {
+        var key = (table.Oid, role);
+        if (!_policies.TryGetValue(key, out var policies)) policies = _policies[key] = await ReadPoliciesAsync(conn, table.Oid, ct);
+        List<(Audience, List<VisibleChange>)> rows;
+        string fingerprint;
+        try { (rows, fingerprint) = await RunAsync(conn, table, changes, audiences, policies, ct); }
+        catch (PostgresException e) when (e.SqlState is PostgresErrorCodes.UndefinedTable or PostgresErrorCodes.UndefinedObject)
+        {
+            // Renamed since the policies were read: read them (and the name) again.
+            conn.UnprepareAll();
+            policies = _policies[key] = await ReadPoliciesAsync(conn, table.Oid, ct);
+            (rows, fingerprint) = await RunAsync(conn, table, changes, audiences, policies, ct);
+        }
+        if (fingerprint == policies.Fingerprint) return rows;
+        // The policies changed since they were read: read them again and look again.
+        policies = _policies[key] = await ReadPoliciesAsync(conn, table.Oid, ct);
+        return (await RunAsync(conn, table, changes, audiences, policies, ct)).Rows;
+    }
+
+    /// <summary>After a failed statement: code of the project's that failed half-way may have left the session in another role.</summary>
+    private static async Task RecoverAsync(NpgsqlConnection conn, string projectId, RestRole role)
+    {
+        try
+        {
+            conn.UnprepareAll();
+            await RestConnections.RestoreRoleAsync(conn, projectId, role, CancellationToken.None);
+        }
+        catch (Exception e) when (e is InvalidOperationException or NpgsqlException) { /* broken: dropped on return */ }
     }
 
     /// <summary>A connection failure or a server shutting down — not an answer about the rows.</summary>
@@ -152,6 +180,21 @@ public sealed class StreamVisibility(RestConnections connections, ILogger<Stream
                     denied is not null ? $"permission denied for column {denied} of table {table.Name}" : $"permission denied for table {table.Name}",
                     "ERROR", "ERROR", PostgresErrorCodes.InsufficientPrivilege,
                     detail: denied is not null ? null : "This credential may read no rows of the table, so it cannot follow its changes");
+            // Patterns are checked whole here (on an empty row they would never run): one PostgreSQL would refuse on
+            // some row later fails for this subscriber now, and never in the statement its identity shares.
+            foreach (var f in Leaves(audience.Filters))
+            {
+                if (f.Op is FilterOp.Like or FilterOp.Ilike && TrailingEscape(f.Value))
+                    return new PostgresException("LIKE pattern must not end with escape character", "ERROR", "ERROR",
+                        PostgresErrorCodes.InvalidEscapeSequence);
+                if (f.Op is FilterOp.Match or FilterOp.Imatch)
+                {
+                    await using var regex = new NpgsqlCommand("SELECT '' ~ $1", conn);
+                    regex.Parameters.Add(new NpgsqlParameter { Value = f.Value ?? "", NpgsqlDbType = NpgsqlDbType.Text });
+                    try { await regex.ExecuteScalarAsync(ct); }
+                    catch (PostgresException e) { return e; }
+                }
+            }
             if (audience.Filters.Count > 0)
             {
                 // The filters once on an empty row: a value that is not of its column's type fails here, for this
@@ -168,6 +211,22 @@ public sealed class StreamVisibility(RestConnections connections, ILogger<Stream
             return null;
         }
         finally { connections.Return(conn); }
+    }
+
+    private static IEnumerable<ColumnFilter> Leaves(IEnumerable<Filter> filters) => filters.SelectMany(f => f switch
+    {
+        LogicFilter g => Leaves(g.Children),
+        ColumnFilter c => [c],
+        _ => [],
+    });
+
+    /// <summary>Whether a LIKE pattern ends with an escape character that escapes nothing (PostgreSQL refuses it, but only
+    /// once matching reaches it).</summary>
+    private static bool TrailingEscape(string? pattern)
+    {
+        var n = 0;
+        for (var i = (pattern ?? "").Length - 1; i >= 0 && pattern![i] == '\\'; i--) n++;
+        return n % 2 == 1;
     }
 
     /// <summary>Forgets what was read of a project's policies (deleted). Stale entries are harmless: fingerprints catch them.</summary>
@@ -215,64 +274,80 @@ public sealed class StreamVisibility(RestConnections connections, ILogger<Stream
             $"table {tableOid} does not exist", "ERROR", "ERROR", PostgresErrorCodes.UndefinedTable));
     }
 
-    private static async Task<(List<(Audience, List<VisibleChange>)> Rows, string Fingerprint)> RunAsync(NpgsqlConnection conn,
+    /// <summary>Audiences per statement: each adds two output columns, and PostgreSQL allows 1,664.</summary>
+    private const int AudiencesPerStatement = 200;
+
+    private async Task<(List<(Audience, List<VisibleChange>)> Rows, string Fingerprint)> RunAsync(NpgsqlConnection conn,
         TableInfo table, IReadOnlyList<Change> changes, List<Audience> audiences, Policies policies, CancellationToken ct)
     {
         var batch = new NpgsqlBatch(conn);
-        // Policy functions run with the caller's rights and, here, may not write.
-        batch.BatchCommands.Add(new NpgsqlBatchCommand("SELECT set_config('transaction_read_only', 'on', true)"));
-        var byIdentity = audiences.GroupBy(a => a.Identity).ToList();
-        foreach (var group in byIdentity)
+        // Policy functions run with the caller's rights, may not write here, and get the REST statement timeout whatever
+        // a function of the project's set for the session.
+        batch.BatchCommands.Add(new NpgsqlBatchCommand(
+            "SELECT set_config('transaction_read_only', 'on', true), set_config('statement_timeout', $1, true)")
         {
-            if (group.Key.UserId is { } user)
+            Parameters = { new NpgsqlParameter { Value = ((int)StatementTimeout.TotalMilliseconds).ToString(), NpgsqlDbType = NpgsqlDbType.Text } },
+        });
+        var groups = audiences.GroupBy(a => a.Identity)
+            .Select(g => (Identity: g.Key, Chunks: g.Chunk(AudiencesPerStatement).Select(c => c.ToList()).ToList())).ToList();
+        foreach (var (identity, chunks) in groups)
+        {
+            if (identity.UserId is { } user)
                 batch.BatchCommands.Add(new NpgsqlBatchCommand(
                     "SELECT set_config('request.user_id', $1, true), set_config('request.user_role', $2, true)")
                 {
                     Parameters =
                     {
                         new NpgsqlParameter { Value = user.ToString(), NpgsqlDbType = NpgsqlDbType.Text },
-                        new NpgsqlParameter { Value = group.Key.UserRole ?? "", NpgsqlDbType = NpgsqlDbType.Text },
+                        new NpgsqlParameter { Value = identity.UserRole ?? "", NpgsqlDbType = NpgsqlDbType.Text },
                     },
                 });
-            batch.BatchCommands.Add(Statement(table, changes, group.ToList(), policies));
+            foreach (var chunk in chunks) batch.BatchCommands.Add(Statement(table, changes, chunk, policies));
         }
 
         var results = new List<(Audience, List<VisibleChange>)>();
         var fingerprint = policies.Fingerprint;
         await using var r = await batch.ExecuteReaderAsync(ct);
-        await r.NextResultAsync(ct); // past transaction_read_only
-        foreach (var group in byIdentity)
+        await r.NextResultAsync(ct); // past the settings
+        foreach (var (identity, chunks) in groups)
         {
-            if (group.Key.UserId is not null) await r.NextResultAsync(ct); // past the claims
-            var list = group.ToList();
-            var seen = list.Select(_ => new List<VisibleChange>()).ToList();
-            while (await r.ReadAsync(ct))
+            if (identity.UserId is not null) await r.NextResultAsync(ct); // past the claims
+            foreach (var list in chunks)
             {
-                var change = changes[r.GetInt32(0) - 1];
-                fingerprint = r.GetString(1);
-                var record = r.IsDBNull(2) ? null : r.GetString(2);
-                var old = r.IsDBNull(3) ? null : r.GetString(3);
-                for (var i = 0; i < list.Count; i++)
+                var seen = list.Select(_ => new List<VisibleChange>()).ToList();
+                while (await r.ReadAsync(ct))
                 {
-                    var sees = record is not null && r.GetBoolean(4 + 2 * i);
-                    var saw = old is not null && r.GetBoolean(5 + 2 * i);
-                    var kind = change.Op switch
+                    var change = changes[r.GetInt32(0) - 1];
+                    fingerprint = r.GetString(1);
+                    var record = r.IsDBNull(2) ? null : r.GetString(2);
+                    var oldKey = r.IsDBNull(3) ? null : r.GetString(3);
+                    for (var i = 0; i < list.Count; i++)
                     {
-                        'i' => sees ? ChangeKind.Insert : (ChangeKind?)null,
-                        'u' => sees ? ChangeKind.Update : saw ? ChangeKind.Delete : null, // leaving the view is a delete
-                        _ => saw ? ChangeKind.Delete : null,
-                    };
-                    if (kind is { } k)
-                        seen[i].Add(new VisibleChange(change, k, k == ChangeKind.Delete ? null : record, saw ? old : null));
+                        var sees = record is not null && r.GetBoolean(4 + 2 * i);
+                        var saw = oldKey is not null && r.GetBoolean(5 + 2 * i);
+                        var kind = change.Op switch
+                        {
+                            'i' => sees ? ChangeKind.Insert : (ChangeKind?)null,
+                            // Entering the view is an insert, leaving it a delete: nothing tells of the row before or after.
+                            'u' => sees ? saw ? ChangeKind.Update : ChangeKind.Insert : saw ? ChangeKind.Delete : null,
+                            _ => saw ? ChangeKind.Delete : null,
+                        };
+                        if (kind is { } k)
+                            seen[i].Add(new VisibleChange(change, k, k == ChangeKind.Delete ? null : record, k == ChangeKind.Insert ? null : oldKey));
+                    }
                 }
+                await r.NextResultAsync(ct);
+                results.AddRange(list.Select((a, i) => (a, seen[i])));
             }
-            await r.NextResultAsync(ct);
-            results.AddRange(list.Select((a, i) => (a, seen[i])));
         }
         return (results, fingerprint);
     }
 
-    /// <summary>One identity's statement: per change, the readable projection of each image it may see, and each audience's filters.</summary>
+    /// <summary>
+    /// One identity's statement: per change, whether it may see each image (its policies, once per image), the
+    /// readable columns of the new row and the readable key of the old one, and — only on an image it may see — each
+    /// audience's filters (a filter never runs on a row hidden from it: no error from it can tell anything).
+    /// </summary>
     private static NpgsqlBatchCommand Statement(TableInfo table, IReadOnlyList<Change> changes, List<Audience> audiences, Policies policies)
     {
         var parameters = new List<NpgsqlParameter>
@@ -280,6 +355,8 @@ public sealed class StreamVisibility(RestConnections connections, ILogger<Stream
             new() { Value = changes.Select(c => c.Record).ToArray(), NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Jsonb },
             new() { Value = changes.Select(c => c.OldRecord).ToArray(), NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Jsonb },
             new() { Value = table.Oid, NpgsqlDbType = NpgsqlDbType.Oid },
+            // old_record carries the key only (all readable columns where the table has no primary key).
+            new() { Value = table.PrimaryKey.Select(c => c.Name).ToArray(), NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Text },
         };
         // The row image as a row of the table, named as the table: the policies' own text refers to it by that name.
         var alias = SqlText.Ident(policies.TableName);
@@ -287,16 +364,18 @@ public sealed class StreamVisibility(RestConnections connections, ILogger<Stream
             $"(SELECT {expression} FROM jsonb_populate_record(NULL::{SqlText.Qualified(table.Schema, policies.TableName)}, {image}) AS {alias})";
         // CASE, not AND/OR: PostgreSQL keeps CASE's order, so a policy runs only where row security applies.
         string Visible(string image) =>
-            $"CASE WHEN {image} IS NULL OR cardinality(r.cols) = 0 THEN NULL " +
-            $"WHEN CASE WHEN s.rls THEN NOT coalesce({AsRow(image, policies.Expression)}, false) ELSE false END THEN NULL " +
-            $"ELSE (SELECT jsonb_object_agg(e.key, e.value) FROM jsonb_each({image}) e WHERE e.key = ANY (r.cols))::text END";
+            $"CASE WHEN {image} IS NULL OR cardinality(r.cols) = 0 THEN false WHEN NOT s.rls THEN true " +
+            $"ELSE coalesce({AsRow(image, policies.Expression)}, false) END";
 
         var sql = new StringBuilder($"""
             WITH r AS MATERIALIZED (
               SELECT coalesce(array_agg(a.attname::text), '{"{}"}') AS cols FROM pg_catalog.pg_attribute a
               WHERE a.attrelid = $3 AND a.attnum > 0 AND NOT a.attisdropped AND pg_catalog.has_column_privilege($3, a.attnum, 'SELECT')),
             s AS MATERIALIZED (SELECT pg_catalog.row_security_active($3) AS rls, {FingerprintSql.Replace("$1", "$3")} AS fp)
-            SELECT c.i::int4, s.fp, {Visible("c.n")}, {Visible("c.o")}
+            SELECT c.i::int4, s.fp,
+              CASE WHEN v.nv THEN (SELECT jsonb_object_agg(e.key, e.value) FROM jsonb_each(c.n) e WHERE e.key = ANY (r.cols))::text END,
+              CASE WHEN v.ov THEN (SELECT jsonb_object_agg(e.key, e.value) FROM jsonb_each(c.o) e
+                                   WHERE e.key = ANY (r.cols) AND (cardinality($4::text[]) = 0 OR e.key = ANY ($4::text[])))::text END
             """);
         foreach (var a in audiences)
         {
@@ -304,10 +383,16 @@ public sealed class StreamVisibility(RestConnections connections, ILogger<Stream
             var columns = RestSql.FilterColumns(a.Filters).Select(SqlText.Literal).ToList();
             // Filters on a column the role may no longer read match nothing (no oracle on what it cannot see).
             var allowed = columns.Count == 0 ? "true" : $"ARRAY[{string.Join(", ", columns)}]::text[] <@ r.cols";
-            foreach (var image in new[] { "c.n", "c.o" })
-                sql.Append($",\n  CASE WHEN {image} IS NOT NULL AND {allowed} THEN coalesce({AsRow(image, condition)}, false) ELSE false END");
+            foreach (var (image, seen) in new[] { ("c.n", "v.nv"), ("c.o", "v.ov") })
+                sql.Append($",\n  CASE WHEN {seen} AND {allowed} THEN coalesce({AsRow(image, condition)}, false) ELSE false END");
         }
-        sql.Append("\nFROM unnest($1::jsonb[], $2::jsonb[]) WITH ORDINALITY AS c(n, o, i) CROSS JOIN r CROSS JOIN s ORDER BY c.i");
+        // The visibility of each image once, fenced (OFFSET 0) so the filters above read its answer and never run first.
+        sql.Append($"""
+
+            FROM unnest($1::jsonb[], $2::jsonb[]) WITH ORDINALITY AS c(n, o, i) CROSS JOIN r CROSS JOIN s
+            CROSS JOIN LATERAL (SELECT {Visible("c.n")} AS nv, {Visible("c.o")} AS ov OFFSET 0) v
+            ORDER BY c.i
+            """);
         var cmd = new NpgsqlBatchCommand(sql.ToString());
         foreach (var p in parameters) cmd.Parameters.Add(p);
         return cmd;

@@ -4,6 +4,9 @@
 // tab). A sink that cannot keep up gets the subscriber dropped; a credential that stops gets it revoked.
 using System.Threading.Channels;
 using DbStudio.Core.Rest;
+using DbStudio.Core.Catalog;
+using DbStudio.Core.Auth;
+using DbStudio.Core.Projects;
 
 namespace DbStudio.Core.Streams;
 

@@ -10,6 +10,7 @@ using DbStudio.Web.Components.Panel;
 using Microsoft.Extensions.DependencyInjection;
 using MudBlazor;
 using MudBlazor.Services;
+using DbStudio.Core.Catalog;
 
 namespace DbStudio.Tests.Components;
 

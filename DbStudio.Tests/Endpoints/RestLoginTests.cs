@@ -8,6 +8,7 @@ using System.Text.Json;
 using DbStudio.Core.Rest;
 using DbStudio.Tests.Infrastructure;
 using Microsoft.Extensions.DependencyInjection;
+using DbStudio.Core.Projects;
 
 namespace DbStudio.Tests.Endpoints;
 

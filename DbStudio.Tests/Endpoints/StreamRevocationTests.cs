@@ -242,6 +242,48 @@ public class StreamRevocationTests(TestApp app)
         Assert.Equal("still live", (await s.NextAsync()).RecordText("title"));
     }
 
+    [Fact]
+    public async Task Filters_that_postgres_would_refuse_on_some_row_are_refused_up_front()
+    {
+        var w = await WorldAsync(anonSelect: true);
+        foreach (var filter in new[] { "title=like.pin%3D9%5C", "title=ilike.*%5C", "title=match.(", "title=imatch.[a-" })
+        {
+            await using var s = await SseClient.OpenAsync(app.BaseUrl, $"/db/{w.P.Id}/rest/notes/stream?apikey={w.P.AnonKey}&{filter}");
+            Assert.Equal(HttpStatusCode.BadRequest, s.Response.StatusCode);
+        }
+    }
+
+    [Fact]
+    public async Task Hundreds_of_subscribers_with_their_own_filters_share_one_identity_and_each_gets_its_events()
+    {
+        var w = await WorldAsync(anonSelect: true);
+        const int streams = 230; // more audiences than one statement takes
+        var open = new List<SseClient>();
+        try
+        {
+            for (var i = 0; i < streams; i++)
+            {
+                var s = await SseClient.OpenAsync(app.BaseUrl, $"/db/{w.P.Id}/rest/notes/stream?apikey={w.P.AnonKey}&id=neq.{i + 1}");
+                Assert.Equal(HttpStatusCode.OK, s.Response.StatusCode);
+                open.Add(s);
+            }
+            await TestApp.SqlAsync(w.Owner, w.P.Id, "insert into notes (id, title) values (100000, 'for everyone')");
+            foreach (var s in open) Assert.Equal("for everyone", (await s.NextAsync(TimeSpan.FromSeconds(60))).RecordText("title"));
+        }
+        finally { foreach (var s in open) await s.DisposeAsync(); }
+    }
+
+    [Fact]
+    public async Task A_row_too_large_to_stream_reaches_nobody_and_the_stream_goes_on()
+    {
+        var w = await WorldAsync(anonSelect: true);
+        await using var s = await SseClient.OpenAsync(app.BaseUrl, $"/db/{w.P.Id}/rest/notes/stream", w.P.ApiKey);
+        // Compresses to little on disk, but is 2 MB of text: never read into the app's memory.
+        await TestApp.SqlAsync(w.Owner, w.P.Id, "insert into notes (title) values (repeat('x', 2000000))");
+        await TestApp.SqlAsync(w.Owner, w.P.Id, "insert into notes (title) values ('small')");
+        Assert.Equal("small", (await s.NextAsync()).RecordText("title"));
+    }
+
     /// <summary>The system clock, shifted on demand (timers keep real time).</summary>
     private sealed class ShiftedClock : TimeProvider
     {

@@ -4,6 +4,8 @@
 using FsCheck;
 using FsCheck.Fluent;
 using DbStudio.Core.Rest;
+using DbStudio.Core.Catalog;
+using DbStudio.Core.Auth;
 
 namespace DbStudio.Tests.Fuzz;
 

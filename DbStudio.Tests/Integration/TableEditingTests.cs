@@ -4,6 +4,7 @@ using System.Text.Json;
 using DbStudio.Core.Panel;
 using DbStudio.Core.Rest;
 using DbStudio.Tests.Infrastructure;
+using DbStudio.Core.Catalog;
 
 namespace DbStudio.Tests.Integration;
 

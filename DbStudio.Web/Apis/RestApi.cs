@@ -8,6 +8,7 @@ using DbStudio.Core.Rest;
 using Microsoft.AspNetCore.Http.Features;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Options;
+using DbStudio.Core.Catalog;
 
 namespace DbStudio.Web.Apis;
 

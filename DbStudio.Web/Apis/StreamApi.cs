@@ -14,6 +14,7 @@ using DbStudio.Core.Streams;
 using Microsoft.AspNetCore.Http.Features;
 using Microsoft.Extensions.Options;
 using DbStudio.Core;
+using DbStudio.Core.Catalog;
 
 namespace DbStudio.Web.Apis;
 

@@ -19,6 +19,7 @@ using Microsoft.AspNetCore.DataProtection;
 using Microsoft.EntityFrameworkCore;
 using MudBlazor.Services;
 using Npgsql;
+using DbStudio.Core.Catalog;
 
 namespace DbStudio.Web.Hosting;
 
@@ -100,7 +101,7 @@ public static class HostingExtensions
         services.AddSingleton<DbStudio.Core.Streams.StreamIds>();
         services.AddSingleton<DbStudio.Core.Streams.StreamVisibility>();
         services.AddSingleton<DbStudio.Core.Streams.ChangeHub>();
-        services.AddSingleton<DbStudio.Core.Streams.ICommitObserver>(sp => sp.GetRequiredService<DbStudio.Core.Streams.ChangeHub>());
+        services.AddSingleton<DbStudio.Core.Rest.ICommitObserver>(sp => sp.GetRequiredService<DbStudio.Core.Streams.ChangeHub>());
         services.AddHostedService(sp => sp.GetRequiredService<DbStudio.Core.Streams.ChangeHub>());
 
         // Browser apps call the REST API directly from any origin; the keys, not the origin, are the security.
@@ -251,6 +252,10 @@ public static class HostingExtensions
                     app.Services.GetRequiredService<SchemaCache>().Invalidate(projectId);
                     app.Services.GetRequiredService<RestConnections>().Forget(projectId);
                     hub.RevokeProject(projectId);
+                    app.Services.GetRequiredService<DbStudio.Core.Console.SqlHistory>().Forget(projectId);
+                    _ = app.Services.GetRequiredService<DbStudio.Core.Streams.ChangeLog>().DropProjectAsync(projectId, CancellationToken.None)
+                        .ContinueWith(t => app.Logger.LogWarning("Dropping a deleted project's change log failed: {Message}; pruning will",
+                            t.Exception!.GetBaseException().Message), TaskContinuationOptions.OnlyOnFaulted);
                     break;
             }
         };

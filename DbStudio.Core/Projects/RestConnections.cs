@@ -21,7 +21,7 @@ using DbStudio.Core.Sql;
 using Microsoft.Extensions.Options;
 using Npgsql;
 
-namespace DbStudio.Core.Rest;
+namespace DbStudio.Core.Projects;
 
 /// <summary>Which of the project's roles a REST connection acts as.</summary>
 public enum RestRole { Anon, User, UserAdmin, Owner }
@@ -86,6 +86,9 @@ public sealed class RestConnections : IAsyncDisposable
     /// <summary>Taken (transaction-scoped) by whatever grants or revokes the logins' CONNECT: one pg_database row.</summary>
     public const string LoginsLockSql = "SELECT pg_advisory_xact_lock(hashtext('dbstudio-rest-logins'));";
 
+    /// <summary>Every connection stayed busy for the whole queue timeout (nothing is broken: retry later).</summary>
+    public sealed class BusyException(string message) : NpgsqlException(message);
+
     /// <summary>Open physical connections (idle and busy), for tests and metrics.</summary>
     public int OpenCount { get { lock (_lock) return _open; } }
 
@@ -108,7 +111,9 @@ public sealed class RestConnections : IAsyncDisposable
                     _lru.Remove(idle.Node!);
                     return MarkBusyLocked(idle.Connection, key);
                 }
-                if (_open < _options.MaxConnections) { _open++; openNew = true; }
+                // The login's CONNECTION LIMIT (PostgreSQL would refuse one more): wait for one of its own to come back.
+                if (_busyCount.GetValueOrDefault(key) >= _options.EffectiveLoginConnectionLimit) _waiting++;
+                else if (_open < _options.MaxConnections) { _open++; openNew = true; }
                 else if (_busyCount.GetValueOrDefault(key) > 0) _waiting++; // one of its own comes back soon: no churn
                 else if (_lru.First is { } oldest)
                 {
@@ -137,7 +142,7 @@ public sealed class RestConnections : IAsyncDisposable
             {
                 var left = deadline - Environment.TickCount64;
                 if (left <= 0 || !await _returned.WaitAsync(TimeSpan.FromMilliseconds(left), ct))
-                    throw new NpgsqlException($"All {_options.MaxConnections} REST connections are busy");
+                    throw new BusyException($"All {_options.MaxConnections} REST connections are busy");
             }
             finally { lock (_lock) _waiting--; }
         }

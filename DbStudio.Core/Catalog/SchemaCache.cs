@@ -1,11 +1,11 @@
-// Stage 2: each project's tables and columns as the catalog has them, cached per project. Reloaded when
+// The catalog (shared by REST, access, streams, the console and the panel): each project's tables and columns as PostgreSQL has them, cached per project. Reloaded when
 // a request names a table or column the cache lacks (created through the console or a direct connection),
 // and dropped by Invalidate() after DDL the platform runs itself.
 using System.Collections.Concurrent;
 using DbStudio.Core.Projects;
 using Npgsql;
 
-namespace DbStudio.Core.Rest;
+namespace DbStudio.Core.Catalog;
 
 public sealed record ColumnInfo(string Name, string Type, uint TypeOid, bool NotNull, string? Default, int? PrimaryKeyPosition,
     bool Generated)
