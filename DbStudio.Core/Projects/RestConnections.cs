@@ -112,6 +112,7 @@ public sealed class RestConnections : IAsyncDisposable
                     return MarkBusyLocked(idle.Connection, key);
                 }
                 // The login's CONNECTION LIMIT (PostgreSQL would refuse one more): wait for one of its own to come back.
+                // (A connection being opened counts as busy from the moment it is decided on.)
                 if (_busyCount.GetValueOrDefault(key) >= _options.EffectiveLoginConnectionLimit) _waiting++;
                 else if (_open < _options.MaxConnections) { _open++; openNew = true; }
                 else if (_busyCount.GetValueOrDefault(key) > 0) _waiting++; // one of its own comes back soon: no churn
@@ -123,6 +124,7 @@ public sealed class RestConnections : IAsyncDisposable
                     openNew = true;
                 }
                 else _waiting++;
+                if (openNew) _busyCount[key] = _busyCount.GetValueOrDefault(key) + 1;
             }
             if (victim is not null) await victim.DisposeAsync();
             if (openNew)
@@ -130,10 +132,12 @@ public sealed class RestConnections : IAsyncDisposable
                 try
                 {
                     var conn = await OpenNewAsync(id, role, renewed: false, ct);
-                    lock (_lock) return MarkBusyLocked(conn, key);
+                    lock (_lock) return MarkBusyLocked(conn, key, counted: true);
                 }
                 catch
                 {
+                    lock (_lock)
+                        if (_busyCount[key] == 1) _busyCount.Remove(key); else _busyCount[key]--;
                     Closed();
                     throw;
                 }
@@ -148,10 +152,10 @@ public sealed class RestConnections : IAsyncDisposable
         }
     }
 
-    private NpgsqlConnection MarkBusyLocked(NpgsqlConnection conn, (string Project, RestRole Role) key)
+    private NpgsqlConnection MarkBusyLocked(NpgsqlConnection conn, (string Project, RestRole Role) key, bool counted = false)
     {
         _busy[conn] = (key.Project, key.Role, _generation.GetValueOrDefault(key.Project));
-        _busyCount[key] = _busyCount.GetValueOrDefault(key) + 1;
+        if (!counted) _busyCount[key] = _busyCount.GetValueOrDefault(key) + 1;
         return conn;
     }
 

@@ -9,7 +9,8 @@
 //  - each audience's stream filters, written by the same planner as GET's WHERE, on columns the role may still read.
 // So the six Access switches, hand-written permissive and restrictive policies of any expression, column grants, and a
 // parent's policies for its partitions' rows all apply, and a change of rights applies from the next change on.
-// A statement that fails (a policy that cannot run on a row image) shows the batch to nobody of that identity.
+// Inserted and updated rows are read back from the table itself (real RLS, current values) where the table has a primary key
+// the role may read. A statement that fails shows the batch to nobody of that audience.
 using System.Collections.Concurrent;
 using System.Text;
 using DbStudio.Core.Rest;
@@ -45,7 +46,7 @@ public sealed class StreamVisibility(RestConnections connections, Microsoft.Exte
 
     /// <summary>The SELECT policies' combined expression for a role, their fingerprint, and the table's current name
     /// (a table renamed since its subscribers came keeps being followed: it is the OID that counts).</summary>
-    private sealed record Policies(string Fingerprint, string Expression, string TableName);
+    private sealed record Policies(string Fingerprint, string Expression, string TableName, string[] Readable);
 
     /// <summary>The SELECT policies that apply to a role on a table, as last read (checked against a fingerprint every time).</summary>
     private readonly ConcurrentDictionary<(uint Table, RestRole Role), Policies> _policies = new();
@@ -229,6 +230,21 @@ public sealed class StreamVisibility(RestConnections connections, Microsoft.Exte
         return n % 2 == 1;
     }
 
+    /// <summary>The row a new image stands for, as the connection's role reads it from the table now (null: it may not).</summary>
+    private static string LiveRow(TableInfo table, Policies policies)
+    {
+        var target = SqlText.Qualified(table.Schema, policies.TableName);
+        var key = table.PrimaryKey.Select(k => SqlText.Ident(k.Name)).ToList();
+        return $"""
+            LEFT JOIN LATERAL (
+              SELECT to_jsonb(x) AS j FROM (
+                SELECT {string.Join(", ", policies.Readable.Select(c => "pgrst_live." + SqlText.Ident(c)))} FROM {target} AS pgrst_live
+                WHERE ({string.Join(", ", key.Select(k => "pgrst_live." + k))}) =
+                      (SELECT {string.Join(", ", key.Select(k => "pgrst_key." + k))} FROM jsonb_populate_record(NULL::{target}, c.n) AS pgrst_key)
+              ) x WHERE c.n IS NOT NULL) cur ON true
+            """;
+    }
+
     /// <summary>Forgets what was read of a project's policies (deleted). Stale entries are harmless: fingerprints catch them.</summary>
     public void Forget(IEnumerable<uint> tableOids)
     {
@@ -243,25 +259,35 @@ public sealed class StreamVisibility(RestConnections connections, Microsoft.Exte
           AND (0::oid = ANY (p.polroles) OR EXISTS (SELECT 1 FROM unnest(p.polroles) x WHERE pg_catalog.pg_has_role(current_user, x, 'USAGE')))
         """;
 
+    /// <summary>The columns the connection's role may SELECT, in the table's order.</summary>
+    private const string ReadableSql =
+        "ARRAY(SELECT a.attname::text FROM pg_catalog.pg_attribute a " +
+        "WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped AND pg_catalog.has_column_privilege($1, a.attnum, 'SELECT') ORDER BY a.attnum)::text";
+
     private const string FingerprintSql =
-        "(SELECT md5((SELECT relname FROM pg_catalog.pg_class WHERE oid = $1) || E'\\n' || coalesce(string_agg(p.polpermissive::text || ':' || " +
-        "coalesce(pg_catalog.pg_get_expr(p.polqual, p.polrelid), ''), E'\\n' ORDER BY p.oid), '')) " + ApplicablePolicies + ")";
+        "(SELECT md5((SELECT relname FROM pg_catalog.pg_class WHERE oid = $1) || E'\\n' || " + ReadableSql + " || E'\\n' || " +
+        "coalesce(string_agg(p.polpermissive::text || ':' || coalesce(pg_catalog.pg_get_expr(p.polqual, p.polrelid), ''), E'\\n' ORDER BY p.oid), '')) " +
+        ApplicablePolicies + ")";
 
     private static async Task<Policies> ReadPoliciesAsync(NpgsqlConnection conn, uint tableOid, CancellationToken ct)
     {
         var permissive = new List<string>();
         var restrictive = new List<string>();
         await using var cmd = new NpgsqlCommand(
-            $"SELECT p.polpermissive, pg_catalog.pg_get_expr(p.polqual, p.polrelid), {FingerprintSql}, NULL::text {ApplicablePolicies} " +
-            $"UNION ALL SELECT NULL, NULL, {FingerprintSql}, (SELECT relname::text FROM pg_catalog.pg_class WHERE oid = $1)", conn);
+            $"SELECT p.polpermissive, pg_catalog.pg_get_expr(p.polqual, p.polrelid), {FingerprintSql}, NULL::text, NULL::text[] {ApplicablePolicies} " +
+            $"UNION ALL SELECT NULL, NULL, {FingerprintSql}, (SELECT relname::text FROM pg_catalog.pg_class WHERE oid = $1), " +
+            "ARRAY(SELECT a.attname::text FROM pg_catalog.pg_attribute a WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped " +
+            "AND pg_catalog.has_column_privilege($1, a.attnum, 'SELECT') ORDER BY a.attnum)", conn);
         cmd.Parameters.Add(new() { Value = tableOid, NpgsqlDbType = NpgsqlDbType.Oid });
         var fingerprint = "";
         string? name = null;
+        string[] readable = [];
         await using (var r = await cmd.ExecuteReaderAsync(ct))
             while (await r.ReadAsync(ct))
             {
                 fingerprint = r.IsDBNull(2) ? "" : r.GetString(2);
                 if (!r.IsDBNull(3)) name = r.GetString(3);
+                if (!r.IsDBNull(4)) readable = r.GetFieldValue<string[]>(4);
                 if (r.IsDBNull(0) || r.IsDBNull(1)) continue; // the fingerprint row, or a policy with no USING (it adds nothing to reads)
                 var qual = r.GetString(1);
                 if (r.GetBoolean(0) && qual == "false") continue; // PostgreSQL's own deparse says it admits no row
@@ -270,8 +296,8 @@ public sealed class StreamVisibility(RestConnections connections, Microsoft.Exte
         // As PostgreSQL combines them: some permissive policy must pass, and every restrictive one; none permissive, no row.
         var expression = permissive.Count == 0 ? "false"
             : string.Join(" AND ", [$"({string.Join(" OR ", permissive)})", .. restrictive]);
-        return new Policies(fingerprint, expression, name ?? throw new PostgresException(
-            $"table {tableOid} does not exist", "ERROR", "ERROR", PostgresErrorCodes.UndefinedTable));
+        if (name is null) throw new PostgresException($"table {tableOid} does not exist", "ERROR", "ERROR", PostgresErrorCodes.UndefinedTable);
+        return new Policies(fingerprint, expression, name, readable);
     }
 
     /// <summary>Audiences per statement: each adds two output columns, and PostgreSQL allows 1,664.</summary>
@@ -358,6 +384,11 @@ public sealed class StreamVisibility(RestConnections connections, Microsoft.Exte
             // old_record carries the key only (all readable columns where the table has no primary key).
             new() { Value = table.PrimaryKey.Select(c => c.Name).ToArray(), NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Text },
         };
+        // Inserted and updated rows are read back from the table itself, as GET reads them — real row security, the
+        // columns the role may read, the row as it is now (never a version inside a transaction no one saw) — where the
+        // table has a primary key the role may read. Old rows (deletes, rows leaving a view) are gone: their image is
+        // judged by the policies, and only their key is sent.
+        var live = table.PrimaryKey.Count > 0 && table.PrimaryKey.All(k => policies.Readable.Contains(k.Name));
         // The row image as a row of the table, named as the table: the policies' own text refers to it by that name.
         var alias = SqlText.Ident(policies.TableName);
         string AsRow(string image, string expression) =>
@@ -373,7 +404,7 @@ public sealed class StreamVisibility(RestConnections connections, Microsoft.Exte
               WHERE a.attrelid = $3 AND a.attnum > 0 AND NOT a.attisdropped AND pg_catalog.has_column_privilege($3, a.attnum, 'SELECT')),
             s AS MATERIALIZED (SELECT pg_catalog.row_security_active($3) AS rls, {FingerprintSql.Replace("$1", "$3")} AS fp)
             SELECT c.i::int4, s.fp,
-              CASE WHEN v.nv THEN (SELECT jsonb_object_agg(e.key, e.value) FROM jsonb_each(c.n) e WHERE e.key = ANY (r.cols))::text END,
+              {(live ? "cur.j::text" : "CASE WHEN v.nv THEN (SELECT jsonb_object_agg(e.key, e.value) FROM jsonb_each(c.n) e WHERE e.key = ANY (r.cols))::text END")},
               CASE WHEN v.ov THEN (SELECT jsonb_object_agg(e.key, e.value) FROM jsonb_each(c.o) e
                                    WHERE e.key = ANY (r.cols) AND (cardinality($4::text[]) = 0 OR e.key = ANY ($4::text[])))::text END
             """);
@@ -383,14 +414,15 @@ public sealed class StreamVisibility(RestConnections connections, Microsoft.Exte
             var columns = RestSql.FilterColumns(a.Filters).Select(SqlText.Literal).ToList();
             // Filters on a column the role may no longer read match nothing (no oracle on what it cannot see).
             var allowed = columns.Count == 0 ? "true" : $"ARRAY[{string.Join(", ", columns)}]::text[] <@ r.cols";
-            foreach (var (image, seen) in new[] { ("c.n", "v.nv"), ("c.o", "v.ov") })
+            foreach (var (image, seen) in new[] { live ? ("cur.j", "cur.j IS NOT NULL") : ("c.n", "v.nv"), ("c.o", "v.ov") })
                 sql.Append($",\n  CASE WHEN {seen} AND {allowed} THEN coalesce({AsRow(image, condition)}, false) ELSE false END");
         }
         // The visibility of each image once, fenced (OFFSET 0) so the filters above read its answer and never run first.
         sql.Append($"""
 
             FROM unnest($1::jsonb[], $2::jsonb[]) WITH ORDINALITY AS c(n, o, i) CROSS JOIN r CROSS JOIN s
-            CROSS JOIN LATERAL (SELECT {Visible("c.n")} AS nv, {Visible("c.o")} AS ov OFFSET 0) v
+            CROSS JOIN LATERAL (SELECT {(live ? "NULL::boolean" : Visible("c.n"))} AS nv, {Visible("c.o")} AS ov OFFSET 0) v
+            {(live ? LiveRow(table, policies) : "")}
             ORDER BY c.i
             """);
         var cmd = new NpgsqlBatchCommand(sql.ToString());

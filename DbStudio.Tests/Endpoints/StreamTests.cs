@@ -67,11 +67,10 @@ public class StreamTests(TestApp app)
         Assert.Equal("text/event-stream", s.Response.Content.Headers.ContentType!.MediaType);
 
         var before = DateTimeOffset.UtcNow.AddSeconds(-1);
+        // (Each event shows the row as GET shows it when the event goes out: a row already deleted by then is not sent as
+        // inserted. So each change is read before the next is made.)
         var row = (await RestAsync(HttpMethod.Post, $"/db/{p.Id}/rest/tasks", p.ApiKey, new { title = "write tests", status = "open" }))[0];
         var id = row.GetProperty("id").GetInt32();
-        await RestAsync(HttpMethod.Patch, $"/db/{p.Id}/rest/tasks?id=eq.{id}", p.ApiKey, new { status = "done" });
-        await RestAsync(HttpMethod.Delete, $"/db/{p.Id}/rest/tasks?id=eq.{id}", p.ApiKey);
-
         var insert = await s.NextAsync();
         Assert.Equal("insert", insert.Type);
         Assert.Equal("INSERT", insert.Data.GetProperty("type").GetString());
@@ -83,6 +82,7 @@ public class StreamTests(TestApp app)
         var committed = DateTimeOffset.Parse(insert.Data.GetProperty("commit_timestamp").GetString()!);
         Assert.InRange(committed, before, DateTimeOffset.UtcNow.AddSeconds(1));
 
+        await RestAsync(HttpMethod.Patch, $"/db/{p.Id}/rest/tasks?id=eq.{id}", p.ApiKey, new { status = "done" });
         var update = await s.NextAsync();
         Assert.Equal("update", update.Type);
         Assert.Equal("UPDATE", update.Data.GetProperty("type").GetString());
@@ -90,6 +90,7 @@ public class StreamTests(TestApp app)
         // old_record: the old row's key only (nothing of a version GET may never have shown)
         Assert.Equal(["id"], update.Data.GetProperty("old_record").EnumerateObject().Select(x => x.Name));
 
+        await RestAsync(HttpMethod.Delete, $"/db/{p.Id}/rest/tasks?id=eq.{id}", p.ApiKey);
         var delete = await s.NextAsync();
         Assert.Equal("delete", delete.Type);
         Assert.Equal("DELETE", delete.Data.GetProperty("type").GetString());
@@ -143,24 +144,36 @@ public class StreamTests(TestApp app)
         await using var carolStream = await OpenAsync(p, $"?apikey={p.AnonKey}&access_token={carol}");
         Assert.Equal(HttpStatusCode.OK, aliceStream.Response.StatusCode);
 
+        // Each step is read before the next is made: an event shows the row as GET shows it when it goes out.
+        var aliceSaw = new List<SseEvent>();
+        var bobSaw = new List<SseEvent>();
+        var carolSaw = new List<SseEvent>(); // an admin end user sees every row
         var a = (await RestAsync(HttpMethod.Post, $"/db/{p.Id}/rest/tasks", alice, new { title = "alice's" }, p.AnonKey))[0].GetProperty("id").GetInt32();
+        aliceSaw.AddRange(await ReadAsync(aliceStream, 1));
+        carolSaw.AddRange(await ReadAsync(carolStream, 1));
         await RestAsync(HttpMethod.Post, $"/db/{p.Id}/rest/tasks", bob, new { title = "bob's" }, p.AnonKey);
+        bobSaw.AddRange(await ReadAsync(bobStream, 1));
+        carolSaw.AddRange(await ReadAsync(carolStream, 1));
         await RestAsync(HttpMethod.Post, $"/db/{p.Id}/rest/tasks", p.ApiKey, new { title = "nobody's" });
+        carolSaw.AddRange(await ReadAsync(carolStream, 1));
         await RestAsync(HttpMethod.Patch, $"/db/{p.Id}/rest/tasks?id=eq.{a}", alice, new { status = "mine" }, p.AnonKey);
+        aliceSaw.AddRange(await ReadAsync(aliceStream, 1));
+        carolSaw.AddRange(await ReadAsync(carolStream, 1));
         // The admin hands alice's row to bob: for alice it is gone, for bob it appears.
         await RestAsync(HttpMethod.Patch, $"/db/{p.Id}/rest/tasks?id=eq.{a}", p.ApiKey, new { user_id = bobId });
+        aliceSaw.AddRange(await ReadAsync(aliceStream, 1));
+        bobSaw.AddRange(await ReadAsync(bobStream, 1));
+        carolSaw.AddRange(await ReadAsync(carolStream, 1));
         await RestAsync(HttpMethod.Delete, $"/db/{p.Id}/rest/tasks?id=eq.{a}", bob, apikey: p.AnonKey);
+        bobSaw.AddRange(await ReadAsync(bobStream, 1));
+        carolSaw.AddRange(await ReadAsync(carolStream, 1));
 
-        var aliceSaw = await ReadAsync(aliceStream, 3);
         Assert.Equal(["insert:alice's", "update:mine", "delete:"], aliceSaw.Select(Describe));
         Assert.All(aliceSaw.Where(e => e.Type != "delete"), e => Assert.Equal(aliceId, e.RecordText("user_id")));
         Assert.Equal(a, aliceSaw[2].Data.GetProperty("old_record").GetProperty("id").GetInt32());
-
-        var bobSaw = await ReadAsync(bobStream, 3);
         Assert.Equal(["insert:bob's", "insert:mine", "delete:"], bobSaw.Select(Describe)); // entering his view: an insert
-
-        var carolSaw = await ReadAsync(carolStream, 6); // an admin end user sees every row
         Assert.Equal(["insert:alice's", "insert:bob's", "insert:nobody's", "update:mine", "update:mine", "delete:"], carolSaw.Select(Describe));
+        Assert.Empty(await aliceStream.DrainAsync(TimeSpan.FromMilliseconds(300))); // and nothing of bob's
     }
 
     private static string Describe(SseEvent e) => $"{e.Type}:{(e.Type == "delete" ? "" : e.RecordText("status") ?? e.RecordText("title"))}";
@@ -286,8 +299,9 @@ public class StreamTests(TestApp app)
             new { title = "keep me", status = "open" }, new { title = "urgent", status = "open" },
             new { title = "keep me too", status = "closed" }, new { title = "other", status = "open" },
         });
+        Assert.Equal(["insert:open", "insert:open"], (await ReadAsync(s, 2)).Select(Describe));
         await RestAsync(HttpMethod.Patch, $"/db/{p.Id}/rest/tasks?title=eq.urgent", p.ApiKey, new { status = "closed" });
-        Assert.Equal(["insert:open", "insert:open", "delete:"], (await ReadAsync(s, 3)).Select(Describe));
+        Assert.Equal(["delete:"], (await ReadAsync(s, 1)).Select(Describe));
 
         // A filter PostgreSQL refuses is refused as GET refuses it (here: no @> for text).
         await using var bad = await OpenAsync(p, "?title=cs.{x}", bearer: p.ApiKey);

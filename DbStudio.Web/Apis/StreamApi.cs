@@ -79,7 +79,7 @@ public static class StreamApi
             await RestApi.WriteError(ctx, e.Status, e.Error);
             return;
         }
-        catch (Npgsql.NpgsqlException e) when (e is not Npgsql.PostgresException { SqlState: not ("57P01" or "57P02" or "57P03") })
+        catch (Npgsql.NpgsqlException e) when (e is not Npgsql.PostgresException { SqlState: not ("57P01" or "57P02" or "57P03" or "53300") })
         {
             // Clients retry (EventSource does by itself) and resume with Last-Event-ID.
             await RestApi.WriteError(ctx, 503, new RestError("PGRST001", "Could not connect to the database", null, "Retry in a moment"));
