@@ -59,8 +59,20 @@ public sealed class StreamVisibility(RestConnections connections, Microsoft.Exte
         IReadOnlyList<Change> changes, IReadOnlyCollection<Audience> audiences, CancellationToken ct)
     {
         var result = new Dictionary<Audience, List<VisibleChange>>();
-        var byRole = audiences.GroupBy(a => a.Identity.Role).ToList();
-        var runs = byRole.Select(g => EvaluateRoleAsync(projectId, table, changes, g.Key, g.ToList(), ct)).ToList();
+        // One connection per role; many identities of one role (signed-in users) are shared out over a few connections,
+        // whose statements PostgreSQL runs side by side.
+        var runs = new List<Task<List<(Audience, List<VisibleChange>)>>>();
+        foreach (var byRole in audiences.GroupBy(a => a.Identity.Role))
+        {
+            var identities = byRole.GroupBy(a => a.Identity).ToList();
+            var slices = Math.Clamp(identities.Count / IdentitiesPerConnection, 1, MaxConnectionsPerRole);
+            for (var i = 0; i < slices; i++)
+            {
+                var slice = i;
+                var part = identities.Where((_, j) => j % slices == slice).SelectMany(g => g).ToList();
+                runs.Add(EvaluateRoleAsync(projectId, table, changes, byRole.Key, part, ct));
+            }
+        }
         foreach (var run in runs)
             foreach (var (audience, seen) in await run) result[audience] = seen;
         return result;
@@ -299,6 +311,9 @@ public sealed class StreamVisibility(RestConnections connections, Microsoft.Exte
         if (name is null) throw new PostgresException($"table {tableOid} does not exist", "ERROR", "ERROR", PostgresErrorCodes.UndefinedTable);
         return new Policies(fingerprint, expression, name, readable);
     }
+
+    /// <summary>Identities (claims) one connection evaluates before a second one is taken, and the most per role.</summary>
+    private const int IdentitiesPerConnection = 16, MaxConnectionsPerRole = 4;
 
     /// <summary>Audiences per statement: each adds two output columns, and PostgreSQL allows 1,664.</summary>
     private const int AudiencesPerStatement = 200;

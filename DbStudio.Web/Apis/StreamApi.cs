@@ -29,22 +29,22 @@ public static class StreamApi
         return app;
     }
 
-    private static async Task Handle(HttpContext ctx, string id, string table, Credentials credentials, SchemaCache schemas,
-        AccessPolicies access, ChangeCapture capture, ChangeHub hub, StreamVisibility visibility, IOptions<DbStudioOptions> options)
+    /// <summary>Checks the request and subscribes; null when it was refused (the error is written).</summary>
+    private static async Task<Subscription?> SubscribeAsync(HttpContext ctx, string id, string table, Credentials credentials,
+        SchemaCache schemas, AccessPolicies access, ChangeCapture capture, ChangeHub hub, StreamVisibility visibility)
     {
         var caller = await RestApi.ResolveCallerAsync(ctx, id, credentials);
-        if (caller is null) { await RestApi.WriteError(ctx, 401, RestApi.Unauthorized()); return; }
+        if (caller is null) { await RestApi.WriteError(ctx, 401, RestApi.Unauthorized()); return null; }
         var info = await schemas.FindTableAsync(id, table, ctx.RequestAborted);
         if (info is null || !info.IsTable)
         {
             await RestApi.WriteError(ctx, 404, new RestError("PGRST205",
                 $"Could not find the table '{ProjectNaming.Schema(id)}.{RestParser.Trim(table)}' in the schema cache", null, null));
-            return;
+            return null;
         }
         var ct = ctx.RequestAborted;
         Audience audience;
         long? resume = null;
-        Subscription sub;
         try
         {
             await access.EnsureAsync(id, info, ct); // a table made elsewhere gets the secure defaults first
@@ -68,23 +68,32 @@ public static class StreamApi
             {
                 var (status, error) = SqlStateHttp.From(denied, caller.IsAnonymous);
                 await RestApi.WriteError(ctx, status, error);
-                return;
+                return null;
             }
             await capture.EnsureAsync(id, info.Oid, ct);
             var credential = new StreamCredential(RestApi.ApiKey(ctx), RestApi.BearerToken(ctx));
-            sub = await hub.SubscribeAsync(id, info, audience, credential, resume, ct);
+            return await hub.SubscribeAsync(id, info, audience, credential, resume, ct);
         }
         catch (RestException e)
         {
             await RestApi.WriteError(ctx, e.Status, e.Error);
-            return;
+            return null;
         }
         catch (Npgsql.NpgsqlException e) when (e is not Npgsql.PostgresException { SqlState: not ("57P01" or "57P02" or "57P03" or "53300") })
         {
             // Clients retry (EventSource does by itself) and resume with Last-Event-ID.
             await RestApi.WriteError(ctx, 503, new RestError("PGRST001", "Could not connect to the database", null, "Retry in a moment"));
-            return;
+            return null;
         }
+    }
+
+    private static async Task Handle(HttpContext ctx, string id, string table, Credentials credentials, SchemaCache schemas,
+        AccessPolicies access, ChangeCapture capture, ChangeHub hub, StreamVisibility visibility, IOptions<DbStudioOptions> options)
+    {
+        // Opening is a method of its own, so nothing it parsed stays alive (in this one's state) for the stream's life.
+        var sub = await SubscribeAsync(ctx, id, table, credentials, schemas, access, capture, hub, visibility);
+        if (sub is null) return; // refused: the error is written
+        var ct = ctx.RequestAborted;
         await using var _ = sub;
 
         ctx.Features.Get<IHttpResponseBodyFeature>()?.DisableBuffering();
