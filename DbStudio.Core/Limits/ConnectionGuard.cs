@@ -5,7 +5,11 @@
 //  - keeps Limits:ReservedConnections slots free for the platform, as PostgreSQL 16's reserved_connections would:
 //    per-project limits bound one project, but not how many projects hold connections at once. When fewer slots are
 //    free, it ends the newest sessions of the owner logins (Connection URL clients first, the console's own last),
-//    taking from the projects that hold the most.
+//    taking from the projects that hold the most;
+//  - keeps PostgreSQL's NOTIFY queue from filling: it cannot be trimmed past the oldest transaction of a session that
+//    LISTENs, so a tenant that listens, keeps a transaction open and floods notifications would fill it (8 GB), after
+//    which every NOTIFY — every captured write of every project, every platform signal — fails at commit. Past
+//    Limits:NotifyQueueUsage, project sessions whose transaction is older than Limits:NotifyHolderAge are ended.
 // It reads only the catalog and pg_stat_activity and needs pg_signal_backend to end sessions (PlatformBootstrap grants
 // it; on an existing server: GRANT pg_signal_backend TO <platform role>).
 using DbStudio.Core.Sql;
@@ -33,6 +37,7 @@ public sealed class ConnectionGuard(NpgsqlDataSource platform, IOptions<DbStudio
             {
                 await ApplyLimitsAsync(stoppingToken);
                 await KeepReserveAsync(stoppingToken);
+                await KeepNotifyQueueAsync(stoppingToken);
             }
             catch (NpgsqlException e) when (!stoppingToken.IsCancellationRequested)
             {
@@ -81,6 +86,43 @@ public sealed class ConnectionGuard(NpgsqlDataSource platform, IOptions<DbStudio
         }
         if (changed > 0) log.LogInformation("Applied connection limits to {Count} project logins", changed);
         return changed;
+    }
+
+    /// <summary>
+    /// Ends project sessions with a long-open transaction while PostgreSQL's NOTIFY queue is fuller than
+    /// Limits:NotifyQueueUsage (one of them holds it). Returns how many it ended.
+    /// </summary>
+    public async Task<int> KeepNotifyQueueAsync(CancellationToken ct = default)
+    {
+        var threshold = _options.Limits.NotifyQueueUsage;
+        if (threshold <= 0) return 0;
+        await using (var usage = platform.CreateCommand("SELECT pg_notification_queue_usage()"))
+            if ((double)(await usage.ExecuteScalarAsync(ct))! < threshold) return 0;
+        var victims = new List<(int Pid, string Role)>();
+        await using (var cmd = platform.CreateCommand("""
+            SELECT a.pid, a.usename FROM pg_stat_activity a
+            WHERE a.usename LIKE 'proj\_%' AND a.xact_start < now() - $1 AND a.pid <> pg_backend_pid()
+            ORDER BY a.xact_start
+            """))
+        {
+            cmd.Parameters.Add(new NpgsqlParameter { Value = _options.Limits.NotifyHolderAge });
+            await using var r = await cmd.ExecuteReaderAsync(ct);
+            while (await r.ReadAsync(ct)) victims.Add((r.GetInt32(0), r.GetString(1)));
+        }
+        var ended = 0;
+        foreach (var (pid, role) in victims)
+        {
+            try
+            {
+                await using var kill = platform.CreateCommand("SELECT pg_terminate_backend($1)");
+                kill.Parameters.Add(new NpgsqlParameter { Value = pid });
+                if (await kill.ExecuteScalarAsync(ct) is true) ended++;
+            }
+            catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.InsufficientPrivilege) { break; }
+            log.LogWarning("PostgreSQL's NOTIFY queue is filling: ended session {Pid} of {Role}, open in one transaction for longer than {Age}",
+                pid, role, _options.Limits.NotifyHolderAge);
+        }
+        return ended;
     }
 
     /// <summary>

@@ -21,6 +21,10 @@ public sealed class LimitsOptions
     public int ReservedConnections { get; set; } = 20;
     /// <summary>How often the connection guard looks (and re-applies the projects' CONNECTION LIMITs).</summary>
     public TimeSpan ConnectionCheckPeriod { get; set; } = TimeSpan.FromSeconds(10);
+    /// <summary>How full PostgreSQL's NOTIFY queue may get (0..1) before project sessions that hold it are ended (0 = off).</summary>
+    public double NotifyQueueUsage { get; set; } = 0.05;
+    /// <summary>How long a project session's transaction may have been open before it counts as holding the queue.</summary>
+    public TimeSpan NotifyHolderAge { get; set; } = TimeSpan.FromMinutes(1);
 }
 
 /// <summary>A limit refused the request: the status (403 quota, 429 rate), a code, a message naming the limit.</summary>

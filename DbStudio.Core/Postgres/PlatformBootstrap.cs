@@ -25,8 +25,9 @@ public static class PlatformBootstrap
                 : $"CREATE ROLE {SqlText.Ident(role)} LOGIN CREATEROLE NOSUPERUSER PASSWORD {verifier}";
             await using (var cmd = new NpgsqlCommand(sql, conn)) await cmd.ExecuteNonQueryAsync(ct);
             // The connection guard (Limits/ConnectionGuard) ends project owner sessions when the server runs short of
-            // free slots; pg_signal_backend lets it do that without being a member of the projects' roles.
-            await using (var grant = new NpgsqlCommand($"GRANT pg_signal_backend TO {SqlText.Ident(role)}", conn)) await grant.ExecuteNonQueryAsync(ct);
+            // free slots, and sessions that hold PostgreSQL's NOTIFY queue; pg_signal_backend lets it do that without being
+            // a member of the projects' roles, pg_read_all_stats lets it see how old their transactions are.
+            await using (var grant = new NpgsqlCommand($"GRANT pg_signal_backend, pg_read_all_stats TO {SqlText.Ident(role)}", conn)) await grant.ExecuteNonQueryAsync(ct);
             await using var dbCheck = new NpgsqlCommand("SELECT 1 FROM pg_database WHERE datname = $1", conn);
             dbCheck.Parameters.Add(new() { Value = database });
             if (await dbCheck.ExecuteScalarAsync(ct) is null)

@@ -229,3 +229,54 @@ public class TwentyProjectsTests(ITestOutputHelper output)
         return (int)(await cmd.ExecuteScalarAsync())!;
     }
 }
+
+/// <summary>
+/// A tenant that LISTENs, keeps a transaction open and floods notifications would fill PostgreSQL's NOTIFY queue, after
+/// which every NOTIFY of every project fails (review of issue 11). The guard ends such a holder once the queue fills.
+/// </summary>
+public class NotifyQueueGuardTests
+{
+    [Fact]
+    public async Task A_session_that_holds_the_notify_queue_is_ended_when_it_fills()
+    {
+        await using var own = await OwnCluster.StartAsync("notifyq");
+        await using var factory = new AppFactory(own.PlatformConnectionString);
+        factory.StartOnLoopback();
+        var owner = factory.CreateClient();
+        var creds = new { email = $"q{Guid.NewGuid():N}@example.com", password = "a long enough password" };
+        (await owner.PostAsJsonAsync("/api/auth/register", creds)).EnsureSuccessStatusCode();
+        var login = await (await owner.PostAsJsonAsync("/api/auth/login", creds)).Content.ReadFromJsonAsync<JsonElement>();
+        owner.DefaultRequestHeaders.Authorization = new("Bearer", login.GetProperty("accessToken").GetString());
+        var p = await TestApp.CreateProjectAsync(owner, "holder");
+
+        // The holder: listens, then keeps one transaction open.
+        await using var holder = new NpgsqlConnection(ConnectionSharesTests.FromUrl(p.ConnectionUrl));
+        await holder.OpenAsync();
+        await using (var listen = new NpgsqlCommand("LISTEN flood", holder)) await listen.ExecuteNonQueryAsync(); // (takes effect at commit)
+        await using (var open = new NpgsqlCommand("BEGIN; SELECT 1;", holder)) await open.ExecuteNonQueryAsync();
+        // The flood: enough to fill a few of the queue's pages, which the holder's open transaction keeps.
+        await using (var flood = new NpgsqlConnection(ConnectionSharesTests.FromUrl(p.ConnectionUrl)))
+        {
+            await flood.OpenAsync();
+            await using var cmd = new NpgsqlCommand("SELECT pg_notify('flood', repeat('x', 1000) || g) FROM generate_series(1, 300) g", flood);
+            await cmd.ExecuteNonQueryAsync();
+        }
+
+        var guard = ActivatorUtilities.CreateInstance<ConnectionGuard>(factory.Services, Options.Create(new DbStudioOptions
+        {
+            Limits = new LimitsOptions { NotifyQueueUsage = 1e-9, NotifyHolderAge = TimeSpan.Zero, ReservedConnections = 0 },
+        }));
+        Assert.True(await guard.KeepNotifyQueueAsync() >= 1);
+        await Assert.ThrowsAnyAsync<Exception>(async () =>
+        {
+            await using var cmd = new NpgsqlCommand("SELECT 1", holder);
+            await cmd.ExecuteScalarAsync();
+        });
+        // Below the threshold nothing is ended.
+        var calm = ActivatorUtilities.CreateInstance<ConnectionGuard>(factory.Services, Options.Create(new DbStudioOptions
+        {
+            Limits = new LimitsOptions { NotifyQueueUsage = 0.5, NotifyHolderAge = TimeSpan.Zero, ReservedConnections = 0 },
+        }));
+        Assert.Equal(0, await calm.KeepNotifyQueueAsync());
+    }
+}
