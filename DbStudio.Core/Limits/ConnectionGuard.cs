@@ -98,14 +98,25 @@ public sealed class ConnectionGuard(NpgsqlDataSource platform, IOptions<DbStudio
         if (threshold <= 0) return 0;
         await using (var usage = platform.CreateCommand("SELECT pg_notification_queue_usage()"))
             if ((double)(await usage.ExecuteScalarAsync(ct))! < threshold) return 0;
-        var victims = new List<(int Pid, string Role)>();
-        await using (var cmd = platform.CreateCommand("""
+        var (ended, _) = await EndSessionsAsync("""
             SELECT a.pid, a.usename FROM pg_stat_activity a
             WHERE a.usename LIKE 'proj\_%' AND a.xact_start < now() - $1 AND a.pid <> pg_backend_pid()
             ORDER BY a.xact_start
-            """))
+            """, _options.Limits.NotifyHolderAge, ct);
+        if (ended > 0)
+            log.LogWarning("PostgreSQL's NOTIFY queue is filling: ended {Ended} project sessions open in one transaction for longer than {Age}",
+                ended, _options.Limits.NotifyHolderAge);
+        return ended;
+    }
+
+    /// <summary>Ends the sessions <paramref name="select"/> (pid, role; one parameter) names. Allowed is false when the
+    /// platform role may not (no pg_signal_backend).</summary>
+    private async Task<(int Ended, bool Allowed)> EndSessionsAsync(string select, object parameter, CancellationToken ct)
+    {
+        var victims = new List<(int Pid, string Role)>();
+        await using (var cmd = platform.CreateCommand(select))
         {
-            cmd.Parameters.Add(new NpgsqlParameter { Value = _options.Limits.NotifyHolderAge });
+            cmd.Parameters.Add(new NpgsqlParameter { Value = parameter });
             await using var r = await cmd.ExecuteReaderAsync(ct);
             while (await r.ReadAsync(ct)) victims.Add((r.GetInt32(0), r.GetString(1)));
         }
@@ -118,11 +129,10 @@ public sealed class ConnectionGuard(NpgsqlDataSource platform, IOptions<DbStudio
                 kill.Parameters.Add(new NpgsqlParameter { Value = pid });
                 if (await kill.ExecuteScalarAsync(ct) is true) ended++;
             }
-            catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.InsufficientPrivilege) { break; }
-            log.LogWarning("PostgreSQL's NOTIFY queue is filling: ended session {Pid} of {Role}, open in one transaction for longer than {Age}",
-                pid, role, _options.Limits.NotifyHolderAge);
+            catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.InsufficientPrivilege) { return (ended, false); }
+            log.LogDebug("Ended session {Pid} of {Role}", pid, role);
         }
-        return ended;
+        return (ended, true);
     }
 
     /// <summary>
@@ -143,37 +153,18 @@ public sealed class ConnectionGuard(NpgsqlDataSource platform, IOptions<DbStudio
         if (free >= reserve) return 0;
 
         var need = reserve - free;
-        var victims = new List<(int Pid, string Role)>();
-        await using (var cmd = platform.CreateCommand("""
+        var (ended, allowed) = await EndSessionsAsync("""
             SELECT a.pid, a.usename
             FROM pg_stat_activity a
             JOIN platform.projects p ON a.usename = 'proj_' || p."Id" || '_owner'
             ORDER BY a.application_name = 'dbstudio-console', count(*) OVER (PARTITION BY a.usename) DESC, a.pid DESC
             LIMIT $1
-            """))
+            """, need, ct);
+        if (!allowed && !_warnedNoSignal)
         {
-            cmd.Parameters.Add(new NpgsqlParameter { Value = need });
-            await using var r = await cmd.ExecuteReaderAsync(ct);
-            while (await r.ReadAsync(ct)) victims.Add((r.GetInt32(0), r.GetString(1)));
-        }
-        var ended = 0;
-        foreach (var (pid, role) in victims)
-        {
-            try
-            {
-                await using var kill = platform.CreateCommand("SELECT pg_terminate_backend($1)");
-                kill.Parameters.Add(new NpgsqlParameter { Value = pid });
-                if (await kill.ExecuteScalarAsync(ct) is true) ended++;
-            }
-            catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.InsufficientPrivilege)
-            {
-                if (!_warnedNoSignal)
-                    log.LogWarning("Only {Free} connection slots are free (reserve: {Reserve}) but the platform role may not end " +
-                                   "project sessions: GRANT pg_signal_backend TO it", free, reserve);
-                _warnedNoSignal = true;
-                return ended;
-            }
-            log.LogDebug("Ended session {Pid} of {Role}", pid, role);
+            log.LogWarning("Only {Free} connection slots are free (reserve: {Reserve}) but the platform role may not end " +
+                           "project sessions: GRANT pg_signal_backend TO it", free, reserve);
+            _warnedNoSignal = true;
         }
         if (ended > 0)
             log.LogWarning("Only {Free} connection slots were free (reserve: {Reserve}): ended {Ended} sessions of project owner logins",
