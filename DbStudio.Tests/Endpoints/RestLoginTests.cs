@@ -189,7 +189,9 @@ public class RestConnectionBudgetTests(TestApp app)
             return res.StatusCode;
         });
         var statuses = await Task.WhenAll(requests);
-        Assert.All(statuses, s => Assert.Equal(HttpStatusCode.OK, s));
+        Assert.True(statuses.All(s => s == HttpStatusCode.OK),
+            $"{statuses.Count(s => s != HttpStatusCode.OK)} not OK ({string.Join(",", statuses.Where(s => s != HttpStatusCode.OK).Distinct())}); " +
+            $"the app logged: {string.Join("\n", small.Errors.Take(3))}");
         Assert.True(peak <= 4, $"{peak} connections open");
 
         // PostgreSQL agrees: no more than the budget of this instance's REST sessions for these projects.

@@ -7,6 +7,7 @@ using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Mvc.Testing;
 using Microsoft.AspNetCore.TestHost;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
 
 [assembly: AssemblyFixture(typeof(DbStudio.Tests.Infrastructure.TestApp))]
 
@@ -16,8 +17,12 @@ public class AppFactory(string platformConnectionString, IReadOnlyDictionary<str
     Action<IServiceCollection>? configure = null)
     : WebApplicationFactory<Program>
 {
+    /// <summary>What the app logged at Error or above (with the exception), for a failing test to show.</summary>
+    public System.Collections.Concurrent.ConcurrentQueue<string> Errors { get; } = new();
+
     protected override void ConfigureWebHost(IWebHostBuilder builder)
     {
+        builder.ConfigureLogging(l => l.AddProvider(new ErrorCollector(Errors)));
         if (configure is not null) builder.ConfigureServices(configure);
         builder.UseEnvironment("Testing");
         builder.UseStaticWebAssets(); // serve _content/MudBlazor/… as `dotnet run` does
@@ -144,5 +149,23 @@ public sealed class TestApp : IAsyncLifetime
         var error = psql.StandardError.ReadToEndAsync();
         await psql.WaitForExitAsync();
         return (psql.ExitCode, await output, await error);
+    }
+}
+
+/// <summary>Collects the app's Error-level log lines (message and exception) into a queue.</summary>
+internal sealed class ErrorCollector(System.Collections.Concurrent.ConcurrentQueue<string> errors) : Microsoft.Extensions.Logging.ILoggerProvider
+{
+    public Microsoft.Extensions.Logging.ILogger CreateLogger(string category) => new Logger(category, errors);
+    public void Dispose() { }
+
+    private sealed class Logger(string category, System.Collections.Concurrent.ConcurrentQueue<string> errors) : Microsoft.Extensions.Logging.ILogger
+    {
+        public IDisposable? BeginScope<TState>(TState state) where TState : notnull => null;
+        public bool IsEnabled(Microsoft.Extensions.Logging.LogLevel level) => level >= Microsoft.Extensions.Logging.LogLevel.Error;
+        public void Log<TState>(Microsoft.Extensions.Logging.LogLevel level, Microsoft.Extensions.Logging.EventId id, TState state,
+            Exception? exception, Func<TState, Exception?, string> formatter)
+        {
+            if (IsEnabled(level) && errors.Count < 100) errors.Enqueue($"{category}: {formatter(state, exception)} {exception}");
+        }
     }
 }
