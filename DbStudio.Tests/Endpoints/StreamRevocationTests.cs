@@ -235,7 +235,7 @@ public class StreamRevocationTests(TestApp app)
         Assert.Contains(heard, h => h.StartsWith("dbstudio_platform:"));
         Assert.DoesNotContain(heard, h => h.Contains(victim.P.Id)); // nothing names the victim
 
-        // Forged signals (the old plain form) change nothing, and a replayed one only drops a cache: the victim's stream
+        // Forged signals (the old plain form) change nothing, and a replayed one is ignored (PlatformSignalsTests): the victim's stream
         // stays open and live.
         await using (var forge = new Npgsql.NpgsqlCommand(
             $"SELECT pg_notify('dbstudio_platform', 'project:{victim.P.Id}:'), pg_notify('dbstudio_platform', 'keys:{victim.P.Id}:'), " +
