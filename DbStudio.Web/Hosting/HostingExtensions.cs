@@ -77,6 +77,7 @@ public static class HostingExtensions
         services.AddSingleton<OwnerConnections>();
         services.AddScoped<ProjectService>();
         services.AddSingleton<SqlConsole>();
+        services.AddSingleton<DbStudio.Core.Csv.CsvTransfer>();
         services.AddSingleton<SqlHistory>();
         services.AddSingleton<AssistantSql>();
         services.AddSingleton(TimeProvider.System);
@@ -285,6 +286,7 @@ public static class HostingExtensions
         app.MapAccountEndpoints();
         app.MapProjectsApi();
         app.MapAccessApi();
+        app.MapCsvApi();
         app.MapRestApi();
         app.MapStreamApi();
         app.MapEndUserAuthApi();

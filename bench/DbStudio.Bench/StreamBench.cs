@@ -404,10 +404,11 @@ public static class StreamBench
         {
             if (!frame.StartsWith("id: "u8)) return; // comments, retry
             // Ids are opaque: gaps are found by the inserted rows' ids (bigserial, consecutive in this run).
-            var at0 = frame.IndexOf("\"record\":{\"id\":"u8);
-            if (at0 >= 0)
+            var at0 = frame.IndexOf("\"record\":"u8);
+            var key = at0 < 0 ? -1 : frame[at0..].IndexOf("\"id\":"u8);
+            if (key >= 0)
             {
-                var digits = frame[(at0 + 15)..];
+                var digits = frame[(at0 + key + 5)..].TrimStart((byte)' ');
                 var id = (long)Digits(digits[..digits.IndexOfAnyExceptInRange((byte)'0', (byte)'9')]);
                 if (_lastId >= 0 && id != _lastId + 1) Gaps++;
                 _lastId = id;
