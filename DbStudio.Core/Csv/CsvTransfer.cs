@@ -153,8 +153,8 @@ public sealed class CsvTransfer(OwnerConnections owners, SchemaCache schemas)
     {
         var staged = string.Join(", ", columns.Select((_, i) => $"c{i} text"));
         await using (var make = new NpgsqlCommand(
-            $"CREATE TEMP TABLE dbstudio_import (line bigint, {staged}) ON COMMIT DROP; " +
-            "CREATE TEMP TABLE dbstudio_import_errors (line bigint, col text, code text, message text) ON COMMIT DROP", conn, tx))
+            $"CREATE TEMP TABLE pg_temp.dbstudio_import (line bigint, {staged}) ON COMMIT DROP; " +
+            "CREATE TEMP TABLE pg_temp.dbstudio_import_errors (line bigint, col text, code text, message text) ON COMMIT DROP", conn, tx))
             await make.ExecuteNonQueryAsync(ct);
 
         long rows = 0;
@@ -164,7 +164,7 @@ public sealed class CsvTransfer(OwnerConnections owners, SchemaCache schemas)
         {
             await csv.ReadAsync(ct); // the header
             await using var import = await conn.BeginBinaryImportAsync(
-                $"COPY dbstudio_import (line, {string.Join(", ", columns.Select((_, i) => $"c{i}"))}) FROM STDIN (FORMAT BINARY)", ct);
+                $"COPY pg_temp.dbstudio_import (line, {string.Join(", ", columns.Select((_, i) => $"c{i}"))}) FROM STDIN (FORMAT BINARY)", ct);
             while (await csv.ReadAsync(ct))
             {
                 long line = csv.LineNumber;
@@ -200,14 +200,14 @@ public sealed class CsvTransfer(OwnerConnections owners, SchemaCache schemas)
             DO $dbstudio$
             DECLARE r record; col text; st text; msg text; n int := 0;
             BEGIN
-              FOR r IN SELECT * FROM dbstudio_import ORDER BY line LOOP
+              FOR r IN SELECT * FROM pg_temp.dbstudio_import ORDER BY line LOOP
                 BEGIN
                   INSERT INTO {target} ({string.Join(", ", columns.Select(c => SqlText.Ident(c.Name)))}) VALUES ({casts});
                 EXCEPTION WHEN others THEN
                   GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, col = COLUMN_NAME;
                   IF st LIKE '22%' THEN col := NULL; END IF; -- a value that does not convert: find its column
             {probes}
-                  INSERT INTO dbstudio_import_errors VALUES (r.line, nullif(col, ''), st, msg);
+                  INSERT INTO pg_temp.dbstudio_import_errors VALUES (r.line, nullif(col, ''), st, msg);
                   n := n + 1;
                   EXIT WHEN n >= {MaxErrors};
                 END;
@@ -217,7 +217,7 @@ public sealed class CsvTransfer(OwnerConnections owners, SchemaCache schemas)
             """;
         await using (var run = new NpgsqlCommand(loop, conn, tx)) await run.ExecuteNonQueryAsync(ct);
 
-        await using (var read = new NpgsqlCommand("SELECT line, col, code, message FROM dbstudio_import_errors ORDER BY line", conn, tx))
+        await using (var read = new NpgsqlCommand("SELECT line, col, code, message FROM pg_temp.dbstudio_import_errors ORDER BY line", conn, tx))
         await using (var r = await read.ExecuteReaderAsync(ct))
             while (await r.ReadAsync(ct))
                 errors.Add(new ImportError(r.GetInt64(0), r.IsDBNull(1) ? null : r.GetString(1), r.GetString(2), r.GetString(3)));
