@@ -205,6 +205,53 @@ public class PanelBrowserTests(TestApp app) : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Schema_tab_changes_a_column_shows_a_refused_type_change_and_adds_a_foreign_key_and_an_index()
+    {
+        var (page, context, _) = await SignedInProjectAsync();
+        await page.GetByRole(AriaRole.Tab, new() { Name = "SQL" }).ClickAsync();
+        await SetSqlAsync(page, "create table authors (id serial primary key, name text);\n" +
+                                "create table books (id serial primary key, author_id integer, code text);\n" +
+                                "insert into books (code) values ('abc')");
+        await page.ClickAsync("#sql-run");
+        await Assertions.Expect(page.Locator("#sql-result-2")).ToContainTextAsync("INSERT · 1 row");
+        await page.Locator("#table-list").GetByText("books", new() { Exact = true }).ClickAsync();
+        await page.GetByRole(AriaRole.Tab, new() { Name = "Schema" }).ClickAsync();
+        var columns = page.Locator("#schema-columns");
+        await Assertions.Expect(columns).ToContainTextAsync("author_id");
+
+        // text → integer: 'abc' does not convert; PostgreSQL's message is shown and nothing changes.
+        await page.ClickAsync("#schema-edit-code");
+        await ChooseAsync(page, "schema-edit-type", "INTEGER");
+        await page.ClickAsync("#schema-edit-save");
+        await Assertions.Expect(page.Locator("#schema-error")).ToContainTextAsync("22P02");
+        await Assertions.Expect(page.Locator("#schema-error")).ToContainTextAsync("invalid input syntax for type integer");
+        await page.ScreenshotAsync(new() { Path = Path.Combine(Shots, "schema-type-change-refused.png") });
+        await Assertions.Expect(columns.Locator("tr", new() { HasText = "code" })).ToContainTextAsync("text");
+
+        // A rename goes through (the form opened again keeps the type).
+        await page.ClickAsync("#schema-edit-code");
+        await Input(page, "schema-edit-name").FillAsync("code_text");
+        await page.ClickAsync("#schema-edit-save");
+        await Assertions.Expect(columns).ToContainTextAsync("code_text");
+
+        // A foreign key to authors(id), on delete cascade, and an index.
+        await ChooseAsync(page, "schema-fk-column", "author_id");
+        await ChooseAsync(page, "schema-fk-table", "authors");
+        await Assertions.Expect(page.Locator("#schema-fk-ref-column")).ToHaveValueAsync("id");
+        await ChooseAsync(page, "schema-fk-on-delete", "cascade");
+        await page.ClickAsync("#schema-add-fk");
+        var constraints = page.Locator("#schema-constraints");
+        await Assertions.Expect(constraints).ToContainTextAsync("FOREIGN KEY (author_id) REFERENCES authors(id) ON DELETE CASCADE");
+        await ChooseAsync(page, "schema-index-column", "code_text");
+        await page.ClickAsync("#schema-add-index");
+        await Assertions.Expect(constraints).ToContainTextAsync("books_code_text_idx");
+        await page.GetByText("DDL", new() { Exact = true }).ClickAsync();
+        await Assertions.Expect(page.Locator("#schema-ddl")).ToContainTextAsync("CREATE INDEX books_code_text_idx");
+        await page.ScreenshotAsync(new() { Path = Path.Combine(Shots, "schema-relations.png") });
+        await context.CloseAsync();
+    }
+
+    [Fact]
     public async Task Data_tab_edits_cells_inline_shows_type_errors_deletes_and_inserts_rows()
     {
         var (page, context, _) = await SignedInProjectAsync();
@@ -586,8 +633,11 @@ public class PanelBrowserTests(TestApp app) : IAsyncLifetime
     /// <summary>Opens a MudSelect (its input is hidden: click the visible field) and picks an option.</summary>
     private static async Task ChooseAsync(IPage page, string id, string option)
     {
-        await page.Locator($"#{id}").Locator("xpath=ancestor::div[contains(@class,'mud-select')][1]").ClickAsync();
-        await page.Locator(".mud-popover-open .mud-list-item", new() { HasText = option }).First.ClickAsync();
+        var select = page.Locator($"#{id}").Locator("xpath=ancestor::div[contains(@class,'mud-select')][1]");
+        // Mid-screen first: a list opened near the bottom would fall under the project page's footer.
+        await select.EvaluateAsync("e => e.scrollIntoView({ block: 'center' })");
+        await select.ClickAsync();
+        await page.Locator(".mud-popover-open .mud-list-item:visible", new() { HasText = option }).First.ClickAsync();
         await Assertions.Expect(page.Locator($"#{id}")).ToHaveValueAsync(option);
     }
 
