@@ -105,6 +105,12 @@ public sealed class RpcExecutor(RestConnections connections, FunctionCatalog fun
         {
             var prelude = RestExecutor.PreludeCommand(caller, readOnly: !plan.IsWrite);
             if (prelude is not null) batch.BatchCommands.Add(prelude);
+            // The function's body names the project's objects as the owner wrote them in the console (search_path = the
+            // project's schema), so the call runs with that search_path, transaction-local (as PostgREST sets it).
+            batch.BatchCommands.Add(new NpgsqlBatchCommand("SELECT set_config('search_path', $1, true)")
+            {
+                Parameters = { new NpgsqlParameter { Value = Sql.SqlText.Ident(plan.Function.Schema) } },
+            });
             var main = new NpgsqlBatchCommand(plan.Sql);
             foreach (var p in plan.Parameters) main.Parameters.Add(p);
             batch.BatchCommands.Add(main);
@@ -117,6 +123,7 @@ public sealed class RpcExecutor(RestConnections connections, FunctionCatalog fun
             await using (var reader = await batch.ExecuteReaderAsync(ct))
             {
                 if (prelude is not null) await reader.NextResultAsync(ct);
+                await reader.NextResultAsync(ct); // search_path
                 await reader.ReadAsync(ct);
                 total = reader.IsDBNull(0) ? null : reader.GetInt64(0);
                 page = reader.GetInt64(1);

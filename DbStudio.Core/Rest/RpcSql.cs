@@ -214,8 +214,9 @@ public sealed class RpcSql
         // The call, once: materialized, so counting and paging read its rows instead of calling it again.
         _sql.Append("WITH pgrst_call AS MATERIALIZED (SELECT ");
         _sql.Append(rows ? "pgrst_f.*" : "pgrst_f.pgrst_scalar").Append(" FROM ");
-        var call = Call();
-        if (rows) _sql.Append(call).Append(" pgrst_f");
+        var (from, call) = Call();
+        _sql.Append(from);
+        if (rows) _sql.Append("LATERAL ").Append(call).Append(" pgrst_f");
         else _sql.Append("LATERAL (SELECT ").Append(call).Append(" AS pgrst_scalar) pgrst_f");
         _sql.Append(')');
 
@@ -223,7 +224,7 @@ public sealed class RpcSql
         {
             // One value (or void): bare JSON.
             _sql.Append(" SELECT NULL::bigint, count(*), ")
-                .Append(_fn.Returns == FunctionReturn.Void ? "NULL::text" : "coalesce(json_agg(pgrst_call.pgrst_scalar)->0, 'null')::text")
+                .Append(_fn.Returns == FunctionReturn.Void ? "NULL::text" : "coalesce((array_agg(to_json(pgrst_call.pgrst_scalar)::text))[1], 'null')")
                 .Append(" FROM pgrst_call");
             return _sql.ToString();
         }
@@ -241,15 +242,17 @@ public sealed class RpcSql
         _sql.Append(") SELECT ");
         _sql.Append(read.Count == CountPref.None ? "NULL::bigint" : $"(SELECT count(*) FROM pgrst_call AS {T} WHERE {where})");
         _sql.Append(", (SELECT count(*) FROM pgrst_page), ");
-        var item = rows ? "pgrst_page" : "pgrst_page.pgrst_scalar";
+        // Each row's JSON joined in the page's order (compact, as table reads answer; json_agg would add line breaks).
+        var item = rows ? "to_json(pgrst_page)::text" : "to_json(pgrst_page.pgrst_scalar)::text";
         _sql.Append(single
-            ? $"coalesce((SELECT json_agg({item})->0 FROM pgrst_page), 'null')::text"
-            : $"coalesce((SELECT json_agg({item}) FROM pgrst_page), '[]')::text");
+            ? $"coalesce((SELECT {item} FROM pgrst_page LIMIT 1), 'null')"
+            : $"coalesce((SELECT '[' || string_agg({item}, ',') || ']' FROM pgrst_page), '[]')");
         return _sql.ToString();
     }
 
-    /// <summary>`json_to_record(…) AS pgrst_body(…), LATERAL "schema"."fn"(a := …)` or `"schema"."fn"(…)`.</summary>
-    private string Call()
+    /// <summary>The FROM item the call reads its arguments from (`json_to_record(…) AS pgrst_body(…), `, or nothing),
+    /// and the call `"schema"."fn"(a := …)`.</summary>
+    private (string From, string Call) Call()
     {
         var fn = SqlText.Qualified(_fn.Schema, _fn.Name);
         // One parameter that takes the whole body: the single unnamed json/jsonb one, or any one with params=single-object.
@@ -257,11 +260,11 @@ public sealed class RpcSql
         {
             var body = string.IsNullOrWhiteSpace(_req.Body) ? "{}" : _req.Body!;
             CheckJson(body);
-            return $"{fn}({Param(body, NpgsqlDbType.Text)}::{only.Type})";
+            return ("", $"{fn}({Param(body, NpgsqlDbType.Text)}::{only.Type})");
         }
         var keys = ArgumentKeys(_req);
         var passed = _fn.Params.Where(p => keys.Contains(p.Name)).ToList();
-        if (passed.Count == 0) return fn + "()";
+        if (passed.Count == 0) return ("", fn + "()");
         if (_req.IsPost)
         {
             var root = ParseBody(_req);
@@ -269,7 +272,7 @@ public sealed class RpcSql
                 throw new RestException(400, "PGRST102", "Empty or invalid json", "The body must be a JSON object of the function's arguments");
             var columns = string.Join(", ", passed.Select(p => $"{SqlText.Ident(p.Name)} {p.Type}"));
             var args = string.Join(", ", passed.Select(p => $"{(p.Variadic ? "VARIADIC " : "")}{SqlText.Ident(p.Name)} := {Body}.{SqlText.Ident(p.Name)}"));
-            return $"json_to_record({Param(_req.Body!, NpgsqlDbType.Text)}::json) AS {Body}({columns}), LATERAL {fn}({args})";
+            return ($"json_to_record({Param(_req.Body!, NpgsqlDbType.Text)}::json) AS {Body}({columns}), ", $"{fn}({args})");
         }
         var list = new List<string>();
         foreach (var p in passed)
@@ -283,7 +286,7 @@ public sealed class RpcSql
                 $"{_fn.Name} takes one {p.Type} there", "Repeat an argument only for an array parameter");
             list.Add($"{(p.Variadic ? "VARIADIC " : "")}{SqlText.Ident(p.Name)} := {value}");
         }
-        return $"{fn}({string.Join(", ", list)})";
+        return ("", $"{fn}({string.Join(", ", list)})");
     }
 
     private string SelectList()
