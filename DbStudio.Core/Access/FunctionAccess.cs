@@ -90,6 +90,8 @@ public sealed class FunctionAccess(NpgsqlDataSource platform, FunctionCatalog fu
                                         WHERE e.grantee = 0 AND e.privilege_type = 'EXECUTE'))
                OR NOT EXISTS (SELECT 1 FROM pg_default_acl d WHERE d.defaclrole = n.nspowner AND d.defaclnamespace = 0 AND d.defaclobjtype = 'f'
                                 AND NOT EXISTS (SELECT 1 FROM aclexplode(d.defaclacl) e WHERE e.grantee = 0 AND e.privilege_type = 'EXECUTE'))
+               OR EXISTS (SELECT 1 FROM pg_default_acl d WHERE d.defaclrole = n.nspowner AND d.defaclnamespace = n.oid AND d.defaclobjtype = 'f'
+                            AND EXISTS (SELECT 1 FROM aclexplode(d.defaclacl) e WHERE e.grantee = 0 AND e.privilege_type = 'EXECUTE'))
             """))
         {
             await using var r = await cmd.ExecuteReaderAsync(ct);

@@ -129,11 +129,17 @@ public sealed class FunctionCatalog(NpgsqlDataSource platform, RestConnections c
         ORDER BY p.proname, p.oid
         """;
 
-    /// <summary>Whether the owner's default privileges still give PUBLIC EXECUTE on new functions (PostgreSQL's built-in default).</summary>
+    /// <summary>
+    /// Whether the owner's default privileges still give PUBLIC EXECUTE on new functions: PostgreSQL's built-in default
+    /// (no global entry taking it away), or an entry for the project's schema that grants it.
+    /// </summary>
     public const string DefaultsOpenQuery = """
         SELECT NOT EXISTS (SELECT 1 FROM pg_default_acl d JOIN pg_roles r ON r.oid = d.defaclrole
                            WHERE r.rolname = $1 AND d.defaclnamespace = 0 AND d.defaclobjtype = 'f'
                              AND NOT EXISTS (SELECT 1 FROM aclexplode(d.defaclacl) e WHERE e.grantee = 0 AND e.privilege_type = 'EXECUTE'))
+            OR EXISTS (SELECT 1 FROM pg_default_acl d JOIN pg_roles r ON r.oid = d.defaclrole JOIN pg_namespace n ON n.oid = d.defaclnamespace
+                       WHERE r.rolname = $1 AND n.nspname = $2 AND d.defaclobjtype = 'f'
+                         AND EXISTS (SELECT 1 FROM aclexplode(d.defaclacl) e WHERE e.grantee = 0 AND e.privilege_type = 'EXECUTE'))
         """;
 
     /// <summary>Routines of the schema (functions and procedures of any kind) that PUBLIC may execute.</summary>
@@ -176,7 +182,9 @@ public sealed class FunctionCatalog(NpgsqlDataSource platform, RestConnections c
         // The argument list is PostgreSQL's own text (pg_get_function_identity_arguments quotes names and types).
         var sql = string.Concat(exposed.Select(f =>
             $"REVOKE EXECUTE ON ROUTINE {SqlText.Qualified(schema, f.Name)}({f.IdentityArguments}) FROM PUBLIC;\n"));
-        if (defaults) sql += "ALTER DEFAULT PRIVILEGES REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC;\n";
+        if (defaults)
+            sql += "ALTER DEFAULT PRIVILEGES REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC;\n"
+                   + $"ALTER DEFAULT PRIVILEGES IN SCHEMA {SqlText.Ident(schema)} REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC;\n";
         return sql;
     }
 
@@ -191,7 +199,10 @@ public sealed class FunctionCatalog(NpgsqlDataSource platform, RestConnections c
                      ProjectNaming.UserAdminRole(projectId), ProjectNaming.OwnerRole(projectId) })
             fns.Parameters.Add(new NpgsqlParameter { Value = v });
         batch.BatchCommands.Add(fns);
-        var defaults = new NpgsqlBatchCommand(DefaultsOpenQuery) { Parameters = { new NpgsqlParameter { Value = ProjectNaming.OwnerRole(projectId) } } };
+        var defaults = new NpgsqlBatchCommand(DefaultsOpenQuery)
+        {
+            Parameters = { new NpgsqlParameter { Value = ProjectNaming.OwnerRole(projectId) }, new NpgsqlParameter { Value = schema } },
+        };
         batch.BatchCommands.Add(defaults);
         batch.BatchCommands.Add(new NpgsqlBatchCommand(ExposedQuery) { Parameters = { new NpgsqlParameter { Value = schema } } });
         await using var r = await batch.ExecuteReaderAsync(ct);

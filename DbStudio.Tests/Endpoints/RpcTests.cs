@@ -329,7 +329,8 @@ public class RpcTests(TestApp app)
         Assert.False(await PublicMayAsync(owner, p.Id, "f1"));
         // Through a direct connection, with PostgreSQL's old default put back (a project made before the secure default).
         var (code, _, err) = await TestApp.PsqlAsync(p.ConnectionUrl, "-c",
-            "alter default privileges grant execute on functions to public; create function f2() returns int language sql as 'select 2';");
+            "alter default privileges grant execute on functions to public; alter default privileges in schema proj_" + p.Id
+            + " grant execute on functions to public; create function f2() returns int language sql as 'select 2';");
         Assert.True(code == 0, err);
         Assert.True(await PublicMayAsync(owner, p.Id, "f2"));
         var secured = await app.Service<FunctionAccess>().SecureExistingProjectsAsync();
