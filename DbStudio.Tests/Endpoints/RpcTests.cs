@@ -346,6 +346,26 @@ public class RpcTests(TestApp app)
     }
 
     [Fact]
+    public async Task Names_that_need_quoting_are_called_and_granted_as_they_are()
+    {
+        var owner = await app.NewUserClientAsync();
+        var p = await TestApp.CreateProjectAsync(owner, "rpc quoting");
+        var made = await TestApp.SqlAsync(owner, p.Id, """"
+            create function "Odd ""Name"""("x y" int, "Ünï" text default 'é') returns text language sql immutable as $$ select "Ünï" || "x y" $$
+            """");
+        Assert.False(made[0].TryGetProperty("error", out var e), e.ToString());
+        var w = new World(owner, p, "");
+        var path = Uri.EscapeDataString("Odd \"Name\"");
+        var call = await CallAsync(w, Who.Dak, HttpMethod.Post, path, """{"x y": 2}""");
+        Assert.Equal((HttpStatusCode.OK, "\"é2\""), (call.Status, call.Body));
+        Assert.Equal("\"ü3\"", (await CallAsync(w, Who.Dak, HttpMethod.Get, $"{path}?x%20y=3&{Uri.EscapeDataString("Ünï")}=ü")).Body);
+        Assert.Equal(HttpStatusCode.Unauthorized, (await CallAsync(w, Who.Anon, HttpMethod.Post, path, """{"x y": 2}""")).Status);
+        (await owner.PutAsJsonAsync($"/api/projects/{p.Id}/functions/{path}/access", new { anon_execute = true, auth_execute = false }))
+            .EnsureSuccessStatusCode();
+        Assert.Equal(HttpStatusCode.OK, (await CallAsync(w, Who.Anon, HttpMethod.Post, path, """{"x y": 2}""")).Status);
+    }
+
+    [Fact]
     public async Task The_openapi_document_lists_only_the_functions_the_caller_may_execute()
     {
         var owner = await app.NewUserClientAsync();
