@@ -114,6 +114,9 @@ public sealed class RpcExecutor(RestConnections connections, FunctionCatalog fun
             var main = new NpgsqlBatchCommand(plan.Sql);
             foreach (var p in plan.Parameters) main.Parameters.Add(p);
             batch.BatchCommands.Add(main);
+            // A function that ran RESET ROLE (or SET ROLE) would leave this pooled connection in another role for the next
+            // request: it acts as the caller's role again before it goes back (same round trip).
+            batch.BatchCommands.Add(new NpgsqlBatchCommand($"SET ROLE {Sql.SqlText.Ident(RestConnections.ActingRole(caller.ProjectId, role))}"));
             // A write asked for as one object is checked before commit and rolled back otherwise (PGRST116).
             if (req.Read.Singular && plan.IsWrite) batch.Transaction = tx = await conn.BeginTransactionAsync(ct);
 

@@ -366,6 +366,26 @@ public class RpcTests(TestApp app)
     }
 
     [Fact]
+    public async Task A_function_that_resets_its_role_leaves_the_next_call_in_the_callers_role()
+    {
+        var owner = await app.NewUserClientAsync();
+        var p = await TestApp.CreateProjectAsync(owner, "rpc role");
+        await TestApp.SqlAsync(owner, p.Id, """
+            create function drop_role() returns text language plpgsql as $$ begin reset role; return current_user; end $$;
+            create function whoami() returns text language sql stable as 'select current_user::text'
+            """);
+        var w = new World(owner, p, "");
+        await AllowAsync(w, "drop_role", anon: true, auth: false);
+        await AllowAsync(w, "whoami", anon: true, auth: false);
+        for (var i = 0; i < 3; i++)
+        {
+            var reset = await CallAsync(w, Who.Anon, HttpMethod.Post, "drop_role", "{}");
+            Assert.Equal($"\"{RestConnections.LoginRole(p.Id, RestRole.Anon)}\"", reset.Body); // its own login: no privilege at all
+            Assert.Equal($"\"{ProjectNaming.AnonRole(p.Id)}\"", (await CallAsync(w, Who.Anon, HttpMethod.Get, "whoami")).Body);
+        }
+    }
+
+    [Fact]
     public async Task The_openapi_document_lists_only_the_functions_the_caller_may_execute()
     {
         var owner = await app.NewUserClientAsync();
