@@ -22,6 +22,14 @@ public sealed class DbStudioOptions
     public RestOptions Rest { get; set; } = new();
     public StreamOptions Streams { get; set; } = new();
     public Limits.LimitsOptions Limits { get; set; } = new();
+    public CsvOptions Csv { get; set; } = new();
+}
+
+/// <summary>CSV import and export (Core/Csv).</summary>
+public sealed class CsvOptions
+{
+    /// <summary>Largest CSV file an import takes, in bytes (it is buffered to a temporary file, not held in memory).</summary>
+    public long MaxImportBytes { get; set; } = 1L << 30;
 }
 
 public sealed class ConsoleOptions

@@ -1,7 +1,8 @@
 // Fair shares of the server's connection slots (issue 12). PostgreSQL enforces each project login's CONNECTION LIMIT
 // (owner: DbStudio:OwnerConnectionLimit; REST logins: Rest:LoginConnectionLimit); this guard
-//  - re-applies those limits to the logins of every existing project whenever they differ (projects made before the
-//    limits, or before an operator changed them: the REST logins' ALTER ROLE runs only when they are made), and
+//  - re-applies those limits, once at start-up, to the logins of every existing project whose limit differs (projects
+//    made before the limits, or before an operator changed them; new logins get them when they are made) — the only
+//    pass over all projects, so the periodic checks below cost the same with 10 or 10,000 projects, and
 //  - keeps Limits:ReservedConnections slots free for the platform, as PostgreSQL 16's reserved_connections would:
 //    per-project limits bound one project, but not how many projects hold connections at once. When fewer slots are
 //    free, it ends the newest sessions of the owner logins (Connection URL clients first, the console's own last),
@@ -31,11 +32,12 @@ public sealed class ConnectionGuard(NpgsqlDataSource platform, IOptions<DbStudio
         var period = _options.Limits.ConnectionCheckPeriod;
         if (period <= TimeSpan.Zero) return;
         using var timer = new PeriodicTimer(period, clock);
+        var applied = false;
         do
         {
             try
             {
-                await ApplyLimitsAsync(stoppingToken);
+                if (!applied) { await ApplyLimitsAsync(stoppingToken); applied = true; }
                 await KeepReserveAsync(stoppingToken);
                 await KeepNotifyQueueAsync(stoppingToken);
             }

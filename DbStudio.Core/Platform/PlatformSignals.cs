@@ -3,18 +3,26 @@
 // every instance — this one included — drops what it cached. PostgreSQL lets any role NOTIFY on any channel and
 // LISTEN to any channel, so a payload is encrypted and authenticated with the platform's Data Protection keys (kept
 // in the database, shared by every instance): a project's role can neither forge a signal nor read one (which
-// project changed what).
+// project changed what). Nor can it replay one it overheard: each carries when it was sent and a nonce, and is acted on
+// once, within its lifetime.
+using System.Collections.Concurrent;
+using System.Globalization;
 using System.Security.Cryptography;
 using Microsoft.AspNetCore.DataProtection;
 using Npgsql;
 
 namespace DbStudio.Core.Platform;
 
-public sealed class PlatformSignals(NpgsqlDataSource platform, IDataProtectionProvider protection)
+public sealed class PlatformSignals(NpgsqlDataSource platform, IDataProtectionProvider protection, TimeProvider clock)
 {
     public const string Channel = "dbstudio_platform";
+    /// <summary>How long a signal may take to arrive (instances' clocks may differ by part of it); older ones are ignored.</summary>
+    public static readonly TimeSpan Lifetime = TimeSpan.FromMinutes(2);
 
-    private readonly IDataProtector _protector = protection.CreateProtector("DbStudio.PlatformSignals.v1");
+    private readonly IDataProtector _protector = protection.CreateProtector("DbStudio.PlatformSignals.v2");
+    /// <summary>Nonces acted on (or sent) within the lifetime, with when they were seen.</summary>
+    private readonly ConcurrentDictionary<string, DateTimeOffset> _seen = new();
+    private DateTimeOffset _pruned = DateTimeOffset.MinValue;
 
     /// <summary>What changed, for which project.</summary>
     public static class Topics
@@ -37,27 +45,47 @@ public sealed class PlatformSignals(NpgsqlDataSource platform, IDataProtectionPr
     /// <summary>Drops this instance's caches at once, then tells the others.</summary>
     public async Task PublishAsync(string topic, string projectId, CancellationToken ct = default, string detail = "")
     {
-        var message = $"{topic}:{projectId}:{detail}";
-        Deliver(message);
+        var payload = Seal(topic, projectId, detail);
+        Received?.Invoke(topic, projectId, detail);
         await using var cmd = platform.CreateCommand("SELECT pg_notify($1, $2)");
         cmd.Parameters.Add(new() { Value = Channel });
-        cmd.Parameters.Add(new() { Value = _protector.Protect(message) });
+        cmd.Parameters.Add(new() { Value = payload });
         await cmd.ExecuteNonQueryAsync(ct);
     }
 
-    /// <summary>A notification from the channel: acted on only if an instance of this platform wrote it.</summary>
+    /// <summary>The notification payload of a signal: sent now, with a fresh nonce (marked seen here: our own comes
+    /// back through the channel and was already acted on), encrypted and authenticated.</summary>
+    internal string Seal(string topic, string projectId, string detail)
+    {
+        var now = clock.GetUtcNow();
+        var nonce = Convert.ToHexString(RandomNumberGenerator.GetBytes(12));
+        _seen[nonce] = now;
+        return _protector.Protect($"{now.ToUnixTimeMilliseconds().ToString(CultureInfo.InvariantCulture)}:{nonce}:{topic}:{projectId}:{detail}");
+    }
+
+    /// <summary>A notification from the channel: acted on only if an instance of this platform wrote it, recently, and
+    /// only the first time it arrives.</summary>
     public void Raise(string? payload)
     {
         if (string.IsNullOrEmpty(payload) || payload.Length > 4000) return;
         string message;
         try { message = _protector.Unprotect(payload); }
         catch (CryptographicException) { return; } // not ours: forged, or another deployment's
-        Deliver(message);
+        var parts = message.Split(':', 5);
+        if (parts.Length != 5 || !long.TryParse(parts[0], NumberStyles.None, CultureInfo.InvariantCulture, out var sentMs)) return;
+        var now = clock.GetUtcNow();
+        if ((now - DateTimeOffset.FromUnixTimeMilliseconds(sentMs)).Duration() > Lifetime) return; // stale: a replay
+        Prune(now);
+        if (!_seen.TryAdd(parts[1], now)) return; // seen: a replay (or our own)
+        Received?.Invoke(parts[2], parts[3], parts[4]);
     }
 
-    private void Deliver(string message)
+    /// <summary>Forgets nonces older than twice the lifetime (a replay of those is stale anyway), at most once a minute.</summary>
+    private void Prune(DateTimeOffset now)
     {
-        var parts = message.Split(':', 3);
-        if (parts.Length == 3) Received?.Invoke(parts[0], parts[1], parts[2]);
+        if (now - _pruned < TimeSpan.FromMinutes(1)) return;
+        _pruned = now;
+        foreach (var (nonce, seen) in _seen)
+            if (now - seen > 2 * Lifetime) _seen.TryRemove(nonce, out _);
     }
 }

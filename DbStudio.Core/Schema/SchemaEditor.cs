@@ -1,6 +1,8 @@
-// The Schema tab's DDL: create and drop tables, add and drop columns, with the panel's 13 column types.
-// Names are quoted, types come from a fixed list, defaults are SQL expressions a person typed (run as the
-// project's owner role, like the console). Errors come back as PostgreSQL's, as data.
+// The Schema tab's DDL: create and drop tables; add, drop, rename and change columns (type with a USING cast, default,
+// NOT NULL); unique constraints, indexes and foreign keys; the table's DDL, read-only. The panel's 13 column types.
+// Names are quoted, types come from a fixed list, defaults are SQL expressions a person typed (run as the project's
+// owner role, like the console). Every change is one statement, or one transaction; errors come back as PostgreSQL's,
+// as data, and then nothing changed.
 using DbStudio.Core.Access;
 using DbStudio.Core.Console;
 using DbStudio.Core.Projects;
@@ -12,6 +14,21 @@ using DbStudio.Core.Catalog;
 namespace DbStudio.Core.Schema;
 
 public sealed record NewColumn(string Name, string Type, bool Nullable = true, string? Default = null, bool PrimaryKey = false);
+
+/// <summary>What to change of a column; null leaves that part as it is. <see cref="Default"/> "" drops the default.</summary>
+public sealed record ColumnChange(string? NewName = null, string? Type = null, string? Default = null, bool? Nullable = null);
+
+/// <summary>What a foreign key does to referencing rows when the referenced row is deleted.</summary>
+public enum OnDelete { NoAction, Restrict, Cascade, SetNull }
+
+/// <summary>A constraint of the table as PostgreSQL shows it: kind p (primary key), u (unique), f (foreign key), c (check).</summary>
+public sealed record ConstraintInfo(string Name, char Kind, string Definition, IReadOnlyList<string> Columns, string? References);
+
+/// <summary>An index of the table; <see cref="Constraint"/> when a constraint owns it (drop the constraint instead).</summary>
+public sealed record IndexInfo(string Name, string Definition, bool Unique, string? Constraint);
+
+/// <summary>The table's constraints, indexes and DDL (CREATE TABLE, then its constraints and other indexes).</summary>
+public sealed record TableDetails(IReadOnlyList<ConstraintInfo> Constraints, IReadOnlyList<IndexInfo> Indexes, string Ddl);
 
 public sealed class SchemaEditor(OwnerConnections owners, SchemaCache schemas, AccessPolicies access, Streams.ChangeCapture capture)
 {
@@ -46,18 +63,73 @@ public sealed class SchemaEditor(OwnerConnections owners, SchemaCache schemas, A
 
     public static string DropTableSql(string schema, string table) => $"DROP TABLE {SqlText.Qualified(schema, table)}";
 
+    /// <summary>The statements of a column change, in the order they run (one transaction): type, default, NOT NULL, name.</summary>
+    public static IReadOnlyList<string> ChangeColumnSql(string schema, string table, string column, ColumnChange change)
+    {
+        var t = SqlText.Qualified(schema, table);
+        var c = SqlText.Ident(column);
+        var list = new List<string>();
+        if (change.Type is { } type)
+        {
+            var sqlType = SqlType(type);
+            // The cast PostgreSQL would refuse without USING (text to integer, …) is spelled out; rows that do not
+            // convert make PostgreSQL refuse the change, with its message.
+            list.Add($"ALTER TABLE {t} ALTER COLUMN {c} TYPE {sqlType} USING {c}::{sqlType}");
+        }
+        if (change.Default is { } d)
+            list.Add(string.IsNullOrWhiteSpace(d) ? $"ALTER TABLE {t} ALTER COLUMN {c} DROP DEFAULT"
+                : $"ALTER TABLE {t} ALTER COLUMN {c} SET DEFAULT {Expression(d, "A default")}");
+        if (change.Nullable is { } nullable)
+            list.Add($"ALTER TABLE {t} ALTER COLUMN {c} {(nullable ? "DROP" : "SET")} NOT NULL");
+        if (change.NewName is { } name && name != column)
+        {
+            if (string.IsNullOrWhiteSpace(name)) throw new ArgumentException("The column needs a name.");
+            list.Add($"ALTER TABLE {t} RENAME COLUMN {c} TO {SqlText.Ident(name)}");
+        }
+        if (list.Count == 0) throw new ArgumentException("Nothing to change.");
+        return list;
+    }
+
+    public static string AddUniqueSql(string schema, string table, IReadOnlyList<string> columns) =>
+        $"ALTER TABLE {SqlText.Qualified(schema, table)} ADD UNIQUE ({Columns(columns)})";
+
+    public static string AddForeignKeySql(string schema, string table, string column, string refTable, string refColumn, OnDelete onDelete) =>
+        $"ALTER TABLE {SqlText.Qualified(schema, table)} ADD FOREIGN KEY ({SqlText.Ident(column)}) " +
+        $"REFERENCES {SqlText.Qualified(schema, refTable)} ({SqlText.Ident(refColumn)}) ON DELETE " + onDelete switch
+        {
+            OnDelete.Cascade => "CASCADE",
+            OnDelete.Restrict => "RESTRICT",
+            OnDelete.SetNull => "SET NULL",
+            _ => "NO ACTION",
+        };
+
+    public static string DropConstraintSql(string schema, string table, string constraint) =>
+        $"ALTER TABLE {SqlText.Qualified(schema, table)} DROP CONSTRAINT {SqlText.Ident(constraint)}";
+
+    /// <summary>CREATE [UNIQUE] INDEX on the columns; PostgreSQL names it (table_col_idx).</summary>
+    public static string CreateIndexSql(string schema, string table, IReadOnlyList<string> columns, bool unique) =>
+        $"CREATE {(unique ? "UNIQUE " : "")}INDEX ON {SqlText.Qualified(schema, table)} ({Columns(columns)})";
+
+    public static string DropIndexSql(string schema, string index) => $"DROP INDEX {SqlText.Qualified(schema, index)}";
+
+    private static string Columns(IReadOnlyList<string> columns)
+    {
+        if (columns.Count == 0 || columns.Any(string.IsNullOrWhiteSpace)) throw new ArgumentException("Choose at least one column.");
+        return string.Join(", ", columns.Select(SqlText.Ident));
+    }
+
+    /// <summary>An SQL expression a person typed, refused when it is not exactly one (a semicolon would end the statement).</summary>
+    private static string Expression(string text, string what) =>
+        StatementSplitter.Split("SELECT " + text).Count == 1 ? text : throw new ArgumentException($"{what} must be a single expression.");
+
     private static string ColumnSql(NewColumn c)
     {
         if (string.IsNullOrWhiteSpace(c.Name)) throw new ArgumentException("Every column needs a name.");
         var sql = $"{SqlText.Ident(c.Name)} {SqlType(c.Type)}";
         if (!c.Nullable || c.PrimaryKey) sql += " NOT NULL";
-        if (!string.IsNullOrWhiteSpace(c.Default))
-        {
-            // A default is an SQL expression (now(), 0, 'text', gen_random_uuid()) that a person typed; it runs as the
-            // owner role, as console SQL does. A semicolon would end the statement early: refuse it.
-            if (StatementSplitter.Split("SELECT " + c.Default).Count != 1) throw new ArgumentException("A default must be a single expression.");
-            sql += $" DEFAULT {c.Default}";
-        }
+        // A default is an SQL expression (now(), 0, 'text', gen_random_uuid()) that a person typed; it runs as the
+        // owner role, as console SQL does.
+        if (!string.IsNullOrWhiteSpace(c.Default)) sql += $" DEFAULT {Expression(c.Default, "A default")}";
         return sql;
     }
 
@@ -73,17 +145,106 @@ public sealed class SchemaEditor(OwnerConnections owners, SchemaCache schemas, A
     public Task<SqlError?> DropTableAsync(string projectId, string table, CancellationToken ct = default) =>
         RunAsync(projectId, () => DropTableSql(ProjectNaming.Schema(projectId), table), ct);
 
-    /// <summary>Runs one DDL statement as the owner; null on success, PostgreSQL's error otherwise (nothing changed).</summary>
-    private async Task<SqlError?> RunAsync(string projectId, Func<string> build, CancellationToken ct)
+    public Task<SqlError?> ChangeColumnAsync(string projectId, string table, string column, ColumnChange change, CancellationToken ct = default) =>
+        RunAsync(projectId, () => ChangeColumnSql(ProjectNaming.Schema(projectId), table, column, change), ct);
+
+    public Task<SqlError?> AddUniqueAsync(string projectId, string table, IReadOnlyList<string> columns, CancellationToken ct = default) =>
+        RunAsync(projectId, () => AddUniqueSql(ProjectNaming.Schema(projectId), table, columns), ct);
+
+    public Task<SqlError?> AddForeignKeyAsync(string projectId, string table, string column, string refTable, string refColumn, OnDelete onDelete,
+        CancellationToken ct = default) =>
+        RunAsync(projectId, () => AddForeignKeySql(ProjectNaming.Schema(projectId), table, column, refTable, refColumn, onDelete), ct);
+
+    public Task<SqlError?> DropConstraintAsync(string projectId, string table, string constraint, CancellationToken ct = default) =>
+        RunAsync(projectId, () => DropConstraintSql(ProjectNaming.Schema(projectId), table, constraint), ct);
+
+    public Task<SqlError?> CreateIndexAsync(string projectId, string table, IReadOnlyList<string> columns, bool unique, CancellationToken ct = default) =>
+        RunAsync(projectId, () => CreateIndexSql(ProjectNaming.Schema(projectId), table, columns, unique), ct);
+
+    public Task<SqlError?> DropIndexAsync(string projectId, string index, CancellationToken ct = default) =>
+        RunAsync(projectId, () => DropIndexSql(ProjectNaming.Schema(projectId), index), ct);
+
+    /// <summary>
+    /// The table's constraints and indexes as the catalog has them and its DDL, names as the project's SQL writes them
+    /// (PostgreSQL's own deparsing:
+    /// format_type, pg_get_expr, pg_get_constraintdef, pg_get_indexdef), read on the owner's login. Null when it does not exist.
+    /// </summary>
+    public async Task<TableDetails?> DescribeAsync(string projectId, string table, CancellationToken ct = default)
     {
-        string sql;
-        try { sql = build(); }
+        var schema = ProjectNaming.Schema(projectId);
+        await using var conn = await owners.OpenAsync(projectId, ct);
+        await using var cmd = new NpgsqlCommand("""
+            WITH t AS (SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                       WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p'))
+            SELECT 'c', con.conname, con.contype::text, pg_get_constraintdef(con.oid),
+                   ARRAY(SELECT a.attname::text FROM unnest(con.conkey) WITH ORDINALITY k(n, i)
+                         JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.n ORDER BY k.i),
+                   CASE WHEN con.contype = 'f' THEN con.confrelid::regclass::text END, false
+            FROM pg_constraint con, t WHERE con.conrelid = t.oid
+            UNION ALL
+            SELECT 'i', ic.relname, NULL, pg_get_indexdef(i.indexrelid), NULL,
+                   (SELECT con.conname::text FROM pg_constraint con WHERE con.conindid = i.indexrelid AND con.conrelid = i.indrelid), i.indisunique
+            FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid, t WHERE i.indrelid = t.oid
+            UNION ALL
+            SELECT 'd', NULL, NULL, 'CREATE TABLE ' || t.oid::regclass::text || E' (\n' || string_agg(
+                       '    ' || quote_ident(a.attname) || ' ' || format_type(a.atttypid, a.atttypmod)
+                       || CASE WHEN a.attnotnull THEN ' NOT NULL' ELSE '' END
+                       || COALESCE(' DEFAULT ' || pg_get_expr(d.adbin, d.adrelid), ''), E',\n' ORDER BY a.attnum) || E'\n);', NULL, NULL, false
+            FROM t JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum > 0 AND NOT a.attisdropped
+            LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+            GROUP BY t.oid
+            """, conn);
+        cmd.Parameters.Add(new() { Value = schema });
+        cmd.Parameters.Add(new() { Value = table });
+        var constraints = new List<ConstraintInfo>();
+        var indexes = new List<IndexInfo>();
+        string? create = null;
+        await using (var r = await cmd.ExecuteReaderAsync(ct))
+            while (await r.ReadAsync(ct))
+                switch (r.GetString(0))
+                {
+                    case "c":
+                        constraints.Add(new ConstraintInfo(r.GetString(1), r.GetString(2)[0], r.GetString(3), r.GetFieldValue<string[]>(4),
+                            r.IsDBNull(5) ? null : r.GetString(5)));
+                        break;
+                    case "i":
+                        indexes.Add(new IndexInfo(r.GetString(1), r.GetString(3), r.GetBoolean(6), r.IsDBNull(5) ? null : r.GetString(5)));
+                        break;
+                    default:
+                        create = r.GetString(3);
+                        break;
+                }
+        if (create is null) return null;
+        var order = "pufc";
+        constraints.Sort((a, b) => (order.IndexOf(a.Kind), a.Name).CompareTo((order.IndexOf(b.Kind), b.Name)));
+        indexes.Sort((a, b) => string.CompareOrdinal(a.Name, b.Name));
+        var qualified = SqlText.Ident(table); // as the project's SQL names it (its schema is the search path)
+        var ddl = string.Join("\n", [create,
+            .. constraints.Select(c => $"ALTER TABLE {qualified} ADD CONSTRAINT {SqlText.Ident(c.Name)} {c.Definition};"),
+            .. indexes.Where(i => i.Constraint is null).Select(i => i.Definition + ";")]);
+        return new TableDetails(constraints, indexes, ddl);
+    }
+
+    /// <summary>Runs DDL as the owner, several statements in one transaction; null on success, PostgreSQL's error
+    /// otherwise (then nothing changed).</summary>
+    private Task<SqlError?> RunAsync(string projectId, Func<string> build, CancellationToken ct) =>
+        RunAsync(projectId, () => (IReadOnlyList<string>)[build()], ct);
+
+    private async Task<SqlError?> RunAsync(string projectId, Func<IReadOnlyList<string>> build, CancellationToken ct)
+    {
+        IReadOnlyList<string> statements;
+        try { statements = build(); }
         catch (ArgumentException e) { return new SqlError("22023", e.Message); }
         try
         {
-            await using (var conn = await owners.OpenAsync(projectId, ct))
-            await using (var cmd = new NpgsqlCommand(sql, conn))
+            await using var conn = await owners.OpenAsync(projectId, ct);
+            await using var tx = statements.Count > 1 ? await conn.BeginTransactionAsync(ct) : null;
+            foreach (var sql in statements)
+            {
+                await using var cmd = new NpgsqlCommand(sql, conn, tx);
                 await cmd.ExecuteNonQueryAsync(ct);
+            }
+            if (tx is not null) await tx.CommitAsync(ct);
         }
         catch (PostgresException e) { return SqlError.From(e, 0) with { Position = null }; }
         schemas.Invalidate(projectId);

@@ -1,10 +1,12 @@
-// Event ids that only mean something to the identity and table they were given to: "{change id}.{MAC}", the MAC an
-// HMAC-SHA256 over (table OID, identity, change id) with a key of the project's, kept encrypted with its other
-// secrets. EventSource echoes an id back as Last-Event-ID, so resuming works unchanged, while a made-up id, one given
-// to another credential or another table (or a table dropped and made again under the same name), is refused: the
-// change log is not a history API.
+// Event ids that only mean something to the identity and table they were given to, and say nothing else: one AES
+// block holding the change id and a tag (HMAC-SHA256 over table OID, identity and change id, cut to 8 bytes), both
+// keys derived from a key of the project's kept encrypted with its other secrets; 22 base64url characters. The change
+// log's positions are project-wide, so a readable counter would tell a subscriber of one table how often the
+// project's other (private) tables change — encrypted, ids show nothing but themselves. EventSource echoes an id
+// back as Last-Event-ID, so resuming works unchanged, while a made-up id, one given to another credential or another
+// table (or a table dropped and made again under the same name), is refused: the change log is not a history API.
 using System.Collections.Concurrent;
-using System.Globalization;
+using System.Buffers.Text;
 using System.Security.Cryptography;
 using System.Text;
 using DbStudio.Core.Platform;
@@ -32,25 +34,64 @@ public sealed class StreamIds(NpgsqlDataSource platform, SecretProtector protect
     public void Forget(string projectId) => _keys.TryRemove(projectId, out _);
 
     /// <summary>The id a frame carries for change <paramref name="changeId"/> on this table for this identity.</summary>
-    public static string Format(byte[] key, uint tableOid, StreamIdentity identity, long changeId) =>
-        changeId.ToString(CultureInfo.InvariantCulture) + "." + Mac(key, tableOid, identity, changeId);
+    public static string Format(byte[] key, uint tableOid, StreamIdentity identity, long changeId)
+    {
+        Span<byte> block = stackalloc byte[16];
+        System.Buffers.Binary.BinaryPrimitives.WriteInt64BigEndian(block, changeId);
+        Tag(key, tableOid, identity, changeId, block[8..]);
+        Span<byte> sealedBlock = stackalloc byte[16];
+        Cipher(key).EncryptEcb(block, sealedBlock, PaddingMode.None);
+        return Base64Url.EncodeToString(sealedBlock);
+    }
 
     /// <summary>The change id in <paramref name="eventId"/> if it was given to this identity on this table; else null.</summary>
     public static long? Verify(byte[] key, uint tableOid, StreamIdentity identity, string eventId)
     {
-        var dot = eventId.IndexOf('.');
-        if (dot <= 0 || eventId.Length > 64) return null;
-        if (!long.TryParse(eventId.AsSpan(0, dot), NumberStyles.None, CultureInfo.InvariantCulture, out var id)) return null;
-        var expected = Encoding.ASCII.GetBytes(Mac(key, tableOid, identity, id));
-        var given = Encoding.ASCII.GetBytes(eventId[(dot + 1)..]);
-        return CryptographicOperations.FixedTimeEquals(expected, given) ? id : null;
+        if (Open(key, eventId) is not var (changeId, tag)) return null;
+        Span<byte> expected = stackalloc byte[8];
+        Tag(key, tableOid, identity, changeId, expected);
+        return CryptographicOperations.FixedTimeEquals(expected, tag) ? changeId : null;
     }
 
-    private static string Mac(byte[] key, uint tableOid, StreamIdentity identity, long changeId)
+    /// <summary>
+    /// The change id inside an id, without checking whom it was given to: for tests and diagnostics (ids are ordered
+    /// and without gaps per table and identity only when read this way, with the project's key).
+    /// </summary>
+    public static long? ChangeOf(byte[] key, string eventId) => Open(key, eventId)?.ChangeId;
+
+    private static (long ChangeId, byte[] Tag)? Open(byte[] key, string eventId)
+    {
+        if (eventId.Length != 22) return null;
+        Span<byte> sealedBlock = stackalloc byte[16];
+        if (!Base64Url.TryDecodeFromChars(eventId, sealedBlock, out var n) || n != 16) return null;
+        Span<byte> block = stackalloc byte[16];
+        Cipher(key).DecryptEcb(sealedBlock, block, PaddingMode.None);
+        return (System.Buffers.Binary.BinaryPrimitives.ReadInt64BigEndian(block), block[8..].ToArray());
+    }
+
+    private static void Tag(byte[] key, uint tableOid, StreamIdentity identity, long changeId, Span<byte> tag)
     {
         Span<byte> mac = stackalloc byte[32];
         HMACSHA256.HashData(key, Encoding.UTF8.GetBytes($"{tableOid}|{identity.MacKey}|{changeId}"), mac);
-        return Convert.ToBase64String(mac[..16]).TrimEnd('=').Replace('+', '-').Replace('/', '_');
+        mac[..8].CopyTo(tag);
+    }
+
+    // One AES instance per project key and thread (instances are not thread-safe; making one per frame costs more than
+    // the encryption). The AES key is derived from the project's key, so the MAC and the cipher never share a key.
+    [ThreadStatic] private static Dictionary<byte[], Aes>? _ciphers;
+
+    private static Aes Cipher(byte[] key)
+    {
+        _ciphers ??= new Dictionary<byte[], Aes>(ReferenceEqualityComparer.Instance);
+        if (_ciphers.TryGetValue(key, out var aes)) return aes;
+        if (_ciphers.Count >= 64)
+        {
+            foreach (var old in _ciphers.Values) old.Dispose();
+            _ciphers.Clear();
+        }
+        aes = Aes.Create();
+        aes.Key = HMACSHA256.HashData(key, "dbstudio stream id cipher"u8);
+        return _ciphers[key] = aes;
     }
 
     private async Task<byte[]> LoadAsync(string projectId)

@@ -54,8 +54,8 @@ public class StreamTests(TestApp app)
         return (body.GetProperty("access_token").GetString()!, body.GetProperty("user").GetProperty("id").GetString()!);
     }
 
-    private Task<SseClient> OpenAsync(ProjectInfo p, string query = "", string? bearer = null, string? lastEventId = null, string table = "tasks") =>
-        SseClient.OpenAsync(app.BaseUrl, $"/db/{p.Id}/rest/{table}/stream{query}", bearer, lastEventId);
+    private async Task<SseClient> OpenAsync(ProjectInfo p, string query = "", string? bearer = null, string? lastEventId = null, string table = "tasks") =>
+        await SseClient.OpenAsync(app.BaseUrl, $"/db/{p.Id}/rest/{table}/stream{query}", bearer, lastEventId, await app.StreamIdDecoderAsync(p.Id));
 
     [Fact]
     public async Task Inserts_updates_and_deletes_arrive_as_documented()
@@ -208,7 +208,7 @@ public class StreamTests(TestApp app)
             var got = await ReadAsync(resumed, 3);
             Assert.Equal(["insert:missed 1", "insert:missed 2", "update:missed 3"], got.Select(Describe));
             Assert.True(got.Select(e => e.IdNumber).SequenceEqual(got.Select(e => e.IdNumber).Order()));
-            Assert.True(got[0].IdNumber > long.Parse(lastSeen.Split('.')[0]));
+            Assert.True(got[0].IdNumber > (await app.StreamIdDecoderAsync(p.Id))(lastSeen));
             // and it goes on live
             await RestAsync(HttpMethod.Post, $"/db/{p.Id}/rest/tasks", p.ApiKey, new { title = "live" });
             Assert.Equal("insert:live", Describe(await resumed.NextAsync()));
@@ -376,8 +376,9 @@ public class StreamOrderingTests(TestApp app)
         var p = await TestApp.CreateProjectAsync(owner, "ordering");
         await TestApp.SqlAsync(owner, p.Id, "create table hits (id serial primary key, writer int, n int)");
         var path = $"/db/{p.Id}/rest/hits/stream";
-        await using var steady = await SseClient.OpenAsync(app.BaseUrl, path, p.ApiKey);
-        var interrupted = await SseClient.OpenAsync(app.BaseUrl, path, p.ApiKey);
+        var decode = await app.StreamIdDecoderAsync(p.Id);
+        await using var steady = await SseClient.OpenAsync(app.BaseUrl, path, p.ApiKey, decodeId: decode);
+        var interrupted = await SseClient.OpenAsync(app.BaseUrl, path, p.ApiKey, decodeId: decode);
 
         const int writers = 8, each = 25, total = writers * each;
         var writes = Enumerable.Range(0, writers).Select(w => Task.Run(async () =>
@@ -399,7 +400,7 @@ public class StreamOrderingTests(TestApp app)
         }
         await interrupted.DisposeAsync();
         await Task.Delay(200);
-        await using var resumed = await SseClient.OpenAsync(app.BaseUrl, path, p.ApiKey, lastId);
+        await using var resumed = await SseClient.OpenAsync(app.BaseUrl, path, p.ApiKey, lastId, decode);
         await Task.WhenAll(writes);
         while (second.Count < total) second.Add((await resumed.NextAsync()).IdNumber);
 
@@ -465,7 +466,8 @@ public class StreamOrderingTests(TestApp app)
         using var stalled = await stalledHttp.SendAsync(req, HttpCompletionOption.ResponseHeadersRead);
         Assert.Equal(HttpStatusCode.OK, stalled.StatusCode);
         var path = $"/db/{p.Id}/rest/tasks/stream";
-        var reading = await SseClient.OpenAsync(url, path, p.ApiKey);
+        var decode = await app.StreamIdDecoderAsync(p.Id);
+        var reading = await SseClient.OpenAsync(url, path, p.ApiKey, decodeId: decode);
         Assert.Equal(2, hub.SubscriberCount);
 
         // 24,000 changes of 1 KB: more than the sockets' buffers and a 4,096-event backlog can hold for a client that
@@ -487,7 +489,7 @@ public class StreamOrderingTests(TestApp app)
                 if (e.Type == "dropped")
                 {
                     await reading.DisposeAsync();
-                    reading = await SseClient.OpenAsync(url, path, p.ApiKey, lastId);
+                    reading = await SseClient.OpenAsync(url, path, p.ApiKey, lastId, decode);
                     resumed++;
                     continue;
                 }
@@ -507,7 +509,7 @@ public class StreamOrderingTests(TestApp app)
         var text = await new StreamReader(await stalled.Content.ReadAsStreamAsync()).ReadToEndAsync();
         var events = text.Split("\n\n", StringSplitOptions.RemoveEmptyEntries);
         Assert.StartsWith("event: dropped", events[^1]);
-        var ids = events.Where(e => e.StartsWith("id: ")).Select(e => long.Parse(e[4..e.IndexOf('.')])).ToList();
+        var ids = events.Where(e => e.StartsWith("id: ")).Select(e => decode(e[4..e.IndexOf('\n')])!.Value).ToList();
         Assert.True(ids.Count < changes, $"{ids.Count} events reached the stalled client");
         Assert.Equal(Enumerable.Range(0, ids.Count).Select(i => ids[0] + i), ids); // in order, no gap before the drop
     }

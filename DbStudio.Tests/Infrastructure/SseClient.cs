@@ -10,8 +10,9 @@ namespace DbStudio.Tests.Infrastructure;
 
 public sealed record SseEvent(string? Id, string Type, JsonElement Data)
 {
-    /// <summary>The change id an event id carries ("{id}.{MAC}": ids are bound to the credential and table).</summary>
-    public long IdNumber => long.Parse(Id!.Split('.')[0]);
+    /// <summary>The change id inside the (opaque) event id, when the stream was opened with the project's id decoder.</summary>
+    public long? Change { get; init; }
+    public long IdNumber => Change ?? throw new InvalidOperationException("ids are opaque: open the stream with TestApp.StreamIdDecoderAsync");
     public string? RecordText(string column) =>
         Data.GetProperty("record") is { ValueKind: JsonValueKind.Object } r && r.TryGetProperty(column, out var v) && v.ValueKind != JsonValueKind.Null
             ? v.ToString() : null;
@@ -25,16 +26,19 @@ public sealed class SseClient : IAsyncDisposable
     private readonly StringBuilder _raw = new();
     private Task _pump = Task.CompletedTask;
 
-    private SseClient(HttpClient http) => _http = http;
+    private readonly Func<string, long?>? _decodeId;
+
+    private SseClient(HttpClient http, Func<string, long?>? decodeId) => (_http, _decodeId) = (http, decodeId);
 
     public HttpResponseMessage Response { get; private set; } = null!;
     public string Raw { get { lock (_raw) return _raw.ToString(); } }
     public bool Ended { get; private set; }
 
     /// <summary>Opens the stream; for a refused one, Response holds the status and error body.</summary>
-    public static async Task<SseClient> OpenAsync(Uri baseUrl, string pathAndQuery, string? bearer = null, string? lastEventId = null)
+    public static async Task<SseClient> OpenAsync(Uri baseUrl, string pathAndQuery, string? bearer = null, string? lastEventId = null,
+        Func<string, long?>? decodeId = null)
     {
-        var client = new SseClient(new HttpClient { BaseAddress = baseUrl, Timeout = Timeout.InfiniteTimeSpan });
+        var client = new SseClient(new HttpClient { BaseAddress = baseUrl, Timeout = Timeout.InfiniteTimeSpan }, decodeId);
         var req = new HttpRequestMessage(HttpMethod.Get, pathAndQuery);
         req.Headers.Accept.Add(new MediaTypeWithQualityHeaderValue("text/event-stream"));
         if (bearer is not null) req.Headers.Authorization = new AuthenticationHeaderValue("Bearer", bearer);
@@ -52,7 +56,8 @@ public sealed class SseClient : IAsyncDisposable
             var tee = new TeeStream(body, _raw);
             await foreach (var item in SseParser.Create(tee).EnumerateAsync(_stop.Token))
                 await _events.Writer.WriteAsync(new SseEvent(item.EventId, item.EventType,
-                    JsonSerializer.Deserialize<JsonElement>(item.Data)));
+                    JsonSerializer.Deserialize<JsonElement>(item.Data))
+                    { Change = item.EventId is { Length: > 0 } id && _decodeId is not null ? _decodeId(id) : null });
         }
         catch (Exception) when (_stop.IsCancellationRequested) { }
         catch (HttpRequestException) { }

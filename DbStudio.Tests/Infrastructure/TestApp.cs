@@ -135,6 +135,13 @@ public sealed class TestApp : IAsyncLifetime
 
     public T Service<T>() where T : notnull => Services.GetRequiredService<T>();
 
+    /// <summary>Reads the change id inside a project's opaque stream ids (with its key: what only the server can do).</summary>
+    public async Task<Func<string, long?>> StreamIdDecoderAsync(string projectId)
+    {
+        var key = await Service<DbStudio.Core.Streams.StreamIds>().KeyAsync(projectId, CancellationToken.None);
+        return id => DbStudio.Core.Streams.StreamIds.ChangeOf(key, id);
+    }
+
     /// <summary>Runs psql (the cluster's own) with a connection URL; each extra argument is passed as it is.</summary>
     public static async Task<(int ExitCode, string Output, string Error)> PsqlAsync(string connectionUrl, params string[] args)
     {

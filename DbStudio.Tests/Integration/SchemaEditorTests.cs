@@ -66,4 +66,71 @@ public class SchemaEditorTests(TestApp app)
         Assert.Equal("id", await Scalar(c, id, "select string_agg(attname, ',') from pg_attribute where attrelid = 't'::regclass and attnum > 0 and not attisdropped"));
         Assert.Equal("False", await Scalar(c, id, "select to_regclass(quote_ident('x\"; drop schema public; --')) is null"));
     }
+
+    [Fact]
+    public async Task Changes_columns_in_one_transaction_and_a_refused_type_change_keeps_everything()
+    {
+        var (c, id) = await ProjectAsync();
+        var editor = app.Service<SchemaEditor>();
+        Assert.Null(await editor.CreateTableAsync(id, "items", [new("id", "SERIAL", PrimaryKey: true), new("qty", "TEXT"), new("label", "TEXT")], false));
+        await TestApp.SqlAsync(c, id, "insert into items (qty, label) values ('12', 'a'), (' 7', 'b')");
+
+        // text → integer with PostgreSQL's cast, renamed, a default and NOT NULL: one transaction.
+        Assert.Null(await editor.ChangeColumnAsync(id, "items", "qty", new ColumnChange(NewName: "quantity", Type: "INTEGER", Default: "1", Nullable: false)));
+        Assert.Equal("integer|1|t|19", await Scalar(c, id,
+            "select concat_ws('|', format_type(atttypid, atttypmod), pg_get_expr(adbin, adrelid), attnotnull, (select sum(quantity) from items)) " +
+            "from pg_attribute left join pg_attrdef on adrelid = attrelid and adnum = attnum where attrelid = 'items'::regclass and attname = 'quantity'"));
+
+        // A label that is no number: PostgreSQL refuses, with its message, and the rename asked for with it does not happen.
+        var refused = await editor.ChangeColumnAsync(id, "items", "label", new ColumnChange(NewName: "amount", Type: "INTEGER"));
+        Assert.Equal("22P02", refused!.Code);
+        Assert.Contains("invalid input syntax for type integer", refused.Message);
+        Assert.Equal("label:text", await Scalar(c, id,
+            "select attname || ':' || format_type(atttypid, atttypmod) from pg_attribute where attrelid = 'items'::regclass and attnum = 3"));
+
+        Assert.Null(await editor.ChangeColumnAsync(id, "items", "quantity", new ColumnChange(Default: "", Nullable: true)));
+        Assert.Equal("t|f", await Scalar(c, id,
+            "select concat_ws('|', not atthasdef, attnotnull) from pg_attribute where attrelid = 'items'::regclass and attname = 'quantity'"));
+        Assert.Equal("22023", (await editor.ChangeColumnAsync(id, "items", "quantity", new ColumnChange(Default: "1; drop table items")))!.Code);
+        Assert.Equal("22023", (await editor.ChangeColumnAsync(id, "items", "quantity", new ColumnChange(Type: "MONEY")))!.Code);
+        Assert.Equal("22023", (await editor.ChangeColumnAsync(id, "items", "quantity", new ColumnChange()))!.Code);
+    }
+
+    [Fact]
+    public async Task Unique_constraints_indexes_and_foreign_keys_come_and_go_and_the_ddl_shows_them()
+    {
+        var (c, id) = await ProjectAsync();
+        var editor = app.Service<SchemaEditor>();
+        Assert.Null(await editor.CreateTableAsync(id, "authors", [new("id", "SERIAL", PrimaryKey: true), new("email", "TEXT")], false));
+        Assert.Null(await editor.CreateTableAsync(id, "books", [new("id", "SERIAL", PrimaryKey: true), new("author_id", "INTEGER"), new("title", "TEXT")], false));
+
+        Assert.Null(await editor.AddUniqueAsync(id, "authors", ["email"]));
+        Assert.Null(await editor.CreateIndexAsync(id, "books", ["title"], unique: false));
+        Assert.Null(await editor.AddForeignKeyAsync(id, "books", "author_id", "authors", "id", OnDelete.Cascade));
+        await TestApp.SqlAsync(c, id, "insert into authors (email) values ('a@x'); insert into books (author_id, title) values (1, 'T')");
+        Assert.Equal("23505", (await TestApp.SqlAsync(c, id, "insert into authors (email) values ('a@x')"))[0].GetProperty("error").GetProperty("code").GetString());
+        Assert.Equal("23503", (await TestApp.SqlAsync(c, id, "insert into books (author_id) values (99)"))[0].GetProperty("error").GetProperty("code").GetString());
+
+        var books = (await editor.DescribeAsync(id, "books"))!;
+        var fk = Assert.Single(books.Constraints, k => k.Kind == 'f');
+        Assert.Equal(["author_id"], fk.Columns);
+        Assert.Equal("authors", fk.References);
+        Assert.Contains("ON DELETE CASCADE", fk.Definition);
+        var index = Assert.Single(books.Indexes, i => i.Constraint is null);
+        Assert.Equal("books_title_idx", index.Name);
+        Assert.StartsWith("CREATE TABLE books (\n    id integer NOT NULL DEFAULT nextval(", books.Ddl);
+        Assert.Contains("FOREIGN KEY (author_id) REFERENCES", books.Ddl);
+        Assert.Contains("CREATE INDEX books_title_idx", books.Ddl);
+
+        await TestApp.SqlAsync(c, id, "delete from authors");
+        Assert.Equal("0", await Scalar(c, id, "select count(*) from books")); // cascaded
+
+        Assert.Null(await editor.DropConstraintAsync(id, "books", fk.Name));
+        Assert.Null(await editor.DropIndexAsync(id, index.Name));
+        var unique = Assert.Single((await editor.DescribeAsync(id, "authors"))!.Constraints, k => k.Kind == 'u');
+        Assert.Null(await editor.DropConstraintAsync(id, "authors", unique.Name));
+        Assert.Equal(["books_pkey"], (await editor.DescribeAsync(id, "books"))!.Indexes.Select(i => i.Name));
+        Assert.Equal("42P01", (await editor.AddForeignKeyAsync(id, "books", "author_id", "nope", "id", OnDelete.SetNull))!.Code);
+        Assert.Null(await editor.DescribeAsync(id, "nope"));
+    }
 }

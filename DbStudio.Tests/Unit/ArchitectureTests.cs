@@ -22,6 +22,7 @@ public class ArchitectureTests
         ["Streams"] = ["Auth", "Catalog", "Platform", "Projects", "Rest", "Sql"],
         ["Console"] = ["Access", "Catalog", "Platform", "Projects", "Rest", "Sql", "Streams"],
         ["Schema"] = ["Access", "Catalog", "Console", "Projects", "Rest", "Sql", "Streams"],
+        ["Csv"] = ["Catalog", "Projects", "Sql"],
         ["Panel"] = ["Access", "Auth", "Catalog", "Platform", "Projects", "Rest", "Sql", "Streams"],
     };
 

@@ -77,6 +77,7 @@ public static class HostingExtensions
         services.AddSingleton<OwnerConnections>();
         services.AddScoped<ProjectService>();
         services.AddSingleton<SqlConsole>();
+        services.AddSingleton<DbStudio.Core.Csv.CsvTransfer>();
         services.AddSingleton<SqlHistory>();
         services.AddSingleton<AssistantSql>();
         services.AddSingleton(TimeProvider.System);
@@ -294,6 +295,7 @@ public static class HostingExtensions
         app.MapProjectsApi();
         app.MapAccessApi();
         app.MapFunctionAccessApi();
+        app.MapCsvApi();
         app.MapRestApi();
         app.MapRpcApi();
         app.MapStreamApi();

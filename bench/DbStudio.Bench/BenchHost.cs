@@ -58,6 +58,7 @@ public sealed class BenchHost : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
+        try { await App.StopAsync(); } catch (Exception) { /* not started, or already stopping */ }
         await App.DisposeAsync();
         await Cluster.StopAsync(immediate: true);
         try { Directory.Delete(Path.GetDirectoryName(Cluster.DataDir)!, true); } catch (Exception) { /* best effort */ }

@@ -4,6 +4,7 @@
 //   dotnet run -c Release --project bench/DbStudio.Bench -- datapage [runs]
 //   dotnet run -c Release --project bench/DbStudio.Bench -- stream [subscribers] [inserts/s] [seconds]
 //   dotnet run -c Release --project bench/DbStudio.Bench -- stream-users [subscribers] [inserts/s] [seconds]   (distinct signed-in users, own rows)
+//   dotnet run -c Release --project bench/DbStudio.Bench -- csv [rows]   (import/export vs psql \copy)
 //   dotnet run -c Release --project bench/DbStudio.Bench -- fuzz [inputs]
 //   dotnet run -c Release --project bench/DbStudio.Bench -- soak [seconds] [projects] [connections]   (needs wrk)
 using DbStudio.Bench;
@@ -31,6 +32,9 @@ switch (what)
         await StreamBench.RunAsync(args.Length > 1 ? int.Parse(args[1]) : 200, args.Length > 2 ? int.Parse(args[2]) : 200,
             args.Length > 3 ? int.Parse(args[3]) : 30, signedIn: true);
         return 0;
+    case "csv":
+        await CsvBench.RunAsync(args.Length > 1 ? int.Parse(args[1]) : 1_000_000);
+        return 0;
     case "soak":
         await SoakBench.RunAsync(args.Length > 1 ? int.Parse(args[1]) : 300, args.Length > 2 ? int.Parse(args[2]) : 50,
             args.Length > 3 ? int.Parse(args[3]) : 64);
@@ -41,6 +45,6 @@ switch (what)
         await StreamBench.ServeAsync();
         return 0;
     default:
-        Console.Error.WriteLine($"unknown benchmark '{what}'. Known: provisioning, rest, datapage, stream, fuzz, soak");
+        Console.Error.WriteLine($"unknown benchmark '{what}'. Known: provisioning, rest, datapage, stream, stream-users, csv, fuzz, soak");
         return 2;
 }

@@ -51,8 +51,9 @@ public static class StreamBench
         });
         host.App.MapPost("/bench/broadcast", () =>
         {
-            var frame = Encoding.UTF8.GetBytes($"id: {Interlocked.Increment(ref broadcastId)}\nevent: insert\ndata: " +
-                $"{{\"type\":\"INSERT\",\"table\":\"events\",\"schema\":\"bench\",\"record\":{{\"id\":1,\"payload\":\"event\",\"user_id\":null}}," +
+            var id = Interlocked.Increment(ref broadcastId);
+            var frame = Encoding.UTF8.GetBytes($"id: {id}\nevent: insert\ndata: " +
+                $"{{\"type\":\"INSERT\",\"table\":\"events\",\"schema\":\"bench\",\"record\":{{\"id\":{id},\"payload\":\"event\",\"user_id\":null}}," +
                 $"\"old_record\":null,\"commit_timestamp\":\"{DateTime.UtcNow:yyyy-MM-dd'T'HH:mm:ss.ffffff'Z'}\"}}\n\n");
             foreach (var ch in clients.Keys) ch.Writer.TryWrite(frame);
             return Results.Ok();
@@ -402,11 +403,16 @@ public static class StreamBench
         private void Handle(ReadOnlySpan<byte> frame, DateTime now)
         {
             if (!frame.StartsWith("id: "u8)) return; // comments, retry
-            var idText = frame[4..frame.IndexOf((byte)'\n')];
-            if (idText.IndexOf((byte)'.') is var dot and >= 0) idText = idText[..dot]; // "{change id}.{MAC}"
-            var id = (long)Digits(idText);
-            if (_lastId >= 0 && id != _lastId + 1) Gaps++;
-            _lastId = id;
+            // Ids are opaque: gaps are found by the inserted rows' ids (bigserial, consecutive in this run).
+            var at0 = frame.IndexOf("\"record\":"u8);
+            var key = at0 < 0 ? -1 : frame[at0..].IndexOf("\"id\":"u8);
+            if (key >= 0)
+            {
+                var digits = frame[(at0 + key + 5)..].TrimStart((byte)' ');
+                var id = (long)Digits(digits[..digits.IndexOfAnyExceptInRange((byte)'0', (byte)'9')]);
+                if (_lastId >= 0 && id != _lastId + 1) Gaps++;
+                _lastId = id;
+            }
             Received++;
             // "commit_timestamp":"2026-11-25T15:04:23.123456Z"
             var at = frame.IndexOf("\"commit_timestamp\":\""u8) + 20;

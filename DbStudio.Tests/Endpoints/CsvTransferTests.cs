@@ -1,0 +1,176 @@
+// CSV import and export (DESIGN §7, issue 14) through WebApplicationFactory on a real PostgreSQL: all or nothing, every
+// bad row reported with the file's line number, column and PostgreSQL's code, a dry run that imports nothing, export
+// streamed with COPY and read back by import unchanged, and the table's own code run in the project's session.
+using System.Net;
+using System.Net.Http.Headers;
+using System.Text;
+using System.Text.Json;
+using DbStudio.Tests.Infrastructure;
+
+namespace DbStudio.Tests.Endpoints;
+
+public class CsvTransferTests(TestApp app)
+{
+    private const string Table = """
+        create table books (id serial primary key, title text not null, pages integer, published date,
+                            in_print boolean not null default true, note text);
+        """;
+
+    private async Task<(HttpStatusCode Status, JsonElement Body)> ImportAsync(HttpClient owner, string projectId, string table,
+        string csv, bool dryRun = false)
+    {
+        using var form = new MultipartFormDataContent();
+        var file = new ByteArrayContent(Encoding.UTF8.GetBytes(csv));
+        file.Headers.ContentType = new MediaTypeHeaderValue("text/csv");
+        form.Add(file, "file", "books.csv");
+        var res = await owner.PostAsync($"/api/projects/{projectId}/tables/{table}/import{(dryRun ? "?dry_run=true" : "")}", form);
+        var text = await res.Content.ReadAsStringAsync();
+        Assert.True(res.StatusCode != HttpStatusCode.InternalServerError, string.Join("\n", app.Factory.Errors));
+        return (res.StatusCode, text.Length == 0 ? default : JsonSerializer.Deserialize<JsonElement>(text));
+    }
+
+    private static async Task<JsonElement> RowsAsync(HttpClient owner, string projectId, string sql) =>
+        (await TestApp.SqlAsync(owner, projectId, sql))[0];
+
+    [Fact]
+    public async Task A_good_file_goes_in_whole_with_defaults_for_missing_columns_and_quoted_text_kept()
+    {
+        var owner = await app.NewUserClientAsync();
+        var p = await TestApp.CreateProjectAsync(owner);
+        await TestApp.SqlAsync(owner, p.Id, Table);
+        var csv = "\uFEFFtitle,pages,published,note\r\n" +
+                  "Dune,412,1965-08-01,\"classic, desert\"\r\n" +
+                  "\"Two\nlines\",,,\"\"\r\n" +     // a record over two lines; empty = NULL, quoted empty = ''
+                  "Emma,474,1815-12-23,\r\n";
+
+        var dry = await ImportAsync(owner, p.Id, "books", csv, dryRun: true);
+        Assert.Equal(HttpStatusCode.OK, dry.Status);
+        Assert.True(dry.Body.GetProperty("dryRun").GetBoolean());
+        Assert.Equal(3, dry.Body.GetProperty("rows").GetInt64());
+        Assert.Equal(0, dry.Body.GetProperty("imported").GetInt64());
+        Assert.Equal("0", (await RowsAsync(owner, p.Id, "select count(*) from books")).GetProperty("rows")[0][0].ToString());
+
+        var real = await ImportAsync(owner, p.Id, "books", csv);
+        Assert.Equal(HttpStatusCode.OK, real.Status);
+        Assert.Equal(3, real.Body.GetProperty("imported").GetInt64());
+        Assert.Empty(real.Body.GetProperty("errors").EnumerateArray());
+        var rows = (await RowsAsync(owner, p.Id,
+            "select concat_ws('|', title, coalesce(pages::text, 'NULL'), coalesce(published::text, 'NULL'), in_print, coalesce(note, 'NULL')) from books order by id"))
+            .GetProperty("rows").EnumerateArray().Select(r => r[0].GetString()).ToList();
+        Assert.Equal(["Dune|412|1965-08-01|t|classic, desert", "Two\nlines|NULL|NULL|t|", "Emma|474|1815-12-23|t|NULL"], rows);
+    }
+
+    [Fact]
+    public async Task Three_bad_rows_are_each_reported_by_line_and_column_and_nothing_is_imported()
+    {
+        var owner = await app.NewUserClientAsync();
+        var p = await TestApp.CreateProjectAsync(owner);
+        await TestApp.SqlAsync(owner, p.Id, Table);
+        var csv = string.Join("\n",
+            "title,pages,published",           // line 1
+            "Good,10,2020-01-01",              // 2
+            "\"A title over",                  // 3 (a record over lines 3–4)
+            "two lines\",eleven,2020-01-01",   // 4: pages is not an integer
+            ",12,2020-01-01",                  // 5: title is NOT NULL
+            "Fine,13,2020-01-01",              // 6
+            "Late,14,2020-02-30",              // 7: no such date
+            "Also fine,15,") + "\n";           // 8
+
+        foreach (var dryRun in new[] { true, false })
+        {
+            var (status, body) = await ImportAsync(owner, p.Id, "books", csv, dryRun);
+            Assert.Equal((HttpStatusCode)422, status);
+            Assert.Equal(0, body.GetProperty("imported").GetInt64());
+            Assert.Equal(6, body.GetProperty("rows").GetInt64()); // records: one spans two lines
+            var errors = body.GetProperty("errors").EnumerateArray()
+                .Select(e => $"{e.GetProperty("line").GetInt64()}:{e.GetProperty("column")}:{e.GetProperty("code").GetString()}").ToList();
+            Assert.Equal(["3:pages:22P02", "5:title:23502", "7:published:22008"], errors);
+            Assert.All(body.GetProperty("errors").EnumerateArray(), e => Assert.False(string.IsNullOrEmpty(e.GetProperty("message").GetString())));
+        }
+        Assert.Equal("0", (await RowsAsync(owner, p.Id, "select count(*) from books")).GetProperty("rows")[0][0].ToString());
+
+        // Fixed, it goes in.
+        var fixedCsv = csv.Replace("eleven", "11").Replace(",12,", "Named,12,").Replace("2020-02-30", "2020-02-28");
+        var ok = await ImportAsync(owner, p.Id, "books", fixedCsv);
+        Assert.Equal(HttpStatusCode.OK, ok.Status);
+        Assert.Equal(6, ok.Body.GetProperty("imported").GetInt64());
+    }
+
+    [Fact]
+    public async Task Bad_files_and_strangers_are_refused_with_clear_answers()
+    {
+        var owner = await app.NewUserClientAsync();
+        var p = await TestApp.CreateProjectAsync(owner);
+        await TestApp.SqlAsync(owner, p.Id, Table);
+
+        var unknown = await ImportAsync(owner, p.Id, "books", "title,colour,title\nx,red,y\n");
+        Assert.Equal((HttpStatusCode)422, unknown.Status);
+        Assert.Equal(["1:colour:42703", "1:title:42701"], unknown.Body.GetProperty("errors").EnumerateArray()
+            .Select(e => $"{e.GetProperty("line")}:{e.GetProperty("column")}:{e.GetProperty("code").GetString()}"));
+
+        var empty = await ImportAsync(owner, p.Id, "books", "");
+        Assert.Equal((HttpStatusCode)422, empty.Status);
+
+        var ragged = await ImportAsync(owner, p.Id, "books", "title,pages\nA,1\nB\nC,3,extra\n\nD,4\n");
+        Assert.Equal((HttpStatusCode)422, ragged.Status);
+        Assert.Equal([3L, 4L, 5L], ragged.Body.GetProperty("errors").EnumerateArray().Select(e => e.GetProperty("line").GetInt64()));
+
+        Assert.Equal(HttpStatusCode.NotFound, (await ImportAsync(owner, p.Id, "no_such_table", "a\n1\n")).Status);
+        var noFile = await owner.PostAsync($"/api/projects/{p.Id}/tables/books/import", new MultipartFormDataContent { { new StringContent("x"), "other" } });
+        Assert.Equal(HttpStatusCode.BadRequest, noFile.StatusCode);
+        var notForm = await owner.PostAsync($"/api/projects/{p.Id}/tables/books/import", new StringContent("title\nx\n"));
+        Assert.Equal(HttpStatusCode.BadRequest, notForm.StatusCode);
+
+        var stranger = await app.NewUserClientAsync();
+        Assert.Equal(HttpStatusCode.NotFound, (await ImportAsync(stranger, p.Id, "books", "title\nx\n")).Status);
+        Assert.Equal(HttpStatusCode.NotFound, (await stranger.GetAsync($"/api/projects/{p.Id}/tables/books/export")).StatusCode);
+        Assert.Equal(HttpStatusCode.Unauthorized, (await app.Factory.CreateClient().GetAsync($"/api/projects/{p.Id}/tables/books/export")).StatusCode);
+        Assert.Equal("0", (await RowsAsync(owner, p.Id, "select count(*) from books")).GetProperty("rows")[0][0].ToString());
+    }
+
+    [Fact]
+    public async Task Export_streams_every_row_and_import_reads_it_back_unchanged()
+    {
+        var owner = await app.NewUserClientAsync();
+        var p = await TestApp.CreateProjectAsync(owner);
+        await TestApp.SqlAsync(owner, p.Id, Table + """
+            insert into books (title, pages, published, in_print, note)
+            select 'Book ' || g, g, date '2000-01-01' + g, g % 2 = 0, case when g % 3 = 0 then null when g % 3 = 1 then '' else e'line\nbreak, "quoted"' end
+            from generate_series(1, 2500) g;
+            create table books_copy (like books including defaults);
+            """);
+
+        var res = await owner.GetAsync($"/api/projects/{p.Id}/tables/books/export");
+        Assert.Equal(HttpStatusCode.OK, res.StatusCode);
+        Assert.Equal("text/csv", res.Content.Headers.ContentType!.MediaType);
+        Assert.Contains("books.csv", res.Content.Headers.ContentDisposition!.ToString());
+        var csv = await res.Content.ReadAsStringAsync();
+        Assert.StartsWith("id,title,pages,published,in_print,note\n1,Book 1,1,2000-01-02,f,\"\"\n", csv);
+
+        var back = await ImportAsync(owner, p.Id, "books_copy", csv);
+        Assert.Equal(HttpStatusCode.OK, back.Status);
+        Assert.Equal(2500, back.Body.GetProperty("imported").GetInt64());
+        var diff = await RowsAsync(owner, p.Id,
+            "select count(*) from ((table books except table books_copy) union all (table books_copy except table books)) d");
+        Assert.Equal("0", diff.GetProperty("rows")[0][0].ToString());
+        Assert.Equal("1", (await RowsAsync(owner, p.Id, "select count(*) from books_copy where id = 3 and note is null")).GetProperty("rows")[0][0].ToString());
+    }
+
+    [Fact]
+    public async Task The_tables_own_code_runs_in_the_projects_session_not_the_platforms()
+    {
+        var owner = await app.NewUserClientAsync();
+        var p = await TestApp.CreateProjectAsync(owner);
+        await TestApp.SqlAsync(owner, p.Id, Table + """
+            create table seen (who text, acting text);
+            create function record_session() returns trigger language plpgsql as $$
+            begin insert into seen values (session_user, current_user); return new; end $$;
+            create trigger spy before insert on books for each row execute function record_session();
+            """);
+        Assert.Equal(HttpStatusCode.OK, (await ImportAsync(owner, p.Id, "books", "title\nA\n")).Status);
+        Assert.Equal((HttpStatusCode)422, (await ImportAsync(owner, p.Id, "books", "title,pages\nB,x\n")).Status); // (its rows are rolled back)
+        (await owner.GetAsync($"/api/projects/{p.Id}/tables/books/export")).EnsureSuccessStatusCode();
+        var seen = (await RowsAsync(owner, p.Id, "select distinct who, acting from seen")).GetProperty("rows");
+        Assert.Equal($"[[\"proj_{p.Id}_owner\",\"proj_{p.Id}_owner\"]]", seen.ToString().Replace(" ", ""));
+    }
+}

@@ -1,0 +1,73 @@
+// CSV in and out of a table (DESIGN §7): POST /api/projects/{id}/tables/{table}/import[?dry_run=true] (multipart, the
+// CSV in field `file`) and GET /api/projects/{id}/tables/{table}/export (text/csv, streamed with COPY). Owner only, as
+// every /api/projects route; the work is Core/Csv's, on the project's own login.
+using System.Security.Claims;
+using DbStudio.Core;
+using DbStudio.Core.Csv;
+using DbStudio.Core.Projects;
+using Microsoft.AspNetCore.Http.Features;
+using Microsoft.Extensions.Options;
+
+namespace DbStudio.Web.Apis;
+
+public sealed record ImportErrorJson(long line, string? column, string code, string message);
+public sealed record ImportResponse(bool dryRun, long rows, long imported, IReadOnlyList<ImportErrorJson> errors);
+
+public static class CsvApi
+{
+    public static RouteGroupBuilder MapCsvApi(this IEndpointRouteBuilder app)
+    {
+        var g = app.MapGroup("/api/projects/{id}/tables/{table}").RequireAuthorization().WithTags("CSV");
+        // Bearer-token API (the platform's cookie is SameSite=Lax, so another site cannot post a form with it).
+        g.MapPost("/import", Import).DisableAntiforgery();
+        g.MapGet("/export", Export);
+        return g;
+    }
+
+    private static async Task<IResult> Import(string id, string table, HttpContext ctx, ClaimsPrincipal user, ProjectService projects,
+        CsvTransfer csv, IOptions<DbStudioOptions> options, CancellationToken ct)
+    {
+        if (!await projects.IsOwnerAsync(ProjectsApi.UserId(user), id, ct)) return TypedResults.NotFound();
+        var max = options.Value.Csv.MaxImportBytes;
+        if (ctx.Features.Get<IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } size) size.MaxRequestBodySize = max;
+        if (!ctx.Request.HasFormContentType)
+            return Problem("Send the CSV as multipart/form-data in the field \"file\"");
+        IFormCollection form;
+        try { form = await ctx.Request.ReadFormAsync(new FormOptions { MultipartBodyLengthLimit = max }, ct); }
+        catch (Exception e) when (e is InvalidDataException or BadHttpRequestException)
+        {
+            return Problem($"The upload could not be read: {e.Message}", e is BadHttpRequestException { StatusCode: 413 } ? 413 : 400);
+        }
+        if (form.Files.GetFile("file") is not { } file) return Problem("The CSV must be in the form field \"file\"");
+        var dryRun = ctx.Request.Query["dry_run"].FirstOrDefault() is { } d && (d == "" || d.Equals("true", StringComparison.OrdinalIgnoreCase) || d == "1");
+
+        ImportResult? result;
+        try { result = await csv.ImportAsync(id, table, file.OpenReadStream, dryRun, ct); }
+        catch (CsvImportException e)
+        {
+            return TypedResults.Json(new ImportResponse(dryRun, 0, 0, [.. e.Errors.Select(Json)]), statusCode: 422);
+        }
+        if (result is null) return TypedResults.NotFound();
+        var body = new ImportResponse(result.DryRun, result.Rows, result.Imported, [.. result.Errors.Select(Json)]);
+        return TypedResults.Json(body, statusCode: result.Errors.Count > 0 ? 422 : 200);
+    }
+
+    private static ImportErrorJson Json(ImportError e) => new(e.Line, e.Column, e.Code, e.Message);
+
+    private static IResult Problem(string detail, int status = 400) =>
+        TypedResults.Problem(detail, statusCode: status, title: "The import was refused");
+
+    private static async Task Export(string id, string table, HttpContext ctx, ClaimsPrincipal user, ProjectService projects,
+        Core.Catalog.SchemaCache schemas, CsvTransfer csv, CancellationToken ct)
+    {
+        if (!await projects.IsOwnerAsync(ProjectsApi.UserId(user), id, ct) || await schemas.FindTableAsync(id, table, ct) is null)
+        {
+            ctx.Response.StatusCode = 404;
+            return;
+        }
+        ctx.Response.ContentType = "text/csv; charset=utf-8";
+        ctx.Response.Headers.ContentDisposition = new System.Net.Mime.ContentDisposition { FileName = table + ".csv" }.ToString();
+        ctx.Features.Get<IHttpResponseBodyFeature>()?.DisableBuffering();
+        await csv.ExportAsync(id, table, ctx.Response.Body, ct);
+    }
+}
