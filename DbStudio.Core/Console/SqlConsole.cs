@@ -15,7 +15,7 @@ using DbStudio.Core.Catalog;
 namespace DbStudio.Core.Console;
 
 public sealed class SqlConsole(OwnerConnections owners, SchemaCache schemas, AccessPolicies access, Streams.ChangeCapture capture, SqlHistory history,
-    IOptions<DbStudioOptions> options, ILogger<SqlConsole> log)
+    IOptions<DbStudioOptions> options, ILogger<SqlConsole> log, FunctionCatalog functions)
 {
     private readonly ConsoleOptions _opt = options.Value.Console;
     private readonly int _ownerLimit = options.Value.OwnerConnectionLimit;
@@ -76,9 +76,11 @@ public sealed class SqlConsole(OwnerConnections owners, SchemaCache schemas, Acc
         {
             // DDL may have changed tables: refresh the REST schema cache and give new tables their secure defaults.
             schemas.Invalidate(projectId);
+            functions.Invalidate(projectId);
             try
             {
                 await access.EnsureAllAsync(projectId, CancellationToken.None);
+                await functions.GetAsync(projectId, CancellationToken.None); // new functions lose PUBLIC EXECUTE now (secure default)
                 await capture.EnsureProjectAsync(projectId, CancellationToken.None); // new tables record their changes
             }
             catch (Exception e) when (e is NpgsqlException or InvalidOperationException)

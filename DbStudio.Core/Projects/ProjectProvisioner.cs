@@ -63,6 +63,8 @@ public sealed class ProjectProvisioner
             GRANT {owner} TO CURRENT_USER;
             CREATE SCHEMA {schema} AUTHORIZATION {owner};
             GRANT USAGE ON SCHEMA {schema} TO {anon}, {user}, {userAdmin};
+            -- Functions the owner makes are not executable by PUBLIC (PostgreSQL's default): the owner allows each one.
+            ALTER DEFAULT PRIVILEGES FOR ROLE {owner} REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC;
             REVOKE {owner} FROM CURRENT_USER;
             ALTER ROLE {owner} SET search_path = {schema};
             """, ct);

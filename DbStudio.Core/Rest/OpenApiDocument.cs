@@ -1,6 +1,7 @@
 // GET /db/{id}/rest/ — an OpenAPI 3 description of the project's tables, generated from the schema cache: like
 // PostgREST (openapi-mode follow-privileges), only the tables, columns and operations the caller's role holds a
-// privilege on, as PostgreSQL itself decides them (has_table_privilege / has_column_privilege, see SchemaCache).
+// privilege on, as PostgreSQL itself decides them (has_table_privilege / has_column_privilege, see SchemaCache). Functions
+// appear under /rpc/{fn} only when the caller's role may execute them (has_function_privilege, see FunctionCatalog).
 using System.Text.Json.Nodes;
 using DbStudio.Core.Catalog;
 using DbStudio.Core.Projects;
@@ -9,7 +10,7 @@ namespace DbStudio.Core.Rest;
 
 public static class OpenApiDocument
 {
-    public static JsonObject Build(string projectName, string restUrl, SchemaSnapshot snapshot, RestRole role)
+    public static JsonObject Build(string projectName, string restUrl, SchemaSnapshot snapshot, RestRole role, FunctionSnapshot? functions = null)
     {
         var paths = new JsonObject();
         var schemas = new JsonObject();
@@ -75,6 +76,12 @@ public static class OpenApiDocument
             }
             paths["/" + t.Name] = item;
         }
+        foreach (var (name, overloads) in (functions?.Functions ?? new Dictionary<string, IReadOnlyList<FunctionInfo>>())
+                     .OrderBy(kv => kv.Key, StringComparer.Ordinal))
+        {
+            var callable = overloads.Where(f => f.Callable && f.ExecutableBy.Contains(role)).ToList();
+            if (callable.Count > 0) paths["/rpc/" + name] = RpcPath(name, callable);
+        }
         return new JsonObject
         {
             ["openapi"] = "3.0.3",
@@ -92,6 +99,49 @@ public static class OpenApiDocument
             },
             ["security"] = new JsonArray(new JsonObject { ["apikey"] = new JsonArray() }, new JsonObject { ["bearer"] = new JsonArray() }),
         };
+    }
+
+    /// <summary>POST with the arguments as a JSON object (each overload's parameters), GET when every overload is STABLE or IMMUTABLE.</summary>
+    private static JsonObject RpcPath(string name, IReadOnlyList<FunctionInfo> overloads)
+    {
+        var props = new JsonObject();
+        foreach (var p in overloads.SelectMany(f => f.Params).Where(p => p.Name.Length > 0))
+            props[p.Name] = new JsonObject { ["type"] = "string", ["format"] = p.Type };
+        var required = overloads.Count == 1
+            ? new JsonArray(overloads[0].Params.Where(p => p.Required && p.Name.Length > 0).Select(p => (JsonNode)JsonValue.Create(p.Name)!).ToArray())
+            : new JsonArray();
+        JsonObject Responses() => new()
+        {
+            ["200"] = new JsonObject { ["description"] = "OK" },
+            ["204"] = new JsonObject { ["description"] = "No content (void)" },
+        };
+        var description = string.Join("; ", overloads.Select(f => $"{f.Signature} returns {(f.ReturnsSet ? "setof " : "")}{f.ReturnType} ({f.VolatilityName})"));
+        var item = new JsonObject
+        {
+            ["post"] = new JsonObject
+            {
+                ["summary"] = $"Call {name}", ["description"] = description, ["tags"] = new JsonArray("(rpc) " + name),
+                ["requestBody"] = new JsonObject
+                {
+                    ["required"] = true,
+                    ["content"] = new JsonObject { ["application/json"] = new JsonObject { ["schema"] = new JsonObject
+                        { ["type"] = "object", ["properties"] = props, ["required"] = required } } },
+                },
+                ["responses"] = Responses(),
+            },
+        };
+        if (overloads.All(f => f.IsReadOnly))
+            item["get"] = new JsonObject
+            {
+                ["summary"] = $"Call {name}", ["description"] = description, ["tags"] = new JsonArray("(rpc) " + name),
+                ["parameters"] = new JsonArray(overloads.SelectMany(f => f.Params).Where(p => p.Name.Length > 0).Select(p => p.Name).Distinct()
+                    .Select(n => (JsonNode)new JsonObject
+                    {
+                        ["name"] = n, ["in"] = "query", ["required"] = false, ["schema"] = new JsonObject { ["type"] = "string" },
+                    }).ToArray()),
+                ["responses"] = Responses(),
+            };
+        return item;
     }
 
     private static JsonObject TypeOf(ColumnInfo c) => c.TypeOid switch

@@ -70,7 +70,7 @@ public sealed class RestExecutor(RestConnections connections, SchemaCache schema
                 if (ReferenceEquals(reloaded, snapshot) || !reloaded.Tables.TryGetValue(req.Table, out var fresh)) throw;
                 plan = RestSql.Build(req, fresh, caller, settings.user_id_col, Opt.MaxRows);
             }
-            var gate = _projectGates.GetOrAdd(caller.ProjectId, _ => new SemaphoreSlim(Opt.MaxConcurrentPerProject));
+            var gate = GateOf(caller.ProjectId);
             if (!await gate.WaitAsync(Opt.ProjectQueueTimeout, ct))
                 return RestResponse.Fail(503, new RestError("PGRST003", "Too many requests of this project are running at once",
                     $"At most {Opt.MaxConcurrentPerProject} run at the same time; this one waited {Opt.ProjectQueueTimeout.TotalSeconds:0} s",
@@ -101,6 +101,9 @@ public sealed class RestExecutor(RestConnections connections, SchemaCache schema
                 "The database is restarting or unreachable; retry in a moment"));
         }
     }
+
+    /// <summary>The project's concurrency gate, shared by table requests and RPC (RpcExecutor).</summary>
+    internal SemaphoreSlim GateOf(string projectId) => _projectGates.GetOrAdd(projectId, _ => new SemaphoreSlim(Opt.MaxConcurrentPerProject));
 
     private async Task<RestResponse> RunAsync(RestCaller caller, RestRequest req, RestPlan plan, CancellationToken ct)
     {
@@ -260,7 +263,7 @@ public sealed class RestExecutor(RestConnections connections, SchemaCache schema
     private static int WriteStatus(RestRequest req, bool body) =>
         req.Verb == RestVerb.Post ? 201 : body ? 200 : 204;
 
-    private static RestRole RoleOf(RestCaller caller) => caller.Kind switch
+    internal static RestRole RoleOf(RestCaller caller) => caller.Kind switch
     {
         CallerKind.Anon => RestRole.Anon,
         CallerKind.User when caller.UserRole == Platform.EndUserRoles.Admin => RestRole.UserAdmin,
@@ -270,7 +273,7 @@ public sealed class RestExecutor(RestConnections connections, SchemaCache schema
 
     /// <summary>A signed-in user's id and role for the policies, transaction-local: they end with the request.</summary>
     /// <summary>The request's settings, transaction-local: a signed-in user's claims, and read-only for reads.</summary>
-    private static NpgsqlBatchCommand? PreludeCommand(RestCaller caller, bool readOnly)
+    internal static NpgsqlBatchCommand? PreludeCommand(RestCaller caller, bool readOnly)
     {
         const string ReadOnly = "set_config('transaction_read_only', 'on', true)";
         if (caller.Kind != CallerKind.User) return readOnly ? new NpgsqlBatchCommand("SELECT " + ReadOnly) : null;

@@ -501,6 +501,10 @@ public class PanelBrowserTests(TestApp app) : IAsyncLifetime
             """);
         await page.ClickAsync("#sql-run");
         await Assertions.Expect(page.Locator("#sql-result-10")).ToContainTextAsync("INSERT");
+        // Functions run for anon and end users only once the owner allows them (the secure default): these traps must run
+        // for every caller, so allow them.
+        foreach (var fn in new[] { "record", "record_text" })
+            await Api("PUT", $"/api/projects/{id}/functions/{fn}/access", new { anon_execute = true, auth_execute = true });
 
         // Every tab of the panel over the trapped table, and the project page's overview (row counts).
         await page.GetByRole(AriaRole.Tab, new() { Name = "Data" }).ClickAsync();
@@ -568,6 +572,45 @@ public class PanelBrowserTests(TestApp app) : IAsyncLifetime
         Assert.DoesNotContain(rows, r => r.Session == DbStudio.Tests.Infrastructure.PostgresServer.PlatformRole);
 
         await Api("DELETE", $"/api/projects/{id}");
+        await context.CloseAsync();
+    }
+
+    [Fact]
+    public async Task Access_tab_lists_functions_warns_on_security_definer_and_allows_one_for_anon()
+    {
+        var (page, context, projectId) = await SignedInProjectAsync();
+        var anonKey = (await page.Locator("#cred-anon").InnerTextAsync()).Trim();
+        await page.GetByRole(AriaRole.Tab, new() { Name = "SQL" }).ClickAsync();
+        await SetSqlAsync(page, """
+            create table visits (id serial primary key, at timestamptz default now());
+            create function hello(name text default 'you') returns text language sql immutable as $$ select 'hello ' || name $$;
+            create function add_visit() returns bigint language plpgsql security definer as $$
+              begin insert into visits default values; return (select count(*) from visits); end $$
+            """);
+        await page.ClickAsync("#sql-run");
+        await Assertions.Expect(page.Locator("#sql-result-2")).ToContainTextAsync("CREATE FUNCTION");
+
+        using var http = new HttpClient { BaseAddress = app.BaseUrl };
+        async Task<System.Net.HttpStatusCode> AnonCall(string fn)
+        {
+            var req = new HttpRequestMessage(HttpMethod.Post, $"/db/{projectId}/rest/rpc/{fn}") { Content = JsonContent.Create(new { }) };
+            req.Headers.Add("apikey", anonKey);
+            return (await http.SendAsync(req)).StatusCode;
+        }
+        Assert.Equal(System.Net.HttpStatusCode.Unauthorized, await AnonCall("hello"));
+
+        await page.GetByRole(AriaRole.Tab, new() { Name = "Access" }).ClickAsync();
+        var definer = page.Locator("#functions tr[data-function=add_visit]");
+        await Assertions.Expect(definer).ToContainTextAsync("SECURITY DEFINER");
+        var count = page.Locator("#functions tr[data-function=hello]");
+        await Assertions.Expect(count).ToContainTextAsync("hello(name text)");
+        await Assertions.Expect(count.Locator(".mud-alert")).ToHaveCountAsync(0);
+        var index = (await count.GetAttributeAsync("id"))!.Split('-')[1];
+        await Input(page, $"function-anon-{index}").CheckAsync();
+        await Assertions.Expect(count).ToContainTextAsync("Allowed");
+        await page.ScreenshotAsync(new() { Path = Path.Combine(Shots, "access-functions.png") });
+        Assert.Equal(System.Net.HttpStatusCode.OK, await AnonCall("hello"));
+        Assert.Equal(System.Net.HttpStatusCode.Unauthorized, await AnonCall("add_visit")); // the definer stays closed
         await context.CloseAsync();
     }
 

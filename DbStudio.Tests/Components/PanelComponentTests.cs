@@ -28,6 +28,7 @@ public class PanelComponentTests : BunitContext
         Services.AddSingleton(app.Service<SchemaCache>());
         Services.AddSingleton(app.Service<SchemaEditor>());
         Services.AddSingleton(app.Service<AccessPolicies>());
+        Services.AddSingleton(app.Service<FunctionAccess>());
         Services.AddSingleton(app.Service<TableBrowser>());
         Services.AddSingleton(app.Service<DbStudio.Core.Auth.EndUserAuth>());
         Services.AddSingleton(app.Service<SqlHistory>());
@@ -131,6 +132,30 @@ public class PanelComponentTests : BunitContext
         cut.WaitForAssertion(() => Assert.Contains("ENABLE ROW LEVEL SECURITY", cut.Find("#access-sql").TextContent));
         Assert.Contains("user_id", cut.Find("#access-sql").TextContent); // the default owner column
         Assert.Contains("::uuid", cut.Find("#access-sql").TextContent);
+    }
+
+    [Fact]
+    public async Task Access_tab_lists_functions_closed_by_default_warns_on_security_definer_and_switches_grant_execute()
+    {
+        var (_, p) = await ProjectAsync("""
+            create function hello(name text) returns text language sql stable as $$ select 'hi ' || name $$;
+            create function hello(name text, n int) returns text language sql stable as $$ select repeat('hi ', n) || name $$;
+            create function elevated() returns int language sql security definer as 'select 1'
+            """);
+        Render<MudPopoverProvider>();
+        var cut = Render<AccessTab>(ps => ps.Add(c => c.ProjectId, p.Id));
+        cut.WaitForAssertion(() => Assert.Equal(2, cut.FindAll("#functions tbody tr").Count));
+        var hello = cut.Find("tr[data-function=hello]");
+        Assert.Contains("hello(name text, n integer)", hello.TextContent);
+        Assert.Empty(hello.QuerySelectorAll(".mud-alert"));
+        Assert.Contains("SECURITY DEFINER", cut.Find("tr[data-function=elevated]").TextContent);
+        Assert.All(cut.FindAll("#functions input[type=checkbox]"), box => Assert.False(box.HasAttribute("checked")));
+
+        var index = hello.Id!.Split('-')[1];
+        Assert.DoesNotContain("Allowed", hello.TextContent);
+        cut.Find($"#function-auth-{index}").Change(true);
+        cut.WaitForAssertion(() => Assert.Contains("Allowed", cut.Find("tr[data-function=hello]").TextContent), TimeSpan.FromSeconds(10));
+        Assert.Equal(new FunctionAccessSettings(false, true), await _app.Service<FunctionAccess>().GetAsync(p.Id, "hello"));
     }
 
     [Fact]

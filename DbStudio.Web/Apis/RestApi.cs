@@ -93,7 +93,7 @@ public static class RestApi
     }
 
     private static async Task OpenApi(HttpContext ctx, string id, Credentials credentials, SchemaCache schemas,
-        PlatformDbContext db, IOptions<DbStudioOptions> options)
+        PlatformDbContext db, IOptions<DbStudioOptions> options, FunctionCatalog functions)
     {
         var caller = await ResolveCallerAsync(ctx, id, credentials);
         if (caller is null) { await WriteError(ctx, 401, Unauthorized()); return; }
@@ -101,7 +101,8 @@ public static class RestApi
         // Privileges change with the Access tab's settings and GRANTs from the console: read them fresh (at most a few
         // times a second per project, SchemaCache's throttle).
         var snapshot = await schemas.ReloadIfOlderAsync(id, await schemas.GetAsync(id, ctx.RequestAborted));
-        var doc = OpenApiDocument.Build(name, $"{ProjectsApi.BaseUrl(ctx.Request, options)}/db/{id}/rest", snapshot, caller.Role);
+        var fns = await functions.ReloadIfOlderAsync(id, await functions.GetAsync(id, ctx.RequestAborted));
+        var doc = OpenApiDocument.Build(name, $"{ProjectsApi.BaseUrl(ctx.Request, options)}/db/{id}/rest", snapshot, caller.Role, fns);
         ctx.Response.ContentType = "application/openapi+json; charset=utf-8";
         await ctx.Response.WriteAsync(doc.ToJsonString(), ctx.RequestAborted);
     }

@@ -89,6 +89,10 @@ public static class HostingExtensions
         services.AddSingleton<DbStudio.Core.Auth.Credentials>();
         services.AddSingleton<RestConnections>();
         services.AddSingleton<RestExecutor>();
+        services.AddSingleton<FunctionCatalog>();
+        services.AddSingleton<FunctionAccess>();
+        services.AddSingleton<RpcExecutor>();
+        services.AddHostedService<FunctionDefaultsStartup>();
         services.AddSingleton<DbStudio.Core.Panel.TableBrowser>();
         services.AddSingleton<DbStudio.Core.Schema.SchemaEditor>();
         services.AddSingleton<DbStudio.Core.Panel.ProjectOverview>();
@@ -241,7 +245,10 @@ public static class HostingExtensions
             switch (topic)
             {
                 case PlatformSignals.Topics.Keys: credentials.Forget(projectId); break;
-                case PlatformSignals.Topics.Access: accessPolicies.Forget(projectId); break;
+                case PlatformSignals.Topics.Access:
+                    accessPolicies.Forget(projectId);
+                    app.Services.GetRequiredService<FunctionCatalog>().Invalidate(projectId); // function grants changed
+                    break;
                 case PlatformSignals.Topics.Owner: owners.Forget(projectId); break;
                 case PlatformSignals.Topics.Session: endUsers.Evict(detail); break;
                 case PlatformSignals.Topics.EndUser when Guid.TryParse(detail, out var user): endUsers.EvictUser(user); break;
@@ -251,6 +258,7 @@ public static class HostingExtensions
                     owners.Forget(projectId);
                     endUsers.EvictProject(projectId);
                     app.Services.GetRequiredService<SchemaCache>().Invalidate(projectId);
+                    app.Services.GetRequiredService<FunctionCatalog>().Invalidate(projectId);
                     app.Services.GetRequiredService<RestConnections>().Forget(projectId);
                     hub.RevokeProject(projectId);
                     app.Services.GetRequiredService<DbStudio.Core.Console.SqlHistory>().Forget(projectId);
@@ -286,8 +294,10 @@ public static class HostingExtensions
         app.MapAccountEndpoints();
         app.MapProjectsApi();
         app.MapAccessApi();
+        app.MapFunctionAccessApi();
         app.MapCsvApi();
         app.MapRestApi();
+        app.MapRpcApi();
         app.MapStreamApi();
         app.MapEndUserAuthApi();
 

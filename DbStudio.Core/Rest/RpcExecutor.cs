@@ -1,0 +1,180 @@
+// Stage 4 for RPC: finds the function (FunctionCatalog), plans its call (RpcSql) and runs it on the caller's own login,
+// in one round trip with the same request settings as a table request — claims for signed-in users, and READ ONLY for
+// STABLE/IMMUTABLE functions and for GET (as PostgREST). Whether the caller may execute the function is PostgreSQL's
+// decision (EXECUTE privilege, checked before the function runs): a refusal is its 42501, answered 401/403.
+using System.Diagnostics;
+using DbStudio.Core.Auth;
+using DbStudio.Core.Catalog;
+using DbStudio.Core.Projects;
+using Microsoft.Extensions.Options;
+using Npgsql;
+
+namespace DbStudio.Core.Rest;
+
+public sealed class RpcExecutor(RestConnections connections, FunctionCatalog functions, RestExecutor rest, IOptions<DbStudioOptions> options,
+    ICommitObserver commits)
+{
+    private RestOptions Opt => options.Value.Rest;
+
+    public async Task<RestResponse> ExecuteAsync(RestCaller caller, RpcRequest req, CancellationToken ct = default)
+    {
+        using var activity = Telemetry.Source.StartActivity("rest rpc");
+        var started = Stopwatch.GetTimestamp();
+        var response = await ExecuteCoreAsync(caller, req, ct);
+        Telemetry.RestDuration.Record(Stopwatch.GetElapsedTime(started).TotalMilliseconds, new TagList
+        {
+            { "dbstudio.verb", "Rpc" }, { "dbstudio.caller", caller.Kind.ToString() }, { "http.response.status_code", response.Status },
+        });
+        activity?.SetTag("dbstudio.project", caller.ProjectId).SetTag("dbstudio.function", req.Function)
+            .SetTag("dbstudio.caller", caller.Kind.ToString()).SetTag("http.response.status_code", response.Status);
+        return response;
+    }
+
+    private async Task<RestResponse> ExecuteCoreAsync(RestCaller caller, RpcRequest req, CancellationToken ct)
+    {
+        try
+        {
+            var fn = await ResolveAsync(caller, req, ct);
+            if (!req.IsPost && !fn.IsReadOnly)
+                return RestResponse.Fail(405, new RestError("PGRST101", $"Cannot use the {(req.Verb == RestVerb.Head ? "HEAD" : "GET")} method on RPC",
+                    $"{fn.Schema}.{fn.Name} is VOLATILE: GET runs only STABLE or IMMUTABLE functions",
+                    "Call it with POST, or declare it STABLE or IMMUTABLE if it changes nothing"));
+            var plan = RpcSql.Build(req, fn, Opt.MaxRows);
+            var gate = rest.GateOf(caller.ProjectId);
+            if (!await gate.WaitAsync(Opt.ProjectQueueTimeout, ct))
+                return RestResponse.Fail(503, new RestError("PGRST003", "Too many requests of this project are running at once",
+                    $"At most {Opt.MaxConcurrentPerProject} run at the same time; this one waited {Opt.ProjectQueueTimeout.TotalSeconds:0} s",
+                    "Retry later, or make the slow queries faster"));
+            try { return await RunAsync(caller, req, plan, ct); }
+            finally { gate.Release(); }
+        }
+        catch (RestException e)
+        {
+            return RestResponse.Fail(e.Status, e.Error);
+        }
+        catch (PostgresException e)
+        {
+            // A function dropped or changed since the catalog was read: read it again for the next call.
+            if (e.SqlState is PostgresErrorCodes.UndefinedFunction or PostgresErrorCodes.UndefinedColumn)
+                _ = functions.ReloadIfOlderAsync(caller.ProjectId, await functions.GetAsync(caller.ProjectId, CancellationToken.None));
+            if (e.SqlState.StartsWith("57P", StringComparison.Ordinal) || e.SqlState.StartsWith("08", StringComparison.Ordinal)) connections.ClearAll();
+            var (status, error) = SqlStateHttp.From(e, caller.IsAnonymous);
+            return RestResponse.Fail(status, error);
+        }
+        catch (NpgsqlException e) when (!ct.IsCancellationRequested)
+        {
+            if (e is not RestConnections.BusyException) connections.ClearAll();
+            return RestResponse.Fail(503, new RestError("PGRST001", "Could not connect to the database", e.Message,
+                "The database is restarting or unreachable; retry in a moment"));
+        }
+    }
+
+    /// <summary>The overload the request calls; a miss reads the catalog again once (a function made since, an overload added).</summary>
+    private async Task<FunctionInfo> ResolveAsync(RestCaller caller, RpcRequest req, CancellationToken ct)
+    {
+        var schema = ProjectNaming.Schema(caller.ProjectId);
+        var role = RestExecutor.RoleOf(caller);
+        bool Visible(FunctionInfo f) => f.ExecutableBy.Contains(role);
+        var snapshot = await functions.GetAsync(caller.ProjectId, ct);
+        try
+        {
+            return RpcSql.Resolve(req, schema, snapshot.Named(req.Function), Visible, snapshot.Functions.Values.SelectMany(f => f));
+        }
+        catch (RestException e) when (e.Error.Code == "PGRST202")
+        {
+            var fresh = await functions.ReloadIfOlderAsync(caller.ProjectId, snapshot);
+            if (ReferenceEquals(fresh, snapshot)) throw;
+            return RpcSql.Resolve(req, schema, fresh.Named(req.Function), Visible, fresh.Functions.Values.SelectMany(f => f));
+        }
+    }
+
+    private async Task<RestResponse> RunAsync(RestCaller caller, RpcRequest req, RpcPlan plan, CancellationToken ct)
+    {
+        var role = RestExecutor.RoleOf(caller);
+        var conn = await connections.RentAsync(caller.ProjectId, role, ct);
+        try { return await RunOnAsync(conn, role, caller, req, plan, ct); }
+        finally { connections.Return(conn); }
+    }
+
+    private async Task<RestResponse> RunOnAsync(NpgsqlConnection conn, RestRole role, RestCaller caller, RpcRequest req, RpcPlan plan,
+        CancellationToken ct)
+    {
+        var batch = new NpgsqlBatch(conn);
+        NpgsqlTransaction? tx = null;
+        try
+        {
+            var prelude = RestExecutor.PreludeCommand(caller, readOnly: !plan.IsWrite);
+            if (prelude is not null) batch.BatchCommands.Add(prelude);
+            // The function's body names the project's objects as the owner wrote them in the console (search_path = the
+            // project's schema), so the call runs with that search_path, transaction-local (as PostgREST sets it).
+            batch.BatchCommands.Add(new NpgsqlBatchCommand("SELECT set_config('search_path', $1, true)")
+            {
+                Parameters = { new NpgsqlParameter { Value = Sql.SqlText.Ident(plan.Function.Schema) } },
+            });
+            var main = new NpgsqlBatchCommand(plan.Sql);
+            foreach (var p in plan.Parameters) main.Parameters.Add(p);
+            batch.BatchCommands.Add(main);
+            // A function that ran RESET ROLE (or SET ROLE) would leave this pooled connection in another role for the next
+            // request: it acts as the caller's role again before it goes back (same round trip).
+            batch.BatchCommands.Add(new NpgsqlBatchCommand($"SET ROLE {Sql.SqlText.Ident(RestConnections.ActingRole(caller.ProjectId, role))}"));
+            // A write asked for as one object is checked before commit and rolled back otherwise (PGRST116).
+            if (req.Read.Singular && plan.IsWrite) batch.Transaction = tx = await conn.BeginTransactionAsync(ct);
+
+            long? total;
+            long page;
+            string? body;
+            await using (var reader = await batch.ExecuteReaderAsync(ct))
+            {
+                if (prelude is not null) await reader.NextResultAsync(ct);
+                await reader.NextResultAsync(ct); // search_path
+                await reader.ReadAsync(ct);
+                total = reader.IsDBNull(0) ? null : reader.GetInt64(0);
+                page = reader.GetInt64(1);
+                body = reader.IsDBNull(2) ? null : reader.GetString(2);
+            }
+            var fn = plan.Function;
+            if (req.Read.Singular && (fn.ReturnsSet || fn.Returns == FunctionReturn.Rows) && page != 1)
+            {
+                if (tx is not null) await tx.RollbackAsync(ct);
+                return RestResponse.Fail(406, new RestError("PGRST116", "Cannot coerce the result to a single JSON object",
+                    $"The result contains {page} rows", null));
+            }
+            if (tx is not null) await tx.CommitAsync(ct);
+            if (plan.IsWrite) commits.Committed(caller.ProjectId); // the function's writes reach the streams now
+
+            if (fn.Returns == FunctionReturn.Void) return new RestResponse { Status = 204 };
+            var bytes = System.Text.Encoding.UTF8.GetBytes(body ?? "null");
+            if (!fn.ReturnsSet)
+                return new RestResponse { Status = 200, ContentRange = "0-0/*", Body = bytes, Singular = req.Read.Singular };
+            var offset = req.Read.Offset;
+            if (total is long t && page == 0 && offset > 0 && offset >= t)
+                return RestResponse.Fail(416, new RestError("PGRST103", "Requested range not satisfiable",
+                    $"An offset of {offset} was requested, but there are only {t} rows.", null));
+            var totalText = total?.ToString() ?? "*";
+            return new RestResponse
+            {
+                Status = total is long all && offset + page < all ? 206 : 200,
+                ContentRange = page > 0 ? $"{offset}-{offset + page - 1}/{totalText}" : $"*/{totalText}",
+                Body = bytes, Singular = req.Read.Singular,
+            };
+        }
+        catch (PostgresException)
+        {
+            // As RestExecutor: forget prepared statements after an error, and put back the role project code may have changed.
+            await batch.DisposeAsync();
+            batch = null;
+            try
+            {
+                conn.UnprepareAll();
+                await RestConnections.RestoreRoleAsync(conn, caller.ProjectId, role, CancellationToken.None);
+            }
+            catch (Exception e) when (e is InvalidOperationException or NpgsqlException) { /* broken: dropped */ }
+            throw;
+        }
+        finally
+        {
+            if (tx is not null) await tx.DisposeAsync();
+            if (batch is not null) await batch.DisposeAsync();
+        }
+    }
+}
