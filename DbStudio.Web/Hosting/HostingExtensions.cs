@@ -80,6 +80,10 @@ public static class HostingExtensions
         services.AddSingleton<DbStudio.Core.Csv.CsvTransfer>();
         services.AddSingleton<SqlHistory>();
         services.AddSingleton<AssistantSql>();
+        services.AddOptions<DbStudio.Core.Assistant.AssistantOptions>().BindConfiguration(DbStudio.Core.Assistant.AssistantOptions.Section);
+        services.AddSingleton<DbStudio.Core.Assistant.AssistantChat>();
+        services.AddSingleton<DbStudio.Core.Assistant.AssistantContext>();
+        services.AddSingleton<DbStudio.Core.Assistant.Conversations>();
         services.AddSingleton(TimeProvider.System);
         services.AddOptions<LoginThrottleOptions>().BindConfiguration(LoginThrottleOptions.Section);
         services.AddSingleton<LoginThrottle>();
@@ -287,6 +291,7 @@ public static class HostingExtensions
         app.MapProjectsApi();
         app.MapAccessApi();
         app.MapCsvApi();
+        app.MapAssistantApi();
         app.MapRestApi();
         app.MapStreamApi();
         app.MapEndUserAuthApi();
