@@ -14,11 +14,11 @@ namespace DbStudio.Tests.Assistant;
 
 public sealed class AssistantFixture(TestApp app) : IAsyncLifetime
 {
+    public TestApp App => app;
     public const string Model = "fake-model";
     public const string ModelKey = "sk-test-assistant-key-7f3a";
     public FakeModelServer Server { get; private set; } = null!;
     public AppFactory Factory { get; private set; } = null!;
-    public TestApp App { get; } = app;
 
     public async ValueTask InitializeAsync()
     {
