@@ -16,6 +16,7 @@ public static class ContextMarkdown
     public static string Render(ProjectFacts f)
     {
         const string anon = AssistantContext.AnonKeyPlaceholder;
+        var sampleTable = f.Tables.FirstOrDefault(t => t.Table.IsTable)?.Table.Name ?? "todos";
         var sb = new StringBuilder();
         sb.Append($$"""
             # Project `{{f.ProjectId}}` — context for building its app
@@ -108,9 +109,19 @@ public static class ContextMarkdown
             ## With @supabase/postgrest-js
 
             ```js
+            // dbstudio-example: postgrest-js
             import { PostgrestClient } from '@supabase/postgrest-js';
-            const db = new PostgrestClient(REST_URL, { headers: { apikey: ANON_KEY } });
-            // signed in: new PostgrestClient(REST_URL, { headers: { apikey: ANON_KEY, Authorization: `Bearer ${session.access_token}` } })
+
+            // As anyone with the ANON key, or as a signed-in end user when given their session.
+            function db(session) {
+              const headers = { apikey: ANON_KEY };
+              if (session) headers.Authorization = `Bearer ${session.access_token}`;
+              return new PostgrestClient(REST_URL, { headers });
+            }
+            // const { data, error } = await db(session).from('{{sampleTable}}').insert({ ... }).select();
+            // const { data } = await db().from('{{sampleTable}}').select('*').limit(20);
+            // await db(session).from('{{sampleTable}}').update({ ... }).eq('id', 1);
+            // await db(session).from('{{sampleTable}}').delete().eq('id', 1);
             ```
 
 

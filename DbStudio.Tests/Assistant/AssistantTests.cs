@@ -56,8 +56,26 @@ public class AssistantTests(AssistantFixture fx) : IClassFixture<AssistantFixtur
         // Every secret of the project is absent from everything the model received (and from the context endpoint).
         var password = Uri.UnescapeDataString(new Uri(p.ConnectionUrl).UserInfo.Split(':')[1]);
         var markdown = await client.GetStringAsync($"/api/projects/{p.Id}/assistant/context", TestContext.Current.CancellationToken);
+        var secrets = new List<string> { p.AnonKey, p.ApiKey, password, p.ConnectionUrl, "end-user-data-Zq81" };
+        // …and every secret the platform keeps for it (REST login password, stream key), decrypted, and their stored forms.
+        await using (var conn = new Npgsql.NpgsqlConnection(fx.App.Db.PlatformConnectionString))
+        {
+            await conn.OpenAsync(TestContext.Current.CancellationToken);
+            await using var cmd = new Npgsql.NpgsqlCommand(
+                "SELECT \"Kind\", \"Protected\", \"Hash\" FROM platform.project_secrets WHERE \"ProjectId\" = $1", conn);
+            cmd.Parameters.Add(new Npgsql.NpgsqlParameter { Value = p.Id });
+            await using var r = await cmd.ExecuteReaderAsync(TestContext.Current.CancellationToken);
+            while (await r.ReadAsync(TestContext.Current.CancellationToken))
+            {
+                secrets.Add(fx.Service<DbStudio.Core.Projects.SecretProtector>().Unprotect(r.GetString(1)));
+                secrets.Add(r.GetString(1));
+                if (!r.IsDBNull(2)) secrets.Add(r.GetString(2));
+            }
+        }
+        // At least the owner password, ANON key, API key and REST login password (the stream key once a stream made it).
+        Assert.True(secrets.Count >= 5 + 4 * 2, $"{secrets.Count} secrets");
         foreach (var text in new[] { request.Body, markdown })
-            foreach (var secret in new[] { p.AnonKey, p.ApiKey, password, p.ConnectionUrl, "end-user-data-Zq81" })
+            foreach (var secret in secrets)
                 Assert.DoesNotContain(secret, text);
         Assert.Contains("ANON_KEY", markdown);
     }

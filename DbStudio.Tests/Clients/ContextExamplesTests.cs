@@ -1,6 +1,6 @@
 // The examples of GET /api/projects/{id}/assistant/context run unchanged in Node against the app on its real port:
 // only the ANON_KEY placeholder is replaced by the project's key. The helpers (signup, login, fetch CRUD), the live list
-// with resume (EventSource) and the table's own usage example are taken from the Markdown as they are.
+// with resume (EventSource), the postgrest-js client and the table's own usage example are taken from the Markdown as they are.
 using System.Net.Http.Headers;
 using System.Text;
 using System.Text.RegularExpressions;
@@ -31,7 +31,7 @@ public partial class ContextExamplesTests(TestApp app)
         var markdown = await real.GetStringAsync($"/api/projects/{p.Id}/assistant/context", TestContext.Current.CancellationToken);
         Assert.DoesNotContain(p.AnonKey, markdown);
         var examples = Example().Matches(markdown).ToDictionary(m => m.Groups["name"].Value, m => m.Groups[1].Value);
-        Assert.Equal(["helpers", "live", "table blog_posts"], examples.Keys.Order());
+        Assert.Equal(["helpers", "live", "postgrest-js", "table blog_posts"], examples.Keys.Order());
         string Unchanged(string code) => code.Replace("'ANON_KEY'", $"'{p.AnonKey}'");
 
         var script = new StringBuilder("""
@@ -39,7 +39,8 @@ public partial class ContextExamplesTests(TestApp app)
             import assert from 'node:assert/strict';
 
             """);
-        script.Append(Unchanged(examples["helpers"])).Append('\n').Append(Unchanged(examples["live"])).Append('\n');
+        script.Append(Unchanged(examples["helpers"])).Append('\n').Append(Unchanged(examples["live"])).Append('\n')
+            .Append(Unchanged(examples["postgrest-js"])).Append('\n');
         script.Append("test('the table example runs as written', { timeout: 30000 }, async () => {\n")
             .Append(Unchanged(examples["table blog_posts"])).Append("});\n");
         script.Append("""
@@ -84,15 +85,28 @@ public partial class ContextExamplesTests(TestApp app)
               assert.deepEqual((await list('blog_posts', 'select=title&order=id')).map(r => r.title), ['while away']);
               await assert.rejects(insert('blog_posts', { title: 'anonymous' }), /401|403/); // anon may not insert
             });
+
+            test('postgrest-js with the same credentials', { timeout: 30000 }, async () => {
+              const session = await signUp(`pg.${Date.now()}@example.com`, 'a long enough password');
+              const { data: created, error } = await db(session).from('blog_posts').insert({ title: 'from postgrest-js' }).select();
+              assert.equal(error, null);
+              assert.equal(created[0].user_id, session.user.id);
+              const { data: publicRows } = await db().from('blog_posts').select('title').eq('id', created[0].id);
+              assert.deepEqual(publicRows, [{ title: 'from postgrest-js' }]);
+              assert.equal((await db(session).from('blog_posts').update({ title: 'changed' }).eq('id', created[0].id)).error, null);
+              assert.equal((await db(session).from('blog_posts').delete().eq('id', created[0].id)).error, null);
+              assert.deepEqual((await db().from('blog_posts').select('id').eq('id', created[0].id)).data, []);
+            });
             """);
-        var file = Path.Combine(Path.GetTempPath(), $"dbstudio-context-{p.Id}.test.mjs");
+        // In the js folder, so `import '@supabase/postgrest-js'` finds its node_modules; removed afterwards.
+        var file = Path.Combine(NodeScript.Folder(), $"context-examples-{p.Id}.test.mjs");
         await File.WriteAllTextAsync(file, script.ToString(), TestContext.Current.CancellationToken);
         try
         {
             // Node 20 has EventSource behind a flag (newer Node has it by default).
             var (exit, output) = await NodeScript.RunAsync(file, new() { ["NODE_OPTIONS"] = "--experimental-eventsource" });
             Assert.True(exit == 0, output + "\n--- script ---\n" + script);
-            Assert.Contains("# pass 2", output);
+            Assert.Contains("# pass 3", output);
             Assert.Contains("# fail 0", output);
         }
         finally { File.Delete(file); }
