@@ -6,6 +6,7 @@ using System.Text.Json;
 using DbStudio.Core.Assistant;
 using DbStudio.Core.Console;
 using DbStudio.Tests.Infrastructure;
+using Microsoft.Extensions.DependencyInjection;
 
 namespace DbStudio.Tests.Assistant;
 
@@ -251,5 +252,37 @@ public class AssistantTests(AssistantFixture fx) : IClassFixture<AssistantFixtur
         Assert.Equal(HttpStatusCode.NotFound, (await client.GetAsync("/api/projects/nosuchproject/assistant/context", TestContext.Current.CancellationToken)).StatusCode);
         var anonymous = fx.Factory.CreateClient();
         Assert.Equal(HttpStatusCode.Unauthorized, (await anonymous.GetAsync($"/api/projects/{p.Id}/assistant/context", TestContext.Current.CancellationToken)).StatusCode);
+    }
+
+    [Fact]
+    public async Task The_model_key_is_never_logged_and_an_endpoint_error_is_shown_in_the_reply()
+    {
+        var capture = new DbStudio.Tests.Endpoints.CapturingLoggerProvider();
+        await using var logged = new AppFactory(fx.App.Db.PlatformConnectionString, new Dictionary<string, string?>
+        {
+            ["Logging:LogLevel:Default"] = "Debug",
+            ["Logging:LogLevel:Microsoft"] = "Debug",
+            ["Logging:LogLevel:System.Net.Http"] = "Debug",
+            ["DbStudio:Assistant:Endpoint"] = fx.Server.Endpoint,
+            ["DbStudio:Assistant:Model"] = AssistantFixture.Model,
+            ["DbStudio:Assistant:ApiKey"] = AssistantFixture.ModelKey,
+        }, s => s.AddSingleton<Microsoft.Extensions.Logging.ILoggerProvider>(capture));
+        var (_, p) = await fx.ProjectAsync();
+        T S<T>() where T : notnull => logged.Services.GetRequiredService<T>();
+        var session = new AssistantSession(p.Id, p.RestUrl, S<AssistantChat>(), S<AssistantContext>(), S<Conversations>(), S<SqlConsole>(),
+            S<DbStudio.Core.Access.AccessPolicies>(), S<Microsoft.Extensions.Options.IOptions<AssistantOptions>>(),
+            Microsoft.Extensions.Logging.LoggerFactoryExtensions.CreateLogger<AssistantSession>(S<Microsoft.Extensions.Logging.ILoggerFactory>()));
+
+        fx.Server.Enqueue("<sql>select 1</sql>");
+        Assert.Equal("<sql>select 1</sql>", (await session.SendAsync("one", TestContext.Current.CancellationToken))!.Text);
+        fx.Server.Enqueue(new ScriptedReply(["Incorrect API key provided"], Status: 401));
+        var failed = (await session.SendAsync("two", TestContext.Current.CancellationToken))!;
+        Assert.Contains("The model endpoint failed", failed.Failure);
+        Assert.Contains("401", failed.Failure);
+        Assert.DoesNotContain(AssistantFixture.ModelKey, failed.Failure);
+
+        Assert.Contains(capture.Lines, l => l.Contains("The assistant's model endpoint failed"));
+        Assert.DoesNotContain(capture.Lines, l => l.Contains(AssistantFixture.ModelKey));
+        Assert.DoesNotContain(capture.Lines, l => l.Contains(p.AnonKey) || l.Contains(p.ApiKey));
     }
 }

@@ -26,8 +26,11 @@ public sealed record ModelRequest(string Body, string? Authorization, JsonElemen
         : string.Concat(c.EnumerateArray().Select(p => p.TryGetProperty("text", out var t) ? t.GetString() : ""));
 }
 
-/// <summary>A scripted reply: its pieces; Gate (if any) is awaited after the first piece; Hang keeps it open until aborted.</summary>
-public sealed record ScriptedReply(string[] Pieces, Task? Gate = null, bool Hang = false);
+/// <summary>
+/// A scripted reply: its pieces; Gate (if any) is awaited after the first piece; Hang keeps it open until aborted;
+/// a Status other than 200 answers with an OpenAI-style error instead.
+/// </summary>
+public sealed record ScriptedReply(string[] Pieces, Task? Gate = null, bool Hang = false, int Status = 200);
 
 public sealed class FakeModelServer : IAsyncDisposable
 {
@@ -69,6 +72,12 @@ public sealed class FakeModelServer : IAsyncDisposable
         var request = new ModelRequest(body, ctx.Request.Headers.Authorization.FirstOrDefault(), JsonDocument.Parse(body).RootElement.Clone());
         Requests.Enqueue(request);
         var reply = _script.TryDequeue(out var r) ? r : new ScriptedReply(["(no scripted reply left)"]);
+        if (reply.Status != 200)
+        {
+            ctx.Response.StatusCode = reply.Status;
+            await ctx.Response.WriteAsJsonAsync(new { error = new { message = string.Concat(reply.Pieces), type = "invalid_request_error", code = "scripted" } });
+            return;
+        }
         if (!request.Stream)
         {
             await ctx.Response.WriteAsJsonAsync(new
