@@ -63,8 +63,8 @@ public class AssistantDrawerTests : BunitContext, IClassFixture<AssistantFixture
         Assert.False(await AssistantFixture.ExistsAsync(client, p.Id, "ui_first"));
 
         Click(cut, "#assistant-run-all-1");
-        cut.WaitForAssertion(() => Assert.Contains("22P02", cut.Find("#assistant-block-1-1 .assistant-error").TextContent), Wait);
-        Assert.Contains("Stopped at block 2", cut.Find("#assistant-stopped-at-1").TextContent);
+        cut.WaitForAssertion(() => Assert.Contains("Stopped at block 2", cut.Find("#assistant-stopped-at-1").TextContent), Wait);
+        Assert.Contains("22P02", cut.Find("#assistant-block-1-1 .assistant-error").TextContent);
         Assert.Contains("ran", cut.Find("#assistant-block-1-0 .assistant-done").TextContent);
         Assert.Empty(cut.FindAll("#assistant-block-1-2 .assistant-done"));
         Assert.True(await AssistantFixture.ExistsAsync(client, p.Id, "ui_first"));
