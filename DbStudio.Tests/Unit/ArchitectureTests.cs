@@ -24,6 +24,7 @@ public class ArchitectureTests
         ["Schema"] = ["Access", "Catalog", "Console", "Projects", "Rest", "Sql", "Streams"],
         ["Csv"] = ["Catalog", "Projects", "Sql"],
         ["Panel"] = ["Access", "Auth", "Catalog", "Platform", "Projects", "Rest", "Sql", "Streams"],
+        ["Assistant"] = ["Access", "Catalog", "Console", "Platform", "Projects", "Schema", "Sql"],
     };
 
     private static string CoreDirectory()

@@ -80,6 +80,10 @@ public static class HostingExtensions
         services.AddSingleton<DbStudio.Core.Csv.CsvTransfer>();
         services.AddSingleton<SqlHistory>();
         services.AddSingleton<AssistantSql>();
+        services.AddOptions<DbStudio.Core.Assistant.AssistantOptions>().BindConfiguration(DbStudio.Core.Assistant.AssistantOptions.Section);
+        services.AddSingleton<DbStudio.Core.Assistant.AssistantChat>();
+        services.AddSingleton<DbStudio.Core.Assistant.AssistantContext>();
+        services.AddSingleton<DbStudio.Core.Assistant.Conversations>();
         services.AddSingleton(TimeProvider.System);
         services.AddOptions<LoginThrottleOptions>().BindConfiguration(LoginThrottleOptions.Section);
         services.AddSingleton<LoginThrottle>();
@@ -296,6 +300,7 @@ public static class HostingExtensions
         app.MapAccessApi();
         app.MapFunctionAccessApi();
         app.MapCsvApi();
+        app.MapAssistantApi();
         app.MapRestApi();
         app.MapRpcApi();
         app.MapStreamApi();
