@@ -277,6 +277,7 @@ public static class HostingExtensions
         app.UseStatusCodePages();
         app.UseHttpLogging();
         app.UseCors();
+        app.UseWebSockets(); // supabase-js realtime
         app.UseRateLimiter();
         app.UseRegistrationLimit();
         app.UseAntiforgery();
@@ -292,6 +293,7 @@ public static class HostingExtensions
         app.MapStreamApi();
         app.MapEndUserAuthApi();
         app.MapGoTrueApi();
+        app.MapRealtimeApi();
 
         app.MapRazorComponents<App>().AddInteractiveServerRenderMode();
     }
