@@ -97,6 +97,7 @@ public class RealtimeSocketTests(TestApp app)
             {
                 var m = await ReadAsync() ?? throw new Xunit.Sdk.XunitException($"closed while waiting for {evt}");
                 if (m.Topic == topic && m.Event == evt) return m.Payload;
+                if (m.Topic == topic && m.Event == "phx_close") throw new Xunit.Sdk.XunitException($"{topic} closed while waiting for {evt}");
             }
         }
 
@@ -209,6 +210,35 @@ public class RealtimeSocketTests(TestApp app)
         var system = await ph.ExpectAsync("realtime:mine", "system");
         Assert.Equal(("system", "error"), ((string?)system["extension"], (string?)system["status"]));
         await ph.ExpectAsync("realtime:mine", "phx_close");
+    }
+
+    [Fact]
+    public async Task A_refreshed_token_keeps_the_channel_and_misses_nothing()
+    {
+        var (_, p) = await ProjectAsync();
+        var signup = new HttpRequestMessage(HttpMethod.Post, $"/db/{p.Id}/auth/signup")
+            { Content = JsonContent.Create(new { email = $"dee-{Guid.NewGuid():N}@example.com", password = "dee password" }) };
+        signup.Headers.Add("apikey", p.AnonKey);
+        var session = await (await app.Factory.CreateClient().SendAsync(signup)).EnsureSuccessStatusCode().Content.ReadFromJsonAsync<JsonElement>();
+        await using var ph = await Phoenix.ConnectAsync(app.BaseUrl, p.Id, p.AnonKey);
+        await ph.SendAsync("realtime:mine", "phx_join",
+            Join([new { @event = "*", schema = "public", table = "items" }], session.GetProperty("access_token").GetString()), joinRef: "1");
+        Assert.Equal("ok", (string?)(await ph.ExpectAsync("realtime:mine", "phx_reply"))["status"]);
+
+        // A refresh ends the old token at once; realtime-js then sends the new one (access_token).
+        var refresh = new HttpRequestMessage(HttpMethod.Post, $"/db/{p.Id}/auth/refresh")
+            { Content = JsonContent.Create(new { refresh_token = session.GetProperty("refresh_token").GetString() }) };
+        refresh.Headers.Add("apikey", p.AnonKey);
+        var next = (await (await app.Factory.CreateClient().SendAsync(refresh)).EnsureSuccessStatusCode().Content.ReadFromJsonAsync<JsonElement>())
+            .GetProperty("access_token").GetString()!;
+        var row = (await RestAsync(p, HttpMethod.Post, "items", next, new { name = "during the refresh" }))[0];
+        await app.Service<DbStudio.Core.Streams.ChangeHub>().CheckCredentialsAsync(); // the old token's subscription ends
+        await ph.SendAsync("realtime:mine", "access_token", new { access_token = next }, joinRef: "1");
+        var insert = await ph.ExpectAsync("realtime:mine", "postgres_changes");
+        Assert.Equal(("INSERT", row.GetProperty("id").GetInt32()), ((string?)insert["data"]!["type"], (int)insert["data"]!["record"]!["id"]!));
+        await RestAsync(p, HttpMethod.Patch, $"items?id=eq.{row.GetProperty("id")}", next, new { qty = 3 });
+        var update = await ph.ExpectAsync("realtime:mine", "postgres_changes");
+        Assert.Equal(("UPDATE", 3), ((string?)update["data"]!["type"], (int)update["data"]!["record"]!["qty"]!));
     }
 
     [Fact]

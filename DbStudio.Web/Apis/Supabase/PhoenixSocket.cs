@@ -24,6 +24,8 @@ public sealed class PhoenixSocket
     private const int MaxBindings = 50;
     /// <summary>Change messages waiting to be sent before the slowest binding counts as fallen behind.</summary>
     private const int MaxQueued = 4096;
+    /// <summary>How long a channel whose token stopped waits for the next one (realtime-js sends it right after a refresh).</summary>
+    private static readonly TimeSpan RenewGrace = TimeSpan.FromSeconds(5);
     private static readonly JsonWriterOptions WriterOptions = new() { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
 
     private readonly WebSocket _ws;
@@ -108,6 +110,13 @@ public sealed class PhoenixSocket
             }
             await _work.WaitAsync(ct);
             try { await HandleAsync(m); }
+            catch (Exception e) when (e is not OperationCanceledException)
+            {
+                // e.g. the platform database unreachable while resolving a token: the client may retry (the join times out
+                // or errs and realtime-js rejoins); never a secret in the log, only what failed.
+                _log.LogWarning("A realtime message ({Event}) of project {Project} failed: {Error}", m.Event, _projectId, e.Message);
+                if (m.Ref is not null) ReplyError(m, "Unable to process the message right now; try again");
+            }
             finally { _work.Release(); }
         }
     }
@@ -322,10 +331,33 @@ public sealed class PhoenixSocket
                     await ShutdownAsync(channel, "This client fell behind and was disconnected from its changes; subscribe again");
                     return;
                 }
-                // Revoked: the token may have been renewed just before (a refresh ends the old one), else the channel ends.
+                // Revoked: the token may have been renewed just before (a refresh ends the old one). If not, realtime-js
+                // sends the new one right after a refresh (access_token): nothing flows meanwhile, and without a valid
+                // token within the grace period the channel ends.
                 var caller = await _credentials.ResolveAsync(_projectId, _apiKey, channel.Token, _stop);
                 if (caller is not null && StreamIdentity.Of(caller) == channel.Identity) await RenewAsync(channel, channel.Token, caller);
-                else await ShutdownAsync(channel, "The access token of this channel stopped working or changed (sign out, expiry, role change, key rotation); sign in again and subscribe anew");
+                else _ = GraceAsync(channel, channel.Token);
+            }
+            finally { _work.Release(); }
+        }
+        catch (OperationCanceledException) { /* the socket closed */ }
+        catch (Exception e)
+        {
+            _log.LogWarning("Renewing a realtime channel of project {Project} failed: {Error}", _projectId, e.Message);
+        }
+    }
+
+    /// <summary>Ends a channel whose token stopped unless a working one came meanwhile.</summary>
+    private async Task GraceAsync(PhoenixChannel channel, string? stoppedToken)
+    {
+        try
+        {
+            await Task.Delay(RenewGrace, _stop);
+            await _work.WaitAsync(_stop);
+            try
+            {
+                if (!_channels.TryGetValue(channel.Topic, out var current) || current != channel || channel.Token != stoppedToken) return;
+                await ShutdownAsync(channel, "The access token of this channel stopped working or changed (sign out, expiry, role change, key rotation); sign in again and subscribe anew");
             }
             finally { _work.Release(); }
         }
