@@ -157,7 +157,9 @@ public class SupabaseAuthTests(TestApp app)
         }
         // The DB_API_KEY as bearer reads everything; the ANON key as bearer is the anon key (items is private to anon).
         Assert.Equal(HttpStatusCode.OK, (await Get("items?select=id", "public", p.ApiKey)).StatusCode);
-        Assert.Equal(HttpStatusCode.Unauthorized, (await Get("items?select=id", "public", p.AnonKey)).StatusCode);
+        var asAnon = await Get("items?select=id", "public", p.AnonKey);
+        Assert.Equal(HttpStatusCode.Unauthorized, asAnon.StatusCode);
+        Assert.Equal("42501", (await Json(asAnon)).GetProperty("code").GetString()); // refused by the policy, as anon: the key was accepted
         var wrong = await Get("items?select=id", "auth", p.ApiKey);
         Assert.Equal(HttpStatusCode.NotAcceptable, wrong.StatusCode);
         Assert.Equal("PGRST106", (await Json(wrong)).GetProperty("code").GetString());

@@ -134,7 +134,7 @@ public sealed class PhoenixSocket
                     break;
                 }
                 if (m.Counted) Interlocked.Decrement(ref _queued);
-                await _ws.SendAsync(m.Bytes, WebSocketMessageType.Text, true, stop.Token);
+                await _ws.SendAsync(m.Bytes!, WebSocketMessageType.Text, true, stop.Token);
             }
         }
         catch (Exception e) when (e is OperationCanceledException or WebSocketException or ObjectDisposedException) { }
