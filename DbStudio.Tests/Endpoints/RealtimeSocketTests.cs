@@ -242,6 +242,25 @@ public class RealtimeSocketTests(TestApp app)
     }
 
     [Fact]
+    public async Task A_role_change_ends_the_channel()
+    {
+        var (_, p) = await ProjectAsync();
+        var (token, userId) = await SignupAsync(p, "eve");
+        await using var ph = await Phoenix.ConnectAsync(app.BaseUrl, p.Id, p.AnonKey);
+        await ph.SendAsync("realtime:mine", "phx_join", Join([new { @event = "*", schema = "public", table = "items" }], token), joinRef: "1");
+        Assert.Equal("ok", (string?)(await ph.ExpectAsync("realtime:mine", "phx_reply"))["status"]);
+        Assert.Equal("ok", (string?)(await ph.ExpectAsync("realtime:mine", "system"))["status"]); // Subscribed to PostgreSQL
+        var promote = new HttpRequestMessage(HttpMethod.Patch, $"/db/{p.Id}/auth/users/{userId}") { Content = JsonContent.Create(new { role = "admin" }) };
+        promote.Headers.Authorization = new AuthenticationHeaderValue("Bearer", p.ApiKey);
+        (await app.Factory.CreateClient().SendAsync(promote)).EnsureSuccessStatusCode();
+        await app.Service<DbStudio.Core.Streams.ChangeHub>().CheckCredentialsAsync();
+        var system = await ph.ExpectAsync("realtime:mine", "system");
+        Assert.Equal("error", (string?)system["status"]);
+        Assert.Contains("role", (string?)system["message"]);
+        await ph.ExpectAsync("realtime:mine", "phx_close");
+    }
+
+    [Fact]
     public async Task The_socket_needs_the_projects_key()
     {
         var (_, p) = await ProjectAsync();

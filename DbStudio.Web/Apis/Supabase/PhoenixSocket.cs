@@ -335,8 +335,9 @@ public sealed class PhoenixSocket
                 // sends the new one right after a refresh (access_token): nothing flows meanwhile, and without a valid
                 // token within the grace period the channel ends.
                 var caller = await _credentials.ResolveAsync(_projectId, _apiKey, channel.Token, _stop);
-                if (caller is not null && StreamIdentity.Of(caller) == channel.Identity) await RenewAsync(channel, channel.Token, caller);
-                else _ = GraceAsync(channel, channel.Token);
+                if (caller is null) _ = GraceAsync(channel, channel.Token);
+                else if (StreamIdentity.Of(caller) == channel.Identity) await RenewAsync(channel, channel.Token, caller);
+                else await ShutdownAsync(channel, "The rights of this channel's user changed (role change): subscribe anew");
             }
             finally { _work.Release(); }
         }
