@@ -26,8 +26,9 @@ fi
 
 command -v dotnet >/dev/null 2>&1 || { echo "test.sh: the .NET 10 SDK is required (https://dot.net)"; exit 1; }
 
-# Real JavaScript clients (@supabase/postgrest-js) used by the client tests, pinned by package-lock.json.
-if [ ! -d DbStudio.Tests/js/node_modules ]; then
+# Real JavaScript clients (@supabase/postgrest-js, @supabase/supabase-js) used by the client tests, pinned by
+# package-lock.json; installed again when a checkout's node_modules predates a package.
+if [ ! -d DbStudio.Tests/js/node_modules ] || [ ! -d DbStudio.Tests/js/node_modules/@supabase/supabase-js ]; then
   (cd DbStudio.Tests/js && npm ci --no-audit --no-fund --loglevel=error)
 fi
 

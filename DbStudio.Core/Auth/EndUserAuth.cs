@@ -114,6 +114,19 @@ public sealed class EndUserAuth(IDbContextFactory<PlatformDbContext> contexts, T
         else Evict(hash);
     }
 
+    /// <summary>
+    /// Ends every session of an end user (GoTrue's logout scope "global"), or every one but the session of
+    /// <paramref name="keepAccessToken"/> (scope "others"). Their tokens stop at once, on every instance.
+    /// </summary>
+    public async Task LogoutUserAsync(string projectId, Guid userId, string? keepAccessToken, CancellationToken ct = default)
+    {
+        var keep = keepAccessToken is null ? "" : ProjectNaming.KeyHash(keepAccessToken);
+        await using var db = await contexts.CreateDbContextAsync(ct);
+        await db.EndUserSessions.Where(s => s.ProjectId == projectId && s.UserId == userId && s.RevokedAt == null && s.AccessTokenHash != keep)
+            .ExecuteUpdateAsync(u => u.SetProperty(s => s.RevokedAt, clock.GetUtcNow()), ct);
+        await signals.PublishAsync(PlatformSignals.Topics.EndUser, projectId, ct, userId.ToString());
+    }
+
     /// <summary>This instance and every other forget a session at once (its open streams end).</summary>
     private Task EndSessionAsync(string projectId, string accessHash, CancellationToken ct) =>
         signals.PublishAsync(PlatformSignals.Topics.Session, projectId, ct, accessHash);

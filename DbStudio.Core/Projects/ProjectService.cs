@@ -9,7 +9,15 @@ namespace DbStudio.Core.Projects;
 
 /// <summary>A project as its owner sees it, credentials included (the management API's JSON shape).</summary>
 public sealed record ProjectInfo(string Id, string Name, string Schema, string RestUrl, string AnonKey, string ApiKey,
-    string ConnectionUrl, DateTimeOffset CreatedAt);
+    string ConnectionUrl, DateTimeOffset CreatedAt)
+{
+    /// <summary>supabase-js's SUPABASE_URL, {host}/db/{id}/supabase: createClient(SupabaseUrl, AnonKey) (DESIGN §5).</summary>
+    public string SupabaseUrl => RestUrl.EndsWith("/rest", StringComparison.Ordinal) ? RestUrl[..^"/rest".Length] + "/supabase" : RestUrl;
+
+    /// <summary>The few lines that connect supabase-js to this project (the panel's copyable snippet).</summary>
+    public string SupabaseSnippet =>
+        $"import {{ createClient }} from '@supabase/supabase-js'\n\nconst supabase = createClient('{SupabaseUrl}', '{AnonKey}')\n";
+}
 
 /// <summary>Safe to hold for a long time (Blazor circuits): every operation uses a DbContext of its own.</summary>
 public sealed class ProjectService(

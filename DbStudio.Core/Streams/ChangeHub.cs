@@ -155,7 +155,7 @@ public sealed class ChangeHub(ChangeLog changeLog, StreamVisibility visibility, 
             w.WriteEndObject();
         }
         buffer.Write("\n\n"u8);
-        return new StreamFrame(v.Change.Id, buffer.WrittenSpan.ToArray(), new StreamEvent(v.Kind, v.Record, v.OldRecord));
+        return new StreamFrame(v.Change.Id, buffer.WrittenSpan.ToArray(), new StreamEvent(v.Kind, v.Record, v.OldRecord) { CommittedAt = v.Change.CommittedAt });
     }
 
     // ---- dispatch ------------------------------------------------------------------------------------------

@@ -14,7 +14,11 @@ namespace DbStudio.Core.Streams;
 public enum ChangeKind { Insert, Update, Delete }
 
 /// <summary>One change as one subscriber may see it: only the columns its role may read, JSON text.</summary>
-public sealed record StreamEvent(ChangeKind Kind, string? Record, string? OldRecord);
+public sealed record StreamEvent(ChangeKind Kind, string? Record, string? OldRecord)
+{
+    /// <summary>When the change committed (the realtime socket's commit_timestamp).</summary>
+    public DateTimeOffset CommittedAt { get; init; }
+}
 
 /// <summary>
 /// One frame for one subscriber: its change id (de-duplication against the replay; negative for control frames), the

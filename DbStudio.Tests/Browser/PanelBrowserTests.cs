@@ -93,6 +93,11 @@ public class PanelBrowserTests(TestApp app) : IAsyncLifetime
         await page.ClickAsync("#cred-api-reveal");
         await Assertions.Expect(page.Locator("#cred-api")).ToContainTextAsync("dak_");
         await Assertions.Expect(page.Locator("#cred-conn")).ToContainTextAsync("••••");
+        // supabase-js: the Supabase URL and a createClient snippet, each one click from the clipboard.
+        await Assertions.Expect(page.Locator("#cred-supabase")).ToHaveTextAsync($"{baseUrl}/db/{projectId}/supabase");
+        await Assertions.Expect(page.Locator("#cred-supabase-snippet")).ToHaveTextAsync($"createClient('{baseUrl}/db/{projectId}/supabase', '{anonKey.Trim()}')");
+        await Assertions.Expect(page.Locator("#cred-supabase-snippet-copy")).ToBeVisibleAsync();
+        await page.Locator("#credentials").ScreenshotAsync(new() { Path = Path.Combine(Shots, "credentials-supabase.png") });
 
         // SQL tab: create a table and insert 120 rows; the row count shows.
         await page.GetByRole(AriaRole.Tab, new() { Name = "SQL" }).ClickAsync();

@@ -66,6 +66,22 @@ public class PanelComponentTests : BunitContext
     }
 
     [Fact]
+    public async Task Credentials_box_gives_the_supabase_url_and_a_createClient_snippet_to_copy()
+    {
+        var (_, p) = await ProjectAsync();
+        Render<MudPopoverProvider>();
+        var cut = Render<CredentialsBox>(ps => ps.Add(c => c.Project, p));
+        var supabaseUrl = p.RestUrl[..^"/rest".Length] + "/supabase";
+        Assert.Equal(supabaseUrl, cut.Find("#cred-supabase").TextContent);
+        Assert.Equal($"createClient('{supabaseUrl}', '{p.AnonKey}')", cut.Find("#cred-supabase-snippet").TextContent);
+        Click(cut, "#cred-supabase-copy");
+        cut.WaitForAssertion(() => Assert.Contains(JSInterop.Invocations, i => i.Identifier == "dbstudio.copy" && (string?)i.Arguments[0] == supabaseUrl));
+        Click(cut, "#cred-supabase-snippet-copy");
+        cut.WaitForAssertion(() => Assert.Contains(JSInterop.Invocations, i => i.Identifier == "dbstudio.copy"
+            && (string?)i.Arguments[0] == $"import {{ createClient }} from '@supabase/supabase-js'\n\nconst supabase = createClient('{supabaseUrl}', '{p.AnonKey}')\n"));
+    }
+
+    [Fact]
     public async Task Sql_tab_shows_one_result_per_statement_with_counts_nulls_and_errors()
     {
         var (_, p) = await ProjectAsync();

@@ -114,6 +114,29 @@ public class LogSecretsTests(TestApp app)
         }
         await Send(HttpMethod.Post, $"/db/{p.Id}/auth/logout", new { }, p.AnonKey, access);
 
+        // supabase-js's doors: GoTrue's routes, the REST path, and the realtime socket with the key in its URL and the
+        // token in its join.
+        const string supaPassword = "supabase user password 4c1a";
+        secrets.Add(supaPassword);
+        var supa = await Send(HttpMethod.Post, $"/db/{p.Id}/supabase/auth/v1/signup", new { email = "sue@example.com", password = supaPassword }, p.AnonKey, p.AnonKey);
+        await Send(HttpMethod.Post, $"/db/{p.Id}/supabase/auth/v1/token?grant_type=password", new { email = "sue@example.com", password = "guessed 0d3b" }, p.AnonKey, p.AnonKey);
+        secrets.Add("guessed 0d3b");
+        var supaAccess = supa.GetProperty("access_token").GetString()!;
+        secrets.AddRange([supaAccess, supa.GetProperty("refresh_token").GetString()!]);
+        await Send(HttpMethod.Get, $"/db/{p.Id}/supabase/rest/v1/notes?select=nope", null, p.AnonKey, supaAccess);
+        using (var ws = new System.Net.WebSockets.ClientWebSocket())
+        {
+            await ws.ConnectAsync(new Uri($"ws://{baseUrl.Authority}/db/{p.Id}/supabase/realtime/v1/websocket?apikey={p.AnonKey}&vsn=2.0.0"), CancellationToken.None);
+            var join = JsonSerializer.Serialize(new object?[] { "1", "1", "realtime:logged", "phx_join",
+                new { config = new { postgres_changes = new[] { new { @event = "*", schema = "public", table = "notes" } } }, access_token = supaAccess } });
+            await ws.SendAsync(Encoding.UTF8.GetBytes(join), System.Net.WebSockets.WebSocketMessageType.Text, true, CancellationToken.None);
+            var buffer = new byte[4096];
+            var reply = await ws.ReceiveAsync(buffer, CancellationToken.None);
+            Assert.Contains("\"ok\"", Encoding.UTF8.GetString(buffer, 0, reply.Count));
+            await ws.CloseAsync(System.Net.WebSockets.WebSocketCloseStatus.NormalClosure, "", CancellationToken.None);
+        }
+        await Send(HttpMethod.Post, $"/db/{p.Id}/supabase/auth/v1/logout", null, p.AnonKey, supaAccess);
+
         // Rotation and reset: the new secrets too.
         var rotated = (await (await owner.PostAsync($"/api/projects/{p.Id}/keys/anon/rotate", null)).Content.ReadFromJsonAsync<ProjectInfo>())!;
         var reset = (await (await owner.PostAsync($"/api/projects/{p.Id}/owner/reset-password", null)).Content.ReadFromJsonAsync<ProjectInfo>())!;

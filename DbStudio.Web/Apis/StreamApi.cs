@@ -18,6 +18,12 @@ using DbStudio.Core.Catalog;
 
 namespace DbStudio.Web.Apis;
 
+/// <summary>What the stream's subscribe path needs (one record, so callers pass one thing).</summary>
+internal sealed record StreamServices(SchemaCache Schemas, AccessPolicies Access, ChangeCapture Capture, ChangeHub Hub, StreamVisibility Visibility);
+
+/// <summary>An opened subscription, or why not: the HTTP status and PostgREST error.</summary>
+internal readonly record struct StreamOpening(Subscription? Subscription, int Status, RestError? Error);
+
 public static class StreamApi
 {
     /// <summary>Query parameters that are not filters.</summary>
@@ -35,55 +41,65 @@ public static class StreamApi
     {
         var caller = await RestApi.ResolveCallerAsync(ctx, id, credentials);
         if (caller is null) { await RestApi.WriteError(ctx, 401, RestApi.Unauthorized()); return null; }
-        var info = await schemas.FindTableAsync(id, table, ctx.RequestAborted);
+        var pairs = ctx.Request.Query.Where(kv => !Reserved.Contains(kv.Key))
+            .SelectMany(kv => kv.Value.Select(v => new KeyValuePair<string, string>(kv.Key, v ?? ""))).ToList();
+        var last = ctx.Request.Headers["Last-Event-ID"].FirstOrDefault();
+        if (string.IsNullOrEmpty(last)) last = ctx.Request.Query["last_event_id"].FirstOrDefault();
+        var credential = new StreamCredential(RestApi.ApiKey(ctx), RestApi.BearerToken(ctx));
+        var opened = await OpenAsync(new StreamServices(schemas, access, capture, hub, visibility), id, table, caller, pairs,
+            credential, last, null, ctx.RequestAborted);
+        if (opened.Error is { } error) await RestApi.WriteError(ctx, opened.Status, error);
+        return opened.Subscription;
+    }
+
+    /// <summary>
+    /// Subscribes <paramref name="caller"/> to a table's changes that pass <paramref name="filters"/> (PostgREST filters),
+    /// after PostgreSQL has said the credential may follow it at all — or says why not (status and PostgREST error). A
+    /// stream resumes after <paramref name="lastEventId"/> (an id this stream gave out, verified) or after a change id the
+    /// server itself holds (<paramref name="resumeAfter"/>: the realtime socket renewing a subscription). Shared by the SSE
+    /// stream and supabase-js's realtime socket, so both see exactly what PostgreSQL lets the credential see.
+    /// </summary>
+    internal static async Task<StreamOpening> OpenAsync(StreamServices s, string id, string table, RestCaller caller,
+        IReadOnlyList<KeyValuePair<string, string>> filters, StreamCredential credential, string? lastEventId, long? resumeAfter,
+        CancellationToken ct)
+    {
+        var info = await s.Schemas.FindTableAsync(id, table, ct);
         if (info is null || !info.IsTable)
-        {
-            await RestApi.WriteError(ctx, 404, new RestError("PGRST205",
+            return new(null, 404, new RestError("PGRST205",
                 $"Could not find the table '{ProjectNaming.Schema(id)}.{RestParser.Trim(table)}' in the schema cache", null, null));
-            return null;
-        }
-        var ct = ctx.RequestAborted;
         Audience audience;
-        long? resume = null;
+        long? resume = resumeAfter;
         try
         {
-            await access.EnsureAsync(id, info, ct); // a table made elsewhere gets the secure defaults first
-            var pairs = ctx.Request.Query.Where(kv => !Reserved.Contains(kv.Key))
-                .SelectMany(kv => kv.Value.Select(v => new KeyValuePair<string, string>(kv.Key, v ?? ""))).ToList();
-            var req = RestParser.Parse(RestVerb.Get, table, pairs, [], null, null, null);
+            await s.Access.EnsureAsync(id, info, ct); // a table made elsewhere gets the secure defaults first
+            var req = RestParser.Parse(RestVerb.Get, table, filters, [], null, null, null);
             if (req.Order.Count > 0 || req.Limit is not null || req.Offset > 0)
                 throw RestException.BadRequest("A stream takes filters only", null, "Leave out order, limit and offset");
             RestSql.FilterCondition(req.Filters, info, "t", []); // unknown columns: 400 as GET says it
-            var filterKey = string.Join("&", pairs.OrderBy(p => p.Key, StringComparer.Ordinal).ThenBy(p => p.Value, StringComparer.Ordinal)
+            var filterKey = string.Join("&", filters.OrderBy(p => p.Key, StringComparer.Ordinal).ThenBy(p => p.Value, StringComparer.Ordinal)
                 .Select(p => Uri.EscapeDataString(p.Key) + "=" + Uri.EscapeDataString(p.Value)));
             audience = new Audience(StreamIdentity.Of(caller), req.Filters, filterKey);
-            var last = ctx.Request.Headers["Last-Event-ID"].FirstOrDefault();
-            if (string.IsNullOrEmpty(last)) last = ctx.Request.Query["last_event_id"].FirstOrDefault();
-            if (!string.IsNullOrEmpty(last))
-                resume = await hub.ResumePointAsync(id, info, audience.Identity, last, ct)
+            if (!string.IsNullOrEmpty(lastEventId))
+                resume = await s.Hub.ResumePointAsync(id, info, audience.Identity, lastEventId, ct)
                     ?? throw RestException.BadRequest("Last-Event-ID is not an event id this stream gave to this credential",
                         "Event ids are valid only for the credential and table they were sent to", "Reconnect without Last-Event-ID and reload the table");
             // PostgreSQL decides whether this credential may follow the table at all (and filter on these columns).
-            if (await visibility.CheckAsync(id, info, audience, ct) is { } denied)
+            if (await s.Visibility.CheckAsync(id, info, audience, ct) is { } denied)
             {
                 var (status, error) = SqlStateHttp.From(denied, caller.IsAnonymous);
-                await RestApi.WriteError(ctx, status, error);
-                return null;
+                return new(null, status, error);
             }
-            await capture.EnsureAsync(id, info.Oid, ct);
-            var credential = new StreamCredential(RestApi.ApiKey(ctx), RestApi.BearerToken(ctx));
-            return await hub.SubscribeAsync(id, info, audience, credential, resume, ct);
+            await s.Capture.EnsureAsync(id, info.Oid, ct);
+            return new(await s.Hub.SubscribeAsync(id, info, audience, credential, resume, ct), 200, null);
         }
         catch (RestException e)
         {
-            await RestApi.WriteError(ctx, e.Status, e.Error);
-            return null;
+            return new(null, e.Status, e.Error);
         }
         catch (Npgsql.NpgsqlException e) when (e is not Npgsql.PostgresException { SqlState: not ("57P01" or "57P02" or "57P03" or "53300") })
         {
             // Clients retry (EventSource does by itself) and resume with Last-Event-ID.
-            await RestApi.WriteError(ctx, 503, new RestError("PGRST001", "Could not connect to the database", null, "Retry in a moment"));
-            return null;
+            return new(null, 503, new RestError("PGRST001", "Could not connect to the database", null, "Retry in a moment"));
         }
     }
 

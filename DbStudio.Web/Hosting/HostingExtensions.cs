@@ -14,6 +14,7 @@ using DbStudio.Core.Projects;
 using DbStudio.Core.Rest;
 using DbStudio.Core.RateLimiting;
 using DbStudio.Web.Apis;
+using DbStudio.Web.Apis.Supabase;
 using DbStudio.Web.Components;
 using Microsoft.AspNetCore.DataProtection;
 using Microsoft.EntityFrameworkCore;
@@ -115,7 +116,7 @@ public static class HostingExtensions
 
         // Browser apps call the REST API directly from any origin; the keys, not the origin, are the security.
         services.AddCors(o => o.AddPolicy(RestApi.CorsPolicy, p => p.AllowAnyOrigin().AllowAnyMethod().AllowAnyHeader()
-            .WithExposedHeaders("Content-Range", "Content-Location", "Preference-Applied", "Retry-After")
+            .WithExposedHeaders("Content-Range", "Content-Location", "Preference-Applied", "Retry-After", GoTrueApi.ApiVersionHeader)
             .SetPreflightMaxAge(TimeSpan.FromHours(1))));
         var authPerMinute = config.GetValue("DbStudio:Auth:AttemptsPerMinute", 30);
         // Every limiter reads the time from the TimeProvider registered above (DbStudio.Core.RateLimiting), so tests
@@ -203,6 +204,8 @@ public static class HostingExtensions
             };
         });
         services.AddMudServices();
+        // supabase-js: /db/{id}/supabase/rest/v1/… is rewritten to the REST API's own paths before routing.
+        services.AddSingleton<IStartupFilter, SupabaseRestPaths>();
     }
 
     /// <summary>The credential a REST request carries (for its rate limit): the bearer token, else the apikey; at most 128 chars.</summary>
@@ -287,6 +290,7 @@ public static class HostingExtensions
         app.UseStatusCodePages();
         app.UseHttpLogging();
         app.UseCors();
+        app.UseWebSockets(); // supabase-js realtime
         app.UseRateLimiter();
         app.UseRegistrationLimit();
         app.UseAntiforgery();
@@ -305,6 +309,8 @@ public static class HostingExtensions
         app.MapRpcApi();
         app.MapStreamApi();
         app.MapEndUserAuthApi();
+        app.MapGoTrueApi();
+        app.MapRealtimeApi();
 
         app.MapRazorComponents<App>().AddInteractiveServerRenderMode();
     }
