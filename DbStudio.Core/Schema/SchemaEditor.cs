@@ -81,8 +81,8 @@ public sealed class SchemaEditor(OwnerConnections owners, SchemaCache schemas, A
         catch (ArgumentException e) { return new SqlError("22023", e.Message); }
         try
         {
-            await using (var conn = await owners.OpenAsync(projectId, ct))
-            await using (var cmd = new NpgsqlCommand(sql, conn))
+            await using (var owner = await owners.OpenAsync(projectId, ct))
+            await using (var cmd = new NpgsqlCommand(sql, owner.Connection))
                 await cmd.ExecuteNonQueryAsync(ct);
         }
         catch (PostgresException e) { return SqlError.From(e, 0) with { Position = null }; }

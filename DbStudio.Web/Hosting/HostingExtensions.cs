@@ -74,6 +74,8 @@ public static class HostingExtensions
         services.AddSingleton<SecretProtector>();
         services.AddSingleton<DbStudio.Core.Limits.PlatformLimits>();
         services.AddHostedService<DbStudio.Core.Limits.ConnectionGuard>();
+        services.AddSingleton<ProjectConnectionPool>();
+        services.AddSingleton<ProjectLogins>();
         services.AddSingleton<OwnerConnections>();
         services.AddScoped<ProjectService>();
         services.AddSingleton<SqlConsole>();
