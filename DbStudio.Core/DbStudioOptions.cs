@@ -78,6 +78,8 @@ public sealed class RestOptions
     public int EffectiveLoginConnectionLimit => LoginConnectionLimit > 0 ? LoginConnectionLimit : 2 * MaxConcurrentPerProject;
     /// <summary>How long a request waits for its project's turn before a 503.</summary>
     public TimeSpan ProjectQueueTimeout { get; set; } = TimeSpan.FromSeconds(10);
+    /// <summary>Requests of one project that may wait for their turn at once; one more is answered 503 at once.</summary>
+    public int ProjectQueueLimit { get; set; } = 1024;
 }
 
 public sealed class StreamOptions

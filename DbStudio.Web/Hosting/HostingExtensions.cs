@@ -76,6 +76,7 @@ public static class HostingExtensions
         services.AddHostedService<DbStudio.Core.Limits.ConnectionGuard>();
         services.AddSingleton<ProjectConnectionPool>();
         services.AddSingleton<ProjectLogins>();
+        services.AddSingleton<ProjectGates>();
         services.AddSingleton<OwnerConnections>();
         services.AddScoped<ProjectService>();
         services.AddSingleton<SqlConsole>();
