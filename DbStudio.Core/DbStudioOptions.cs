@@ -52,9 +52,9 @@ public sealed class ConsoleOptions
     public long MaxRunBytes { get; set; } = 32 * 1024 * 1024;
     /// <summary>Longest script accepted, in characters.</summary>
     public int MaxScriptLength { get; set; } = 1_000_000;
-    /// <summary>Connections per project pool for console/assistant SQL (they count toward OwnerConnectionLimit).</summary>
+    /// <summary>Console/assistant connections one project keeps at most (they count toward OwnerConnectionLimit and the pool's budget).</summary>
     public int PoolSize { get; set; } = 2;
-    /// <summary>Idle owner connections are closed after this long; idle pools are dropped after ten times it.</summary>
+    /// <summary>Idle owner connections are closed after this long.</summary>
     public TimeSpan PoolIdle { get; set; } = TimeSpan.FromSeconds(30);
 }
 
@@ -65,7 +65,10 @@ public sealed class RestOptions
     public TimeSpan StatementTimeout { get; set; } = TimeSpan.FromSeconds(10);
     /// <summary>How long an unused REST connection stays open.</summary>
     public TimeSpan PoolIdle { get; set; } = TimeSpan.FromSeconds(60);
-    /// <summary>REST connections one instance holds at most, all projects together (RestConnections).</summary>
+    /// <summary>
+    /// Project connections one instance holds at most, all projects together: REST logins and console connections
+    /// (ProjectConnectionPool).
+    /// </summary>
     public int MaxConnections { get; set; } = 128;
     /// <summary>Largest request body accepted, in bytes.</summary>
     public long MaxBodyBytes { get; set; } = 10 * 1024 * 1024;
@@ -83,6 +86,8 @@ public sealed class RestOptions
     public int EffectiveLoginConnectionLimit => LoginConnectionLimit > 0 ? LoginConnectionLimit : 2 * MaxConcurrentPerProject;
     /// <summary>How long a request waits for its project's turn before a 503.</summary>
     public TimeSpan ProjectQueueTimeout { get; set; } = TimeSpan.FromSeconds(10);
+    /// <summary>Requests of one project that may wait for their turn at once; one more is answered 503 at once.</summary>
+    public int ProjectQueueLimit { get; set; } = 1024;
 }
 
 public sealed class StreamOptions

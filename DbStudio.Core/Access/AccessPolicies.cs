@@ -1,6 +1,5 @@
 // Access tab settings (DESIGN §4) and the real PostgreSQL RLS policies and grants generated from them.
 // Every table gets the secure defaults before its first REST use, however it was created.
-using System.Collections.Concurrent;
 using System.Text;
 using DbStudio.Core.Platform;
 using DbStudio.Core.Projects;
@@ -19,12 +18,14 @@ public sealed record AccessSettings(
     public static AccessSettings Defaults(string? userIdColumn) => new(false, false, true, true, true, true, userIdColumn);
 }
 
-public sealed class AccessPolicies(NpgsqlDataSource platform, SchemaCache schemas, PlatformSignals signals, RestConnections connections)
+public sealed class AccessPolicies(NpgsqlDataSource platform, SchemaCache schemas, PlatformSignals signals, RestConnections connections,
+    TimeProvider clock) : IDisposable
 {
     /// <summary>Column types an owner column may have: end-user ids are UUIDs.</summary>
     public static bool IsOwnerColumnType(ColumnInfo c) => c.TypeOid is 2950 or 25 or 1043; // uuid, text, varchar
 
-    private readonly ConcurrentDictionary<(string Project, uint TableOid), AccessSettings> _applied = new();
+    /// <summary>The settings in force per table, kept until they change (signals) or the least recently used go past the limit.</summary>
+    private readonly BoundedCache<(string Project, uint TableOid), AccessSettings> _applied = new(clock, sizeLimit: 100_000);
 
     /// <summary>
     /// The settings in force for a table, making sure its policies exist: a table the platform has not seen
@@ -32,13 +33,13 @@ public sealed class AccessPolicies(NpgsqlDataSource platform, SchemaCache schema
     /// </summary>
     public async Task<AccessSettings> EnsureAsync(string projectId, TableInfo table, CancellationToken ct = default)
     {
-        if (_applied.TryGetValue((projectId, table.Oid), out var s)) return s;
+        if (_applied.TryGet((projectId, table.Oid), out var s)) return s;
         if (!table.IsTable) return AccessSettings.Defaults(null); // views: only the DB_API_KEY reaches them
         var stored = await StoredAsync(projectId, table, ct);
         var settings = stored ?? AccessSettings.Defaults(DefaultOwnerColumn(table));
         if (stored is null || !await RlsEnabledAsync(table.Oid, ct))
             settings = await SaveAndApplyAsync(projectId, table, settings, ct);
-        _applied[(projectId, table.Oid)] = settings;
+        _applied.Set((projectId, table.Oid), settings);
         return settings;
     }
 
@@ -105,14 +106,13 @@ public sealed class AccessPolicies(NpgsqlDataSource platform, SchemaCache schema
         }
         var applied = await SaveAndApplyAsync(projectId, table, settings, ct);
         await signals.PublishAsync(PlatformSignals.Topics.Access, projectId, ct); // other instances reload them
-        _applied[(projectId, table.Oid)] = applied;
+        _applied.Set((projectId, table.Oid), applied);
         return (applied, null);
     }
 
-    public void Forget(string projectId)
-    {
-        foreach (var key in _applied.Keys.Where(k => k.Project == projectId)) _applied.TryRemove(key, out _);
-    }
+    public void Forget(string projectId) => _applied.RemoveWhere((key, _) => key.Project == projectId);
+
+    public void Dispose() => _applied.Dispose();
 
     private static string? DefaultOwnerColumn(TableInfo t) =>
         t.Find("user_id") is { } c && IsOwnerColumnType(c) ? c.Name : null;

@@ -1,19 +1,19 @@
 // Turns what a REST or SSE request carries (apikey, Authorization: Bearer, query parameters) into a caller:
 // ANON key → anon, DB_API_KEY → admin, session token → end user (DESIGN §3). Keys are looked up by hash, cached.
-using System.Collections.Concurrent;
 using DbStudio.Core.Platform;
 using DbStudio.Core.Projects;
 using Microsoft.EntityFrameworkCore;
 
 namespace DbStudio.Core.Auth;
 
-public sealed class Credentials(IDbContextFactory<PlatformDbContext> contexts, EndUserAuth endUsers, TimeProvider clock)
+public sealed class Credentials(IDbContextFactory<PlatformDbContext> contexts, EndUserAuth endUsers, TimeProvider clock) : IDisposable
 {
-    private sealed record KeyEntry(string? ProjectId, ProjectSecretKind Kind, DateTimeOffset CachedAt);
+    private sealed record KeyEntry(string? ProjectId, ProjectSecretKind Kind);
 
     private static readonly TimeSpan KeyCacheFor = TimeSpan.FromMinutes(5);
     private static readonly TimeSpan MissCacheFor = TimeSpan.FromSeconds(30);
-    private readonly ConcurrentDictionary<string, KeyEntry> _keys = new();
+    /// <summary>Key hash → the project and kind it is (or none: a miss), least recently used dropped past the limit.</summary>
+    private readonly BoundedCache<string, KeyEntry> _keys = new(clock, sizeLimit: 100_000);
 
     /// <summary>
     /// The caller for <paramref name="projectId"/>, or null when nothing valid for this project was sent (401).
@@ -40,25 +40,21 @@ public sealed class Credentials(IDbContextFactory<PlatformDbContext> contexts, E
         !string.IsNullOrEmpty(key) && await FromKeyAsync(projectId, key, ct) is not null;
 
     /// <summary>Forgets cached keys of a project (rotation, deletion).</summary>
-    public void Forget(string projectId)
-    {
-        foreach (var (hash, e) in _keys)
-            if (e.ProjectId == projectId) _keys.TryRemove(hash, out _);
-    }
+    public void Forget(string projectId) => _keys.RemoveWhere((_, e) => e.ProjectId == projectId);
+
+    public void Dispose() => _keys.Dispose();
 
     private async Task<RestCaller?> FromKeyAsync(string projectId, string key, CancellationToken ct)
     {
         if (key.Length > 200) return null;
         var hash = ProjectNaming.KeyHash(key);
-        var now = clock.GetUtcNow();
-        if (!_keys.TryGetValue(hash, out var e) || now - e.CachedAt > (e.ProjectId is null ? MissCacheFor : KeyCacheFor))
+        if (!_keys.TryGet(hash, out var e))
         {
             await using var db = await contexts.CreateDbContextAsync(ct);
             var row = await db.ProjectSecrets.AsNoTracking().Where(s => s.Hash == hash)
                 .Select(s => new { s.ProjectId, s.Kind }).FirstOrDefaultAsync(ct);
-            e = new KeyEntry(row?.ProjectId, row?.Kind ?? 0, now);
-            if (_keys.Count > 100_000) _keys.Clear();
-            _keys[hash] = e;
+            e = new KeyEntry(row?.ProjectId, row?.Kind ?? 0);
+            _keys.Set(hash, e, e.ProjectId is null ? MissCacheFor : KeyCacheFor);
         }
         if (e.ProjectId != projectId) return null;
         return e.Kind switch

@@ -1,6 +1,5 @@
 // End users of a project (DESIGN §3): signup, login, rotating single-use refresh tokens, logout that
 // revokes at once, roles. Tokens are random and stored only as SHA-256 hashes; validation is cached in memory.
-using System.Collections.Concurrent;
 using System.Net.Mail;
 using DbStudio.Core.Platform;
 using DbStudio.Core.Projects;
@@ -22,7 +21,7 @@ public sealed class AuthException(int status, string code, string message) : Exc
 /// <summary>What a valid access token stands for.</summary>
 public sealed record SessionPrincipal(string ProjectId, Guid UserId, string Role, DateTimeOffset ExpiresAt);
 
-public sealed class EndUserAuth(IDbContextFactory<PlatformDbContext> contexts, TimeProvider clock, PlatformSignals signals)
+public sealed class EndUserAuth(IDbContextFactory<PlatformDbContext> contexts, TimeProvider clock, PlatformSignals signals) : IDisposable
 {
     public static readonly TimeSpan AccessLifetime = TimeSpan.FromHours(1);
     public static readonly TimeSpan RefreshLifetime = TimeSpan.FromDays(30);
@@ -32,7 +31,8 @@ public sealed class EndUserAuth(IDbContextFactory<PlatformDbContext> contexts, T
     public const int MaxPasswordLength = 1024;
 
     private readonly PasswordHasher<EndUser> _hasher = new();
-    private readonly ConcurrentDictionary<string, (SessionPrincipal Principal, DateTimeOffset CachedAt)> _cache = new();
+    /// <summary>Access token hash → what it stands for, trusted for CacheFor; least recently used dropped past the limit.</summary>
+    private readonly BoundedCache<string, SessionPrincipal> _cache = new(clock, sizeLimit: 100_000);
 
     public async Task<Session> SignupAsync(string projectId, string? email, string? password, CancellationToken ct = default)
     {
@@ -136,17 +136,16 @@ public sealed class EndUserAuth(IDbContextFactory<PlatformDbContext> contexts, T
     {
         var hash = ProjectNaming.KeyHash(accessToken);
         var now = clock.GetUtcNow();
-        if (_cache.TryGetValue(hash, out var hit) && now - hit.CachedAt < CacheFor)
-            return hit.Principal.ExpiresAt > now ? hit.Principal : null;
+        if (_cache.TryGet(hash, out var hit))
+            return hit.ExpiresAt > now ? hit : null;
         await using var db = await contexts.CreateDbContextAsync(ct);
         var row = await (from s in db.EndUserSessions
                          join u in db.EndUsers on s.UserId equals u.Id
                          where s.AccessTokenHash == hash && s.RevokedAt == null && s.AccessExpiresAt > now
                          select new { s.ProjectId, s.UserId, u.Role, s.AccessExpiresAt }).FirstOrDefaultAsync(ct);
-        if (row is null) { _cache.TryRemove(hash, out _); return null; }
+        if (row is null) { _cache.Remove(hash); return null; }
         var principal = new SessionPrincipal(row.ProjectId, row.UserId, row.Role, row.AccessExpiresAt);
-        if (_cache.Count > 100_000) _cache.Clear(); // bound memory under a flood of tokens
-        _cache[hash] = (principal, now);
+        _cache.Set(hash, principal, CacheFor);
         return principal;
     }
 
@@ -210,21 +209,15 @@ public sealed class EndUserAuth(IDbContextFactory<PlatformDbContext> contexts, T
     }
 
     /// <summary>Forgets one cached session (signals: it ended on some instance).</summary>
-    public void Evict(string accessHash) => _cache.TryRemove(accessHash, out _);
+    public void Evict(string accessHash) => _cache.Remove(accessHash);
 
     /// <summary>Forgets an end user's cached sessions (signals: role changed, user deleted).</summary>
-    public void EvictUser(Guid userId)
-    {
-        foreach (var (hash, entry) in _cache)
-            if (entry.Principal.UserId == userId) _cache.TryRemove(hash, out _);
-    }
+    public void EvictUser(Guid userId) => _cache.RemoveWhere((_, p) => p.UserId == userId);
 
     /// <summary>Forgets a project's cached sessions (signals: the project was deleted).</summary>
-    public void EvictProject(string projectId)
-    {
-        foreach (var (hash, entry) in _cache)
-            if (entry.Principal.ProjectId == projectId) _cache.TryRemove(hash, out _);
-    }
+    public void EvictProject(string projectId) => _cache.RemoveWhere((_, p) => p.ProjectId == projectId);
+
+    public void Dispose() => _cache.Dispose();
 
     private static EndUserInfo Info(EndUser u) => new(u.Id, u.Email, u.Role, u.CreatedAt);
 

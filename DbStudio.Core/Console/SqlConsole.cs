@@ -45,8 +45,8 @@ public sealed class SqlConsole(OwnerConnections owners, SchemaCache schemas, Acc
         using var activity = Telemetry.Source.StartActivity("sql console");
         activity?.SetTag("dbstudio.project", projectId).SetTag("dbstudio.sql.source", source.ToString())
             .SetTag("dbstudio.sql.statements", statements.Count); // never the SQL text: it may hold passwords
-        NpgsqlConnection conn;
-        try { conn = await owners.OpenAsync(projectId, ct); }
+        OwnerConnection lease;
+        try { lease = await owners.OpenAsync(projectId, ct); }
         catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.TooManyConnections)
         {
             // The owner role's CONNECTION LIMIT is taken (e.g. by clients of the Connection URL): say so, as data.
@@ -63,8 +63,9 @@ public sealed class SqlConsole(OwnerConnections owners, SchemaCache schemas, Acc
             return results;
         }
         var budget = new Budget(_opt.MaxRunBytes);
-        await using (conn)
+        await using (lease)
         {
+            var conn = lease.Connection;
             foreach (var stmt in statements)
             {
                 var r = await RunOneAsync(conn, stmt, budget, ct);

@@ -46,7 +46,8 @@ public sealed class CsvTransfer(OwnerConnections owners, SchemaCache schemas)
         if (info is null || !info.IsTable) return null;
         var columns = await ReadHeaderAsync(open, info, ct);
 
-        await using var conn = await owners.OpenAsync(projectId, ct);
+        await using var owner = await owners.OpenAsync(projectId, ct);
+        var conn = owner.Connection;
         await using var tx = await conn.BeginTransactionAsync(ct);
         await using (var timeout = new NpgsqlCommand("SET LOCAL statement_timeout = 0", conn, tx)) await timeout.ExecuteNonQueryAsync(ct);
         var target = SqlText.Qualified(info.Schema, info.Name);
@@ -232,7 +233,8 @@ public sealed class CsvTransfer(OwnerConnections owners, SchemaCache schemas)
     {
         var info = await schemas.FindTableAsync(projectId, table, ct);
         if (info is null) return false;
-        await using var conn = await owners.OpenAsync(projectId, ct);
+        await using var owner = await owners.OpenAsync(projectId, ct);
+        var conn = owner.Connection;
         await using var tx = await conn.BeginTransactionAsync(System.Data.IsolationLevel.RepeatableRead, ct);
         await using (var setup = new NpgsqlCommand("SET LOCAL statement_timeout = 0; SET LOCAL transaction_read_only = on", conn, tx))
             await setup.ExecuteNonQueryAsync(ct);

@@ -9,20 +9,23 @@ namespace DbStudio.Core.Panel;
 
 public sealed record DataPage(TableInfo Table, IReadOnlyList<JsonElement> Rows, long? Total, bool TotalIsEstimate, RestError? Error);
 
-/// <summary>The outcome of an edit: the row as saved, or why not (PostgreSQL's error, or someone else's change).</summary>
-public sealed record EditResult(JsonElement? Row, RestError? Error, JsonElement? Current = null)
+/// <summary>
+/// The outcome of an edit: the row as saved, or why not — PostgreSQL's error, someone else's change, or (Invalid) what is
+/// wrong with the text typed, found before anything was sent.
+/// </summary>
+public sealed record EditResult(JsonElement? Row, RestError? Error, JsonElement? Current = null, string? Invalid = null)
 {
     public bool Conflict => Error?.Code == TableBrowser.ConflictCode;
 }
 
-/// <summary>A change to a shown table, from anywhere (the panel's own edits included).</summary>
-public sealed record RowChange(string Type, JsonElement? Record, JsonElement? OldRecord)
+/// <summary>A change to a shown table, from anywhere (the panel's own edits included); no kind: reload the page.</summary>
+public sealed record RowChange(Streams.ChangeKind? Kind, JsonElement? Record, JsonElement? OldRecord)
 {
     /// <summary>The stream fell behind or was reset: reload the page.</summary>
-    public bool Reload => Type == "reload";
+    public bool Reload => Kind is null;
 }
 
-public sealed class TableBrowser(SchemaCache schemas, RestExecutor rest, Streams.ChangeHub hub, Streams.ChangeCapture capture)
+public sealed class TableBrowser(SchemaCache schemas, RestExecutor rest, Streams.ChangeHub hub, Streams.ChangeCapture capture) : ITableData
 {
     public const int PageSize = 50;
     /// <summary>At and above this many rows the total shown is the planner's estimate (no count(*) per page).</summary>
@@ -38,14 +41,16 @@ public sealed class TableBrowser(SchemaCache schemas, RestExecutor rest, Streams
     public async Task<EditResult> UpdateCellAsync(string projectId, TableInfo table, JsonElement row, string column, JsonElement original,
         string? newValue, CancellationToken ct = default)
     {
-        var col = table.Find(column) ?? throw new ArgumentException($"no column {column}");
+        var col = table.Find(column) ?? throw new InvalidOperationException($"no column {column}");
+        var value = ValueFor(col, newValue);
+        if (!value.IsValid) return new EditResult(null, null, Invalid: value.Problem);
         var filters = KeyFilters(table, row);
         // json has no equality operator; its cells are saved without the check.
         if (col.TypeOid != 114)
             filters.Add(original.ValueKind == JsonValueKind.Null
                 ? new ColumnFilter(column, FilterOp.Is, "null", null, false)
                 : new ColumnFilter(column, FilterOp.Eq, col.TypeOid == 3802 ? original.GetRawText() : Text(original), null, false));
-        var body = new Dictionary<string, object?> { [column] = ValueFor(col, newValue) };
+        var body = new Dictionary<string, object?> { [column] = value.Value };
         var res = await rest.ExecuteAsync(Admin(projectId), new RestRequest
         {
             Verb = RestVerb.Patch, Table = table.Name, Filters = filters, Return = ReturnPref.Representation,
@@ -63,7 +68,13 @@ public sealed class TableBrowser(SchemaCache schemas, RestExecutor rest, Streams
     /// <summary>Inserts a row from the given texts (columns left out take their defaults, SERIAL included).</summary>
     public async Task<EditResult> InsertAsync(string projectId, TableInfo table, IReadOnlyDictionary<string, string?> values, CancellationToken ct = default)
     {
-        var body = values.ToDictionary(kv => kv.Key, kv => ValueFor(table.Find(kv.Key) ?? throw new ArgumentException(kv.Key), kv.Value));
+        var body = new Dictionary<string, object?>();
+        foreach (var (name, text) in values)
+        {
+            var value = ValueFor(table.Find(name) ?? throw new InvalidOperationException($"no column {name}"), text);
+            if (!value.IsValid) return new EditResult(null, null, Invalid: value.Problem);
+            body[name] = value.Value;
+        }
         var res = await rest.ExecuteAsync(Admin(projectId), new RestRequest
         {
             Verb = RestVerb.Post, Table = table.Name, Return = ReturnPref.Representation,
@@ -102,8 +113,8 @@ public sealed class TableBrowser(SchemaCache schemas, RestExecutor rest, Streams
             await using var sub = await hub.SubscribeAsync(projectId, info, audience, null, null, ct);
             await foreach (var f in hub.FollowAsync(sub, ct))
                 if (f.Event is { } e)
-                    yield return new RowChange(e.Kind.ToString().ToLowerInvariant(), Parse(e.Record), Parse(e.OldRecord));
-            if (sub.Dropped) yield return new RowChange("reload", null, null);
+                    yield return new RowChange(e.Kind, Parse(e.Record), Parse(e.OldRecord));
+            if (sub.Dropped) yield return new RowChange(null, null, null);
         }
     }
 
@@ -128,15 +139,15 @@ public sealed class TableBrowser(SchemaCache schemas, RestExecutor rest, Streams
     }
 
     /// <summary>The JSON value for a typed text: json/jsonb columns take the JSON itself, other types their text form.</summary>
-    private static object? ValueFor(ColumnInfo c, string? text)
+    private static Validated<object?> ValueFor(ColumnInfo c, string? text)
     {
-        if (text is null) return null;
+        if (text is null) return Validated<object?>.Ok(null);
         if (c.TypeOid is 114 or 3802)
         {
-            try { return JsonDocument.Parse(text).RootElement.Clone(); }
-            catch (JsonException e) { throw new ArgumentException($"Not valid JSON: {e.Message}"); }
+            try { return Validated<object?>.Ok(JsonDocument.Parse(text).RootElement.Clone()); }
+            catch (JsonException e) { return Validated<object?>.Invalid($"Not valid JSON: {e.Message}"); }
         }
-        return text;
+        return Validated<object?>.Ok(text);
     }
 
     private static string Text(JsonElement v) => v.ValueKind == JsonValueKind.String ? v.GetString()! : v.GetRawText();

@@ -1,5 +1,7 @@
-// Connections that log in as a project's owner role: small per-project pools, dropped when idle.
-// Person-written SQL (console, assistant) runs only here, never on the platform pool (DESIGN §2).
+// Connections that log in as a project's owner role, for person-written SQL (console, assistant, the Schema tab's
+// DDL) — never the platform pool (DESIGN §2). They are kept by the one keyed pool (ProjectConnectionPool) with REST's,
+// at most Console:PoolSize per project, and reset (ROLLBACK, DISCARD ALL) before another run uses them: whatever a
+// script left behind — a transaction, SET, a temporary table, LISTEN, a role — is gone, as with Npgsql's own pool.
 using System.Collections.Concurrent;
 using DbStudio.Core.Platform;
 using Microsoft.EntityFrameworkCore;
@@ -8,31 +10,39 @@ using Npgsql;
 
 namespace DbStudio.Core.Projects;
 
-public sealed class OwnerConnections : IAsyncDisposable
+/// <summary>A console connection, rented from the pool; disposing it resets it and gives it back.</summary>
+public sealed class OwnerConnection(NpgsqlConnection connection, ProjectConnectionPool pool) : IAsyncDisposable
 {
-    private sealed class Entry(NpgsqlDataSource source)
-    {
-        public NpgsqlDataSource Source { get; } = source;
-        public long LastUsedTicks = Environment.TickCount64;
-    }
+    public NpgsqlConnection Connection { get; } = connection;
 
-    private readonly ConcurrentDictionary<string, Lazy<Task<Entry>>> _pools = new();
-    private readonly IDbContextFactory<PlatformDbContext> _contexts;
-    private readonly SecretProtector _protector;
-    private readonly NpgsqlConnectionStringBuilder _platform;
-    private readonly DbStudioOptions _options;
-    private readonly Timer _trim;
-
-    public OwnerConnections(IDbContextFactory<PlatformDbContext> contexts, SecretProtector protector, NpgsqlDataSource platform,
-        IOptions<DbStudioOptions> options)
+    public async ValueTask DisposeAsync()
     {
-        _contexts = contexts;
-        _protector = protector;
-        _platform = new NpgsqlConnectionStringBuilder(platform.ConnectionString);
-        _options = options.Value;
-        var period = _options.Console.PoolIdle;
-        _trim = new Timer(_ => TrimIdle(), null, period, period);
+        var reusable = false;
+        if (Connection.FullState == System.Data.ConnectionState.Open)
+        {
+            try
+            {
+                using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(5));
+                // Two commands: DISCARD ALL cannot run inside the implicit transaction of a multi-statement batch.
+                await using (var rollback = new NpgsqlCommand("ROLLBACK", Connection))
+                    await rollback.ExecuteNonQueryAsync(deadline.Token);
+                await using (var discard = new NpgsqlCommand("DISCARD ALL", Connection))
+                    await discard.ExecuteNonQueryAsync(deadline.Token);
+                reusable = true;
+            }
+            catch (Exception e) when (e is NpgsqlException or OperationCanceledException or InvalidOperationException) { }
+        }
+        pool.Return(Connection, reusable);
     }
+}
+
+public sealed class OwnerConnections(IDbContextFactory<PlatformDbContext> contexts, SecretProtector protector, NpgsqlDataSource platform,
+    ProjectConnectionPool pool, IOptions<DbStudioOptions> options)
+{
+    private readonly NpgsqlConnectionStringBuilder _platform = new(platform.ConnectionString);
+    private readonly DbStudioOptions _options = options.Value;
+    private readonly ConcurrentDictionary<string, PoolPolicy> _policies = new();
+    private readonly KeyedOnce<string> _connectionStrings = new();
 
     /// <summary>postgresql://proj_{id}_owner:password@host:port/database — works with psql as it is.</summary>
     public string ConnectionUrl(string id, string password)
@@ -43,68 +53,62 @@ public sealed class OwnerConnections : IAsyncDisposable
         return $"postgresql://{Uri.EscapeDataString(ProjectNaming.OwnerRole(id))}:{Uri.EscapeDataString(password)}@{host}:{port}/{Uri.EscapeDataString(_platform.Database ?? "")}";
     }
 
-    /// <summary>Opens a connection logged in as proj_{id}_owner with search_path = proj_{id}.</summary>
-    public async Task<NpgsqlConnection> OpenAsync(string id, CancellationToken ct)
+    /// <summary>A connection logged in as proj_{id}_owner with search_path = proj_{id}; dispose it to give it back.</summary>
+    public async Task<OwnerConnection> OpenAsync(string id, CancellationToken ct)
     {
-        var entry = await _pools.GetOrAdd(id, key => new Lazy<Task<Entry>>(() => CreateAsync(key))).Value;
-        Interlocked.Exchange(ref entry.LastUsedTicks, Environment.TickCount64);
-        return await entry.Source.OpenConnectionAsync(ct);
+        var policy = _policies.GetOrAdd(id, key => new PoolPolicy(_options.Console.PoolSize, _options.Console.PoolIdle,
+            TimeSpan.FromSeconds(15), token => OpenNewAsync(key, token)));
+        var conn = await pool.RentAsync(new PoolKey(id, ProjectNaming.OwnerRole(id)), policy, ct);
+        return new OwnerConnection(conn, pool);
     }
 
-    /// <summary>Drops the project's pool (project deleted, password changed).</summary>
+    /// <summary>Closes the project's console connections (project deleted, password changed).</summary>
     public void Forget(string id)
     {
-        if (_pools.TryRemove(id, out var lazy) && lazy.IsValueCreated && lazy.Value.IsCompletedSuccessfully)
-            _ = lazy.Value.Result.Source.DisposeAsync().AsTask();
+        _connectionStrings.Forget(id);
+        _policies.TryRemove(id, out _);
+        var login = ProjectNaming.OwnerRole(id);
+        pool.Forget(id, key => key.Login == login);
     }
 
-    private async Task<Entry> CreateAsync(string id)
+    private async Task<NpgsqlConnection> OpenNewAsync(string id, CancellationToken ct)
     {
+        var conn = new NpgsqlConnection(await _connectionStrings.GetAsync(id, ConnectionStringAsync, ct));
         try
         {
-            string password;
-            await using (var db = await _contexts.CreateDbContextAsync())
-            {
-                var secret = await db.ProjectSecrets.AsNoTracking()
-                    .Where(s => s.ProjectId == id && s.Kind == ProjectSecretKind.OwnerPassword)
-                    .Select(s => s.Protected).SingleOrDefaultAsync()
-                    ?? throw new KeyNotFoundException($"project {id} does not exist");
-                password = _protector.Unprotect(secret);
-            }
-            var csb = new NpgsqlConnectionStringBuilder
-            {
-                Host = _platform.Host, Port = _platform.Port, Database = _platform.Database,
-                Username = ProjectNaming.OwnerRole(id), Password = password,
-                SearchPath = ProjectNaming.Schema(id),
-                ApplicationName = "dbstudio-console",
-                MinPoolSize = 0, MaxPoolSize = _options.Console.PoolSize,
-                ConnectionIdleLifetime = Math.Max(1, (int)_options.Console.PoolIdle.TotalSeconds),
-                ConnectionPruningInterval = Math.Max(1, Math.Min(10, (int)_options.Console.PoolIdle.TotalSeconds)),
-                Timeout = 15,
-                // The app enforces its own deadline; Npgsql must not cancel first.
-                CommandTimeout = 0,
-                IncludeErrorDetail = true,
-            };
-            return new Entry(NpgsqlDataSource.Create(csb.ConnectionString));
+            await conn.OpenAsync(ct);
+            return conn;
         }
         catch
         {
-            _pools.TryRemove(id, out _);
+            await conn.DisposeAsync();
             throw;
         }
     }
 
-    private void TrimIdle()
+    private async Task<string> ConnectionStringAsync(string id)
     {
-        var cutoff = Environment.TickCount64 - (long)(_options.Console.PoolIdle.TotalMilliseconds * 10);
-        foreach (var (id, lazy) in _pools)
-            if (lazy.IsValueCreated && lazy.Value.IsCompletedSuccessfully && Interlocked.Read(ref lazy.Value.Result.LastUsedTicks) < cutoff)
-                Forget(id);
-    }
-
-    public async ValueTask DisposeAsync()
-    {
-        await _trim.DisposeAsync();
-        foreach (var id in _pools.Keys) Forget(id);
+        string password;
+        await using (var db = await contexts.CreateDbContextAsync())
+        {
+            var secret = await db.ProjectSecrets.AsNoTracking()
+                .Where(s => s.ProjectId == id && s.Kind == ProjectSecretKind.OwnerPassword)
+                .Select(s => s.Protected).SingleOrDefaultAsync()
+                ?? throw new KeyNotFoundException($"project {id} does not exist");
+            password = protector.Unprotect(secret);
+        }
+        return new NpgsqlConnectionStringBuilder
+        {
+            Host = _platform.Host, Port = _platform.Port, Database = _platform.Database,
+            Username = ProjectNaming.OwnerRole(id), Password = password,
+            SearchPath = ProjectNaming.Schema(id),
+            ApplicationName = "dbstudio-console",
+            // ProjectConnectionPool pools (and resets a connection before it is used again).
+            Pooling = false,
+            Timeout = 15,
+            // The app enforces its own deadline; Npgsql must not cancel first.
+            CommandTimeout = 0,
+            IncludeErrorDetail = true,
+        }.ConnectionString;
     }
 }

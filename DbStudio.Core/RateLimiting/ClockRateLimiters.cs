@@ -190,6 +190,4 @@ public sealed class ClockLease : RateLimitLease
         metadata = metadataName == MetadataName.RetryAfter.Name ? _retryAfter : null;
         return metadata is not null;
     }
-
-    protected override void Dispose(bool disposing) { } // shared instance for grants; nothing to release
 }

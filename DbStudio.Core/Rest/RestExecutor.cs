@@ -29,10 +29,9 @@ public sealed class RestResponse
 }
 
 public sealed class RestExecutor(RestConnections connections, SchemaCache schemas, AccessPolicies access, IOptions<DbStudioOptions> options,
-    Rest.ICommitObserver commits)
+    Rest.ICommitObserver commits, ProjectGates gates)
 {
     private RestOptions Opt => options.Value.Rest;
-    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, SemaphoreSlim> _projectGates = new();
 
     public async Task<RestResponse> ExecuteAsync(RestCaller caller, RestRequest req, CancellationToken ct = default)
     {
@@ -70,13 +69,12 @@ public sealed class RestExecutor(RestConnections connections, SchemaCache schema
                 if (ReferenceEquals(reloaded, snapshot) || !reloaded.Tables.TryGetValue(req.Table, out var fresh)) throw;
                 plan = RestSql.Build(req, fresh, caller, settings.user_id_col, Opt.MaxRows);
             }
-            var gate = GateOf(caller.ProjectId);
-            if (!await gate.WaitAsync(Opt.ProjectQueueTimeout, ct))
+            using var turn = await gates.EnterAsync(caller.ProjectId, ct);
+            if (turn is null)
                 return RestResponse.Fail(503, new RestError("PGRST003", "Too many requests of this project are running at once",
                     $"At most {Opt.MaxConcurrentPerProject} run at the same time; this one waited {Opt.ProjectQueueTimeout.TotalSeconds:0} s",
                     "Retry later, or make the slow queries faster"));
-            try { return await RunAsync(caller, req, plan, ct); }
-            finally { gate.Release(); }
+            return await RunAsync(caller, req, plan, ct);
         }
         catch (RestException e)
         {
@@ -101,9 +99,6 @@ public sealed class RestExecutor(RestConnections connections, SchemaCache schema
                 "The database is restarting or unreachable; retry in a moment"));
         }
     }
-
-    /// <summary>The project's concurrency gate, shared by table requests and RPC (RpcExecutor).</summary>
-    internal SemaphoreSlim GateOf(string projectId) => _projectGates.GetOrAdd(projectId, _ => new SemaphoreSlim(Opt.MaxConcurrentPerProject));
 
     private async Task<RestResponse> RunAsync(RestCaller caller, RestRequest req, RestPlan plan, CancellationToken ct)
     {

@@ -11,8 +11,8 @@ using Npgsql;
 
 namespace DbStudio.Core.Rest;
 
-public sealed class RpcExecutor(RestConnections connections, FunctionCatalog functions, RestExecutor rest, IOptions<DbStudioOptions> options,
-    ICommitObserver commits)
+public sealed class RpcExecutor(RestConnections connections, FunctionCatalog functions, IOptions<DbStudioOptions> options,
+    ICommitObserver commits, ProjectGates gates)
 {
     private RestOptions Opt => options.Value.Rest;
 
@@ -40,13 +40,13 @@ public sealed class RpcExecutor(RestConnections connections, FunctionCatalog fun
                     $"{fn.Schema}.{fn.Name} is VOLATILE: GET runs only STABLE or IMMUTABLE functions",
                     "Call it with POST, or declare it STABLE or IMMUTABLE if it changes nothing"));
             var plan = RpcSql.Build(req, fn, Opt.MaxRows);
-            var gate = rest.GateOf(caller.ProjectId);
-            if (!await gate.WaitAsync(Opt.ProjectQueueTimeout, ct))
+            // The project's turn: table requests and RPC share the same gate (Projects/ProjectGates).
+            using var turn = await gates.EnterAsync(caller.ProjectId, ct);
+            if (turn is null)
                 return RestResponse.Fail(503, new RestError("PGRST003", "Too many requests of this project are running at once",
                     $"At most {Opt.MaxConcurrentPerProject} run at the same time; this one waited {Opt.ProjectQueueTimeout.TotalSeconds:0} s",
                     "Retry later, or make the slow queries faster"));
-            try { return await RunAsync(caller, req, plan, ct); }
-            finally { gate.Release(); }
+            return await RunAsync(caller, req, plan, ct);
         }
         catch (RestException e)
         {

@@ -36,27 +36,38 @@ public sealed class SchemaEditor(OwnerConnections owners, SchemaCache schemas, A
     public static readonly IReadOnlyList<string> Types =
         ["TEXT", "INTEGER", "BIGINT", "SERIAL", "BOOLEAN", "FLOAT", "NUMERIC", "TIMESTAMPTZ", "DATE", "JSON", "JSONB", "UUID", "VARCHAR(255)"];
 
-    private static string SqlType(string type) => type.ToUpperInvariant() switch
+    private static Validated<string> SqlType(string type) => type.ToUpperInvariant() switch
     {
-        "FLOAT" => "double precision",
-        var t when Types.Contains(t) => t.ToLowerInvariant(),
-        _ => throw new ArgumentException($"Unsupported column type \"{type}\". Choose one of: {string.Join(", ", Types)}."),
+        "FLOAT" => Validated<string>.Ok("double precision"),
+        var t when Types.Contains(t) => Validated<string>.Ok(t.ToLowerInvariant()),
+        _ => Validated<string>.Invalid($"Unsupported column type \"{type}\". Choose one of: {string.Join(", ", Types)}."),
     };
 
-    /// <summary>CREATE TABLE with the given columns (and, if asked, an owner column user_id uuid).</summary>
-    public static string CreateTableSql(string schema, string table, IReadOnlyList<NewColumn> columns, bool ownerColumn)
+    private const string NulInName = "A name cannot contain a NUL character.";
+
+    /// <summary>CREATE TABLE with the given columns (and, if asked, an owner column user_id uuid); or what is wrong with them.</summary>
+    public static Validated<string> CreateTableSql(string schema, string table, IReadOnlyList<NewColumn> columns, bool ownerColumn)
     {
-        if (string.IsNullOrWhiteSpace(table)) throw new ArgumentException("The table needs a name.");
-        if (columns.Count == 0 && !ownerColumn) throw new ArgumentException("The table needs at least one column.");
-        var defs = columns.Select(ColumnSql).ToList();
+        if (string.IsNullOrWhiteSpace(table)) return Validated<string>.Invalid("The table needs a name.");
+        if (columns.Count == 0 && !ownerColumn) return Validated<string>.Invalid("The table needs at least one column.");
+        var defs = new List<string>();
+        foreach (var c in columns)
+        {
+            var def = ColumnSql(c);
+            if (!def.IsValid) return def;
+            defs.Add(def.Value);
+        }
         if (ownerColumn && columns.All(c => c.Name != "user_id")) defs.Add("\"user_id\" uuid");
         var pk = columns.Where(c => c.PrimaryKey).Select(c => SqlText.Ident(c.Name)).ToList();
         if (pk.Count > 0) defs.Add($"PRIMARY KEY ({string.Join(", ", pk)})");
-        return $"CREATE TABLE {SqlText.Qualified(schema, table)} (\n  {string.Join(",\n  ", defs)}\n)";
+        return Validated<string>.Ok($"CREATE TABLE {SqlText.Qualified(schema, table)} (\n  {string.Join(",\n  ", defs)}\n)");
     }
 
-    public static string AddColumnSql(string schema, string table, NewColumn column) =>
-        $"ALTER TABLE {SqlText.Qualified(schema, table)} ADD COLUMN {ColumnSql(column)}";
+    public static Validated<string> AddColumnSql(string schema, string table, NewColumn column)
+    {
+        var def = ColumnSql(column);
+        return def.IsValid ? Validated<string>.Ok($"ALTER TABLE {SqlText.Qualified(schema, table)} ADD COLUMN {def.Value}") : def;
+    }
 
     public static string DropColumnSql(string schema, string table, string column) =>
         $"ALTER TABLE {SqlText.Qualified(schema, table)} DROP COLUMN {SqlText.Ident(column)}";
@@ -64,7 +75,7 @@ public sealed class SchemaEditor(OwnerConnections owners, SchemaCache schemas, A
     public static string DropTableSql(string schema, string table) => $"DROP TABLE {SqlText.Qualified(schema, table)}";
 
     /// <summary>The statements of a column change, in the order they run (one transaction): type, default, NOT NULL, name.</summary>
-    public static IReadOnlyList<string> ChangeColumnSql(string schema, string table, string column, ColumnChange change)
+    public static Validated<IReadOnlyList<string>> ChangeColumnSql(string schema, string table, string column, ColumnChange change)
     {
         var t = SqlText.Qualified(schema, table);
         var c = SqlText.Ident(column);
@@ -72,26 +83,30 @@ public sealed class SchemaEditor(OwnerConnections owners, SchemaCache schemas, A
         if (change.Type is { } type)
         {
             var sqlType = SqlType(type);
+            if (!sqlType.IsValid) return Validated<IReadOnlyList<string>>.Invalid(sqlType.Problem!);
             // The cast PostgreSQL would refuse without USING (text to integer, …) is spelled out; rows that do not
             // convert make PostgreSQL refuse the change, with its message.
-            list.Add($"ALTER TABLE {t} ALTER COLUMN {c} TYPE {sqlType} USING {c}::{sqlType}");
+            list.Add($"ALTER TABLE {t} ALTER COLUMN {c} TYPE {sqlType.Value} USING {c}::{sqlType.Value}");
         }
         if (change.Default is { } d)
-            list.Add(string.IsNullOrWhiteSpace(d) ? $"ALTER TABLE {t} ALTER COLUMN {c} DROP DEFAULT"
-                : $"ALTER TABLE {t} ALTER COLUMN {c} SET DEFAULT {Expression(d, "A default")}");
+        {
+            if (string.IsNullOrWhiteSpace(d)) list.Add($"ALTER TABLE {t} ALTER COLUMN {c} DROP DEFAULT");
+            else if (!IsOneExpression(d)) return Validated<IReadOnlyList<string>>.Invalid("A default must be a single expression.");
+            else list.Add($"ALTER TABLE {t} ALTER COLUMN {c} SET DEFAULT {d}");
+        }
         if (change.Nullable is { } nullable)
             list.Add($"ALTER TABLE {t} ALTER COLUMN {c} {(nullable ? "DROP" : "SET")} NOT NULL");
         if (change.NewName is { } name && name != column)
         {
-            if (string.IsNullOrWhiteSpace(name)) throw new ArgumentException("The column needs a name.");
+            if (string.IsNullOrWhiteSpace(name)) return Validated<IReadOnlyList<string>>.Invalid("The column needs a name.");
             list.Add($"ALTER TABLE {t} RENAME COLUMN {c} TO {SqlText.Ident(name)}");
         }
-        if (list.Count == 0) throw new ArgumentException("Nothing to change.");
-        return list;
+        return list.Count == 0 ? Validated<IReadOnlyList<string>>.Invalid("Nothing to change.") : Validated<IReadOnlyList<string>>.Ok(list);
     }
 
-    public static string AddUniqueSql(string schema, string table, IReadOnlyList<string> columns) =>
-        $"ALTER TABLE {SqlText.Qualified(schema, table)} ADD UNIQUE ({Columns(columns)})";
+    public static Validated<string> AddUniqueSql(string schema, string table, IReadOnlyList<string> columns) =>
+        Columns(columns) is { IsValid: true } list
+            ? Validated<string>.Ok($"ALTER TABLE {SqlText.Qualified(schema, table)} ADD UNIQUE ({list.Value})") : Columns(columns);
 
     public static string AddForeignKeySql(string schema, string table, string column, string refTable, string refColumn, OnDelete onDelete) =>
         $"ALTER TABLE {SqlText.Qualified(schema, table)} ADD FOREIGN KEY ({SqlText.Ident(column)}) " +
@@ -107,62 +122,67 @@ public sealed class SchemaEditor(OwnerConnections owners, SchemaCache schemas, A
         $"ALTER TABLE {SqlText.Qualified(schema, table)} DROP CONSTRAINT {SqlText.Ident(constraint)}";
 
     /// <summary>CREATE [UNIQUE] INDEX on the columns; PostgreSQL names it (table_col_idx).</summary>
-    public static string CreateIndexSql(string schema, string table, IReadOnlyList<string> columns, bool unique) =>
-        $"CREATE {(unique ? "UNIQUE " : "")}INDEX ON {SqlText.Qualified(schema, table)} ({Columns(columns)})";
+    public static Validated<string> CreateIndexSql(string schema, string table, IReadOnlyList<string> columns, bool unique) =>
+        Columns(columns) is { IsValid: true } list
+            ? Validated<string>.Ok($"CREATE {(unique ? "UNIQUE " : "")}INDEX ON {SqlText.Qualified(schema, table)} ({list.Value})") : Columns(columns);
 
     public static string DropIndexSql(string schema, string index) => $"DROP INDEX {SqlText.Qualified(schema, index)}";
 
-    private static string Columns(IReadOnlyList<string> columns)
-    {
-        if (columns.Count == 0 || columns.Any(string.IsNullOrWhiteSpace)) throw new ArgumentException("Choose at least one column.");
-        return string.Join(", ", columns.Select(SqlText.Ident));
-    }
+    private static Validated<string> Columns(IReadOnlyList<string> columns) =>
+        columns.Count == 0 || columns.Any(string.IsNullOrWhiteSpace) ? Validated<string>.Invalid("Choose at least one column.")
+            : Validated<string>.Ok(string.Join(", ", columns.Select(SqlText.Ident)));
 
-    /// <summary>An SQL expression a person typed, refused when it is not exactly one (a semicolon would end the statement).</summary>
-    private static string Expression(string text, string what) =>
-        StatementSplitter.Split("SELECT " + text).Count == 1 ? text : throw new ArgumentException($"{what} must be a single expression.");
+    /// <summary>An SQL expression a person typed is exactly one (a semicolon would end the statement early).</summary>
+    private static bool IsOneExpression(string text) => StatementSplitter.Split("SELECT " + text).Count == 1;
 
-    private static string ColumnSql(NewColumn c)
+    private static Validated<string> ColumnSql(NewColumn c)
     {
-        if (string.IsNullOrWhiteSpace(c.Name)) throw new ArgumentException("Every column needs a name.");
-        var sql = $"{SqlText.Ident(c.Name)} {SqlType(c.Type)}";
+        if (string.IsNullOrWhiteSpace(c.Name)) return Validated<string>.Invalid("Every column needs a name.");
+        var type = SqlType(c.Type);
+        if (!type.IsValid) return type;
+        var sql = $"{SqlText.Ident(c.Name)} {type.Value}";
         if (!c.Nullable || c.PrimaryKey) sql += " NOT NULL";
-        // A default is an SQL expression (now(), 0, 'text', gen_random_uuid()) that a person typed; it runs as the
-        // owner role, as console SQL does.
-        if (!string.IsNullOrWhiteSpace(c.Default)) sql += $" DEFAULT {Expression(c.Default, "A default")}";
-        return sql;
+        if (!string.IsNullOrWhiteSpace(c.Default))
+        {
+            // A default is an SQL expression (now(), 0, 'text', gen_random_uuid()) that a person typed; it runs as the
+            // owner role, as console SQL does. A semicolon would end the statement early: refuse it.
+            if (!IsOneExpression(c.Default)) return Validated<string>.Invalid("A default must be a single expression.");
+            sql += $" DEFAULT {c.Default}";
+        }
+        return Validated<string>.Ok(sql);
     }
 
     public Task<SqlError?> CreateTableAsync(string projectId, string table, IReadOnlyList<NewColumn> columns, bool ownerColumn, CancellationToken ct = default) =>
-        RunAsync(projectId, () => CreateTableSql(ProjectNaming.Schema(projectId), table, columns, ownerColumn), ct);
+        RunAsync(projectId, [table, .. columns.Select(c => c.Name)], () => CreateTableSql(ProjectNaming.Schema(projectId), table, columns, ownerColumn), ct);
 
     public Task<SqlError?> AddColumnAsync(string projectId, string table, NewColumn column, CancellationToken ct = default) =>
-        RunAsync(projectId, () => AddColumnSql(ProjectNaming.Schema(projectId), table, column), ct);
+        RunAsync(projectId, [table, column.Name], () => AddColumnSql(ProjectNaming.Schema(projectId), table, column), ct);
 
     public Task<SqlError?> DropColumnAsync(string projectId, string table, string column, CancellationToken ct = default) =>
-        RunAsync(projectId, () => DropColumnSql(ProjectNaming.Schema(projectId), table, column), ct);
+        RunAsync(projectId, [table, column], () => Validated<string>.Ok(DropColumnSql(ProjectNaming.Schema(projectId), table, column)), ct);
 
     public Task<SqlError?> DropTableAsync(string projectId, string table, CancellationToken ct = default) =>
-        RunAsync(projectId, () => DropTableSql(ProjectNaming.Schema(projectId), table), ct);
+        RunAsync(projectId, [table], () => Validated<string>.Ok(DropTableSql(ProjectNaming.Schema(projectId), table)), ct);
 
     public Task<SqlError?> ChangeColumnAsync(string projectId, string table, string column, ColumnChange change, CancellationToken ct = default) =>
-        RunAsync(projectId, () => ChangeColumnSql(ProjectNaming.Schema(projectId), table, column, change), ct);
+        RunAsync(projectId, [table, column, change.NewName], () => ChangeColumnSql(ProjectNaming.Schema(projectId), table, column, change), ct);
 
     public Task<SqlError?> AddUniqueAsync(string projectId, string table, IReadOnlyList<string> columns, CancellationToken ct = default) =>
-        RunAsync(projectId, () => AddUniqueSql(ProjectNaming.Schema(projectId), table, columns), ct);
+        RunAsync(projectId, [table, .. columns], () => AddUniqueSql(ProjectNaming.Schema(projectId), table, columns), ct);
 
     public Task<SqlError?> AddForeignKeyAsync(string projectId, string table, string column, string refTable, string refColumn, OnDelete onDelete,
         CancellationToken ct = default) =>
-        RunAsync(projectId, () => AddForeignKeySql(ProjectNaming.Schema(projectId), table, column, refTable, refColumn, onDelete), ct);
+        RunAsync(projectId, [table, column, refTable, refColumn],
+            () => Validated<string>.Ok(AddForeignKeySql(ProjectNaming.Schema(projectId), table, column, refTable, refColumn, onDelete)), ct);
 
     public Task<SqlError?> DropConstraintAsync(string projectId, string table, string constraint, CancellationToken ct = default) =>
-        RunAsync(projectId, () => DropConstraintSql(ProjectNaming.Schema(projectId), table, constraint), ct);
+        RunAsync(projectId, [table, constraint], () => Validated<string>.Ok(DropConstraintSql(ProjectNaming.Schema(projectId), table, constraint)), ct);
 
     public Task<SqlError?> CreateIndexAsync(string projectId, string table, IReadOnlyList<string> columns, bool unique, CancellationToken ct = default) =>
-        RunAsync(projectId, () => CreateIndexSql(ProjectNaming.Schema(projectId), table, columns, unique), ct);
+        RunAsync(projectId, [table, .. columns], () => CreateIndexSql(ProjectNaming.Schema(projectId), table, columns, unique), ct);
 
     public Task<SqlError?> DropIndexAsync(string projectId, string index, CancellationToken ct = default) =>
-        RunAsync(projectId, () => DropIndexSql(ProjectNaming.Schema(projectId), index), ct);
+        RunAsync(projectId, [index], () => Validated<string>.Ok(DropIndexSql(ProjectNaming.Schema(projectId), index)), ct);
 
     /// <summary>
     /// The table's constraints and indexes as the catalog has them and its DDL, names as the project's SQL writes them
@@ -172,7 +192,8 @@ public sealed class SchemaEditor(OwnerConnections owners, SchemaCache schemas, A
     public async Task<TableDetails?> DescribeAsync(string projectId, string table, CancellationToken ct = default)
     {
         var schema = ProjectNaming.Schema(projectId);
-        await using var conn = await owners.OpenAsync(projectId, ct);
+        if (table.Contains('\0')) return null;
+        await using var owner = await owners.OpenAsync(projectId, ct);
         await using var cmd = new NpgsqlCommand("""
             WITH t AS (SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
                        WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p'))
@@ -193,7 +214,7 @@ public sealed class SchemaEditor(OwnerConnections owners, SchemaCache schemas, A
             FROM t JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum > 0 AND NOT a.attisdropped
             LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
             GROUP BY t.oid
-            """, conn);
+            """, owner.Connection);
         cmd.Parameters.Add(new() { Value = schema });
         cmd.Parameters.Add(new() { Value = table });
         var constraints = new List<ConstraintInfo>();
@@ -225,23 +246,25 @@ public sealed class SchemaEditor(OwnerConnections owners, SchemaCache schemas, A
         return new TableDetails(constraints, indexes, ddl);
     }
 
+    /// <summary>Runs one DDL statement as the owner; null on success, PostgreSQL's error otherwise (nothing changed).</summary>
+    private Task<SqlError?> RunAsync(string projectId, string?[] names, Func<Validated<string>> build, CancellationToken ct) =>
+        RunAsync(projectId, names, () => build() is { IsValid: true } one
+            ? Validated<IReadOnlyList<string>>.Ok([one.Value]) : Validated<IReadOnlyList<string>>.Invalid(build().Problem!), ct);
+
     /// <summary>Runs DDL as the owner, several statements in one transaction; null on success, PostgreSQL's error
     /// otherwise (then nothing changed).</summary>
-    private Task<SqlError?> RunAsync(string projectId, Func<string> build, CancellationToken ct) =>
-        RunAsync(projectId, () => (IReadOnlyList<string>)[build()], ct);
-
-    private async Task<SqlError?> RunAsync(string projectId, Func<IReadOnlyList<string>> build, CancellationToken ct)
+    private async Task<SqlError?> RunAsync(string projectId, string?[] names, Func<Validated<IReadOnlyList<string>>> build, CancellationToken ct)
     {
-        IReadOnlyList<string> statements;
-        try { statements = build(); }
-        catch (ArgumentException e) { return new SqlError("22023", e.Message); }
+        // A NUL cannot be quoted into an identifier (SqlText refuses it): say so before building anything.
+        var built = names.Any(n => n?.Contains('\0') == true) ? Validated<IReadOnlyList<string>>.Invalid(NulInName) : build();
+        if (!built.IsValid) return new SqlError("22023", built.Problem!);
         try
         {
-            await using var conn = await owners.OpenAsync(projectId, ct);
-            await using var tx = statements.Count > 1 ? await conn.BeginTransactionAsync(ct) : null;
-            foreach (var sql in statements)
+            await using var owner = await owners.OpenAsync(projectId, ct);
+            await using var tx = built.Value.Count > 1 ? await owner.Connection.BeginTransactionAsync(ct) : null;
+            foreach (var sql in built.Value)
             {
-                await using var cmd = new NpgsqlCommand(sql, conn, tx);
+                await using var cmd = new NpgsqlCommand(sql, owner.Connection, tx);
                 await cmd.ExecuteNonQueryAsync(ct);
             }
             if (tx is not null) await tx.CommitAsync(ct);

@@ -68,7 +68,7 @@ public static class RestGrammar
     public static Gen<FuzzRequest> Request =>
         from method in Gen.Elements("GET", "GET", "GET", "HEAD", "POST", "PATCH", "DELETE")
         from pairs in Gen.Frequency((5, ValidPair), (1, Pair)).ListOf()
-        from prefer in Gen.Elements(PreferValues).ListOf().Select(xs => xs.Take(Math.Min(xs.Count(), 2)).ToList())
+        from prefer in Gen.Elements(PreferValues).ListOf().Select(xs => xs.Take(Math.Min(xs.Count, 2)).ToList())
         from range in Gen.Frequency((5, Gen.Constant<string?>(null)), (1, Gen.Elements(Ranges).Select(r => (string?)r)))
         from accept in Gen.Frequency((5, Gen.Constant<string?>(null)), (1, Gen.Elements(Accepts).Select(a => (string?)a)))
         from body in Gen.Elements(Bodies).OrNull()

@@ -75,6 +75,9 @@ public static class HostingExtensions
         services.AddSingleton<SecretProtector>();
         services.AddSingleton<DbStudio.Core.Limits.PlatformLimits>();
         services.AddHostedService<DbStudio.Core.Limits.ConnectionGuard>();
+        services.AddSingleton<ProjectConnectionPool>();
+        services.AddSingleton<ProjectLogins>();
+        services.AddSingleton<ProjectGates>();
         services.AddSingleton<OwnerConnections>();
         services.AddScoped<ProjectService>();
         services.AddSingleton<SqlConsole>();

@@ -38,7 +38,10 @@ public static partial class RestBench
         await services.GetRequiredService<AccessPolicies>().PutAsync(project.Id, "items",
             AccessSettings.Defaults("user_id") with { anon_select = true });
 
-        await using var handWritten = await HandWrittenApp.StartAsync(host.PlatformConnectionString, project.Id);
+        // The baselines log in as the cluster's superuser: the platform's own login has no rights inside a project
+        // schema (DESIGN §2), and a baseline is only a yardstick.
+        var baselineCs = host.Cluster.SuperuserConnectionString(new NpgsqlConnectionStringBuilder(host.PlatformConnectionString).Database!);
+        await using var handWritten = await HandWrittenApp.StartAsync(baselineCs, project.Id);
         var restBase = $"{baseUrl}/db/{project.Id}/rest/items";
         if (serveOnly)
         {
@@ -63,7 +66,7 @@ public static partial class RestBench
                 samples[0].Add(await Wrk("hand-written endpoint, no role switch", handWritten.Url + handPath, null, seconds));
                 samples[1].Add(await Wrk("hand-written endpoint + role switch (RLS)", handWritten.Url + "/rls" + handPath, null, seconds));
                 samples[2].Add(await Wrk("DbStudio REST, ANON key (RLS)", restBase + restPath, project.AnonKey, seconds));
-                samples[3].Add(await PgBench(host, project.Id, sql, seconds));
+                samples[3].Add(await PgBench(baselineCs, project.Id, sql, seconds));
             }
             rows.Add((query, samples.Select(s => s.OrderBy(r => r.Rps).ElementAt(rounds / 2)).ToList()));
         }
@@ -111,9 +114,9 @@ public static partial class RestBench
         return m.Groups[2].Value switch { "us" => v / 1000, "s" => v * 1000, _ => v };
     }
 
-    private static async Task<Result> PgBench(BenchHost host, string projectId, string sql, int seconds)
+    private static async Task<Result> PgBench(string connectionString, string projectId, string sql, int seconds)
     {
-        var csb = new NpgsqlConnectionStringBuilder(host.PlatformConnectionString);
+        var csb = new NpgsqlConnectionStringBuilder(connectionString);
         var script = Path.Combine(Path.GetTempPath(), $"dbstudio-pgbench-{Guid.NewGuid():N}.sql");
         await File.WriteAllTextAsync(script,
             $"\\set r random(1, 100000)\n\\set o random(0, 950)\nSET search_path = proj_{projectId};\n{sql}\n");

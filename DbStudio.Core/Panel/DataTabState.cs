@@ -1,0 +1,255 @@
+// The Data tab's state, without markup: the page shown (paging, sort, filter), the selected rows, the cell being
+// edited, the insert form, and the live merge of the table's changes from anywhere. DataTab.razor renders it and
+// forwards clicks; tests drive it without a browser.
+using System.Text.Json;
+using DbStudio.Core.Catalog;
+using DbStudio.Core.Platform;
+using DbStudio.Core.Rest;
+using DbStudio.Core.Streams;
+
+namespace DbStudio.Core.Panel;
+
+/// <summary>What the Data tab reads and writes: TableBrowser, or a stand-in in tests.</summary>
+public interface ITableData
+{
+    Task<DataPage?> PageAsync(string projectId, string table, int page, string? orderBy = null, bool descending = false,
+        CancellationToken ct = default, TableBrowser.SimpleFilter? filter = null);
+    Task<EditResult> UpdateCellAsync(string projectId, TableInfo table, JsonElement row, string column, JsonElement original,
+        string? newValue, CancellationToken ct = default);
+    Task<EditResult> InsertAsync(string projectId, TableInfo table, IReadOnlyDictionary<string, string?> values, CancellationToken ct = default);
+    Task<(int Deleted, RestError? Error)> DeleteAsync(string projectId, TableInfo table, IEnumerable<JsonElement> rows,
+        CancellationToken ct = default);
+}
+
+public sealed class DataTabState(ITableData data, string projectId)
+{
+    public string ProjectId { get; } = projectId;
+    /// <summary>The table shown (null: none chosen).</summary>
+    public string? Table { get; private set; }
+    public DataPage? Page { get; private set; }
+    public List<JsonElement> Rows { get; private set; } = [];
+    public int PageIndex { get; private set; }
+    public string? OrderBy { get; private set; }
+    public bool Descending { get; private set; }
+
+    public int? EditRow { get; private set; }
+    public string? EditColumn { get; private set; }
+    public string EditText { get; private set; } = "";
+    public string? EditError { get; private set; }
+    /// <summary>The row as it was when editing began: the save's concurrency check uses it.</summary>
+    private JsonElement? _editOriginal;
+
+    /// <summary>A warning for the user (someone else's change, a failed delete); they may close it.</summary>
+    public string? Notice { get; set; }
+    public HashSet<int> Selected { get; } = [];
+    public bool ConfirmDelete { get; set; }
+    /// <summary>The insert form's texts by column (null: the form is closed).</summary>
+    public Dictionary<string, string?>? Insert { get; private set; }
+    public string? InsertError { get; private set; }
+
+    public string? FilterColumn { get; set; }
+    public string FilterOp { get; set; } = "eq";
+    public string? FilterValue { get; set; }
+    /// <summary>The filter in force (null: none).</summary>
+    public TableBrowser.SimpleFilter? Filter { get; private set; }
+
+    /// <summary>Rows can be told apart (a primary key) and so edited, inserted and deleted.</summary>
+    public bool Editable => Page is { } p && p.Table.IsTable && p.Table.PrimaryKey.Count > 0;
+    public long? PageCount => Page?.Total is long t ? Math.Max(1, (t + TableBrowser.PageSize - 1) / TableBrowser.PageSize) : null;
+    public bool HasNext => Page is not null && (Page.Total is long t ? (PageIndex + 1L) * TableBrowser.PageSize < t : Rows.Count == TableBrowser.PageSize);
+
+    /// <summary>Shows <paramref name="table"/> from its first page; false when it is already shown (nothing done).</summary>
+    public async Task<bool> ShowAsync(string? table)
+    {
+        if (table == Table && Page is not null) return false;
+        Table = table;
+        PageIndex = 0;
+        OrderBy = null;
+        Insert = null;
+        Filter = null;
+        FilterColumn = null;
+        await LoadAsync();
+        return true;
+    }
+
+    public async Task GoAsync(int page)
+    {
+        PageIndex = Math.Max(0, page);
+        await LoadAsync();
+    }
+
+    public async Task SortAsync(string column)
+    {
+        Descending = OrderBy == column && !Descending;
+        OrderBy = column;
+        PageIndex = 0;
+        await LoadAsync();
+    }
+
+    public async Task ApplyFilterAsync()
+    {
+        FilterColumn ??= Page?.Table.Columns.FirstOrDefault()?.Name;
+        if (FilterColumn is null) return;
+        Filter = new TableBrowser.SimpleFilter(FilterColumn, FilterOp, FilterValue);
+        PageIndex = 0;
+        await LoadAsync();
+    }
+
+    public async Task ClearFilterAsync()
+    {
+        Filter = null;
+        PageIndex = 0;
+        await LoadAsync();
+    }
+
+    public async Task LoadAsync()
+    {
+        try { Page = Table is null ? null : await data.PageAsync(ProjectId, Table, PageIndex, OrderBy, Descending, default, Filter); }
+        catch (RestException e) { Page = Page is null ? null : Page with { Rows = [], Error = e.Error }; } // a malformed filter value
+        // The database is away: the panel's boundary shows "reconnecting" and brings the tab back when it returns.
+        if (Page?.Error is { } outage && DatabaseProbe.IsOutageCode(outage.Code))
+            throw new DatabaseUnavailableException(outage.Message);
+        Rows = Page?.Rows.ToList() ?? [];
+        Selected.Clear();
+        ConfirmDelete = false;
+        StopEdit();
+    }
+
+    // ---- live updates: the table's changes from anywhere, applied in place (the cell being edited keeps its text) ----
+
+    /// <summary>Merges one change of the shown table into the page.</summary>
+    public async Task ApplyAsync(RowChange change)
+    {
+        if (Page is null) return;
+        if (change.Reload) { await LoadAsync(); return; }
+        var at = IndexOf(change.Kind == ChangeKind.Insert ? change.Record : change.OldRecord ?? change.Record);
+        switch (change.Kind)
+        {
+            case ChangeKind.Insert:
+                if (at >= 0) Rows[at] = change.Record!.Value;
+                else if (Rows.Count < TableBrowser.PageSize && Filter is null)
+                {
+                    Rows.Add(change.Record!.Value);
+                    if (Page.Total is long t && !Page.TotalIsEstimate) Page = Page with { Total = t + 1 };
+                }
+                break;
+            case ChangeKind.Update when at >= 0:
+                Rows[at] = change.Record!.Value;
+                break;
+            case ChangeKind.Delete when at >= 0:
+                Rows.RemoveAt(at);
+                if (Page.Total is long n && !Page.TotalIsEstimate) Page = Page with { Total = Math.Max(0, n - 1) };
+                var selected = Selected.Where(i => i != at).Select(i => i > at ? i - 1 : i).ToList();
+                Selected.Clear();
+                Selected.UnionWith(selected);
+                if (EditRow == at)
+                {
+                    StopEdit();
+                    Notice = "The row you were editing was deleted by someone else.";
+                }
+                else if (EditRow > at) EditRow--;
+                break;
+        }
+    }
+
+    private int IndexOf(JsonElement? row) =>
+        row is { } r && Page is not null ? Rows.FindIndex(x => TableBrowser.SameKey(Page.Table, x, r)) : -1;
+
+    // ---- editing a cell ----
+
+    public void StartEdit(int row, ColumnInfo column)
+    {
+        if (!Editable || column.Generated) return;
+        if (EditRow == row && EditColumn == column.Name) return;
+        var v = Rows[row].TryGetProperty(column.Name, out var x) ? x : default;
+        EditRow = row;
+        EditColumn = column.Name;
+        _editOriginal = Rows[row];
+        EditError = null;
+        EditText = v.ValueKind is JsonValueKind.Null or JsonValueKind.Undefined ? ""
+            : column.TypeOid is 114 or 3802 ? JsonSerializer.Serialize(v, new JsonSerializerOptions { WriteIndented = false })
+            : column.TypeOid == 1082 && v.ValueKind == JsonValueKind.String ? v.GetString()!
+            : Display(v);
+    }
+
+    public void StopEdit()
+    {
+        EditRow = null;
+        EditColumn = null;
+        _editOriginal = null;
+        EditError = null;
+    }
+
+    public async Task SaveCellAsync(int row, ColumnInfo column, string? text)
+    {
+        // Compared with the value the editor started from, so a change made meanwhile is not overwritten.
+        var shown = _editOriginal ?? Rows[row];
+        var original = shown.TryGetProperty(column.Name, out var x) ? x : default;
+        var result = await data.UpdateCellAsync(ProjectId, Page!.Table, shown, column.Name, original, text);
+        if (result.Invalid is { } problem) { EditError = problem; return; }
+        if (result.Row is { } saved)
+        {
+            if (IndexOf(saved) is var at and >= 0) Rows[at] = saved;
+            StopEdit();
+            return;
+        }
+        if (result.Conflict)
+        {
+            // Never overwrite someone else's change: show theirs.
+            if (result.Current is { } current && IndexOf(current) is var at and >= 0) Rows[at] = current;
+            Notice = result.Error!.Message;
+            StopEdit();
+            return;
+        }
+        EditError = $"{result.Error!.Code}: {result.Error.Message}";
+    }
+
+    // ---- selection, delete, insert ----
+
+    public void Toggle(int row, bool selected)
+    {
+        if (selected) Selected.Add(row); else Selected.Remove(row);
+        ConfirmDelete = false;
+    }
+
+    /// <summary>Deletes the selected rows; how many went, or null when it failed (the notice says why).</summary>
+    public async Task<int?> DeleteSelectedAsync()
+    {
+        var (deleted, error) = await data.DeleteAsync(ProjectId, Page!.Table, Selected.Select(i => Rows[i]));
+        if (error is not null) { Notice = $"{error.Code}: {error.Message}"; return null; }
+        await LoadAsync();
+        return deleted;
+    }
+
+    public void StartInsert()
+    {
+        Insert = new();
+        InsertError = null;
+    }
+
+    public void CancelInsert() => Insert = null;
+
+    /// <summary>Inserts the form's row; false when it was refused (InsertError says why).</summary>
+    public async Task<bool> InsertAsync()
+    {
+        // Empty inputs are left out, so PostgreSQL applies the column's default (SERIAL included).
+        var values = Insert!.Where(kv => !string.IsNullOrEmpty(kv.Value)).ToDictionary(kv => kv.Key, kv => kv.Value);
+        var result = await data.InsertAsync(ProjectId, Page!.Table, values);
+        if (result.Invalid is { } problem) { InsertError = problem; return false; }
+        if (result.Error is { } error) { InsertError = $"{error.Code}: {error.Message}"; return false; }
+        Insert = null;
+        await LoadAsync();
+        return true;
+    }
+
+    public string RangeText()
+    {
+        if (Page is null || Rows.Count == 0) return Page?.Total is long t0 ? $"No rows on this page of {t0:N0}" : "No rows";
+        var from = PageIndex * TableBrowser.PageSize + 1;
+        var to = from + Rows.Count - 1;
+        var total = Page.Total is long t ? (Page.TotalIsEstimate ? $"≈ {t:N0}" : t.ToString("N0")) : "?";
+        return $"Rows {from:N0}–{to:N0} of {total}";
+    }
+
+    public static string Display(JsonElement v) => v.ValueKind == JsonValueKind.String ? v.GetString()! : v.GetRawText();
+}

@@ -1,0 +1,328 @@
+// The one pool of connections that log in as a project's own roles — REST's four logins (RestConnections) and the
+// owner's console connections (OwnerConnections) — with one budget for all projects (DbStudio:Rest:MaxConnections).
+// A connection belongs to one project and login, so Npgsql's pools (one per connection string, no shared limit)
+// would hold idle connections for every project that was busy lately — 50 busy projects ran PostgreSQL out of
+// connection slots. Here:
+//  - idle connections are kept per key (project + login), newest first, and in one least-recently-used list: when the
+//    budget is spent, the oldest idle connection of any project is closed to open the one needed;
+//  - each key has a CONNECTION LIMIT (PostgreSQL would refuse one more): past it, a request waits for one of its own;
+//  - waiters are served first come, first served, as in Npgsql's PoolingDataSource: each key's waiters read from a
+//    Channel (whose readers are served in order), and a freed budget slot goes to the oldest waiter of any key. A
+//    returned connection is handed to exactly one waiter — nobody else is woken to look.
+// Broken connections (not Open when returned) and those of a forgotten project are closed, not kept.
+using System.Threading.Channels;
+using Microsoft.Extensions.Options;
+using Npgsql;
+
+namespace DbStudio.Core.Projects;
+
+/// <summary>A project's login a pooled connection logs in as.</summary>
+public readonly record struct PoolKey(string Project, string Login);
+
+/// <summary>How connections of one key are opened and kept.</summary>
+public sealed record PoolPolicy(int LoginLimit, TimeSpan IdleLifetime, TimeSpan QueueTimeout,
+    Func<CancellationToken, Task<NpgsqlConnection>> Open);
+
+public sealed class ProjectConnectionPool : IAsyncDisposable
+{
+    /// <summary>Every connection stayed busy for the whole queue timeout (nothing is broken: retry later).</summary>
+    public sealed class BusyException(string message) : NpgsqlException(message);
+
+    /// <summary>An idle connection, in its key's stack and in the least-recently-used list.</summary>
+    private sealed class Idle(NpgsqlConnection connection, KeyState key, long since)
+    {
+        public NpgsqlConnection Connection { get; } = connection;
+        public KeyState Key { get; } = key;
+        public long Since { get; } = since;
+        public LinkedListNode<Idle>? Node;
+    }
+
+    /// <summary>What the pool hands a waiter: a connection ready to use, or (null) a budget slot to open one with.</summary>
+    private readonly record struct Grant(NpgsqlConnection? Connection);
+
+    private sealed class KeyState(PoolKey key)
+    {
+        public PoolKey Key { get; } = key;
+        public PoolPolicy Policy = null!;
+        public readonly List<Idle> Idle = []; // newest last
+        public int Busy; // rented, or being opened for a renter
+        public int Waiting; // waiters not yet granted anything
+        public int Generation; // raised when the key is forgotten: its busy connections are closed when they come back
+        public readonly Channel<Grant> Grants = Channel.CreateUnbounded<Grant>(new UnboundedChannelOptions { SingleWriter = true });
+    }
+
+    private readonly Lock _lock = new();
+    private readonly Dictionary<PoolKey, KeyState> _keys = [];
+    private readonly LinkedList<Idle> _lru = new();
+    /// <summary>Waiters of every key in arrival order (one entry per waiter not yet granted anything).</summary>
+    private readonly LinkedList<KeyState> _queue = new();
+    private readonly Dictionary<NpgsqlConnection, (KeyState Key, int Generation)> _busy = new(ReferenceEqualityComparer.Instance);
+    private readonly int _budget;
+    private readonly TimeProvider _clock;
+    private readonly Timer _trim;
+    private int _open;
+
+    public ProjectConnectionPool(IOptions<DbStudioOptions> options, TimeProvider? clock = null)
+    {
+        _budget = options.Value.Rest.MaxConnections;
+        _clock = clock ?? TimeProvider.System;
+        var period = TimeSpan.FromSeconds(Math.Clamp(Math.Min(options.Value.Rest.PoolIdle.TotalSeconds,
+            options.Value.Console.PoolIdle.TotalSeconds) / 4, 1, 15));
+        _trim = new Timer(_ => TrimIdle(), null, period, period);
+    }
+
+    /// <summary>Open physical connections (idle and busy), for tests and metrics.</summary>
+    public int OpenCount { get { lock (_lock) return _open; } }
+
+    /// <summary>A connection of <paramref name="key"/>; give it back with <see cref="Return"/>.</summary>
+    public async Task<NpgsqlConnection> RentAsync(PoolKey key, PoolPolicy policy, CancellationToken ct)
+    {
+        KeyState state;
+        NpgsqlConnection? victim = null;
+        var openNew = false;
+        lock (_lock)
+        {
+            if (!_keys.TryGetValue(key, out state!)) _keys[key] = state = new KeyState(key);
+            state.Policy = policy;
+            if (state.Waiting == 0 && state.Idle.Count > 0)
+            {
+                var idle = TakeIdleLocked(state, newest: true);
+                return MarkBusyLocked(idle.Connection, state);
+            }
+            if (state.Waiting == 0 && state.Busy < policy.LoginLimit)
+            {
+                if (_open < _budget) { _open++; openNew = true; }
+                else if (state.Busy == 0 && _lru.First is { } oldest)
+                {
+                    // The budget is spent: the least recently used idle connection (of any project) makes room.
+                    victim = TakeIdleLocked(oldest.Value.Key, newest: false).Connection;
+                    openNew = true;
+                }
+                // else: one of its own comes back soon (no churn), or nothing is idle: wait in line.
+            }
+            if (openNew) state.Busy++;
+            else
+            {
+                state.Waiting++;
+                _queue.AddLast(state);
+            }
+        }
+        if (victim is not null) await victim.DisposeAsync();
+        if (openNew) return await OpenCountedAsync(state, ct);
+
+        // In line: the key's channel hands this waiter a connection or a slot, in order.
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        timeout.CancelAfter(policy.QueueTimeout);
+        Grant grant;
+        try { grant = await state.Grants.Reader.ReadAsync(timeout.Token); }
+        catch (OperationCanceledException)
+        {
+            lock (_lock)
+            {
+                // A grant made while this waiter gave up is this waiter's after all (grants are made under the lock).
+                if (!state.Grants.Reader.TryRead(out grant))
+                {
+                    state.Waiting--;
+                    RemoveQueuedLocked(state, fromEnd: true);
+                    ct.ThrowIfCancellationRequested();
+                    throw new BusyException($"All {_budget} project connections are busy");
+                }
+            }
+        }
+        if (grant.Connection is { } conn) return conn;
+        return await OpenCountedAsync(state, ct);
+    }
+
+    /// <summary>Opens a connection for which a budget slot and a place under the login's limit are already counted.</summary>
+    private async Task<NpgsqlConnection> OpenCountedAsync(KeyState state, CancellationToken ct)
+    {
+        try
+        {
+            var conn = await state.Policy.Open(ct);
+            lock (_lock) _busy[conn] = (state, state.Generation);
+            return conn;
+        }
+        catch
+        {
+            List<NpgsqlConnection> close = [];
+            lock (_lock)
+            {
+                state.Busy--;
+                _open--;
+                GrantFreedSlotsLocked(close);
+            }
+            foreach (var c in close) await c.DisposeAsync();
+            throw;
+        }
+    }
+
+    private NpgsqlConnection MarkBusyLocked(NpgsqlConnection conn, KeyState state)
+    {
+        _busy[conn] = (state, state.Generation);
+        state.Busy++;
+        return conn;
+    }
+
+    /// <summary>Gives a rented connection back: kept for its key when healthy, else closed.</summary>
+    public void Return(NpgsqlConnection conn, bool reusable = true)
+    {
+        List<NpgsqlConnection> close = [];
+        lock (_lock)
+        {
+            if (!_busy.Remove(conn, out var owner)) return;
+            var state = owner.Key;
+            var keep = reusable && conn.FullState == System.Data.ConnectionState.Open
+                && owner.Generation == state.Generation;
+            if (keep && state.Waiting > 0)
+            {
+                // Straight to the first of its own waiters: it stays busy for the key.
+                _busy[conn] = owner;
+                GrantLocked(state, new Grant(conn));
+                return;
+            }
+            state.Busy--;
+            if (keep) AddIdleLocked(state, conn);
+            else
+            {
+                _open--;
+                close.Add(conn);
+            }
+            GrantFreedSlotsLocked(close);
+        }
+        foreach (var c in close) c.Dispose();
+    }
+
+    /// <summary>
+    /// Serves waiters, oldest first, that may open a connection (below their login's limit): with a free budget slot,
+    /// or — when nothing of their own is busy to come back — by closing the least recently used idle connection.
+    /// </summary>
+    private void GrantFreedSlotsLocked(List<NpgsqlConnection> close)
+    {
+        for (var n = _queue.First; n is not null;)
+        {
+            var next = n.Next;
+            var state = n.Value;
+            if (state.Busy < state.Policy.LoginLimit)
+            {
+                if (state.Idle.Count > 0)
+                    GrantLocked(state, new Grant(MarkBusyLocked(TakeIdleLocked(state, newest: true).Connection, state)));
+                else if (_open < _budget)
+                {
+                    _open++;
+                    state.Busy++;
+                    GrantLocked(state, new Grant(null));
+                }
+                else if (state.Busy == 0 && _lru.First is { } oldest)
+                {
+                    close.Add(TakeIdleLocked(oldest.Value.Key, newest: false).Connection);
+                    state.Busy++;
+                    GrantLocked(state, new Grant(null));
+                }
+            }
+            n = next;
+        }
+    }
+
+    private void GrantLocked(KeyState state, Grant grant)
+    {
+        state.Waiting--;
+        RemoveQueuedLocked(state, fromEnd: false);
+        state.Grants.Writer.TryWrite(grant);
+    }
+
+    private void RemoveQueuedLocked(KeyState state, bool fromEnd)
+    {
+        var n = fromEnd ? _queue.Last : _queue.First;
+        while (n is not null && !ReferenceEquals(n.Value, state)) n = fromEnd ? n.Previous : n.Next;
+        if (n is not null) _queue.Remove(n);
+    }
+
+    private void AddIdleLocked(KeyState state, NpgsqlConnection conn)
+    {
+        var idle = new Idle(conn, state, _clock.GetTimestamp());
+        idle.Node = _lru.AddLast(idle);
+        state.Idle.Add(idle);
+    }
+
+    /// <summary>Takes the newest (to use) or the oldest (to close) idle connection of a key out of the pool's lists.</summary>
+    private Idle TakeIdleLocked(KeyState state, bool newest)
+    {
+        var i = newest ? state.Idle.Count - 1 : 0;
+        var idle = state.Idle[i];
+        state.Idle.RemoveAt(i);
+        _lru.Remove(idle.Node!);
+        return idle;
+    }
+
+    /// <summary>Closes the project's idle connections and retires its busy ones (project deleted, password changed).</summary>
+    public void Forget(string project, Func<PoolKey, bool>? which = null)
+    {
+        List<NpgsqlConnection> close = [];
+        lock (_lock)
+        {
+            foreach (var state in _keys.Values)
+            {
+                if (state.Key.Project != project || which?.Invoke(state.Key) == false) continue;
+                state.Generation++;
+                while (state.Idle.Count > 0)
+                {
+                    close.Add(TakeIdleLocked(state, newest: false).Connection);
+                    _open--;
+                }
+            }
+            if (close.Count > 0) GrantFreedSlotsLocked(close);
+            DropUnusedKeysLocked();
+        }
+        foreach (var c in close) c.Dispose();
+    }
+
+    /// <summary>Closes every idle connection (the server restarted: they are all broken).</summary>
+    public void ClearAll() => CloseIdle(_ => true);
+
+    private void TrimIdle()
+    {
+        var now = _clock.GetTimestamp();
+        CloseIdle(idle => _clock.GetElapsedTime(idle.Since, now) > idle.Key.Policy.IdleLifetime);
+    }
+
+    private void CloseIdle(Func<Idle, bool> expired)
+    {
+        List<NpgsqlConnection> close = [];
+        lock (_lock)
+        {
+            for (var n = _lru.First; n is not null;)
+            {
+                var next = n.Next;
+                if (expired(n.Value))
+                {
+                    var state = n.Value.Key;
+                    state.Idle.Remove(n.Value);
+                    _lru.Remove(n);
+                    close.Add(n.Value.Connection);
+                    _open--;
+                }
+                n = next;
+            }
+            if (close.Count > 0) GrantFreedSlotsLocked(close);
+            DropUnusedKeysLocked();
+        }
+        foreach (var c in close) c.Dispose();
+    }
+
+    /// <summary>Keys with nothing idle, busy or waiting are dropped, so the table does not grow with every project ever seen.</summary>
+    private void DropUnusedKeysLocked()
+    {
+        List<PoolKey>? unused = null;
+        foreach (var (key, state) in _keys)
+            if (state.Idle.Count == 0 && state.Busy == 0 && state.Waiting == 0 && state.Grants.Reader.Count == 0)
+                (unused ??= []).Add(key);
+        if (unused is null) return;
+        foreach (var key in unused) _keys.Remove(key);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await _trim.DisposeAsync();
+        ClearAll();
+    }
+}

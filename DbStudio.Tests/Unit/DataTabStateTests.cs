@@ -1,0 +1,154 @@
+// The Data tab's state (DataTabState) without a browser or a database: paging, selection, cell edits, inserts and the
+// live merge of changes from elsewhere, against a stand-in for TableBrowser.
+using System.Text.Json;
+using DbStudio.Core.Catalog;
+using DbStudio.Core.Panel;
+using DbStudio.Core.Rest;
+using DbStudio.Core.Streams;
+
+namespace DbStudio.Tests.Unit;
+
+public class DataTabStateTests
+{
+    private static readonly TableInfo Notes = new()
+    {
+        Schema = "proj_x", Name = "notes", Oid = 1, Kind = 'r',
+        Columns =
+        [
+            new ColumnInfo("id", "integer", 23, true, null, 1, false),
+            new ColumnInfo("title", "text", 25, false, null, null, false),
+            new ColumnInfo("meta", "jsonb", 3802, false, null, null, false),
+        ],
+    };
+
+    private static JsonElement Row(int id, string title) => JsonSerializer.SerializeToElement(new { id, title, meta = new { a = 1 } });
+
+    /// <summary>Pages of a table of <c>rows</c> rows; records what was asked.</summary>
+    private sealed class FakeData(int rows) : ITableData
+    {
+        public readonly List<(int Page, string? OrderBy, bool Descending, TableBrowser.SimpleFilter? Filter)> Asked = [];
+        public Func<string?, EditResult> OnUpdate = _ => new EditResult(null, null);
+        public Func<IReadOnlyDictionary<string, string?>, EditResult> OnInsert = _ => new EditResult(Row(999, "new"), null);
+        public int Total = rows;
+
+        public Task<DataPage?> PageAsync(string projectId, string table, int page, string? orderBy = null, bool descending = false,
+            CancellationToken ct = default, TableBrowser.SimpleFilter? filter = null)
+        {
+            Asked.Add((page, orderBy, descending, filter));
+            var shown = Enumerable.Range(page * TableBrowser.PageSize + 1, Math.Max(0, Math.Min(TableBrowser.PageSize, Total - page * TableBrowser.PageSize)))
+                .Select(i => Row(i, $"note {i}")).ToList();
+            return Task.FromResult<DataPage?>(new DataPage(Notes, shown, Total, false, null));
+        }
+
+        public Task<EditResult> UpdateCellAsync(string projectId, TableInfo table, JsonElement row, string column, JsonElement original,
+            string? newValue, CancellationToken ct = default) => Task.FromResult(OnUpdate(newValue));
+
+        public Task<EditResult> InsertAsync(string projectId, TableInfo table, IReadOnlyDictionary<string, string?> values,
+            CancellationToken ct = default) => Task.FromResult(OnInsert(values));
+
+        public Task<(int Deleted, RestError? Error)> DeleteAsync(string projectId, TableInfo table, IEnumerable<JsonElement> rows,
+            CancellationToken ct = default) => Task.FromResult((rows.Count(), (RestError?)null));
+    }
+
+    [Fact]
+    public async Task Pages_sorting_and_filters_go_back_to_the_first_page_and_say_where_they_are()
+    {
+        var data = new FakeData(rows: 120);
+        var s = new DataTabState(data, "x");
+        Assert.True(await s.ShowAsync("notes"));
+        Assert.False(await s.ShowAsync("notes")); // already shown
+        Assert.Equal(3, s.PageCount);
+        Assert.True(s.HasNext);
+        Assert.Equal("Rows 1–50 of 120", s.RangeText());
+        await s.GoAsync(2);
+        Assert.False(s.HasNext);
+        Assert.Equal("Rows 101–120 of 120", s.RangeText());
+        await s.SortAsync("title");
+        await s.SortAsync("title"); // the same column again: descending
+        Assert.Equal((0, "title", true, null), data.Asked[^1]);
+        s.FilterValue = "7";
+        await s.ApplyFilterAsync(); // no column chosen: the first
+        Assert.Equal(new TableBrowser.SimpleFilter("id", "eq", "7"), data.Asked[^1].Filter);
+        await s.ClearFilterAsync();
+        Assert.Null(data.Asked[^1].Filter);
+    }
+
+    [Fact]
+    public async Task Changes_from_elsewhere_are_merged_into_the_page_and_the_selection_and_edit_follow_their_rows()
+    {
+        var data = new FakeData(rows: 3);
+        var s = new DataTabState(data, "x");
+        await s.ShowAsync("notes");
+        s.Toggle(0, true);
+        s.Toggle(2, true);
+        s.StartEdit(2, Notes.Columns[1]);
+        await s.ApplyAsync(new RowChange(ChangeKind.Insert, Row(4, "from REST"), null));
+        Assert.Equal(4, s.Rows.Count);
+        Assert.Equal(4, s.Page!.Total);
+        await s.ApplyAsync(new RowChange(ChangeKind.Update, Row(1, "renamed"), Row(1, "note 1")));
+        Assert.Equal("renamed", s.Rows[0].GetProperty("title").GetString());
+        await s.ApplyAsync(new RowChange(ChangeKind.Delete, null, Row(2, "note 2")));
+        Assert.Equal([1, 3, 4], s.Rows.Select(r => r.GetProperty("id").GetInt32()));
+        Assert.Equal([0, 1], s.Selected.Order()); // row 3 moved up with its checkbox
+        Assert.Equal(1, s.EditRow); // and its edit
+        await s.ApplyAsync(new RowChange(ChangeKind.Delete, null, Row(3, "note 3")));
+        Assert.Null(s.EditRow);
+        Assert.Equal("The row you were editing was deleted by someone else.", s.Notice);
+        var asked = data.Asked.Count;
+        await s.ApplyAsync(new RowChange(null, null, null)); // fell behind: reload
+        Assert.Equal(asked + 1, data.Asked.Count);
+    }
+
+    [Fact]
+    public async Task A_cell_edit_shows_what_is_wrong_with_the_input_or_someone_elses_change()
+    {
+        var data = new FakeData(rows: 2);
+        var s = new DataTabState(data, "x");
+        await s.ShowAsync("notes");
+        s.StartEdit(0, Notes.Columns[2]);
+        Assert.Equal("""{"a":1}""", s.EditText); // JSON as JSON
+        data.OnUpdate = _ => new EditResult(null, null, Invalid: "Not valid JSON: …");
+        await s.SaveCellAsync(0, Notes.Columns[2], "{bad");
+        Assert.Equal("Not valid JSON: …", s.EditError);
+        Assert.Equal(0, s.EditRow); // still editing
+
+        data.OnUpdate = _ => new EditResult(null, new RestError(TableBrowser.ConflictCode, "Someone else changed this value; it now shows theirs.", null, null),
+            Row(1, "theirs"));
+        await s.SaveCellAsync(0, Notes.Columns[2], "{}");
+        Assert.Null(s.EditRow);
+        Assert.Equal("theirs", s.Rows[0].GetProperty("title").GetString());
+        Assert.StartsWith("Someone else changed", s.Notice);
+
+        s.StartEdit(1, Notes.Columns[1]);
+        data.OnUpdate = v => new EditResult(Row(2, v!), null);
+        await s.SaveCellAsync(1, Notes.Columns[1], "saved");
+        Assert.Equal("saved", s.Rows[1].GetProperty("title").GetString());
+        Assert.Null(s.EditRow);
+    }
+
+    [Fact]
+    public async Task Insert_leaves_empty_inputs_to_their_defaults_and_delete_takes_the_selected_rows()
+    {
+        var data = new FakeData(rows: 2);
+        var s = new DataTabState(data, "x");
+        await s.ShowAsync("notes");
+        s.StartInsert();
+        s.Insert!["id"] = "";
+        s.Insert["title"] = "hello";
+        IReadOnlyDictionary<string, string?>? sent = null;
+        data.OnInsert = v => { sent = v; return new EditResult(null, new RestError("23502", "null value", null, null)); };
+        Assert.False(await s.InsertAsync());
+        Assert.Equal(["title"], sent!.Keys);
+        Assert.Equal("23502: null value", s.InsertError);
+        data.OnInsert = _ => new EditResult(Row(3, "hello"), null);
+        Assert.True(await s.InsertAsync());
+        Assert.Null(s.Insert);
+
+        s.Toggle(0, true);
+        s.Toggle(1, true);
+        s.ConfirmDelete = true;
+        Assert.Equal(2, await s.DeleteSelectedAsync());
+        Assert.Empty(s.Selected);
+        Assert.False(s.ConfirmDelete);
+    }
+}

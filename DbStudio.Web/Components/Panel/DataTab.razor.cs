@@ -1,0 +1,81 @@
+// The Data tab's code-behind: builds its state (DataTabState, in Core), follows the table's live changes onto the
+// render thread, and says what happened in a snackbar. Everything else is the state's.
+using DbStudio.Core.Catalog;
+using DbStudio.Core.Panel;
+using Microsoft.AspNetCore.Components;
+using Microsoft.AspNetCore.Components.Web;
+using MudBlazor;
+
+namespace DbStudio.Web.Components.Panel;
+
+public sealed partial class DataTab : IAsyncDisposable
+{
+    [Inject] private TableBrowser Browser { get; set; } = null!;
+    [Inject] private ISnackbar Snackbar { get; set; } = null!;
+    [Inject] private ILogger<DataTab> Log { get; set; } = null!;
+
+    [Parameter, EditorRequired] public string ProjectId { get; set; } = "";
+    [Parameter] public string? Table { get; set; }
+
+    private DataTabState _state = null!;
+    private CancellationTokenSource? _follow;
+
+    protected override async Task OnParametersSetAsync()
+    {
+        if (_state is null || _state.ProjectId != ProjectId) _state = new DataTabState(Browser, ProjectId);
+        if (await _state.ShowAsync(Table)) Follow();
+    }
+
+    /// <summary>The table's changes from anywhere, merged into the page on the render thread as they commit.</summary>
+    private void Follow()
+    {
+        _follow?.Cancel();
+        _follow?.Dispose();
+        _follow = null;
+        if (Table is null) return;
+        var cts = _follow = new CancellationTokenSource();
+        var table = Table;
+        var state = _state;
+        _ = Task.Run(async () =>
+        {
+            try
+            {
+                await foreach (var change in Browser.FollowAsync(ProjectId, table, cts.Token))
+                    await InvokeAsync(async () =>
+                    {
+                        if (cts.IsCancellationRequested || state.Table != table) return;
+                        await state.ApplyAsync(change);
+                        StateHasChanged();
+                    });
+            }
+            catch (OperationCanceledException) { }
+            catch (Exception e) { Log.LogWarning(e, "Live updates for table {Table} stopped", table); }
+        });
+    }
+
+    public ValueTask DisposeAsync()
+    {
+        _follow?.Cancel();
+        _follow?.Dispose();
+        return ValueTask.CompletedTask;
+    }
+
+    private void OnFilterOp(ChangeEventArgs e) => _state.FilterOp = e.Value?.ToString() ?? "eq";
+
+    private Task OnFilterKey(KeyboardEventArgs e) => e.Key == "Enter" ? _state.ApplyFilterAsync() : Task.CompletedTask;
+
+    private void Toggle(int row, ChangeEventArgs e) => _state.Toggle(row, e.Value is true);
+
+    private Task SaveCellAsync(int row, ColumnInfo column, string? text) => _state.SaveCellAsync(row, column, text);
+
+    private async Task DeleteSelectedAsync()
+    {
+        if (await _state.DeleteSelectedAsync() is int deleted)
+            Snackbar.Add($"{deleted} {(deleted == 1 ? "row" : "rows")} deleted", Severity.Success);
+    }
+
+    private async Task InsertAsync()
+    {
+        if (await _state.InsertAsync()) Snackbar.Add("Row inserted", Severity.Success);
+    }
+}
