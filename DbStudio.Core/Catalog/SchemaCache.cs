@@ -62,10 +62,17 @@ public sealed class TableInfo
     public ColumnInfo? Find(string name) => ByName.GetValueOrDefault(name);
 }
 
-public sealed class SchemaSnapshot(IReadOnlyDictionary<string, TableInfo> tables, long loadedAt)
+public sealed class SchemaSnapshot(IReadOnlyDictionary<string, TableInfo> tables, long loadedAt, IReadOnlyList<ForeignKey>? foreignKeys = null)
 {
     public IReadOnlyDictionary<string, TableInfo> Tables { get; } = tables;
     public long LoadedAt { get; } = loadedAt;
+    /// <summary>Foreign keys between the project's tables (pg_constraint), loaded with the columns.</summary>
+    public IReadOnlyList<ForeignKey> ForeignKeys { get; } = foreignKeys ?? [];
+    private IReadOnlyDictionary<string, IReadOnlyList<Relationship>>? _relationships;
+
+    /// <summary>The relationships whose origin is <paramref name="table"/> (Relationships.Build, computed once per snapshot).</summary>
+    public IReadOnlyList<Relationship> RelationshipsFrom(string table) =>
+        (_relationships ??= Relationships.Build(ForeignKeys, Tables)).GetValueOrDefault(table) ?? [];
 }
 
 public sealed class SchemaCache(NpgsqlDataSource platform)
@@ -130,6 +137,26 @@ public sealed class SchemaCache(NpgsqlDataSource platform)
         ORDER BY c.relname, a.attnum
         """;
 
+    // Foreign keys between tables of the schema, with their column pairs in key order, and whether the referencing
+    // columns are exactly a primary key or unique constraint of their table (one-to-one), as PostgREST reads them.
+    private const string ForeignKeyQuery = """
+        SELECT c.conname, tab.relname, other.relname,
+               array_agg(ca.attname::text ORDER BY k.ord), array_agg(fa.attname::text ORDER BY k.ord),
+               EXISTS (SELECT 1 FROM pg_constraint u
+                       WHERE u.conrelid = c.conrelid AND u.contype IN ('p', 'u')
+                         AND (SELECT array_agg(x ORDER BY x) FROM unnest(u.conkey) x) = (SELECT array_agg(x ORDER BY x) FROM unnest(c.conkey) x))
+        FROM pg_constraint c
+        JOIN pg_class tab ON tab.oid = c.conrelid
+        JOIN pg_class other ON other.oid = c.confrelid
+        JOIN pg_namespace n ON n.oid = tab.relnamespace
+        CROSS JOIN LATERAL unnest(c.conkey, c.confkey) WITH ORDINALITY AS k(col, ref, ord)
+        JOIN pg_attribute ca ON ca.attrelid = c.conrelid AND ca.attnum = k.col
+        JOIN pg_attribute fa ON fa.attrelid = c.confrelid AND fa.attnum = k.ref
+        WHERE c.contype = 'f' AND c.conparentid = 0 AND n.nspname = $1 AND other.relnamespace = n.oid
+        GROUP BY c.oid, c.conname, tab.relname, other.relname, c.conrelid, c.conkey
+        ORDER BY tab.relname, c.conname
+        """;
+
     private async Task<SchemaSnapshot> LoadAsync(string projectId, CancellationToken ct)
     {
         var schema = ProjectNaming.Schema(projectId);
@@ -167,6 +194,15 @@ public sealed class SchemaCache(NpgsqlDataSource platform)
                 { Privileges = new RolePrivileges((ushort)r.GetInt32(11)) });
         }
         Flush();
-        return new SchemaSnapshot(tables, Environment.TickCount64);
+        await r.DisposeAsync();
+
+        var keys = new List<ForeignKey>();
+        await using var fkCmd = platform.CreateCommand(ForeignKeyQuery);
+        fkCmd.Parameters.Add(new NpgsqlParameter { Value = schema });
+        await using var fk = await fkCmd.ExecuteReaderAsync(ct);
+        while (await fk.ReadAsync(ct))
+            keys.Add(new ForeignKey(fk.GetString(0), fk.GetString(1), fk.GetString(2), fk.GetFieldValue<string[]>(3),
+                fk.GetFieldValue<string[]>(4), fk.GetBoolean(5)));
+        return new SchemaSnapshot(tables, Environment.TickCount64, keys);
     }
 }
