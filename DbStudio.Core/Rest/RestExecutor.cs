@@ -73,7 +73,11 @@ public sealed class RestExecutor(RestConnections connections, SchemaCache schema
                 var reloaded = await schemas.ReloadIfOlderAsync(caller.ProjectId, snapshot);
                 if (ReferenceEquals(reloaded, snapshot) || !reloaded.Tables.TryGetValue(req.Table, out var fresh)) throw;
                 plan = RestSql.Build(req, fresh, caller, settings.user_id_col, Opt.MaxRows, reloaded);
+                snapshot = reloaded;
             }
+            // Tables made outside the platform get their secure defaults before anything reads them, embedded ones too.
+            foreach (var name in plan.EmbeddedTables)
+                if (snapshot.Tables.TryGetValue(name, out var embedded)) await access.EnsureAsync(caller.ProjectId, embedded, ct);
             var gate = _projectGates.GetOrAdd(caller.ProjectId, _ => new SemaphoreSlim(Opt.MaxConcurrentPerProject));
             if (!await gate.WaitAsync(Opt.ProjectQueueTimeout, ct))
                 return RestResponse.Fail(503, new RestError("PGRST003", "Too many requests of this project are running at once",

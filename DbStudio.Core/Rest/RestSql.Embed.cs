@@ -20,6 +20,8 @@ public sealed partial class RestSql
         {
             var rel = FindRelationship(parent.Table, e);
             var target = _schema!.Tables[rel.Target];
+            _embedded.Add(target.Name);
+            if (rel.Junction is { } junction) _embedded.Add(junction.Table);
             var n = ++_aliases;
             var scope = new Scope(target, "pgrst_e" + n);
             var lateral = "pgrst_a" + n;

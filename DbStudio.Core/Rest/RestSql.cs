@@ -30,6 +30,8 @@ public sealed record RestPlan(string Sql, IReadOnlyList<NpgsqlParameter> Paramet
     public string? CsvHeader { get; init; }
     /// <summary>Prefer: return=headers-only on POST — the rows carry the primary key, for the Location header.</summary>
     public IReadOnlyList<string>? LocationColumns { get; init; }
+    /// <summary>The tables embedded resources read (their access settings must be in force before the statement runs).</summary>
+    public IReadOnlyCollection<string> EmbeddedTables { get; init; } = [];
 }
 
 public sealed partial class RestSql
@@ -46,6 +48,7 @@ public sealed partial class RestSql
     private readonly SchemaSnapshot? _schema;
     /// <summary>Numbers the aliases of embedded resources (pgrst_e1, pgrst_a1, …).</summary>
     private int _aliases;
+    private readonly HashSet<string> _embedded = [];
     /// <summary>Who asks (its role decides which columns an error hint may name); null: name none.</summary>
     private readonly RestCaller? _caller;
 
@@ -91,7 +94,7 @@ public sealed partial class RestSql
         SchemaSnapshot? schema = null)
     {
         var b = new RestSql(req, table, caller, schema: schema) { _maxRows = maxRows };
-        return req.Verb switch
+        var plan = req.Verb switch
         {
             RestVerb.Get or RestVerb.Head => b.Read(maxRows),
             RestVerb.Post => b.Insert(caller, ownerColumn),
@@ -99,6 +102,7 @@ public sealed partial class RestSql
             RestVerb.Delete => b.Delete(caller),
             _ => throw new ArgumentOutOfRangeException(nameof(req)),
         };
+        return b._embedded.Count == 0 ? plan : plan with { EmbeddedTables = b._embedded };
     }
 
     // ---- statements -----------------------------------------------------------------------------------
