@@ -497,8 +497,9 @@ public static class RestParser
                 case "resolution=merge-duplicates": resolution = ResolutionPref.MergeDuplicates; break;
                 case "resolution=ignore-duplicates": resolution = ResolutionPref.IgnoreDuplicates; break;
                 case "missing=default": missingDefault = true; break;
-                case "tx=rollback": rollback = true; commit = false; break;
-                case "tx=commit": commit = true; rollback = false; break;
+                // The first tx= counts (PostgREST).
+                case "tx=rollback" when !commit: rollback = true; break;
+                case "tx=commit" when !rollback: commit = true; break;
             }
         }
         return new Prefs(count, ret, resolution, missingDefault, rollback, commit);
