@@ -254,18 +254,19 @@ public sealed partial class RestSql
             return new RestPlan(_sql.ToString(), _params, ReturnsRows: true, IsWrite: true) { LocationColumns = pk };
         }
         if (!ReturnsBody()) return new RestPlan(_sql.ToString(), _params, ReturnsRows: false, IsWrite: true);
-        if (_req.Embeds.Count == 0 && !_req.Csv)
+        if (_req.Embeds.Count == 0 && !_req.Csv && _req.Order.Count == 0)
         {
             _sql.Append(" RETURNING ").Append(SelectList(_req.Select, Root)).Append(") SELECT row_to_json(").Append(Src).Append(")::text FROM ").Append(Src);
             return new RestPlan(_sql.ToString(), _params, ReturnsRows: true, IsWrite: true);
         }
-        // Embeds (or CSV): the written rows' columns that the select and the relationships need, then the same select
-        // as a read over them: SELECT … FROM pgrst_source AS pgrst_t LEFT JOIN LATERAL (…).
+        // Embeds (or CSV, or an order): the written rows' columns that the select, the order and the relationships need,
+        // then the same select as a read over them: SELECT … FROM pgrst_source AS pgrst_t LEFT JOIN LATERAL (…) ORDER BY ….
         _sql.Append(" RETURNING ").Append(ReturnedColumns()).Append(") ");
         var inner = new StringBuilder("SELECT ").Append(SelectList(_req.Select, Root));
         var joins = new StringBuilder();
         foreach (var output in EmbedJoins(_req.Embeds, Root, joins)) inner.Append(", ").Append(output);
         inner.Append(" FROM ").Append(Src).Append(" AS ").Append(T).Append(joins);
+        inner.Append(OrderBy(_req.Order, Root));
         AppendOutput(inner.ToString(), null);
         return new RestPlan(_sql.ToString(), _params, ReturnsRows: true, IsWrite: true) { CsvHeader = CsvHeader() };
     }
@@ -274,7 +275,7 @@ public sealed partial class RestSql
     private string ReturnedColumns()
     {
         if (_req.Select.Any(i => i.IsStar)) return T + ".*";
-        var names = _req.Select.Select(i => Column(_table, i.Column).Name)
+        var names = _req.Select.Select(i => Column(_table, i.Column).Name).Concat(_req.Order.Select(o => Column(_table, o.Column).Name))
             .Concat(_req.Embeds.SelectMany(e => JoinColumns(e, _table))).Distinct().ToList();
         return names.Count == 0 ? "NULL AS pgrst_nothing" : string.Join(", ", names.Select(n => T + "." + SqlText.Ident(n)));
     }

@@ -17,7 +17,7 @@ public class NodeClientTests(TestApp app)
             ["BASE_URL"] = app.BaseUrl.ToString(),
             ["PLATFORM_TOKEN"] = platform.DefaultRequestHeaders.Authorization!.Parameter!,
         });
-        Assert.True(exit == 0, output);
+        Assert.True(exit == 0, output + "\napp errors:\n" + string.Join("\n", app.Factory.Errors));
         Assert.Matches(@"# pass \d+", output);
         Assert.Contains("# fail 0", output);
     }

@@ -62,6 +62,7 @@ public class RestSqlSnapshotTests
         ("embed many-to-many", "books", RestVerb.Get, "select=title,tags(name)", [], null),
         ("embed !inner with count", "books", RestVerb.Get, "select=title,comments!inner(body)&comments.body=eq.x", ["count=exact"], null),
         ("embed spread", "books", RestVerb.Get, "select=title,...authors!author_id(author:name)", [], null),
+        ("delete with order and representation", "books", RestVerb.Delete, "id=gt.1&select=title&order=title.desc", ["return=representation"], null),
         ("embed in a write response", "books", RestVerb.Post, "select=title,authors!author_id(name)", ["return=representation"], """{"title":"t","author_id":1}"""),
     ];
 
