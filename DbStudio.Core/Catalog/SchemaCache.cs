@@ -1,5 +1,5 @@
-// The catalog (shared by REST, access, streams, the console and the panel): each project's tables and columns as PostgreSQL has them, cached per project. Reloaded when
-// a request names a table or column the cache lacks (created through the console or a direct connection),
+// The catalog (shared by REST, access, streams, the console and the panel): each project's tables, columns and foreign
+// keys as PostgreSQL has them, cached per project. Reloaded when a request names a table, column or relationship the cache lacks (created through the console or a direct connection),
 // and dropped by Invalidate() after DDL the platform runs itself.
 using System.Collections.Concurrent;
 using DbStudio.Core.Projects;

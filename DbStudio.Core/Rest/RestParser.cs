@@ -20,6 +20,9 @@ public static class RestParser
         IReadOnlyList<string>? columns = null, onConflict = null;
         foreach (var (key, value) in query)
         {
+            // Names become quoted identifiers: PostgreSQL has no NUL in a name.
+            if (key.Contains('\0') || key is "select" or "order" or "columns" or "on_conflict" && value.Contains('\0'))
+                throw RestException.BadRequest("A name in the query string contains a NUL character");
             switch (key)
             {
                 case "select": (select, embeds) = ParseSelectTree(value); break;

@@ -48,7 +48,10 @@ public static partial class RestBench
             await services.GetRequiredService<AccessPolicies>().PutAsync(project.Id, table,
                 AccessSettings.Defaults(table == "items" ? "user_id" : null) with { anon_select = true });
 
-        await using var handWritten = await HandWrittenApp.StartAsync(host.PlatformConnectionString, project.Id);
+        // The baselines connect as the cluster's superuser: the platform's own login cannot read project schemas (DESIGN §2),
+        // and the superuser can switch to the project's anon role for the RLS variant.
+        var baselineConnection = BaselineConnectionString(host);
+        await using var handWritten = await HandWrittenApp.StartAsync(baselineConnection, project.Id);
         var restBase = $"{baseUrl}/db/{project.Id}/rest";
         if (serveOnly)
         {
@@ -123,9 +126,14 @@ public static partial class RestBench
         return m.Groups[2].Value switch { "us" => v / 1000, "s" => v * 1000, _ => v };
     }
 
+    /// <summary>The cluster's superuser on the platform's database.</summary>
+    private static string BaselineConnectionString(BenchHost host) =>
+        new NpgsqlConnectionStringBuilder(host.Cluster.SuperuserConnectionString())
+            { Database = new NpgsqlConnectionStringBuilder(host.PlatformConnectionString).Database }.ConnectionString;
+
     private static async Task<Result> PgBench(BenchHost host, string projectId, string sql, int seconds)
     {
-        var csb = new NpgsqlConnectionStringBuilder(host.PlatformConnectionString);
+        var csb = new NpgsqlConnectionStringBuilder(BaselineConnectionString(host));
         var script = Path.Combine(Path.GetTempPath(), $"dbstudio-pgbench-{Guid.NewGuid():N}.sql");
         await File.WriteAllTextAsync(script,
             $"\\set r random(1, 100000)\n\\set o random(0, 950)\nSET search_path = proj_{projectId};\n{sql}\n");
