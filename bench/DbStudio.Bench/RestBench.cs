@@ -129,7 +129,7 @@ public static partial class RestBench
     /// <summary>The cluster's superuser on the platform's database.</summary>
     private static string BaselineConnectionString(BenchHost host) =>
         new NpgsqlConnectionStringBuilder(host.Cluster.SuperuserConnectionString())
-            { Database = new NpgsqlConnectionStringBuilder(host.PlatformConnectionString).Database }.ConnectionString;
+            { Database = new NpgsqlConnectionStringBuilder(host.PlatformConnectionString).Database, Pooling = true }.ConnectionString;
 
     private static async Task<Result> PgBench(BenchHost host, string projectId, string sql, int seconds)
     {
