@@ -141,19 +141,17 @@ public sealed class SchemaCache(NpgsqlDataSource platform)
     // columns are exactly a primary key or unique constraint of their table (one-to-one), as PostgREST reads them.
     private const string ForeignKeyQuery = """
         SELECT c.conname, tab.relname, other.relname,
-               array_agg(ca.attname::text ORDER BY k.ord), array_agg(fa.attname::text ORDER BY k.ord),
+               ARRAY(SELECT a.attname::text FROM unnest(c.conkey) WITH ORDINALITY AS k(num, ord)
+                     JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.num ORDER BY k.ord),
+               ARRAY(SELECT a.attname::text FROM unnest(c.confkey) WITH ORDINALITY AS k(num, ord)
+                     JOIN pg_attribute a ON a.attrelid = c.confrelid AND a.attnum = k.num ORDER BY k.ord),
                EXISTS (SELECT 1 FROM pg_constraint u
-                       WHERE u.conrelid = c.conrelid AND u.contype IN ('p', 'u')
-                         AND (SELECT array_agg(x ORDER BY x) FROM unnest(u.conkey) x) = (SELECT array_agg(x ORDER BY x) FROM unnest(c.conkey) x))
+                       WHERE u.conrelid = c.conrelid AND u.contype IN ('p', 'u') AND u.conkey @> c.conkey AND u.conkey <@ c.conkey)
         FROM pg_constraint c
         JOIN pg_class tab ON tab.oid = c.conrelid
         JOIN pg_class other ON other.oid = c.confrelid
-        JOIN pg_namespace n ON n.oid = tab.relnamespace
-        CROSS JOIN LATERAL unnest(c.conkey, c.confkey) WITH ORDINALITY AS k(col, ref, ord)
-        JOIN pg_attribute ca ON ca.attrelid = c.conrelid AND ca.attnum = k.col
-        JOIN pg_attribute fa ON fa.attrelid = c.confrelid AND fa.attnum = k.ref
-        WHERE c.contype = 'f' AND c.conparentid = 0 AND n.nspname = $1 AND other.relnamespace = n.oid
-        GROUP BY c.oid, c.conname, tab.relname, other.relname, c.conrelid, c.conkey
+        WHERE c.contype = 'f' AND c.conparentid = 0
+          AND c.connamespace = (SELECT oid FROM pg_namespace WHERE nspname = $1) AND other.relnamespace = c.connamespace
         ORDER BY tab.relname, c.conname
         """;
 
@@ -161,41 +159,48 @@ public sealed class SchemaCache(NpgsqlDataSource platform)
     {
         var schema = ProjectNaming.Schema(projectId);
         var tables = new Dictionary<string, TableInfo>();
-        await using var cmd = platform.CreateCommand(CatalogQuery);
-        cmd.Parameters.Add(new NpgsqlParameter { Value = schema });
-        // In RestRole order: anon, user, user_admin, owner.
-        cmd.Parameters.Add(new NpgsqlParameter { Value = (string[])[ProjectNaming.AnonRole(projectId), ProjectNaming.UserRole(projectId),
-            ProjectNaming.UserAdminRole(projectId), ProjectNaming.OwnerRole(projectId)] });
-        await using var r = await cmd.ExecuteReaderAsync(ct);
-        string? current = null;
-        uint oid = 0;
-        var kind = 'r';
-        var columns = new List<ColumnInfo>();
-        var privileges = RolePrivileges.All;
-        void Flush()
+        // The columns first, on a connection given back before the foreign keys are read.
         {
-            if (current is not null)
-                tables[current] = new TableInfo { Schema = schema, Name = current, Oid = oid, Kind = kind, Columns = columns, Privileges = privileges };
-        }
-        while (await r.ReadAsync(ct))
-        {
-            var name = r.GetString(0);
-            if (name != current)
+            await using var cmd = platform.CreateCommand(CatalogQuery);
+            cmd.Parameters.Add(new NpgsqlParameter { Value = schema });
+            // In RestRole order: anon, user, user_admin, owner.
+            cmd.Parameters.Add(new NpgsqlParameter { Value = (string[])[ProjectNaming.AnonRole(projectId), ProjectNaming.UserRole(projectId),
+                ProjectNaming.UserAdminRole(projectId), ProjectNaming.OwnerRole(projectId)] });
+            await using var r = await cmd.ExecuteReaderAsync(ct);
+            string? current = null;
+            uint oid = 0;
+            var kind = 'r';
+            var columns = new List<ColumnInfo>();
+            var privileges = RolePrivileges.All;
+            void Flush()
             {
-                Flush();
-                current = name;
-                oid = r.GetFieldValue<uint>(1);
-                kind = r.GetChar(2);
-                privileges = new RolePrivileges((ushort)r.GetInt32(10));
-                columns = [];
+                if (current is not null)
+                    tables[current] = new TableInfo { Schema = schema, Name = current, Oid = oid, Kind = kind, Columns = columns, Privileges = privileges };
             }
-            columns.Add(new ColumnInfo(r.GetString(3), r.GetString(4), r.GetFieldValue<uint>(5), r.GetBoolean(6),
-                r.IsDBNull(7) ? null : r.GetString(7), r.IsDBNull(8) ? null : r.GetInt32(8), r.GetBoolean(9))
-                { Privileges = new RolePrivileges((ushort)r.GetInt32(11)) });
+            while (await r.ReadAsync(ct))
+            {
+                var name = r.GetString(0);
+                if (name != current)
+                {
+                    Flush();
+                    current = name;
+                    oid = r.GetFieldValue<uint>(1);
+                    kind = r.GetChar(2);
+                    privileges = new RolePrivileges((ushort)r.GetInt32(10));
+                    columns = [];
+                }
+                columns.Add(new ColumnInfo(r.GetString(3), r.GetString(4), r.GetFieldValue<uint>(5), r.GetBoolean(6),
+                    r.IsDBNull(7) ? null : r.GetString(7), r.IsDBNull(8) ? null : r.GetInt32(8), r.GetBoolean(9))
+                    { Privileges = new RolePrivileges((ushort)r.GetInt32(11)) });
+            }
+            Flush();
         }
-        Flush();
-        await r.DisposeAsync();
+        return new SchemaSnapshot(tables, Environment.TickCount64, await LoadForeignKeysAsync(schema, ct));
+    }
 
+    /// <summary>The schema's foreign keys, by a command of their own.</summary>
+    private async Task<List<ForeignKey>> LoadForeignKeysAsync(string schema, CancellationToken ct)
+    {
         var keys = new List<ForeignKey>();
         await using var fkCmd = platform.CreateCommand(ForeignKeyQuery);
         fkCmd.Parameters.Add(new NpgsqlParameter { Value = schema });
@@ -203,6 +208,6 @@ public sealed class SchemaCache(NpgsqlDataSource platform)
         while (await fk.ReadAsync(ct))
             keys.Add(new ForeignKey(fk.GetString(0), fk.GetString(1), fk.GetString(2), fk.GetFieldValue<string[]>(3),
                 fk.GetFieldValue<string[]>(4), fk.GetBoolean(5)));
-        return new SchemaSnapshot(tables, Environment.TickCount64, keys);
+        return keys;
     }
 }
