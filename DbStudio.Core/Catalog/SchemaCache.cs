@@ -1,5 +1,5 @@
-// The catalog (shared by REST, access, streams, the console and the panel): each project's tables and columns as PostgreSQL has them, cached per project. Reloaded when
-// a request names a table or column the cache lacks (created through the console or a direct connection),
+// The catalog (shared by REST, access, streams, the console and the panel): each project's tables, columns and foreign
+// keys as PostgreSQL has them, cached per project. Reloaded when a request names a table, column or relationship the cache lacks (created through the console or a direct connection),
 // and dropped by Invalidate() after DDL the platform runs itself.
 using System.Collections.Concurrent;
 using DbStudio.Core.Projects;
@@ -62,10 +62,17 @@ public sealed class TableInfo
     public ColumnInfo? Find(string name) => ByName.GetValueOrDefault(name);
 }
 
-public sealed class SchemaSnapshot(IReadOnlyDictionary<string, TableInfo> tables, long loadedAt)
+public sealed class SchemaSnapshot(IReadOnlyDictionary<string, TableInfo> tables, long loadedAt, IReadOnlyList<ForeignKey>? foreignKeys = null)
 {
     public IReadOnlyDictionary<string, TableInfo> Tables { get; } = tables;
     public long LoadedAt { get; } = loadedAt;
+    /// <summary>Foreign keys between the project's tables (pg_constraint), loaded with the columns.</summary>
+    public IReadOnlyList<ForeignKey> ForeignKeys { get; } = foreignKeys ?? [];
+    private IReadOnlyDictionary<string, IReadOnlyList<Relationship>>? _relationships;
+
+    /// <summary>The relationships whose origin is <paramref name="table"/> (Relationships.Build, computed once per snapshot).</summary>
+    public IReadOnlyList<Relationship> RelationshipsFrom(string table) =>
+        (_relationships ??= Relationships.Build(ForeignKeys, Tables)).GetValueOrDefault(table) ?? [];
 }
 
 public sealed class SchemaCache(NpgsqlDataSource platform)
@@ -130,43 +137,77 @@ public sealed class SchemaCache(NpgsqlDataSource platform)
         ORDER BY c.relname, a.attnum
         """;
 
+    // Foreign keys between tables of the schema, with their column pairs in key order, and whether the referencing
+    // columns are exactly a primary key or unique constraint of their table (one-to-one), as PostgREST reads them.
+    private const string ForeignKeyQuery = """
+        SELECT c.conname, tab.relname, other.relname,
+               ARRAY(SELECT a.attname::text FROM unnest(c.conkey) WITH ORDINALITY AS k(num, ord)
+                     JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.num ORDER BY k.ord),
+               ARRAY(SELECT a.attname::text FROM unnest(c.confkey) WITH ORDINALITY AS k(num, ord)
+                     JOIN pg_attribute a ON a.attrelid = c.confrelid AND a.attnum = k.num ORDER BY k.ord),
+               EXISTS (SELECT 1 FROM pg_constraint u
+                       WHERE u.conrelid = c.conrelid AND u.contype IN ('p', 'u') AND u.conkey @> c.conkey AND u.conkey <@ c.conkey)
+        FROM pg_constraint c
+        JOIN pg_class tab ON tab.oid = c.conrelid
+        JOIN pg_class other ON other.oid = c.confrelid
+        WHERE c.contype = 'f' AND c.conparentid = 0
+          AND c.connamespace = (SELECT oid FROM pg_namespace WHERE nspname = $1) AND other.relnamespace = c.connamespace
+        ORDER BY tab.relname, c.conname
+        """;
+
     private async Task<SchemaSnapshot> LoadAsync(string projectId, CancellationToken ct)
     {
         var schema = ProjectNaming.Schema(projectId);
         var tables = new Dictionary<string, TableInfo>();
-        await using var cmd = platform.CreateCommand(CatalogQuery);
-        cmd.Parameters.Add(new NpgsqlParameter { Value = schema });
-        // In RestRole order: anon, user, user_admin, owner.
-        cmd.Parameters.Add(new NpgsqlParameter { Value = (string[])[ProjectNaming.AnonRole(projectId), ProjectNaming.UserRole(projectId),
-            ProjectNaming.UserAdminRole(projectId), ProjectNaming.OwnerRole(projectId)] });
-        await using var r = await cmd.ExecuteReaderAsync(ct);
-        string? current = null;
-        uint oid = 0;
-        var kind = 'r';
-        var columns = new List<ColumnInfo>();
-        var privileges = RolePrivileges.All;
-        void Flush()
+        // The columns first, on a connection given back before the foreign keys are read.
         {
-            if (current is not null)
-                tables[current] = new TableInfo { Schema = schema, Name = current, Oid = oid, Kind = kind, Columns = columns, Privileges = privileges };
-        }
-        while (await r.ReadAsync(ct))
-        {
-            var name = r.GetString(0);
-            if (name != current)
+            await using var cmd = platform.CreateCommand(CatalogQuery);
+            cmd.Parameters.Add(new NpgsqlParameter { Value = schema });
+            // In RestRole order: anon, user, user_admin, owner.
+            cmd.Parameters.Add(new NpgsqlParameter { Value = (string[])[ProjectNaming.AnonRole(projectId), ProjectNaming.UserRole(projectId),
+                ProjectNaming.UserAdminRole(projectId), ProjectNaming.OwnerRole(projectId)] });
+            await using var r = await cmd.ExecuteReaderAsync(ct);
+            string? current = null;
+            uint oid = 0;
+            var kind = 'r';
+            var columns = new List<ColumnInfo>();
+            var privileges = RolePrivileges.All;
+            void Flush()
             {
-                Flush();
-                current = name;
-                oid = r.GetFieldValue<uint>(1);
-                kind = r.GetChar(2);
-                privileges = new RolePrivileges((ushort)r.GetInt32(10));
-                columns = [];
+                if (current is not null)
+                    tables[current] = new TableInfo { Schema = schema, Name = current, Oid = oid, Kind = kind, Columns = columns, Privileges = privileges };
             }
-            columns.Add(new ColumnInfo(r.GetString(3), r.GetString(4), r.GetFieldValue<uint>(5), r.GetBoolean(6),
-                r.IsDBNull(7) ? null : r.GetString(7), r.IsDBNull(8) ? null : r.GetInt32(8), r.GetBoolean(9))
-                { Privileges = new RolePrivileges((ushort)r.GetInt32(11)) });
+            while (await r.ReadAsync(ct))
+            {
+                var name = r.GetString(0);
+                if (name != current)
+                {
+                    Flush();
+                    current = name;
+                    oid = r.GetFieldValue<uint>(1);
+                    kind = r.GetChar(2);
+                    privileges = new RolePrivileges((ushort)r.GetInt32(10));
+                    columns = [];
+                }
+                columns.Add(new ColumnInfo(r.GetString(3), r.GetString(4), r.GetFieldValue<uint>(5), r.GetBoolean(6),
+                    r.IsDBNull(7) ? null : r.GetString(7), r.IsDBNull(8) ? null : r.GetInt32(8), r.GetBoolean(9))
+                    { Privileges = new RolePrivileges((ushort)r.GetInt32(11)) });
+            }
+            Flush();
         }
-        Flush();
-        return new SchemaSnapshot(tables, Environment.TickCount64);
+        return new SchemaSnapshot(tables, Environment.TickCount64, await LoadForeignKeysAsync(schema, ct));
+    }
+
+    /// <summary>The schema's foreign keys, by a command of their own.</summary>
+    private async Task<List<ForeignKey>> LoadForeignKeysAsync(string schema, CancellationToken ct)
+    {
+        var keys = new List<ForeignKey>();
+        await using var fkCmd = platform.CreateCommand(ForeignKeyQuery);
+        fkCmd.Parameters.Add(new NpgsqlParameter { Value = schema });
+        await using var fk = await fkCmd.ExecuteReaderAsync(ct);
+        while (await fk.ReadAsync(ct))
+            keys.Add(new ForeignKey(fk.GetString(0), fk.GetString(1), fk.GetString(2), fk.GetFieldValue<string[]>(3),
+                fk.GetFieldValue<string[]>(4), fk.GetBoolean(5)));
+        return keys;
     }
 }

@@ -9,7 +9,9 @@ public sealed class RestException(int status, string code, string message, strin
     : Exception(message)
 {
     public int Status { get; } = status;
-    public RestError Error { get; } = new(code, message, details, hint);
+    public RestError Error { get; private set; } = new(code, message, details, hint);
+    /// <summary>Details as JSON rather than text (PGRST201's list of relationships).</summary>
+    public object? JsonDetails { get => Error.Details; init => Error = Error with { Details = value }; }
 
     public static RestException BadRequest(string message, string? details = null, string? hint = null) =>
         new(400, "PGRST100", message, details, hint);
@@ -18,7 +20,8 @@ public sealed class RestException(int status, string code, string message, strin
 public sealed record RestError(
     [property: JsonPropertyName("code")] string Code,
     [property: JsonPropertyName("message")] string Message,
-    [property: JsonPropertyName("details")] string? Details,
+    /// <summary>Text, or JSON (PGRST201 lists the candidate relationships).</summary>
+    [property: JsonPropertyName("details")] object? Details,
     [property: JsonPropertyName("hint")] string? Hint);
 
 public static class SqlStateHttp

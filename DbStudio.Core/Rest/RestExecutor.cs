@@ -24,6 +24,10 @@ public sealed class RestResponse
     public bool Singular { get; init; }
     public RestError? Error { get; init; }
     public ReadOnlyMemory<byte>? Body { get; init; }
+    /// <summary>The body is CSV (Accept: text/csv).</summary>
+    public bool Csv { get; init; }
+    /// <summary>return=headers-only on POST: the inserted row's address, as PostgREST writes it (`/table?id=eq.1`).</summary>
+    public string? Location { get; init; }
 
     public static RestResponse Fail(int status, RestError error) => new() { Status = status, Error = error };
 }
@@ -58,17 +62,21 @@ public sealed class RestExecutor(RestConnections connections, SchemaCache schema
                 return RestResponse.Fail(404, new RestError("PGRST205",
                     $"Could not find the table '{ProjectNaming.Schema(caller.ProjectId)}.{RestParser.Trim(req.Table)}' in the schema cache", null, null));
             var settings = await access.EnsureAsync(caller.ProjectId, table, ct);
+            var snapshot = await schemas.GetAsync(caller.ProjectId, ct);
             RestPlan plan;
-            try { plan = RestSql.Build(req, table, caller, settings.user_id_col, Opt.MaxRows); }
-            catch (RestException e) when (e.Error.Code == "42703")
+            try { plan = RestSql.Build(req, table, caller, settings.user_id_col, Opt.MaxRows, snapshot); }
+            catch (RestException e) when (e.Error.Code is "42703" or "PGRST200")
             {
-                // A column added since the cache was loaded (console, direct connection)? Reload — at most a few
-                // times a second per project, so a stream of bad names cannot keep the catalog busy.
-                var snapshot = await schemas.GetAsync(caller.ProjectId, ct);
+                // A column, table or foreign key added since the cache was loaded (console, direct connection)? Reload —
+                // at most a few times a second per project, so a stream of bad names cannot keep the catalog busy.
                 var reloaded = await schemas.ReloadIfOlderAsync(caller.ProjectId, snapshot);
                 if (ReferenceEquals(reloaded, snapshot) || !reloaded.Tables.TryGetValue(req.Table, out var fresh)) throw;
-                plan = RestSql.Build(req, fresh, caller, settings.user_id_col, Opt.MaxRows);
+                plan = RestSql.Build(req, fresh, caller, settings.user_id_col, Opt.MaxRows, reloaded);
+                snapshot = reloaded;
             }
+            // Tables made outside the platform get their secure defaults before anything reads them, embedded ones too.
+            foreach (var name in plan.EmbeddedTables)
+                if (snapshot.Tables.TryGetValue(name, out var embedded)) await access.EnsureAsync(caller.ProjectId, embedded, ct);
             using var turn = await gates.EnterAsync(caller.ProjectId, ct);
             if (turn is null)
                 return RestResponse.Fail(503, new RestError("PGRST003", "Too many requests of this project are running at once",
@@ -128,8 +136,9 @@ public sealed class RestExecutor(RestConnections connections, SchemaCache schema
             var main = new NpgsqlBatchCommand(plan.Sql);
             foreach (var p in plan.Parameters) main.Parameters.Add(p);
             batch.BatchCommands.Add(main);
-            // A write asking for exactly one object is checked before commit and rolled back otherwise (PGRST116).
-            if (req.Singular && plan.IsWrite) batch.Transaction = tx = await conn.BeginTransactionAsync(ct);
+            // A write asking for exactly one object is checked before commit and rolled back otherwise (PGRST116);
+            // Prefer: tx=rollback runs everything and commits nothing.
+            if (req.Singular && plan.IsWrite || req.Rollback) batch.Transaction = tx = await conn.BeginTransactionAsync(ct);
 
             long? total = null;
             long page;
@@ -153,6 +162,7 @@ public sealed class RestExecutor(RestConnections connections, SchemaCache schema
                 }
                 (body, page) = plan.PlainColumns is { } plain
                     ? await ReadPlainRowsAsync(reader, plain, req.Singular, ct)
+                    : plan.CsvHeader is { } header ? await ReadCsvAsync(reader, header, ct)
                     : await ReadRowsAsync(reader, req.Singular, ct);
             }
 
@@ -162,15 +172,24 @@ public sealed class RestExecutor(RestConnections connections, SchemaCache schema
                 return RestResponse.Fail(406, new RestError("PGRST116", "JSON object requested, multiple (or no) rows returned",
                     $"The result contains {page} rows", null));
             }
-            if (tx is not null) await tx.CommitAsync(ct);
+            if (tx is not null)
+            {
+                if (req.Rollback) await tx.RollbackAsync(ct);
+                else await tx.CommitAsync(ct);
+            }
 
             if (plan.IsWrite)
             {
                 // Committed: this instance's streams read the log now rather than when PostgreSQL's notification arrives.
-                commits.Committed(caller.ProjectId);
+                if (!req.Rollback) commits.Committed(caller.ProjectId);
+                if (plan.LocationColumns is { } keys)
+                    return new RestResponse
+                    {
+                        Status = 201, Location = LocationOf(req.Table, keys, body), ContentRange = $"*/{(req.Count != CountPref.None ? page : "*")}",
+                    };
                 return new RestResponse
                 {
-                    Status = WriteStatus(req, body is not null), Singular = req.Singular, Body = body?.WrittenMemory,
+                    Status = WriteStatus(req, body is not null), Singular = req.Singular, Body = body?.WrittenMemory, Csv = plan.CsvHeader is not null,
                     ContentRange = $"*/{(req.Count != CountPref.None ? page : "*")}",
                 };
             }
@@ -182,7 +201,7 @@ public sealed class RestExecutor(RestConnections connections, SchemaCache schema
             {
                 Status = total is long all && req.Offset + page < all ? 206 : 200,
                 ContentRange = page > 0 ? $"{req.Offset}-{req.Offset + page - 1}/{totalText}" : $"*/{totalText}",
-                Singular = req.Singular, Body = body?.WrittenMemory,
+                Singular = req.Singular, Body = body?.WrittenMemory, Csv = plan.CsvHeader is not null,
             };
         }
         catch (PostgresException)
@@ -253,6 +272,39 @@ public sealed class RestExecutor(RestConnections connections, SchemaCache schema
         }
         if (!singular) body.Write("]"u8);
         return (body, page);
+    }
+
+    /// <summary>CSV: the header line, then each row's line (PostgreSQL's record text without its parentheses), "\n" between.</summary>
+    private static async Task<(ArrayBufferWriter<byte> Body, long Page)> ReadCsvAsync(NpgsqlDataReader reader, string header, CancellationToken ct)
+    {
+        var body = new ArrayBufferWriter<byte>(4096);
+        body.Write(Encoding.UTF8.GetBytes(header));
+        long page = 0;
+        while (await reader.ReadAsync(ct))
+        {
+            page++;
+            body.Write("\n"u8);
+            await using var column = await reader.GetStreamAsync(0, ct);
+            int read;
+            while ((read = await column.ReadAsync(body.GetMemory(4096), ct)) > 0) body.Advance(read);
+        }
+        return (body, page);
+    }
+
+    /// <summary>`/table?pk=eq.value` from the first written row's primary key (PostgREST's Location header).</summary>
+    private static string? LocationOf(string table, IReadOnlyList<string> keys, ArrayBufferWriter<byte>? body)
+    {
+        if (body is null) return null;
+        using var doc = System.Text.Json.JsonDocument.Parse(body.WrittenMemory);
+        if (doc.RootElement.GetArrayLength() == 0) return null;
+        var row = doc.RootElement[0];
+        var query = keys.Select(k => Uri.EscapeDataString(k) + "=eq." + Uri.EscapeDataString(row.GetProperty(k) switch
+        {
+            { ValueKind: System.Text.Json.JsonValueKind.String } v => v.GetString()!,
+            { ValueKind: System.Text.Json.JsonValueKind.Null } => "",
+            var v => v.GetRawText(),
+        }));
+        return "/" + Uri.EscapeDataString(table) + "?" + string.Join("&", query);
     }
 
     private static int WriteStatus(RestRequest req, bool body) =>

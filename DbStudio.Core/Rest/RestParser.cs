@@ -11,6 +11,8 @@ public static class RestParser
         IReadOnlyList<string> prefer, string? range, string? accept, string? body)
     {
         var select = (IReadOnlyList<SelectItem>)[new SelectItem("*", null, null)];
+        IReadOnlyList<Embed> embeds = [];
+        var nested = new Dictionary<string, EmbedParams>();
         var filters = new List<Filter>();
         IReadOnlyList<OrderTerm> order = [];
         long? limit = null;
@@ -18,9 +20,12 @@ public static class RestParser
         IReadOnlyList<string>? columns = null, onConflict = null;
         foreach (var (key, value) in query)
         {
+            // Names become quoted identifiers: PostgreSQL has no NUL in a name.
+            if (key.Contains('\0') || key is "select" or "order" or "columns" or "on_conflict" && value.Contains('\0'))
+                throw RestException.BadRequest("A name in the query string contains a NUL character");
             switch (key)
             {
-                case "select": select = ParseSelect(value); break;
+                case "select": (select, embeds) = ParseSelectTree(value); break;
                 case "order": order = ParseOrder(value); break;
                 case "limit": limit = NonNegative(key, value); break;
                 case "offset": offset = NonNegative(key, value); break;
@@ -32,10 +37,17 @@ public static class RestParser
                     break;
                 default:
                     if (key.Length == 0) throw RestException.BadRequest("Empty query parameter name");
-                    filters.Add(ParseColumnFilter(key, value));
+                    if (EmbeddedKey(key) is var (path, name))
+                    {
+                        var pathKey = string.Join('.', path);
+                        if (!nested.TryGetValue(pathKey, out var np)) nested[pathKey] = np = new EmbedParams(path);
+                        np.Add(name, value);
+                    }
+                    else filters.Add(ParseColumnFilter(key, value));
                     break;
             }
         }
+        if (nested.Count > 0) embeds = AttachParams(embeds, nested, []);
 
         var prefs = ParsePrefer(prefer);
         if (range is { Length: > 0 })
@@ -45,19 +57,25 @@ public static class RestParser
             if (to is long end) limit = Math.Min(limit ?? long.MaxValue, end - from + 1);
         }
         var singular = false;
+        var csv = false;
         if (accept is { Length: > 0 })
         {
             singular = accept.Contains(SingularMediaType, StringComparison.OrdinalIgnoreCase);
-            if (!singular && !AcceptsJson(accept))
+            csv = !singular && !AcceptsJson(accept) && MediaTypes(accept).Contains("text/csv");
+            if (!singular && !csv && !AcceptsJson(accept))
                 throw new RestException(406, "PGRST107", $"None of these media types are available: {accept}");
         }
         return new RestRequest
         {
-            Verb = verb, Table = table, Select = select, Filters = filters, Order = order, Limit = limit, Offset = offset,
+            Verb = verb, Table = table, Select = select, Embeds = embeds, Filters = filters, Order = order, Limit = limit, Offset = offset,
             Columns = columns, OnConflict = onConflict, Count = prefs.Count, Return = prefs.Return,
             Resolution = prefs.Resolution, MissingDefault = prefs.MissingDefault, Singular = singular, Body = body,
+            Csv = csv, Rollback = prefs.Rollback, CommitAsked = prefs.Commit,
         };
     }
+
+    private static IEnumerable<string> MediaTypes(string accept) =>
+        accept.Split(',').Select(a => a.Split(';')[0].Trim().ToLowerInvariant());
 
     private static bool AcceptsJson(string accept) =>
         accept.Split(',').Select(a => a.Split(';')[0].Trim()).Any(t =>
@@ -77,41 +95,217 @@ public static class RestParser
         "timestamp", "timestamptz", "uuid", "interval", "bytea",
     ];
 
+    /// <summary>The columns of `select=`; refuses embedded resources (see <see cref="ParseSelectTree"/>).</summary>
     public static IReadOnlyList<SelectItem> ParseSelect(string value)
     {
+        var (items, embeds) = ParseSelectTree(value);
+        if (embeds.Count > 0) throw RestException.BadRequest("Embedded resources are not supported here", $"select={Trim(value)}");
+        return items;
+    }
+
+    /// <summary>`select=` as PostgREST reads it: columns (alias, cast, JSON path) and embedded resources, nested.</summary>
+    public static (IReadOnlyList<SelectItem> Items, IReadOnlyList<Embed> Embeds) ParseSelectTree(string value) => ParseSelectLevel(value, 0);
+
+    private static (IReadOnlyList<SelectItem>, IReadOnlyList<Embed>) ParseSelectLevel(string value, int depth)
+    {
+        if (depth > 8) throw RestException.BadRequest("Embedded resources are nested too deeply", null, "At most 8 levels");
         var items = new List<SelectItem>();
+        var embeds = new List<Embed>();
+        if (depth > 0 && value.Trim().Length == 0) return (items, embeds); // relation(): only filters
         foreach (var raw in SplitTopLevel(value, ','))
         {
             var part = raw.Trim();
             if (part.Length == 0) throw RestException.BadRequest("\"select\" has an empty item", $"select={Trim(value)}");
-            if (part.Contains('(') || part.StartsWith("...", StringComparison.Ordinal))
-                throw RestException.BadRequest("Embedded resources are not supported", $"select item \"{Trim(part)}\"",
-                    "Select columns of this table only, e.g. select=id,name");
-            string? cast = null;
-            var castAt = part.IndexOf("::", StringComparison.Ordinal);
-            if (castAt >= 0)
-            {
-                cast = part[(castAt + 2)..].Trim().ToLowerInvariant();
-                part = part[..castAt];
-                if (!CastTypes.Contains(cast))
-                    throw RestException.BadRequest($"Cannot cast to \"{Trim(cast)}\"", null,
-                        "Casts to " + string.Join(", ", CastTypes.Order()) + " are supported");
-            }
-            string? alias = null;
-            var colon = part.IndexOf(':');
-            if (colon >= 0)
-            {
-                alias = part[..colon].Trim();
-                part = part[(colon + 1)..];
-                if (alias.Length == 0) throw RestException.BadRequest("Empty alias in \"select\"");
-            }
-            var column = Unquote(part.Trim());
-            if (column.Length == 0) throw RestException.BadRequest("Empty column name in \"select\"");
-            if (column == "*" && (alias is not null || cast is not null))
-                throw RestException.BadRequest("\"*\" cannot have an alias or a cast");
-            items.Add(new SelectItem(column, alias, cast));
+            var open = TopLevelParen(part);
+            if (open >= 0) { embeds.Add(ParseEmbed(part, open, depth)); continue; }
+            if (part.StartsWith("...", StringComparison.Ordinal))
+                throw RestException.BadRequest("A spread needs an embedded resource", $"select item \"{Trim(part)}\"", "e.g. select=id,...author(name)");
+            items.Add(ParseField(part));
         }
-        return items;
+        return (items, embeds);
+    }
+
+    /// <summary>Index of the first '(' outside quotes, or -1.</summary>
+    private static int TopLevelParen(string s)
+    {
+        var inQuotes = false;
+        for (var i = 0; i < s.Length; i++)
+        {
+            if (s[i] == '"') inQuotes = !inQuotes;
+            else if (s[i] == '(' && !inQuotes) return i;
+        }
+        return -1;
+    }
+
+    /// <summary>`alias:relation!hint!inner(items)` or `...relation!hint(items)`.</summary>
+    private static Embed ParseEmbed(string part, int open, int depth)
+    {
+        if (!part.EndsWith(')'))
+            throw RestException.BadRequest($"\"{Trim(part)}\" is not an embedded resource", null, "e.g. select=*,author:authors(name)");
+        var head = part[..open].Trim();
+        var spread = head.StartsWith("...", StringComparison.Ordinal);
+        if (spread) head = head[3..];
+        string? alias = null;
+        var colon = head.IndexOf(':');
+        if (colon >= 0)
+        {
+            alias = Unquote(head[..colon].Trim());
+            head = head[(colon + 1)..].Trim();
+            if (alias.Length == 0) throw RestException.BadRequest("Empty alias in \"select\"");
+            if (spread) throw RestException.BadRequest("A spread resource cannot have an alias", $"select item \"{Trim(part)}\"");
+        }
+        var bang = head.Split('!');
+        var relation = Unquote(bang[0].Trim());
+        if (relation.Length == 0) throw RestException.BadRequest("Empty resource name in \"select\"", $"select item \"{Trim(part)}\"");
+        string? hint = null;
+        var inner = false;
+        if (bang.Length > 3) throw RestException.BadRequest($"Too many '!' in \"{Trim(head)}\"", null, "e.g. authors!fk_name!inner(name)");
+        foreach (var p in bang.Skip(1).Select(b => Unquote(b.Trim())))
+        {
+            if (p == "inner") inner = true;
+            else if (p == "left") inner = false;
+            else if (p.Length == 0 || hint is not null)
+                throw RestException.BadRequest($"\"{Trim(head)}\" is not a resource with a hint", null, "e.g. authors!fk_name!inner(name)");
+            else hint = p;
+        }
+        var (items, embeds) = ParseSelectLevel(part[(open + 1)..^1], depth + 1);
+        return new Embed(relation, alias, hint, inner) { Select = items, Embeds = embeds, Spread = spread };
+    }
+
+    private static SelectItem ParseField(string part)
+    {
+        string? cast = null;
+        var castAt = part.LastIndexOf("::", StringComparison.Ordinal);
+        if (castAt >= 0)
+        {
+            cast = part[(castAt + 2)..].Trim().ToLowerInvariant();
+            part = part[..castAt];
+            if (!CastTypes.Contains(cast))
+                throw RestException.BadRequest($"Cannot cast to \"{Trim(cast)}\"", null,
+                    "Casts to " + string.Join(", ", CastTypes.Order()) + " are supported");
+        }
+        string? alias = null;
+        var colon = part.IndexOf(':');
+        if (colon >= 0 && colon < (part.IndexOf("->", StringComparison.Ordinal) is var arrow and >= 0 ? arrow : int.MaxValue))
+        {
+            alias = Unquote(part[..colon].Trim());
+            part = part[(colon + 1)..];
+            if (alias.Length == 0) throw RestException.BadRequest("Empty alias in \"select\"");
+        }
+        var (column, path) = ParseFieldPath(part.Trim(), "select");
+        if (column.Length == 0) throw RestException.BadRequest("Empty column name in \"select\"");
+        if (column == "*" && (alias is not null || cast is not null || path.Count > 0))
+            throw RestException.BadRequest("\"*\" cannot have an alias, a cast or a JSON path");
+        return new SelectItem(column, alias, cast) { Path = path };
+    }
+
+    /// <summary>`col`, `"a col"` or `col->a->>b`, `col->0`: the column and its JSON path.</summary>
+    public static (string Column, IReadOnlyList<JsonStep> Path) ParseFieldPath(string field, string where)
+    {
+        var arrow = IndexOfArrow(field, 0);
+        if (arrow < 0) return (Unquote(field), []);
+        var column = Unquote(field[..arrow].Trim());
+        var path = new List<JsonStep>();
+        var i = arrow;
+        while (i < field.Length)
+        {
+            var asText = string.CompareOrdinal(field, i, "->>", 0, 3) == 0;
+            var start = i + (asText ? 3 : 2);
+            var next = IndexOfArrow(field, start);
+            var key = Unquote(field[start..(next < 0 ? field.Length : next)].Trim());
+            if (key.Length == 0)
+                throw RestException.BadRequest($"Empty key in the JSON path \"{Trim(field)}\"", $"in \"{where}\"", "e.g. data->a->>b");
+            path.Add(new JsonStep(key, asText));
+            if (next < 0) break;
+            i = next;
+        }
+        if (path.Count > 16) throw RestException.BadRequest("JSON path is too long", Trim(field));
+        return (column, path);
+    }
+
+    private static int IndexOfArrow(string s, int from)
+    {
+        var inQuotes = false;
+        for (var i = from; i < s.Length - 1; i++)
+        {
+            if (s[i] == '"') inQuotes = !inQuotes;
+            else if (!inQuotes && s[i] == '-' && s[i + 1] == '>') return i;
+        }
+        return -1;
+    }
+
+    // ---- parameters of embedded resources -------------------------------------------------------------
+
+    /// <summary>What a request says about one embedded resource, by its path (`comments.author`).</summary>
+    private sealed class EmbedParams(IReadOnlyList<string> path)
+    {
+        public IReadOnlyList<string> Path { get; } = path;
+        public List<Filter> Filters { get; } = [];
+        public IReadOnlyList<OrderTerm>? Order { get; private set; }
+        public long? Limit { get; private set; }
+        public long? Offset { get; private set; }
+
+        public void Add(string name, string value)
+        {
+            var label = string.Join('.', Path) + "." + name;
+            switch (name)
+            {
+                case "order": Order = ParseOrder(value); break;
+                case "limit": Limit = NonNegative(label, value); break;
+                case "offset": Offset = NonNegative(label, value); break;
+                case "or" or "and" or "not.or" or "not.and": Filters.Add(ParseLogic(name, value)); break;
+                default: Filters.Add(ParseColumnFilter(name, value)); break;
+            }
+        }
+    }
+
+    /// <summary>`comments.id` → (["comments"], "id"); `a.b.not.or` → (["a","b"], "not.or"); a plain column → null.</summary>
+    private static (List<string> Path, string Name)? EmbeddedKey(string key)
+    {
+        var arrow = IndexOfArrow(key, 0);
+        var head = arrow < 0 ? key : key[..arrow];
+        var tail = arrow < 0 ? "" : key[arrow..];
+        var segments = new List<string>();
+        var inQuotes = false;
+        var start = 0;
+        for (var i = 0; i < head.Length; i++)
+        {
+            if (head[i] == '"') inQuotes = !inQuotes;
+            else if (head[i] == '.' && !inQuotes) { segments.Add(head[start..i]); start = i + 1; }
+        }
+        segments.Add(head[start..]);
+        if (segments.Count == 1) return null;
+        var name = segments[^1];
+        var take = segments.Count - 1;
+        if (tail.Length == 0 && name is "or" or "and" && segments.Count > 2 && segments[^2] == "not") { name = "not." + name; take--; }
+        var path = segments.Take(take).Select(Unquote).ToList();
+        if (path.Any(p => p.Length == 0) || name.Length == 0)
+            throw RestException.BadRequest($"\"{Trim(key)}\" is not a filter or parameter of an embedded resource", null, "e.g. comments.id=eq.1");
+        return (path, name + tail);
+    }
+
+    private static IReadOnlyList<Embed> AttachParams(IReadOnlyList<Embed> embeds, Dictionary<string, EmbedParams> nested, List<string> at)
+    {
+        var result = new List<Embed>();
+        foreach (var e in embeds)
+        {
+            var path = new List<string>(at) { e.Name };
+            var key = string.Join('.', path);
+            var updated = e with { Embeds = AttachParams(e.Embeds, nested, path) };
+            if (nested.Remove(key, out var p))
+                updated = updated with
+                {
+                    Filters = p.Filters, Order = p.Order ?? updated.Order, Limit = p.Limit ?? updated.Limit, Offset = p.Offset ?? updated.Offset,
+                };
+            result.Add(updated);
+        }
+        if (at.Count == 0 && nested.Count > 0)
+        {
+            var missing = nested.Values.First().Path;
+            throw new RestException(400, "PGRST108", $"'{Trim(string.Join('.', missing))}' is not an embedded resource in this request", null,
+                $"Verify that '{Trim(missing[^1])}' is included in the 'select' query parameter.");
+        }
+        return result;
     }
 
     // ---- order ----------------------------------------------------------------------------------------
@@ -121,24 +315,27 @@ public static class RestParser
         var terms = new List<OrderTerm>();
         foreach (var raw in SplitTopLevel(value, ','))
         {
-            var parts = raw.Trim().Split('.');
-            var column = Unquote(parts[0]);
-            if (column.Length == 0) throw RestException.BadRequest("Empty column in \"order\"", $"order={Trim(value)}");
+            // The modifiers come last: field[.asc|.desc][.nullsfirst|.nullslast]; the field may hold a JSON path.
+            var field = raw.Trim();
             var desc = false;
             bool? nullsFirst = null;
-            foreach (var mod in parts.Skip(1))
+            var arrow = IndexOfArrow(field, 0);
+            while (true)
             {
-                switch (mod)
-                {
-                    case "asc": desc = false; break;
-                    case "desc": desc = true; break;
-                    case "nullsfirst": nullsFirst = true; break;
-                    case "nullslast": nullsFirst = false; break;
-                    default: throw RestException.BadRequest($"Unknown order modifier \"{Trim(mod)}\"", null,
+                var dot = field.LastIndexOf('.');
+                if (dot < 0 || dot < arrow || field.EndsWith('"')) break;
+                var mod = field[(dot + 1)..];
+                if (mod is "asc" or "desc") desc = mod == "desc";
+                else if (mod is "nullsfirst" or "nullslast") nullsFirst = mod == "nullsfirst";
+                else if (arrow < 0)
+                    throw RestException.BadRequest($"Unknown order modifier \"{Trim(mod)}\"", null,
                         "Use asc, desc, nullsfirst or nullslast, e.g. order=created_at.desc.nullslast");
-                }
+                else break;
+                field = field[..dot];
             }
-            terms.Add(new OrderTerm(column, desc, nullsFirst));
+            var (column, path) = ParseFieldPath(field, "order");
+            if (column.Length == 0) throw RestException.BadRequest("Empty column in \"order\"", $"order={Trim(value)}");
+            terms.Add(new OrderTerm(column, desc, nullsFirst) { Path = path });
         }
         return terms;
     }
@@ -152,7 +349,7 @@ public static class RestParser
 
     // ---- filters --------------------------------------------------------------------------------------
 
-    /// <summary>`col=op.value` or `col=not.op.value`.</summary>
+    /// <summary>`col=op.value`, `col=not.op.value`, `col=op(any).{a,b}`, `col=fts(english).word`; col may hold a JSON path.</summary>
     public static ColumnFilter ParseColumnFilter(string column, string expr)
     {
         var negated = false;
@@ -163,16 +360,54 @@ public static class RestParser
                 "Write filters as column=operator.value, e.g. id=eq.1");
         var opName = expr[..dot];
         var value = expr[(dot + 1)..];
+        string? argument = null;
+        var paren = opName.IndexOf('(');
+        if (paren > 0 && opName.EndsWith(')'))
+        {
+            argument = opName[(paren + 1)..^1];
+            opName = opName[..paren];
+        }
         var op = opName switch
         {
             "eq" => FilterOp.Eq, "neq" => FilterOp.Neq, "gt" => FilterOp.Gt, "gte" => FilterOp.Gte, "lt" => FilterOp.Lt,
             "lte" => FilterOp.Lte, "like" => FilterOp.Like, "ilike" => FilterOp.Ilike, "match" => FilterOp.Match,
             "imatch" => FilterOp.Imatch, "in" => FilterOp.In, "is" => FilterOp.Is, "cs" => FilterOp.Cs, "cd" => FilterOp.Cd,
-            "ov" => FilterOp.Ov,
+            "ov" => FilterOp.Ov, "fts" => FilterOp.Fts, "plfts" => FilterOp.Plfts, "phfts" => FilterOp.Phfts, "wfts" => FilterOp.Wfts,
+            "sl" => FilterOp.Sl, "sr" => FilterOp.Sr, "nxr" => FilterOp.Nxr, "nxl" => FilterOp.Nxl, "adj" => FilterOp.Adj,
+            "isdistinct" => FilterOp.IsDistinct,
             _ => throw RestException.BadRequest($"Unknown operator \"{Trim(opName)}\"", $"{Trim(column)}={Trim(expr)}",
-                "Operators: eq, neq, gt, gte, lt, lte, like, ilike, match, imatch, in, is, cs, cd, ov (each may follow not.)"),
+                "Operators: eq, neq, gt, gte, lt, lte, like, ilike, match, imatch, in, is, isdistinct, cs, cd, ov, sl, sr, nxr, nxl, adj, "
+                + "fts, plfts, phfts, wfts (each may follow not.)"),
         };
-        column = Unquote(column);
+        var (name, path) = ParseFieldPath(column, "filter");
+        if (name.Length == 0) throw RestException.BadRequest("Empty column name in a filter", $"{Trim(column)}={Trim(expr)}");
+        string? language = null;
+        var quantifier = Quantifier.None;
+        if (argument is not null)
+        {
+            if (op is FilterOp.Fts or FilterOp.Plfts or FilterOp.Phfts or FilterOp.Wfts)
+            {
+                language = argument.Trim();
+                if (language.Length == 0) throw RestException.BadRequest("Empty text search configuration", $"{Trim(column)}={Trim(expr)}",
+                    "e.g. body=fts(english).cat");
+            }
+            else if (op is FilterOp.Eq or FilterOp.Neq or FilterOp.Gt or FilterOp.Gte or FilterOp.Lt or FilterOp.Lte or FilterOp.Like
+                     or FilterOp.Ilike or FilterOp.Match or FilterOp.Imatch && argument is "any" or "all")
+                quantifier = argument == "any" ? Quantifier.Any : Quantifier.All;
+            else throw RestException.BadRequest($"\"{Trim(opName)}({Trim(argument)})\" is not an operator", $"{Trim(column)}={Trim(expr)}",
+                "Quantifiers (any), (all) follow eq, neq, gt, gte, lt, lte, like, ilike, match, imatch; a language follows fts, plfts, phfts, wfts");
+        }
+        ColumnFilter Make(FilterOp o, string? v, IReadOnlyList<string>? vs) =>
+            new(name, o, v, vs, negated) { Path = path, Language = language, Quantifier = quantifier };
+        if (quantifier != Quantifier.None)
+        {
+            if (!value.StartsWith('{') || !value.EndsWith('}'))
+                throw RestException.BadRequest($"\"{opName}({argument})\" takes a list in braces", null, "e.g. name=like(any).{a*,b*}");
+            var inner = value[1..^1];
+            var list = inner.Length == 0 ? [] : SplitTopLevel(inner, ',').Select(v => Unquote(v.Trim())).ToList();
+            if (op is FilterOp.Like or FilterOp.Ilike) list = list.Select(v => v.Replace('*', '%')).ToList();
+            return Make(op, null, list);
+        }
         switch (op)
         {
             case FilterOp.In:
@@ -180,16 +415,16 @@ public static class RestParser
                     throw RestException.BadRequest("\"in\" takes a list in parentheses", null, "e.g. id=in.(1,2,3)");
                 var inner = value[1..^1];
                 var values = inner.Length == 0 ? [] : SplitTopLevel(inner, ',').Select(v => Unquote(v.Trim())).ToList();
-                return new ColumnFilter(column, op, null, values, negated);
+                return Make(op, null, values);
             case FilterOp.Is:
                 var v = value.ToLowerInvariant();
                 if (v is not ("null" or "true" or "false" or "unknown" or "not_null"))
                     throw RestException.BadRequest($"\"is\" takes null, true, false or unknown, not \"{Trim(value)}\"");
-                return new ColumnFilter(column, op, v, null, negated);
+                return Make(op, v, null);
             case FilterOp.Like or FilterOp.Ilike:
-                return new ColumnFilter(column, op, Unquote(value).Replace('*', '%'), null, negated);
+                return Make(op, Unquote(value).Replace('*', '%'), null);
             default:
-                return new ColumnFilter(column, op, Unquote(value), null, negated);
+                return Make(op, Unquote(value), null);
         }
     }
 
@@ -243,7 +478,7 @@ public static class RestParser
 
     // ---- headers --------------------------------------------------------------------------------------
 
-    private sealed record Prefs(CountPref Count, ReturnPref Return, ResolutionPref Resolution, bool MissingDefault);
+    private sealed record Prefs(CountPref Count, ReturnPref Return, ResolutionPref Resolution, bool MissingDefault, bool Rollback, bool Commit);
 
     private static Prefs ParsePrefer(IReadOnlyList<string> headers)
     {
@@ -251,6 +486,7 @@ public static class RestParser
         var ret = ReturnPref.Default;
         var resolution = ResolutionPref.None;
         var missingDefault = false;
+        bool rollback = false, commit = false;
         foreach (var token in headers.SelectMany(h => h.Split(',')).Select(t => t.Trim().ToLowerInvariant()))
         {
             switch (token)
@@ -264,9 +500,12 @@ public static class RestParser
                 case "resolution=merge-duplicates": resolution = ResolutionPref.MergeDuplicates; break;
                 case "resolution=ignore-duplicates": resolution = ResolutionPref.IgnoreDuplicates; break;
                 case "missing=default": missingDefault = true; break;
+                // The first tx= counts (PostgREST).
+                case "tx=rollback" when !commit: rollback = true; break;
+                case "tx=commit" when !rollback: commit = true; break;
             }
         }
-        return new Prefs(count, ret, resolution, missingDefault);
+        return new Prefs(count, ret, resolution, missingDefault, rollback, commit);
     }
 
     private static (long From, long? To) ParseRange(string range)

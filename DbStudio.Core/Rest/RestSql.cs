@@ -1,6 +1,8 @@
 // Stage 3: plans a RestRequest against the table's real columns and writes its one SQL statement.
 // Every name is checked against the catalog and quoted; every value is a parameter, cast to the
 // column's own type so PostgreSQL parses it and indexes apply. PostgreSQL builds the response JSON.
+// Embedded resources (RestSql.Embed.cs) join in the same statement as PostgREST joins them: one LEFT (or INNER)
+// JOIN LATERAL subquery per embed, row_to_json for to-one and json_agg for to-many, under the caller's own role.
 using System.Text;
 using System.Text.Json;
 using DbStudio.Core.Sql;
@@ -24,9 +26,15 @@ public sealed record RestPlan(string Sql, IReadOnlyList<NpgsqlParameter> Paramet
     /// <summary>When set, the statement returns these columns (binary, or text where <see cref="PlainColumn.SelectAsText"/>)
     /// and .NET writes the JSON (RowJson); otherwise it returns one row_to_json text per row.</summary>
     public IReadOnlyList<PlainColumn>? PlainColumns { get; init; }
+    /// <summary>Accept: text/csv — the statement returns one CSV line per row (PostgreSQL's record text); this is the header line.</summary>
+    public string? CsvHeader { get; init; }
+    /// <summary>Prefer: return=headers-only on POST — the rows carry the primary key, for the Location header.</summary>
+    public IReadOnlyList<string>? LocationColumns { get; init; }
+    /// <summary>The tables embedded resources read (their access settings must be in force before the statement runs).</summary>
+    public IReadOnlyCollection<string> EmbeddedTables { get; init; } = [];
 }
 
-public sealed class RestSql
+public sealed partial class RestSql
 {
     private const string T = "pgrst_t";        // alias of the target table
     private const string Src = "pgrst_source"; // the CTE holding the statement's rows
@@ -36,16 +44,23 @@ public sealed class RestSql
     private readonly List<NpgsqlParameter> _params = [];
     private readonly RestRequest _req;
     private readonly TableInfo _table;
+    /// <summary>The project's tables and relationships, for embedded resources (null: embedding is refused).</summary>
+    private readonly SchemaSnapshot? _schema;
+    /// <summary>Numbers the aliases of embedded resources (pgrst_e1, pgrst_a1, …).</summary>
+    private int _aliases;
+    private readonly HashSet<string> _embedded = [];
     /// <summary>Who asks (its role decides which columns an error hint may name); null: name none.</summary>
     private readonly RestCaller? _caller;
 
     /// <summary>The alias filters name the target by (pgrst_t, or the table's own name for <see cref="FilterCondition"/>).</summary>
     private readonly string _alias = T;
 
-    private RestSql(RestRequest req, TableInfo table, RestCaller? caller, string alias = T, List<NpgsqlParameter>? parameters = null)
+    private RestSql(RestRequest req, TableInfo table, RestCaller? caller, string alias = T, List<NpgsqlParameter>? parameters = null,
+        SchemaSnapshot? schema = null)
     {
         _req = req;
         _table = table;
+        _schema = schema;
         _caller = caller;
         _alias = alias;
         if (parameters is not null) _params = parameters;
@@ -60,7 +75,7 @@ public sealed class RestSql
         RestCaller? caller = null)
     {
         var b = new RestSql(new RestRequest { Verb = RestVerb.Get, Table = table.Name, Filters = filters }, table, caller, alias, parameters);
-        var where = b.Where();
+        var where = b.Where(b.Root);
         return where.Length == 0 ? "true" : where;
     }
 
@@ -73,11 +88,13 @@ public sealed class RestSql
     }).Distinct();
 
     /// <param name="ownerColumn">the table's user_id_col; a signed-in user's inserts get their id there</param>
-    /// <param name="maxRows">most rows a read returns</param>
-    public static RestPlan Build(RestRequest req, TableInfo table, RestCaller caller, string? ownerColumn, long maxRows)
+    /// <param name="maxRows">most rows a read returns (and most rows of each embedded array)</param>
+    /// <param name="schema">the project's catalog, for embedded resources</param>
+    public static RestPlan Build(RestRequest req, TableInfo table, RestCaller caller, string? ownerColumn, long maxRows,
+        SchemaSnapshot? schema = null)
     {
-        var b = new RestSql(req, table, caller);
-        return req.Verb switch
+        var b = new RestSql(req, table, caller, schema: schema) { _maxRows = maxRows };
+        var plan = req.Verb switch
         {
             RestVerb.Get or RestVerb.Head => b.Read(maxRows),
             RestVerb.Post => b.Insert(caller, ownerColumn),
@@ -85,37 +102,65 @@ public sealed class RestSql
             RestVerb.Delete => b.Delete(caller),
             _ => throw new ArgumentOutOfRangeException(nameof(req)),
         };
+        return b._embedded.Count == 0 ? plan : plan with { EmbeddedTables = b._embedded };
     }
 
     // ---- statements -----------------------------------------------------------------------------------
 
+    private long _maxRows = long.MaxValue;
+
+    /// <summary>The target table under its alias (pgrst_t, or the alias FilterCondition was given).</summary>
+    private Scope Root => new(_table, _alias);
+
     private RestPlan Read(long maxRows)
     {
-        var where = Where();
+        var where = Where(Root);
         string? countSql = null;
-        if (_req.Count != CountPref.None) countSql = "SELECT " + CountExpression(where);
+        if (_req.Count != CountPref.None)
+        {
+            // !inner embeds take rows away: the count asks for them with EXISTS, as PostgREST's count does.
+            var exists = InnerExists(_req.Embeds, Root);
+            var countWhere = string.Join(" AND ", new[] { where }.Concat(exists).Where(c => c.Length > 0));
+            countSql = "SELECT " + CountExpression(countWhere);
+        }
         var countParams = _params.Count;
         var limit = Math.Min(_req.Limit ?? maxRows, maxRows);
         // The page is cut in a subquery and its values are turned into output there-after: PostgreSQL evaluates an
         // outer SELECT list only for the rows that survive OFFSET/LIMIT (a cast in the inner list would run for every
         // skipped row too).
-        var plain = PlainColumns();
-        if (plain is not null) _sql.Append("SELECT ").Append(PlainSelectList(plain));
-        else _sql.Append("SELECT row_to_json(").Append(Src).Append(")::text");
-        _sql.Append(" FROM (SELECT ").Append(SelectList()).Append(" FROM ").Append(Target()).Append(" AS ").Append(T);
-        if (where.Length > 0) _sql.Append(" WHERE ").Append(where);
-        AppendOrder();
-        _sql.Append(" LIMIT ").Append(Param(limit, NpgsqlDbType.Bigint));
-        if (_req.Offset > 0) _sql.Append(" OFFSET ").Append(Param(_req.Offset, NpgsqlDbType.Bigint));
-        _sql.Append(") ").Append(Src);
-        return new RestPlan(_sql.ToString(), _params, ReturnsRows: true, IsWrite: false, countSql, countParams) { PlainColumns = plain };
+        var plain = _req.Csv ? null : PlainColumns();
+        var inner = new StringBuilder("SELECT ").Append(SelectList(_req.Select, Root));
+        var joins = new StringBuilder();
+        foreach (var output in EmbedJoins(_req.Embeds, Root, joins)) inner.Append(", ").Append(output);
+        inner.Append(" FROM ").Append(Target()).Append(" AS ").Append(T).Append(joins);
+        if (where.Length > 0) inner.Append(" WHERE ").Append(where);
+        inner.Append(OrderBy(_req.Order, Root));
+        inner.Append(" LIMIT ").Append(Param(limit, NpgsqlDbType.Bigint));
+        if (_req.Offset > 0) inner.Append(" OFFSET ").Append(Param(_req.Offset, NpgsqlDbType.Bigint));
+        AppendOutput(inner.ToString(), plain);
+        return new RestPlan(_sql.ToString(), _params, ReturnsRows: true, IsWrite: false, countSql, countParams)
+            { PlainColumns = plain, CsvHeader = CsvHeader() };
     }
+
+    /// <summary>`SELECT &lt;JSON, plain values or CSV lines&gt; FROM (inner) pgrst_source`.</summary>
+    private void AppendOutput(string inner, IReadOnlyList<PlainColumn>? plain)
+    {
+        if (plain is not null) _sql.Append("SELECT ").Append(PlainSelectList(plain));
+        else if (_req.Csv) _sql.Append("SELECT substring(").Append(Src).Append("::text, 2, length(").Append(Src).Append("::text) - 2)");
+        else _sql.Append("SELECT row_to_json(").Append(Src).Append(")::text");
+        _sql.Append(" FROM (").Append(inner).Append(") ").Append(Src);
+    }
+
+    private string? CsvHeader() => _req.Csv ? string.Join(",", OutputNames().Select(CsvField)) : null;
+
+    private static string CsvField(string name) =>
+        name.Length == 0 || name.IndexOfAny([',', '"', '\n', '\r', ' ', '\\', '(', ')']) >= 0 ? "\"" + name.Replace("\"", "\"\"") + "\"" : name;
 
     private RestPlan Insert(RestCaller caller, string? ownerColumn)
     {
         var (json, keys, objects) = ParseBody(allowArray: true);
         if (objects == 0) return new RestPlan("SELECT NULL::text WHERE false", [], ReturnsRows: true, IsWrite: true);
-        var columns = (_req.Columns ?? keys).Select(Column).ToList();
+        var columns = (_req.Columns ?? keys).Select(n => Column(_table, n)).ToList();
         var fillOwner = caller.Kind == CallerKind.User && ownerColumn is not null && _table.Find(ownerColumn) is not null;
         if (fillOwner && columns.All(c => c.Name != ownerColumn)) columns.Add(_table.Find(ownerColumn!)!);
         if (columns.Count == 0)
@@ -126,7 +171,10 @@ public sealed class RestSql
             return CloseWrite();
         }
 
-        var bodyParam = Param(json, NpgsqlDbType.Json);
+        // Prefer: missing=default — each object's missing keys take the column's default, as PostgREST does it: the
+        // defaults (PostgreSQL's own expressions for them, pg_get_expr) as a jsonb object under each element.
+        var defaults = _req.MissingDefault ? columns.Where(c => c.Default is not null).ToList() : [];
+        var bodyParam = Param(json, defaults.Count > 0 ? NpgsqlDbType.Jsonb : NpgsqlDbType.Json);
         OpenWrite().Append("INSERT INTO ").Append(Target()).Append(" AS ").Append(T).Append(" (")
             .AppendJoin(", ", columns.Select(c => SqlText.Ident(c.Name))).Append(") SELECT ");
         for (var i = 0; i < columns.Count; i++)
@@ -139,7 +187,18 @@ public sealed class RestSql
                     .Append("::").Append(c.Type).Append(')');
             else _sql.Append(value);
         }
-        _sql.Append(" FROM json_populate_recordset(NULL::").Append(Target()).Append(", ").Append(bodyParam).Append(") ").Append(Body);
+        if (defaults.Count == 0)
+            _sql.Append(" FROM json_populate_recordset(NULL::").Append(Target()).Append(", ").Append(bodyParam).Append(") ").Append(Body);
+        else
+        {
+            _sql.Append(" FROM jsonb_populate_recordset(NULL::").Append(Target()).Append(", (SELECT jsonb_agg(jsonb_build_object(");
+            for (var i = 0; i < defaults.Count; i++)
+            {
+                if (i > 0) _sql.Append(", ");
+                _sql.Append(Param(defaults[i].Name, NpgsqlDbType.Text)).Append(", ").Append(defaults[i].Default);
+            }
+            _sql.Append(") || pgrst_elem) FROM jsonb_array_elements(").Append(bodyParam).Append(") AS pgrst_elem)) ").Append(Body);
+        }
         AppendOnConflict(columns);
         return CloseWrite();
     }
@@ -149,9 +208,9 @@ public sealed class RestSql
         RefuseUnfiltered(caller, "PATCH");
         var (json, keys, _) = ParseBody(allowArray: false);
         if (keys.Count == 0) throw RestException.BadRequest("Nothing to update: the body names no columns", null, "Send an object such as {\"name\":\"x\"}");
-        var columns = keys.Select(Column).ToList();
+        var columns = keys.Select(n => Column(_table, n)).ToList();
         var bodyParam = Param(json, NpgsqlDbType.Json);
-        var where = Where();
+        var where = Where(Root);
         OpenWrite().Append("UPDATE ").Append(Target()).Append(" AS ").Append(T).Append(" SET ")
             .AppendJoin(", ", columns.Select(c => $"{SqlText.Ident(c.Name)} = {Body}.{SqlText.Ident(c.Name)}"))
             .Append(" FROM (SELECT * FROM json_populate_record(NULL::").Append(Target()).Append(", ").Append(bodyParam).Append(")) ").Append(Body);
@@ -162,7 +221,7 @@ public sealed class RestSql
     private RestPlan Delete(RestCaller caller)
     {
         RefuseUnfiltered(caller, "DELETE");
-        var where = Where();
+        var where = Where(Root);
         OpenWrite().Append("DELETE FROM ").Append(Target()).Append(" AS ").Append(T);
         if (where.Length > 0) _sql.Append(" WHERE ").Append(where);
         return CloseWrite();
@@ -178,20 +237,53 @@ public sealed class RestSql
 
     private bool ReturnsBody() => _req.Return == ReturnPref.Representation || _req.Singular && _req.Return != ReturnPref.Minimal;
 
+    /// <summary>return=headers-only on POST: the inserted rows' primary key makes the Location header.</summary>
+    private bool ReturnsLocation() => _req.Verb == RestVerb.Post && _req.Return == ReturnPref.HeadersOnly && !_req.Singular
+                                      && _table.PrimaryKey.Count > 0;
+
     /// <summary>A write that returns rows runs inside a CTE whose rows PostgreSQL turns into JSON.</summary>
-    private StringBuilder OpenWrite() => ReturnsBody() ? _sql.Append("WITH ").Append(Src).Append(" AS (") : _sql;
+    private StringBuilder OpenWrite() => ReturnsBody() || ReturnsLocation() ? _sql.Append("WITH ").Append(Src).Append(" AS (") : _sql;
 
     private RestPlan CloseWrite()
     {
+        if (ReturnsLocation())
+        {
+            var pk = _table.PrimaryKey.Select(c => c.Name).ToList();
+            _sql.Append(" RETURNING ").AppendJoin(", ", pk.Select(c => T + "." + SqlText.Ident(c)))
+                .Append(") SELECT row_to_json(").Append(Src).Append(")::text FROM ").Append(Src);
+            return new RestPlan(_sql.ToString(), _params, ReturnsRows: true, IsWrite: true) { LocationColumns = pk };
+        }
         if (!ReturnsBody()) return new RestPlan(_sql.ToString(), _params, ReturnsRows: false, IsWrite: true);
-        _sql.Append(" RETURNING ").Append(SelectList()).Append(") SELECT row_to_json(").Append(Src).Append(")::text FROM ").Append(Src);
-        return new RestPlan(_sql.ToString(), _params, ReturnsRows: true, IsWrite: true);
+        if (_req.Embeds.Count == 0 && !_req.Csv && _req.Order.Count == 0)
+        {
+            _sql.Append(" RETURNING ").Append(SelectList(_req.Select, Root)).Append(") SELECT row_to_json(").Append(Src).Append(")::text FROM ").Append(Src);
+            return new RestPlan(_sql.ToString(), _params, ReturnsRows: true, IsWrite: true);
+        }
+        // Embeds (or CSV, or an order): the written rows' columns that the select, the order and the relationships need,
+        // then the same select as a read over them: SELECT … FROM pgrst_source AS pgrst_t LEFT JOIN LATERAL (…) ORDER BY ….
+        _sql.Append(" RETURNING ").Append(ReturnedColumns()).Append(") ");
+        var inner = new StringBuilder("SELECT ").Append(SelectList(_req.Select, Root));
+        var joins = new StringBuilder();
+        foreach (var output in EmbedJoins(_req.Embeds, Root, joins)) inner.Append(", ").Append(output);
+        inner.Append(" FROM ").Append(Src).Append(" AS ").Append(T).Append(joins);
+        inner.Append(OrderBy(_req.Order, Root));
+        AppendOutput(inner.ToString(), null);
+        return new RestPlan(_sql.ToString(), _params, ReturnsRows: true, IsWrite: true) { CsvHeader = CsvHeader() };
+    }
+
+    /// <summary>RETURNING for a write whose response embeds: every column named by the select or a relationship.</summary>
+    private string ReturnedColumns()
+    {
+        if (_req.Select.Any(i => i.IsStar)) return T + ".*";
+        var names = _req.Select.Select(i => Column(_table, i.Column).Name).Concat(_req.Order.Select(o => Column(_table, o.Column).Name))
+            .Concat(_req.Embeds.SelectMany(e => JoinColumns(e, _table))).Distinct().ToList();
+        return names.Count == 0 ? "NULL AS pgrst_nothing" : string.Join(", ", names.Select(n => T + "." + SqlText.Ident(n)));
     }
 
     private void AppendOnConflict(IReadOnlyList<ColumnInfo> insertColumns)
     {
         if (_req.Resolution == ResolutionPref.None) return;
-        var target = _req.OnConflict?.Select(Column).ToList() ?? _table.PrimaryKey.ToList();
+        var target = _req.OnConflict?.Select(n => Column(_table, n)).ToList() ?? _table.PrimaryKey.ToList();
         if (target.Count == 0)
             throw RestException.BadRequest("An upsert needs on_conflict or a primary key",
                 $"\"{_table.Name}\" has no primary key", "Add ?on_conflict=column (a column with a unique constraint)");
@@ -203,16 +295,36 @@ public sealed class RestSql
 
     // ---- pieces ---------------------------------------------------------------------------------------
 
+    /// <summary>A table under the alias the statement gives it.</summary>
+    private readonly record struct Scope(TableInfo Table, string Alias);
+
     private string Target() => SqlText.Qualified(_table.Schema, _table.Name);
 
-    private ColumnInfo Column(string name) => _table.Find(name) ?? throw UnknownColumn(name);
+    private ColumnInfo Column(TableInfo table, string name) => table.Find(name) ?? throw UnknownColumn(table, name);
 
     /// <summary>The hint names only the columns the caller's role holds a privilege on (PostgreSQL decided, SchemaCache).</summary>
-    private RestException UnknownColumn(string name)
+    private RestException UnknownColumn(TableInfo table, string name)
     {
-        var usable = _caller is null ? [] : _table.ColumnsFor(_caller.Role).Select(c => c.Name).ToList();
-        return new(400, "42703", $"column {_table.Name}.{RestParser.Trim(name)} does not exist", null,
-            usable.Count == 0 ? null : $"Columns of \"{_table.Name}\": {string.Join(", ", usable)}");
+        var usable = _caller is null ? [] : table.ColumnsFor(_caller.Role).Select(c => c.Name).ToList();
+        return new(400, "42703", $"column {table.Name}.{RestParser.Trim(name)} does not exist", null,
+            usable.Count == 0 ? null : $"Columns of \"{table.Name}\": {string.Join(", ", usable)}");
+    }
+
+    /// <summary>The output keys of a row, in order: the columns (star expanded), then the embeds (spreads expanded).</summary>
+    private List<string> OutputNames() => OutputNames(_req.Select, _req.Embeds, _table);
+
+    private List<string> OutputNames(IReadOnlyList<SelectItem> select, IReadOnlyList<Embed> embeds, TableInfo table)
+    {
+        var names = new List<string>();
+        foreach (var item in select)
+            if (item.IsStar) names.AddRange(table.Columns.Select(c => c.Name));
+            else names.Add(item.OutputName);
+        foreach (var e in embeds)
+        {
+            if (e.Spread) names.AddRange(OutputNames(e.Select, e.Embeds, FindTable(e, table)));
+            else if (e.Select.Count > 0 || e.Embeds.Count > 0) names.Add(e.Name);
+        }
+        return names;
     }
 
     /// <summary>The output columns with their JSON kinds, when every one has a direct JSON form (RowJson).</summary>
@@ -230,10 +342,18 @@ public sealed class RestSql
                 }
                 continue;
             }
-            var col = Column(item.Column);
-            var kind = item.Cast is not null ? RowJson.KindOfCast(item.Cast) : RowJson.KindOf(col.TypeOid);
+            var col = Column(_table, item.Column);
+            var kind = item.Cast is not null ? RowJson.KindOfCast(item.Cast)
+                : item.Path.Count > 0 ? (item.Path[^1].AsText ? JsonKind.String : RowJson.KindOf(col.TypeOid) is JsonKind.Json ? JsonKind.Json : null)
+                : RowJson.KindOf(col.TypeOid);
             if (kind is null) return null;
-            result.Add(new PlainColumn(item.Alias ?? col.Name, kind.Value));
+            result.Add(new PlainColumn(item.OutputName, kind.Value));
+        }
+        // Embedded resources are JSON that PostgreSQL built; spreads keep row_to_json.
+        foreach (var e in _req.Embeds)
+        {
+            if (e.Spread) return null;
+            if (e.Select.Count > 0 || e.Embeds.Count > 0) result.Add(new PlainColumn(e.Name, JsonKind.Json));
         }
         // Duplicate output names: row_to_json keeps both; keep its behaviour there.
         return result.Select(c => c.Name).Distinct().Count() == result.Count ? result : null;
@@ -243,18 +363,33 @@ public sealed class RestSql
     private static string PlainSelectList(IReadOnlyList<PlainColumn> plain) =>
         string.Join(", ", plain.Select(c => c.SelectAsText ? $"({Src}.{SqlText.Ident(c.Name)})::text" : $"{Src}.{SqlText.Ident(c.Name)}"));
 
-    private string SelectList()
+    private string SelectList(IReadOnlyList<SelectItem> select, Scope scope)
     {
         var parts = new List<string>();
-        foreach (var item in _req.Select)
+        foreach (var item in select)
         {
-            if (item.IsStar) { parts.Add(T + ".*"); continue; }
-            var c = Column(item.Column);
-            var expr = T + "." + SqlText.Ident(c.Name);
+            if (item.IsStar) { parts.Add(scope.Alias + ".*"); continue; }
+            var c = Column(scope.Table, item.Column);
+            var expr = Field(scope, c, item.Path);
             if (item.Cast is not null) expr = $"({expr})::{item.Cast}";
-            parts.Add(expr + " AS " + SqlText.Ident(item.Alias ?? c.Name));
+            parts.Add(expr + " AS " + SqlText.Ident(item.Alias ?? (item.Path.Count > 0 ? item.OutputName : c.Name)));
         }
         return string.Join(", ", parts);
+    }
+
+    /// <summary>`alias."col"`, followed by its JSON path (`->$1->>$2`): keys are parameters, array indexes integers.</summary>
+    private string Field(Scope scope, ColumnInfo c, IReadOnlyList<JsonStep> path)
+    {
+        var expr = scope.Alias + "." + SqlText.Ident(c.Name);
+        if (path.Count == 0) return expr;
+        var sb = new StringBuilder(expr);
+        foreach (var step in path)
+        {
+            sb.Append(step.AsText ? "->>" : "->");
+            sb.Append(step.IsIndex ? Param(int.Parse(step.Key, System.Globalization.CultureInfo.InvariantCulture), NpgsqlDbType.Integer)
+                : Param(step.Key, NpgsqlDbType.Text));
+        }
+        return sb.ToString();
     }
 
     private string CountExpression(string where)
@@ -270,43 +405,60 @@ public sealed class RestSql
             : $"(SELECT CASE WHEN e >= 100000 THEN e ELSE {exact} END FROM (SELECT {estimate} AS e) pgrst_e)";
     }
 
-    private void AppendOrder()
+    private string OrderBy(IReadOnlyList<OrderTerm> order, Scope scope)
     {
-        if (_req.Order.Count == 0) return;
-        _sql.Append(" ORDER BY ");
-        for (var i = 0; i < _req.Order.Count; i++)
+        if (order.Count == 0) return "";
+        var sb = new StringBuilder(" ORDER BY ");
+        for (var i = 0; i < order.Count; i++)
         {
-            var o = _req.Order[i];
-            if (i > 0) _sql.Append(", ");
-            _sql.Append(T).Append('.').Append(SqlText.Ident(Column(o.Column).Name)).Append(o.Descending ? " DESC" : " ASC");
-            if (o.NullsFirst is bool nf) _sql.Append(nf ? " NULLS FIRST" : " NULLS LAST");
+            var o = order[i];
+            if (i > 0) sb.Append(", ");
+            sb.Append(Field(scope, Column(scope.Table, o.Column), o.Path)).Append(o.Descending ? " DESC" : " ASC");
+            if (o.NullsFirst is bool nf) sb.Append(nf ? " NULLS FIRST" : " NULLS LAST");
         }
+        return sb.ToString();
     }
 
-    private string Where() => string.Join(" AND ", _req.Filters.Select(Condition));
+    private string Where(Scope scope) => Where(_req.Filters, scope);
 
-    private string Condition(Filter f)
+    private string Where(IReadOnlyList<Filter> filters, Scope scope) => string.Join(" AND ", filters.Select(f => Condition(f, scope)));
+
+    private string Condition(Filter f, Scope scope)
     {
         string expr;
         switch (f)
         {
             case LogicFilter g:
                 expr = g.Children.Count == 0 ? (g.IsOr ? "false" : "true")
-                    : "(" + string.Join(g.IsOr ? " OR " : " AND ", g.Children.Select(Condition)) + ")";
+                    : "(" + string.Join(g.IsOr ? " OR " : " AND ", g.Children.Select(c => Condition(c, scope))) + ")";
                 break;
             case ColumnFilter c:
-                expr = Leaf(c);
+                expr = Leaf(c, scope);
                 break;
             default: throw new InvalidOperationException();
         }
         return f.Negated ? $"NOT ({expr})" : expr;
     }
 
-    private string Leaf(ColumnFilter f)
+    private string Leaf(ColumnFilter f, Scope scope)
     {
-        var c = Column(f.Column);
-        var col = _alias + "." + SqlText.Ident(c.Name);
-        string Typed(string? v) => $"{Param(v, NpgsqlDbType.Text)}::{c.Type}";
+        var c = Column(scope.Table, f.Column);
+        var col = Field(scope, c, f.Path);
+        // A JSON path ending in ->> is text; one ending in -> is the column's json type.
+        var type = f.Path.Count == 0 ? c.Type : f.Path[^1].AsText ? "text" : c.Type;
+        string Typed(string? v) => $"{Param(v, NpgsqlDbType.Text)}::{type}";
+        if (f.Quantifier != Quantifier.None)
+        {
+            var quant = f.Quantifier == Quantifier.Any ? "ANY" : "ALL";
+            var textual = f.Op is FilterOp.Like or FilterOp.Ilike or FilterOp.Match or FilterOp.Imatch;
+            var list = $"{Param(f.Values!.ToArray(), NpgsqlDbType.Array | NpgsqlDbType.Text)}" + (textual ? "" : $"::{type}[]");
+            var op = f.Op switch
+            {
+                FilterOp.Eq => "=", FilterOp.Neq => "<>", FilterOp.Gt => ">", FilterOp.Gte => ">=", FilterOp.Lt => "<", FilterOp.Lte => "<=",
+                FilterOp.Like => "LIKE", FilterOp.Ilike => "ILIKE", FilterOp.Match => "~", _ => "~*",
+            };
+            return $"{(textual ? col + "::text" : col)} {op} {quant}({list})";
+        }
         return f.Op switch
         {
             FilterOp.Eq => $"{col} = {Typed(f.Value)}",
@@ -320,7 +472,7 @@ public sealed class RestSql
             FilterOp.Match => $"{col}::text ~ {Param(f.Value, NpgsqlDbType.Text)}",
             FilterOp.Imatch => $"{col}::text ~* {Param(f.Value, NpgsqlDbType.Text)}",
             FilterOp.In => f.Values!.Count == 0 ? "false"
-                : $"{col} = ANY({Param(f.Values!.ToArray(), NpgsqlDbType.Array | NpgsqlDbType.Text)}::{c.Type}[])",
+                : $"{col} = ANY({Param(f.Values!.ToArray(), NpgsqlDbType.Array | NpgsqlDbType.Text)}::{type}[])",
             FilterOp.Is => f.Value switch
             {
                 "null" => $"{col} IS NULL",
@@ -329,11 +481,33 @@ public sealed class RestSql
                 "false" => $"{col} IS FALSE",
                 _ => $"{col} IS UNKNOWN",
             },
+            FilterOp.IsDistinct => $"{col} IS DISTINCT FROM {Typed(f.Value)}",
             FilterOp.Cs => $"{col} @> {Typed(f.Value)}",
             FilterOp.Cd => $"{col} <@ {Typed(f.Value)}",
             FilterOp.Ov => $"{col} && {Typed(f.Value)}",
+            FilterOp.Sl => $"{col} << {Typed(f.Value)}",
+            FilterOp.Sr => $"{col} >> {Typed(f.Value)}",
+            FilterOp.Nxr => $"{col} &< {Typed(f.Value)}",
+            FilterOp.Nxl => $"{col} &> {Typed(f.Value)}",
+            FilterOp.Adj => $"{col} -|- {Typed(f.Value)}",
+            FilterOp.Fts or FilterOp.Plfts or FilterOp.Phfts or FilterOp.Wfts => FullText(f, c, col),
             _ => throw new ArgumentOutOfRangeException(nameof(f)),
         };
+    }
+
+    /// <summary>
+    /// `col @@ to_tsquery([config, ]query)` for a tsvector column; other columns (text, json) go through to_tsvector with the
+    /// same configuration first, as PostgREST does. The configuration is a parameter cast to regconfig.
+    /// </summary>
+    private string FullText(ColumnFilter f, ColumnInfo c, string col)
+    {
+        var function = f.Op switch
+        {
+            FilterOp.Fts => "to_tsquery", FilterOp.Plfts => "plainto_tsquery", FilterOp.Phfts => "phraseto_tsquery", _ => "websearch_to_tsquery",
+        };
+        var config = f.Language is null ? "" : Param(f.Language, NpgsqlDbType.Text) + "::regconfig, ";
+        var vector = c.TypeOid == 3614 && f.Path.Count == 0 ? col : $"pg_catalog.to_tsvector({config}{col})";
+        return $"{vector} @@ pg_catalog.{function}({config}{Param(f.Value, NpgsqlDbType.Text)})";
     }
 
     private string Param(object? value, NpgsqlDbType type)

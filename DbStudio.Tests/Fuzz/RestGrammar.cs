@@ -18,7 +18,8 @@ public sealed record FuzzRequest(string Method, List<KeyValuePair<string, string
 public static class RestGrammar
 {
     private static readonly string[] Columns = ["id", "name", "qty", "price", "meta", "at", "user_id", "nope", "*", "na me", "\"id\"",
-        "id;drop table t", "id--", "ID", "", "meta->>a", "name::text", "pg_catalog.pg_authid"];
+        "id;drop table t", "id--", "ID", "", "meta->>a", "name::text", "pg_catalog.pg_authid",
+        "t(id)", "other!inner(*)", "x:t!t_fkey(name)", "...t(id", "t!a!b(", "meta->0->>\"k\"", "n:meta->a::int", "t()"];
     private static readonly string[] Keys = ["select", "order", "limit", "offset", "or", "and", "not.or", "not.and", "columns",
         "on_conflict", "apikey", "id", "name", "qty", "price", "meta", "at", "nope", "", "select[]", "limit%00"];
     private static readonly string[] Pieces = ["eq.", "neq.", "gt.", "gte.", "lt.", "lte.", "like.", "ilike.", "match.", "imatch.",
@@ -26,7 +27,8 @@ public static class RestGrammar
         "->", "->>", "%", "'", "\"", "\\", "{", "}", "[", "]", "1", "0", "-1", "42", "1e309", "9223372036854775808", "3.14", "NaN",
         "asc", "desc", "nullsfirst", "nullslast", "text", "int", "uuid", "jsonb", "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11",
         "2024-01-02T03:04:05Z", " ", "\t", "\n", "\0", "é", "😀", "\ud800", "select", "drop", ";", "--", "/*", "$1", "or(", "and(",
-        "id.eq.1", "name.eq.x", "qty.gt.2"];
+        "id.eq.1", "name.eq.x", "qty.gt.2", "fts.", "plfts(english).", "wfts(", "like(any).", "eq(all).{1,2}", "isdistinct.",
+        "sl.", "adj.[1,2)", "t.id", "t.order", "t.limit"];
     private static readonly string[] PreferValues = ["count=exact", "count=planned", "count=estimated", "count=wrong",
         "return=representation", "return=minimal", "return=headers-only", "resolution=merge-duplicates",
         "resolution=ignore-duplicates", "missing=default", "tx=rollback", "", "count=exact, return=minimal", "return="];
@@ -60,8 +62,8 @@ public static class RestGrammar
         from op in Gen.Elements("eq", "neq", "gt", "gte", "lt", "lte", "is", "in", "like", "ilike", "not.eq")
         from v in Gen.Elements("1", "2", "19", "x", "row 1", "row*", "null", "true", "(1,2,3)", "2024-01-01", "1.5", "-3")
         select new KeyValuePair<string, string>(col, $"{op}.{v}"),
-        Gen.Elements("id,name", "*", "n:name,qty", "id,price::text", "meta", "id,name,at").Select(v => new KeyValuePair<string, string>("select", v)),
-        Gen.Elements("id.desc", "name.asc.nullslast", "qty,id", "at.desc.nullsfirst").Select(v => new KeyValuePair<string, string>("order", v)),
+        Gen.Elements("id,name", "*", "n:name,qty", "id,price::text", "meta", "id,name,at", "id,meta->a->>b", "k:meta->>k::int", "*,t(id)").Select(v => new KeyValuePair<string, string>("select", v)),
+        Gen.Elements("id.desc", "name.asc.nullslast", "qty,id", "at.desc.nullsfirst", "meta->>a.desc", "meta->a->0").Select(v => new KeyValuePair<string, string>("order", v)),
         Gen.Elements("5", "0", "50", "1000").Select(v => new KeyValuePair<string, string>("limit", v)),
         Gen.Elements("(id.eq.1,qty.gt.5)", "(name.like.row*,and(qty.lt.3,id.gt.0))").Select(v => new KeyValuePair<string, string>("or", v)));
 

@@ -45,19 +45,61 @@ public class RestSqlSnapshotTests
         ("upsert ignore", RestVerb.Post, "on_conflict=id", ["resolution=ignore-duplicates"], """{"id":1,"title":"a"}"""),
         ("update", RestVerb.Patch, "id=eq.1", ["return=representation"], """{"done":true}"""),
         ("delete", RestVerb.Delete, "id=in.(1,2)", [], null),
+        ("json paths in select, filter and order", RestVerb.Get, "select=id,meta->a->>b,n:meta->0,meta->>c::int&meta->>c=eq.x&meta->a=cs.{\"b\":1}&order=meta->>c.desc", [], null),
+        ("fts plfts phfts wfts", RestVerb.Get, "title=fts.cat&title=plfts(english).fat%20cat&title=phfts.fat%20cat&title=wfts(simple).cat%20or%20dog", [], null),
+        ("quantifiers, ranges, isdistinct", RestVerb.Get, "title=like(any).{a*,b*}&id=eq(all).{1,2}&done=isdistinct.true", [], null),
+        ("csv", RestVerb.Get, "select=id,title&order=id", [], null),
+        ("insert, headers-only", RestVerb.Post, "", ["return=headers-only"], """{"title":"a"}"""),
     ];
+
+    /// <summary>Embedding: authors 1—n books (two keys: author, editor), books n—n tags through book_tags, books 1—n comments.</summary>
+    public static readonly (string Name, string Table, RestVerb Verb, string Query, string[] Prefer, string? Body)[] EmbedCases =
+    [
+        ("embed many-to-one with alias and hint", "books", RestVerb.Get, "select=title,writer:authors!books_author_id_fkey(name)", [], null),
+        ("embed many-to-one by column", "books", RestVerb.Get, "select=title,author_id(name)", [], null),
+        ("embed one-to-many with filters, order, limit", "authors", RestVerb.Get,
+            "select=name,books!books_author_id_fkey(title,comments(body))&books.order=title.desc&books.limit=2&books.offset=1&books.title=like.A*&books.comments.or=(id.eq.1,id.eq.2)", [], null),
+        ("embed many-to-many", "books", RestVerb.Get, "select=title,tags(name)", [], null),
+        ("embed !inner with count", "books", RestVerb.Get, "select=title,comments!inner(body)&comments.body=eq.x", ["count=exact"], null),
+        ("embed spread", "books", RestVerb.Get, "select=title,...authors!author_id(author:name)", [], null),
+        ("delete with order and representation", "books", RestVerb.Delete, "id=gt.1&select=title&order=title.desc", ["return=representation"], null),
+        ("embed in a write response", "books", RestVerb.Post, "select=title,authors!author_id(name)", ["return=representation"], """{"title":"t","author_id":1}"""),
+    ];
+
+    private static TableInfo Table(string name, uint oid, params ColumnInfo[] columns) =>
+        new() { Schema = "proj_snap", Name = name, Oid = oid, Kind = 'r', Columns = columns };
+
+    private static ColumnInfo Col(string name, string type, uint oid, int? pk = null) => new(name, type, oid, pk is not null, null, pk, false);
+
+    private static readonly SchemaSnapshot Schema = new(new Dictionary<string, TableInfo>
+    {
+        ["todo"] = Todo,
+        ["authors"] = Table("authors", 16600, Col("id", "integer", 23, 1), Col("name", "text", 25)),
+        ["books"] = Table("books", 16601, Col("id", "integer", 23, 1), Col("title", "text", 25), Col("author_id", "integer", 23), Col("editor_id", "integer", 23)),
+        ["tags"] = Table("tags", 16602, Col("id", "integer", 23, 1), Col("name", "text", 25)),
+        ["book_tags"] = Table("book_tags", 16603, Col("book_id", "integer", 23, 1), Col("tag_id", "integer", 23, 2)),
+        ["comments"] = Table("comments", 16604, Col("id", "integer", 23, 1), Col("book_id", "integer", 23), Col("body", "text", 25)),
+    }, 0,
+    [
+        new ForeignKey("books_author_id_fkey", "books", "authors", ["author_id"], ["id"], false),
+        new ForeignKey("books_editor_id_fkey", "books", "authors", ["editor_id"], ["id"], false),
+        new ForeignKey("book_tags_book_id_fkey", "book_tags", "books", ["book_id"], ["id"], false),
+        new ForeignKey("book_tags_tag_id_fkey", "book_tags", "tags", ["tag_id"], ["id"], false),
+        new ForeignKey("comments_book_id_fkey", "comments", "books", ["book_id"], ["id"], false),
+    ]);
 
     private static string Render()
     {
         var caller = new RestCaller("snap", CallerKind.Admin);
         var sb = new StringBuilder();
-        foreach (var (name, verb, query, prefer, body) in Cases)
+        foreach (var (name, table, verb, query, prefer, body) in Cases.Select(c => (c.Name, "todo", c.Verb, c.Query, c.Prefer, c.Body)).Concat(EmbedCases))
         {
             var pairs = query.Length == 0 ? [] : query.Split('&').Select(p => p.Split('=', 2))
                 .Select(kv => new KeyValuePair<string, string>(kv[0], Uri.UnescapeDataString(kv[1])));
-            var req = RestParser.Parse(verb, "todo", pairs, prefer, null, null, body);
-            var plan = RestSql.Build(req, Todo, caller, "user_id", 1000);
+            var req = RestParser.Parse(verb, table, pairs, prefer, null, name == "csv" ? "text/csv" : null, body);
+            var plan = RestSql.Build(req, Schema.Tables[table], caller, "user_id", 1000, Schema);
             sb.Append("## ").Append(name).Append('\n');
+            if (plan.CsvHeader is not null) sb.Append("csv header: ").Append(plan.CsvHeader).Append('\n');
             if (plan.CountSql is not null) sb.Append("count: ").Append(plan.CountSql).Append('\n');
             sb.Append("sql: ").Append(plan.Sql).Append('\n');
             foreach (var (p, i) in plan.Parameters.Select((p, i) => (p, i + 1)))

@@ -318,3 +318,183 @@ test('HEAD counts rows', async () => {
   assert.equal(r.count, 2);
   assert.equal(r.data, null);
 });
+
+// ---- issue 15: resource embedding and the rest of the grammar --------------------------------------------
+
+let E, eAdmin, eAnon;
+
+before(async () => {
+  E = await api('/api/projects', { name: 'postgrest-js embedding' });
+  await sql(E, `
+    create table teams (id serial primary key, name text not null);
+    create table people (id serial primary key, name text not null, team_id int references teams(id));
+    create table messages (id serial primary key, body text not null, sender_id int not null references people(id), receiver_id int references people(id));
+    create table tags (id serial primary key, name text not null);
+    create table person_tags (person_id int references people(id), tag_id int references tags(id), primary key (person_id, tag_id));
+    create table secrets (id serial primary key, person_id int references people(id), code text);
+    create table docs (id serial primary key, title text not null, body text, data jsonb, during int4range, labels text[],
+      tsv tsvector generated always as (to_tsvector('english', coalesce(body, ''))) stored);
+    create table items (id serial primary key, name text, qty int not null default 7, note text default 'none');
+    insert into teams (name) values ('red'), ('blue'), ('empty');
+    insert into people (name, team_id) values ('ann', 1), ('bob', 1), ('cid', null), ('dan', 2);
+    insert into messages (body, sender_id, receiver_id) values ('hi', 1, 2), ('yo', 2, 1);
+    insert into tags (name) values ('x'), ('y'), ('z');
+    insert into person_tags values (1, 1), (1, 2), (2, 3);
+    insert into secrets (person_id, code) values (1, 's1');
+    insert into docs (title, body, data, during, labels) values
+      ('cats', 'The fat cats sat on the mat', '{"a": {"b": "x"}, "k": "one"}', '[1,5)', '{red,green}'),
+      ('dogs', 'A dog chased the rats', '{"a": {"b": "y"}, "k": "two"}', '[5,10)', '{blue}'),
+      ('birds', 'Birds sing; cats listen', '{"a": {"b": "z"}, "k": "three"}', '[20,30)', '{red}');`);
+  for (const t of ['teams', 'people', 'messages', 'tags', 'person_tags', 'docs'])
+    await api(`/api/projects/${E.id}/tables/${t}/access`, {
+      anon_select: true, anon_insert: false, auth_insert: true, auth_select_own: false, auth_update_own: false, auth_delete_own: false, user_id_col: null }, 'PUT');
+  eAdmin = client(E, { apikey: E.anonKey, Authorization: `Bearer ${E.apiKey}` });
+  eAnon = client(E, { apikey: E.anonKey });
+});
+
+test('embed many-to-one as an object or null, with an alias', async () => {
+  const { data, error } = await eAnon.from('people').select('name, team:teams(name)').in('name', ['ann', 'cid']).order('id');
+  assert.equal(error, null);
+  assert.deepEqual(data, [{ name: 'ann', team: { name: 'red' } }, { name: 'cid', team: null }]);
+});
+
+test('embed one-to-many as an array, with referenced order, limit, range, filters and or', async () => {
+  const all = await eAnon.from('teams').select('name, people(name)').order('id').order('name', { referencedTable: 'people', ascending: false });
+  assert.deepEqual(all.data, [{ name: 'red', people: [{ name: 'bob' }, { name: 'ann' }] }, { name: 'blue', people: [{ name: 'dan' }] }, { name: 'empty', people: [] }]);
+  const limited = await eAnon.from('teams').select('name, people(name)').eq('id', 1).order('name', { referencedTable: 'people' }).limit(1, { referencedTable: 'people' });
+  assert.deepEqual(limited.data, [{ name: 'red', people: [{ name: 'ann' }] }]);
+  const ranged = await eAnon.from('teams').select('name, people(name)').eq('id', 1).order('name', { referencedTable: 'people' }).range(1, 1, { referencedTable: 'people' });
+  assert.deepEqual(ranged.data, [{ name: 'red', people: [{ name: 'bob' }] }]);
+  const filtered = await eAnon.from('teams').select('name, people(name)').eq('id', 1).eq('people.name', 'bob');
+  assert.deepEqual(filtered.data, [{ name: 'red', people: [{ name: 'bob' }] }]);
+  const ored = await eAnon.from('teams').select('name, people(name)').eq('id', 1).or('name.eq.ann,name.eq.zed', { referencedTable: 'people' });
+  assert.deepEqual(ored.data, [{ name: 'red', people: [{ name: 'ann' }] }]);
+});
+
+test('embed many-to-many through a join table, nested levels', async () => {
+  const m2m = await eAnon.from('people').select('name, tags(name)').lte('id', 2).order('id').order('name', { referencedTable: 'tags' });
+  assert.deepEqual(m2m.data, [{ name: 'ann', tags: [{ name: 'x' }, { name: 'y' }] }, { name: 'bob', tags: [{ name: 'z' }] }]);
+  const nested = await eAnon.from('teams').select('name, people(name, team:teams(name), tags(name))').eq('id', 2);
+  assert.deepEqual(nested.data, [{ name: 'blue', people: [{ name: 'dan', team: { name: 'blue' }, tags: [] }] }]);
+});
+
+test('!inner keeps only parents with matching embedded rows, and counts them', async () => {
+  const { data, count } = await eAnon.from('teams').select('name, people!inner(name)', { count: 'exact' }).eq('people.name', 'dan');
+  assert.deepEqual(data, [{ name: 'blue', people: [{ name: 'dan' }] }]);
+  assert.equal(count, 1);
+});
+
+test('foreign key hints, column hints, and PGRST201 / PGRST200', async () => {
+  const hinted = await eAnon.from('messages').select('body, sender:people!messages_sender_id_fkey(name), receiver:people!receiver_id(name)').order('id');
+  assert.deepEqual(hinted.data, [{ body: 'hi', sender: { name: 'ann' }, receiver: { name: 'bob' } }, { body: 'yo', sender: { name: 'bob' }, receiver: { name: 'ann' } }]);
+  const ambiguous = await eAnon.from('messages').select('body, people(name)');
+  assert.equal(ambiguous.status, 300);
+  assert.equal(ambiguous.error.code, 'PGRST201');
+  assert.equal(ambiguous.error.details.length, 2);
+  assert.deepEqual(ambiguous.error.details.map(d => d.cardinality), ['many-to-one', 'many-to-one']);
+  assert.match(ambiguous.error.hint, /'people!messages_receiver_id_fkey', 'people!messages_sender_id_fkey'/);
+  const none = await eAnon.from('teams').select('name, tags(name)');
+  assert.equal(none.status, 400);
+  assert.equal(none.error.code, 'PGRST200');
+});
+
+test('writes embed in their response: insert, update and delete with select', async () => {
+  const ins = await eAdmin.from('people').insert([{ name: 'eve', team_id: 2 }, { name: 'fay' }]).select('*, team:teams(name)');
+  assert.equal(ins.error, null);
+  assert.equal(ins.status, 201);
+  assert.deepEqual(ins.data.map(r => [r.name, r.team]), [['eve', { name: 'blue' }], ['fay', null]]);
+  const upd = await eAdmin.from('people').update({ team_id: 1 }).eq('name', 'fay').select('name, teams(name), tags(name)').single();
+  assert.deepEqual(upd.data, { name: 'fay', teams: { name: 'red' }, tags: [] });
+  const del = await eAdmin.from('people').delete().in('name', ['eve', 'fay']).select('name, teams(name)').order('name');
+  assert.deepEqual(del.data, [{ name: 'eve', teams: { name: 'blue' } }, { name: 'fay', teams: { name: 'red' } }]);
+});
+
+test('an embedded private table stays hidden from anon', async () => {
+  // secrets keeps the secure defaults: anon holds no privilege, PostgreSQL refuses → 401, nothing leaks
+  const refused = await eAnon.from('people').select('name, secrets(code)');
+  assert.equal(refused.status, 401);
+  assert.equal(refused.error.code, '42501');
+  assert.equal(refused.data, null);
+  // a grant without a policy: RLS hides every row → [] (and the DB_API_KEY sees them)
+  await sql(E, `grant select on secrets to proj_${E.id}_anon`);
+  const hidden = await eAnon.from('people').select('name, secrets(code)').eq('id', 1);
+  assert.deepEqual(hidden.data, [{ name: 'ann', secrets: [] }]);
+  const admin = await eAdmin.from('people').select('name, secrets(code)').eq('id', 1);
+  assert.deepEqual(admin.data, [{ name: 'ann', secrets: [{ code: 's1' }] }]);
+});
+
+test('textSearch: fts, plain, phrase and websearch, with a config', async () => {
+  const ids = r => r.data.map(x => x.id);
+  assert.deepEqual(ids(await eAnon.from('docs').select('id').textSearch('tsv', 'cat').order('id')), [1, 3]);
+  assert.deepEqual(ids(await eAnon.from('docs').select('id').textSearch('tsv', "'fat' & 'cats'", { config: 'english' })), [1]);
+  assert.deepEqual(ids(await eAnon.from('docs').select('id').textSearch('tsv', 'fat cats', { type: 'plain', config: 'english' })), [1]);
+  assert.deepEqual(ids(await eAnon.from('docs').select('id').textSearch('tsv', 'cat fat', { type: 'phrase', config: 'english' })), []);
+  assert.deepEqual(ids(await eAnon.from('docs').select('id').textSearch('tsv', 'dog or birds', { type: 'websearch', config: 'english' }).order('id')), [2, 3]);
+  assert.deepEqual(ids(await eAnon.from('docs').select('id').textSearch('body', 'chasing', { config: 'english' })), [2]);
+});
+
+test('contains, containedBy, overlaps and range operators on arrays, ranges and jsonb', async () => {
+  const ids = r => { assert.equal(r.error, null); return r.data.map(x => x.id); };
+  const q = () => eAnon.from('docs').select('id').order('id');
+  assert.deepEqual(ids(await q().contains('labels', ['red'])), [1, 3]);
+  assert.deepEqual(ids(await q().containedBy('labels', ['red', 'blue'])), [2, 3]);
+  assert.deepEqual(ids(await q().overlaps('labels', ['green', 'blue'])), [1, 2]);
+  assert.deepEqual(ids(await q().contains('during', '[2,3]')), [1]);
+  assert.deepEqual(ids(await q().containedBy('during', '[0,10)')), [1, 2]);
+  assert.deepEqual(ids(await q().overlaps('during', '[8,25)')), [2, 3]);
+  assert.deepEqual(ids(await q().rangeLt('during', '[5,6)')), [1]);
+  assert.deepEqual(ids(await q().rangeGt('during', '[5,6)')), [3]);
+  assert.deepEqual(ids(await q().rangeAdjacent('during', '[10,20)')), [2, 3]);
+  assert.deepEqual(ids(await q().contains('data', { k: 'two' })), [2]);
+  assert.deepEqual(ids(await q().containedBy('data', { a: { b: 'z' }, k: 'three', extra: 1 })), [3]);
+});
+
+test('match, imatch, likeAnyOf and match({})', async () => {
+  const ids = r => { assert.equal(r.error, null); return r.data.map(x => x.id); };
+  const q = () => eAnon.from('docs').select('id').order('id');
+  assert.deepEqual(ids(await q().filter('title', 'match', '^[bc]')), [1, 3]);
+  assert.deepEqual(ids(await q().filter('title', 'imatch', '^DO')), [2]);
+  assert.deepEqual(ids(await q().not('title', 'imatch', '^C')), [2, 3]);
+  assert.deepEqual(ids(await q().likeAnyOf('title', ['d%', 'b%'])), [2, 3]);
+  assert.deepEqual(ids(await q().match({ title: 'dogs', id: 2 })), [2]);
+});
+
+test('JSON paths in select, filter and order', async () => {
+  const sel = await eAnon.from('docs').select('id, data->a->>b, inner:data->a, data->>k').eq('id', 1);
+  assert.deepEqual(sel.data, [{ id: 1, b: 'x', inner: { b: 'x' }, k: 'one' }]);
+  const filtered = await eAnon.from('docs').select('id').eq('data->a->>b', 'y');
+  assert.deepEqual(filtered.data, [{ id: 2 }]);
+  const ordered = await eAnon.from('docs').select('id').order('data->>k', { ascending: false });
+  assert.deepEqual(ordered.data.map(r => r.id), [2, 3, 1]);
+});
+
+test('insert with defaultToNull: false sends missing=default: missing keys take the column default', async () => {
+  const nulls = await eAdmin.from('items').insert([{ name: 'a', qty: 1 }, { name: 'b' }]);
+  assert.equal(nulls.status, 400); // qty is NOT NULL and the missing key became NULL
+  const { data, error } = await eAdmin.from('items').insert([{ name: 'a', qty: 1, note: null }, { name: 'b' }], { defaultToNull: false }).select('name, qty, note');
+  assert.equal(error, null);
+  assert.deepEqual(data, [{ name: 'a', qty: 1, note: null }, { name: 'b', qty: 7, note: 'none' }]);
+});
+
+test('csv(), HEAD with count=exact, return=headers-only and rollback()', async () => {
+  const csv = await eAnon.from('docs').select('id, title, labels').order('id').csv();
+  assert.equal(csv.error, null);
+  assert.equal(csv.data, 'id,title,labels\n1,cats,"{red,green}"\n2,dogs,{blue}\n3,birds,{red}');
+  const head = await eAnon.from('docs').select('*', { count: 'exact', head: true }).contains('labels', ['red']);
+  assert.equal(head.status, 200);
+  assert.equal(head.count, 2);
+  assert.equal(head.data, null);
+  const res = await fetch(`${E.restUrl}/items`, {
+    method: 'POST', body: JSON.stringify({ name: 'located' }),
+    headers: { apikey: E.anonKey, authorization: `Bearer ${E.apiKey}`, 'content-type': 'application/json', prefer: 'return=headers-only' } });
+  assert.equal(res.status, 201);
+  assert.match(res.headers.get('location'), /^\/items\?id=eq\.\d+$/);
+  assert.equal(res.headers.get('preference-applied'), 'return=headers-only');
+  assert.equal(await res.text(), '');
+  const before = await eAdmin.from('items').select('*', { count: 'exact', head: true });
+  const rolled = await eAdmin.from('items').insert({ name: 'ghost' }).select('name').rollback();
+  assert.equal(rolled.status, 201);
+  assert.deepEqual(rolled.data, [{ name: 'ghost' }]);
+  const after = await eAdmin.from('items').select('*', { count: 'exact', head: true });
+  assert.equal(after.count, before.count);
+});

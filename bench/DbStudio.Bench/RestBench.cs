@@ -1,7 +1,9 @@
 // REST throughput and latency (issue 3): GET by primary key and 50-row pages with the ANON key on a
-// policy-checked 100,000-row table, next to — in the same run, on the same machine — a hand-written minimal
-// ASP.NET endpoint doing the same query (without and with a per-request role switch) and pgbench running the
-// same SQL. Load: wrk, 16 connections on loopback. Prints req/s, p50/p99 and the ratios.
+// policy-checked 100,000-row table, and (issue 15) a one-to-many embed — 50 parents with up to 10 children each,
+// `select=id,name,children(id,name,qty)` — next to, in the same run, on the same machine, a hand-written minimal
+// ASP.NET endpoint doing the same query (the embed: the same LEFT JOIN LATERAL … json_agg query; without and with a
+// per-request role switch) and pgbench running the same SQL. Load: wrk, 16 connections on loopback. Prints req/s,
+// p50/p99 and the ratios.
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
@@ -33,16 +35,24 @@ public static partial class RestBench
         var project = await host.CreateProjectAsync(userId, baseUrl);
         var setup = await services.GetRequiredService<SqlConsole>().RunAsync(project.Id,
             "create table items (id int primary key, name text not null, price numeric(10,2), user_id uuid); " +
-            "insert into items select g, 'item ' || g, g * 1.25, gen_random_uuid() from generate_series(1, 100000) g; analyze items");
+            "insert into items select g, 'item ' || g, g * 1.25, gen_random_uuid() from generate_series(1, 100000) g; analyze items; " +
+            // 50 parents with 0–10 children each (the embed case)
+            "create table parents (id int primary key, name text not null); " +
+            "create table children (id int primary key, parent_id int not null references parents(id), name text not null, qty int); " +
+            "create index on children (parent_id); " +
+            "insert into parents select g, 'parent ' || g from generate_series(1, 50) g; " +
+            "insert into children select row_number() over (), p, 'child ' || p || '.' || c, c from generate_series(1, 50) p, " +
+            "generate_series(1, 10) c where c <= (p * 7) % 11; analyze parents; analyze children");
         if (setup.FirstOrDefault(r => r.Error is not null) is { } failed) throw new InvalidOperationException(failed.Error!.Message);
-        await services.GetRequiredService<AccessPolicies>().PutAsync(project.Id, "items",
-            AccessSettings.Defaults("user_id") with { anon_select = true });
+        foreach (var table in new[] { "items", "parents", "children" })
+            await services.GetRequiredService<AccessPolicies>().PutAsync(project.Id, table,
+                AccessSettings.Defaults(table == "items" ? "user_id" : null) with { anon_select = true });
 
-        // The baselines log in as the cluster's superuser: the platform's own login has no rights inside a project
-        // schema (DESIGN §2), and a baseline is only a yardstick.
-        var baselineCs = host.Cluster.SuperuserConnectionString(new NpgsqlConnectionStringBuilder(host.PlatformConnectionString).Database!);
-        await using var handWritten = await HandWrittenApp.StartAsync(baselineCs, project.Id);
-        var restBase = $"{baseUrl}/db/{project.Id}/rest/items";
+        // The baselines connect as the cluster's superuser: the platform's own login cannot read project schemas (DESIGN §2),
+        // and the superuser can switch to the project's anon role for the RLS variant.
+        var baselineConnection = BaselineConnectionString(host);
+        await using var handWritten = await HandWrittenApp.StartAsync(baselineConnection, project.Id);
+        var restBase = $"{baseUrl}/db/{project.Id}/rest";
         if (serveOnly)
         {
             Console.WriteLine($"REST {restBase} apikey {project.AnonKey}\nHAND {handWritten.Url}\nPG {host.PlatformConnectionString}");
@@ -55,8 +65,10 @@ public static partial class RestBench
         var rows = new List<(string Query, List<Result> Results)>();
         foreach (var (query, restPath, handPath, sql) in new[]
                  {
-                     ("GET by primary key", "?id=eq.{r}", "/items/{r}", "SELECT id, name, price, user_id FROM items WHERE id = :r;"),
-                     ("GET 50-row page", "?limit=50&offset={o}", "/items?offset={o}", "SELECT id, name, price, user_id FROM items LIMIT 50 OFFSET :o;"),
+                     ("GET by primary key", "/items?id=eq.{r}", "/items/{r}", "SELECT id, name, price, user_id FROM items WHERE id = :r;"),
+                     ("GET 50-row page", "/items?limit=50&offset={o}", "/items?offset={o}", "SELECT id, name, price, user_id FROM items LIMIT 50 OFFSET :o;"),
+                     ("GET one-to-many embed (50 parents, <= 10 children each)", "/parents?select=id,name,children(id,name,qty)&order=id",
+                         "/parents", HandWrittenApp.EmbedSql.Replace("$1", "50") + ";"),
                  })
         {
             var samples = new List<Result>[4];
@@ -66,7 +78,7 @@ public static partial class RestBench
                 samples[0].Add(await Wrk("hand-written endpoint, no role switch", handWritten.Url + handPath, null, seconds));
                 samples[1].Add(await Wrk("hand-written endpoint + role switch (RLS)", handWritten.Url + "/rls" + handPath, null, seconds));
                 samples[2].Add(await Wrk("DbStudio REST, ANON key (RLS)", restBase + restPath, project.AnonKey, seconds));
-                samples[3].Add(await PgBench(baselineCs, project.Id, sql, seconds));
+                samples[3].Add(await PgBench(host, project.Id, sql, seconds));
             }
             rows.Add((query, samples.Select(s => s.OrderBy(r => r.Rps).ElementAt(rounds / 2)).ToList()));
         }
@@ -114,9 +126,14 @@ public static partial class RestBench
         return m.Groups[2].Value switch { "us" => v / 1000, "s" => v * 1000, _ => v };
     }
 
-    private static async Task<Result> PgBench(string connectionString, string projectId, string sql, int seconds)
+    /// <summary>The cluster's superuser on the platform's database.</summary>
+    private static string BaselineConnectionString(BenchHost host) =>
+        new NpgsqlConnectionStringBuilder(host.Cluster.SuperuserConnectionString())
+            { Database = new NpgsqlConnectionStringBuilder(host.PlatformConnectionString).Database, Pooling = true }.ConnectionString;
+
+    private static async Task<Result> PgBench(BenchHost host, string projectId, string sql, int seconds)
     {
-        var csb = new NpgsqlConnectionStringBuilder(connectionString);
+        var csb = new NpgsqlConnectionStringBuilder(BaselineConnectionString(host));
         var script = Path.Combine(Path.GetTempPath(), $"dbstudio-pgbench-{Guid.NewGuid():N}.sql");
         await File.WriteAllTextAsync(script,
             $"\\set r random(1, 100000)\n\\set o random(0, 950)\nSET search_path = proj_{projectId};\n{sql}\n");
@@ -159,6 +176,12 @@ public sealed class HandWrittenApp : IAsyncDisposable
 {
     private sealed record Item(int id, string name, decimal? price, Guid? user_id);
 
+    /// <summary>The embed, written by hand as PostgREST would plan it: one LEFT JOIN LATERAL json_agg per parent.</summary>
+    public const string EmbedSql =
+        "SELECT p.id, p.name, COALESCE(c.children, '[]') AS children FROM parents p LEFT JOIN LATERAL " +
+        "(SELECT json_agg(x) AS children FROM (SELECT ch.id, ch.name, ch.qty FROM children ch WHERE ch.parent_id = p.id) x) c ON TRUE " +
+        "ORDER BY p.id LIMIT $1";
+
     private readonly WebApplication _app;
     private readonly NpgsqlDataSource _db;
     public string Url { get; }
@@ -191,6 +214,37 @@ public sealed class HandWrittenApp : IAsyncDisposable
         }
         const string byId = "SELECT id, name, price, user_id FROM items WHERE id = $1";
         const string page = "SELECT id, name, price, user_id FROM items LIMIT 50 OFFSET $1";
+        // The embed: parents' plain columns from the reader, the children's JSON from PostgreSQL, written with Utf8JsonWriter.
+        async Task Embed(HttpContext ctx, bool asAnon)
+        {
+            await using var conn = await db.OpenConnectionAsync();
+            await using var batch = new NpgsqlBatch(conn);
+            if (asAnon)
+                batch.BatchCommands.Add(new NpgsqlBatchCommand("SELECT set_config('role', $1, true)") { Parameters = { new() { Value = anon } } });
+            batch.BatchCommands.Add(new NpgsqlBatchCommand(EmbedSql) { Parameters = { new() { Value = 50L } } });
+            await using var r = await batch.ExecuteReaderAsync();
+            if (asAnon) await r.NextResultAsync();
+            var buffer = new System.Buffers.ArrayBufferWriter<byte>(16384);
+            await using (var w = new System.Text.Json.Utf8JsonWriter(buffer))
+            {
+                w.WriteStartArray();
+                while (await r.ReadAsync())
+                {
+                    w.WriteStartObject();
+                    w.WriteNumber("id", r.GetInt32(0));
+                    w.WriteString("name", r.GetString(1));
+                    w.WritePropertyName("children");
+                    w.WriteRawValue(r.GetString(2), skipInputValidation: true);
+                    w.WriteEndObject();
+                }
+                w.WriteEndArray();
+            }
+            ctx.Response.ContentType = "application/json; charset=utf-8";
+            ctx.Response.ContentLength = buffer.WrittenCount;
+            await ctx.Response.Body.WriteAsync(buffer.WrittenMemory);
+        }
+        app.MapGet("/parents", (HttpContext ctx) => Embed(ctx, false));
+        app.MapGet("/rls/parents", (HttpContext ctx) => Embed(ctx, true));
         app.MapGet("/items/{id:int}", async (int id) => Results.Json(await Query(byId, id, false)));
         app.MapGet("/items", async (int offset) => Results.Json(await Query(page, (long)offset, false)));
         app.MapGet("/rls/items/{id:int}", async (int id) => Results.Json(await Query(byId, id, true)));
