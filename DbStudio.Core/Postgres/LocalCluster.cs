@@ -90,8 +90,9 @@ public sealed class LocalCluster : IAsyncDisposable
         var serverOpts = $"-c listen_addresses=127.0.0.1 -p {Port} -c unix_socket_directories=''";
         // Throwaway clusters skip fsync (an OS crash may lose them) but keep synchronous_commit: a commit is in the
         // kernel's page cache before it is acknowledged, so killing PostgreSQL (pg_ctl -m immediate) loses nothing.
+        // They serve a whole test run — several app instances at once, each with its pools — so they take more sessions.
         if (_options.Ephemeral)
-            serverOpts += " -c fsync=off -c full_page_writes=off -c max_connections=300";
+            serverOpts += " -c fsync=off -c full_page_writes=off -c max_connections=500";
         else
             serverOpts += " -c max_connections=200";
         var log = Path.Combine(data, "server.log");
