@@ -124,6 +124,21 @@ test('CRUD with the DB_API_KEY, past every policy', async () => {
   assert.equal(secrets.error, null);
 });
 
+test('rpc() through rest/v1: closed to anon until allowed, then called with named arguments', async () => {
+  await sql(P, `create function add_up(a int, b int default 10) returns int language sql stable as $$ select a + b $$;`);
+  const anon = newClient();
+  const refused = await anon.rpc('add_up', { a: 1 });
+  assert.equal(refused.data, null);
+  assert.equal(refused.error.code, '42501'); // the secure default: not executable by anon yet
+  assert.equal((await newClient(P.apiKey).rpc('add_up', { a: 1 })).data, 11); // the DB_API_KEY always may
+  await api(`/api/projects/${P.id}/functions/add_up/access`, { anon_execute: true, auth_execute: false }, 'PUT');
+  const allowed = await anon.rpc('add_up', { a: 2, b: 3 });
+  assert.equal(allowed.error, null);
+  assert.equal(allowed.status, 200);
+  assert.equal(allowed.data, 5);
+  assert.equal((await anon.rpc('add_up', { a: 2 }, { get: true })).data, 12);
+});
+
 test('a schema other than public is PostgREST\'s PGRST106', async () => {
   const other = createClient(SUPABASE_URL, P.anonKey, { db: { schema: 'private' } });
   clients.push(other);
