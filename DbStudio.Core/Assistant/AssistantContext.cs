@@ -155,7 +155,7 @@ public sealed class AssistantContext(SchemaCache schemas, AccessPolicies access,
             var names = new StringBuilder($"- {rest.Count} more tables, named: ");
             foreach (var n in rest)
             {
-                if (sb.Length + names.Length + n.Length + 2 > budget + 200) { names.Append("…"); break; }
+                if (sb.Length + names.Length + n.Length + 2 > budget + 200) { names.Append('…'); break; }
                 names.Append(n).Append(", ");
             }
             sb.Append(names.ToString().TrimEnd(',', ' ')).Append(" (ask for details of any of them)\n");

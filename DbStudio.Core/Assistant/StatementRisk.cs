@@ -17,6 +17,10 @@ public sealed record BlockRisk(RiskLevel Level, string? Reason, string? ConfirmW
 
 public static class StatementRisk
 {
+    /// <summary>What a dollar-quote tag may be made of.</summary>
+    private static readonly System.Buffers.SearchValues<char> TagCharacters =
+        System.Buffers.SearchValues.Create("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_");
+
     private static readonly HashSet<string> ReadStarts = ["select", "with", "table", "values", "show", "explain"];
     private static readonly HashSet<string> Modifying = ["insert", "update", "delete", "merge", "into", "truncate", "drop", "alter",
         "create", "grant", "revoke", "copy", "call", "do", "analyze", "lock", "set", "reset", "vacuum", "refresh", "comment", "nextval", "setval"];
@@ -113,7 +117,7 @@ public static class StatementRisk
             if (c == '$')
             {
                 var close = sql.IndexOf('$', i + 1);
-                if (close > i && sql.AsSpan(i + 1, close - i - 1).IndexOfAnyExcept("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_") < 0)
+                if (close > i && sql.AsSpan(i + 1, close - i - 1).IndexOfAnyExcept(TagCharacters) < 0)
                 {
                     var tag = sql[i..(close + 1)];
                     var end = sql.IndexOf(tag, close + 1, StringComparison.Ordinal);

@@ -405,7 +405,7 @@ public class RpcTests(TestApp app)
         Assert.True(logNote.TryGetProperty("post", out _));
         Assert.False(logNote.TryGetProperty("get", out _)); // volatile: POST only
         Assert.True(all.GetProperty("/rpc/greet").TryGetProperty("get", out _));
-        Assert.False((await PathsAsync(Who.Anon)).EnumerateObject().Any(e => e.Name.StartsWith("/rpc/", StringComparison.Ordinal)));
+        Assert.DoesNotContain((await PathsAsync(Who.Anon)).EnumerateObject(), e => e.Name.StartsWith("/rpc/", StringComparison.Ordinal));
         await AllowAsync(w, "greet", anon: true, auth: true);
         var anon = (await PathsAsync(Who.Anon)).EnumerateObject().Select(e => e.Name).Where(n => n.StartsWith("/rpc/", StringComparison.Ordinal));
         Assert.Equal(["/rpc/greet"], anon);

@@ -73,7 +73,7 @@ public sealed class PhoenixSocket
             }
             finally { _work.Release(); }
             _out.Writer.TryComplete();
-            try { await writer.WaitAsync(TimeSpan.FromSeconds(5)); } catch (Exception) { /* the socket is gone */ }
+            try { await writer.WaitAsync(TimeSpan.FromSeconds(5), CancellationToken.None); } catch (Exception) { /* the socket is gone */ }
         }
     }
 
