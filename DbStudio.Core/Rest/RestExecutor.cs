@@ -79,9 +79,7 @@ public sealed class RestExecutor(RestConnections connections, SchemaCache schema
                 if (snapshot.Tables.TryGetValue(name, out var embedded)) await access.EnsureAsync(caller.ProjectId, embedded, ct);
             using var turn = await gates.EnterAsync(caller.ProjectId, ct);
             if (turn is null)
-                return RestResponse.Fail(503, new RestError("PGRST003", "Too many requests of this project are running at once",
-                    $"At most {Opt.MaxConcurrentPerProject} run at the same time; this one waited {Opt.ProjectQueueTimeout.TotalSeconds:0} s",
-                    "Retry later, or make the slow queries faster"));
+                return ProjectBusy(Opt);
             return await RunAsync(caller, req, plan, ct);
         }
         catch (RestException e)
@@ -92,20 +90,41 @@ public sealed class RestExecutor(RestConnections connections, SchemaCache schema
         {
             if (e.SqlState is PostgresErrorCodes.UndefinedColumn or PostgresErrorCodes.UndefinedTable)
                 _ = schemas.ReloadIfOlderAsync(caller.ProjectId, await schemas.GetAsync(caller.ProjectId, CancellationToken.None));
-            // The server is shutting down or restarting: the pool's other idle connections are gone too.
-            if (e.SqlState.StartsWith("57P", StringComparison.Ordinal) || e.SqlState.StartsWith("08", StringComparison.Ordinal)) connections.ClearAll();
-            var (status, error) = SqlStateHttp.From(e, caller.IsAnonymous);
-            return RestResponse.Fail(status, error);
+            return Refused(e, caller, connections);
         }
         catch (NpgsqlException e) when (!ct.IsCancellationRequested)
         {
-            // No connection (PostgreSQL down or restarting): drop the pool's broken connections so that the first
-            // requests after the restart do not each find one, and say so — nothing was written. (A pool that stayed
-            // busy is not broken: its connections stay.)
-            if (e is not RestConnections.BusyException) connections.ClearAll();
-            return RestResponse.Fail(503, new RestError("PGRST001", "Could not connect to the database", e.Message,
-                "The database is restarting or unreachable; retry in a moment"));
+            return Unreachable(e, connections);
         }
+    }
+
+    // ---- failures shared with RPC (RpcExecutor) ----------------------------------------------------------
+
+    /// <summary>The project's gate stayed full for the queue timeout.</summary>
+    internal static RestResponse ProjectBusy(RestOptions opt) =>
+        RestResponse.Fail(503, new RestError("PGRST003", "Too many requests of this project are running at once",
+            $"At most {opt.MaxConcurrentPerProject} run at the same time; this one waited {opt.ProjectQueueTimeout.TotalSeconds:0} s",
+            "Retry later, or make the slow queries faster"));
+
+    /// <summary>PostgreSQL refused the statement: its SQLSTATE mapped to HTTP. A server shutting down or restarting
+    /// took the pool's other idle connections with it: they are dropped.</summary>
+    internal static RestResponse Refused(PostgresException e, RestCaller caller, RestConnections connections)
+    {
+        if (e.SqlState.StartsWith("57P", StringComparison.Ordinal) || e.SqlState.StartsWith("08", StringComparison.Ordinal)) connections.ClearAll();
+        var (status, error) = SqlStateHttp.From(e, caller.IsAnonymous);
+        return RestResponse.Fail(status, error);
+    }
+
+    /// <summary>
+    /// No connection (PostgreSQL down or restarting): drop the pool's broken connections so that the first requests
+    /// after the restart do not each find one, and say so — nothing was written. (A pool that stayed busy is not
+    /// broken: its connections stay.)
+    /// </summary>
+    internal static RestResponse Unreachable(NpgsqlException e, RestConnections connections)
+    {
+        if (e is not RestConnections.BusyException) connections.ClearAll();
+        return RestResponse.Fail(503, new RestError("PGRST001", "Could not connect to the database", e.Message,
+            "The database is restarting or unreachable; retry in a moment"));
     }
 
     private async Task<RestResponse> RunAsync(RestCaller caller, RestRequest req, RestPlan plan, CancellationToken ct)

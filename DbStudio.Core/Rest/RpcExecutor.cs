@@ -43,9 +43,7 @@ public sealed class RpcExecutor(RestConnections connections, FunctionCatalog fun
             // The project's turn: table requests and RPC share the same gate (Projects/ProjectGates).
             using var turn = await gates.EnterAsync(caller.ProjectId, ct);
             if (turn is null)
-                return RestResponse.Fail(503, new RestError("PGRST003", "Too many requests of this project are running at once",
-                    $"At most {Opt.MaxConcurrentPerProject} run at the same time; this one waited {Opt.ProjectQueueTimeout.TotalSeconds:0} s",
-                    "Retry later, or make the slow queries faster"));
+                return RestExecutor.ProjectBusy(Opt);
             return await RunAsync(caller, req, plan, ct);
         }
         catch (RestException e)
@@ -57,15 +55,11 @@ public sealed class RpcExecutor(RestConnections connections, FunctionCatalog fun
             // A function dropped or changed since the catalog was read: read it again for the next call.
             if (e.SqlState is PostgresErrorCodes.UndefinedFunction or PostgresErrorCodes.UndefinedColumn)
                 _ = functions.ReloadIfOlderAsync(caller.ProjectId, await functions.GetAsync(caller.ProjectId, CancellationToken.None));
-            if (e.SqlState.StartsWith("57P", StringComparison.Ordinal) || e.SqlState.StartsWith("08", StringComparison.Ordinal)) connections.ClearAll();
-            var (status, error) = SqlStateHttp.From(e, caller.IsAnonymous);
-            return RestResponse.Fail(status, error);
+            return RestExecutor.Refused(e, caller, connections);
         }
         catch (NpgsqlException e) when (!ct.IsCancellationRequested)
         {
-            if (e is not RestConnections.BusyException) connections.ClearAll();
-            return RestResponse.Fail(503, new RestError("PGRST001", "Could not connect to the database", e.Message,
-                "The database is restarting or unreachable; retry in a moment"));
+            return RestExecutor.Unreachable(e, connections);
         }
     }
 
