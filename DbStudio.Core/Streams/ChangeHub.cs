@@ -29,7 +29,7 @@ public sealed class ChangeHub(ChangeLog changeLog, StreamVisibility visibility, 
     private StreamOptions Opt => options.Value.Streams;
     private readonly ConcurrentDictionary<string, ProjectFeed> _feeds = new();
     private readonly SemaphoreSlim _feedCreation = new(1, 1);
-    private readonly FanOut _fanOut = new();
+    private readonly FanOut _fanOut = new(clock);
     private readonly SemaphoreSlim _sweep = new(0, 1);
 
     public int SubscriberCount => _feeds.Values.Sum(f => f.Count);
@@ -120,8 +120,12 @@ public sealed class ChangeHub(ChangeLog changeLog, StreamVisibility visibility, 
     /// <summary>The log moved on somewhere (a notification names no project): every project with subscribers looks.</summary>
     public void Wake()
     {
+        Volatile.Write(ref _wokenAt, Stopwatch.GetTimestamp());
         if (_sweep.CurrentCount == 0) try { _sweep.Release(); } catch (SemaphoreFullException) { }
     }
+
+    /// <summary>When the latest notification arrived (Stopwatch ticks): a feed that began a read after it has seen its change.</summary>
+    private long _wokenAt;
 
     /// <summary>Ends every open stream of a project (it was deleted).</summary>
     public void RevokeProject(string projectId)
@@ -176,6 +180,7 @@ public sealed class ChangeHub(ChangeLog changeLog, StreamVisibility visibility, 
     private void Pump(ProjectFeed feed)
     {
         Volatile.Write(ref feed.Again, 1);
+        feed.Signal();
         if (Interlocked.CompareExchange(ref feed.Pumping, 1, 0) == 0) _ = PumpAsync(feed);
     }
 
@@ -184,7 +189,6 @@ public sealed class ChangeHub(ChangeLog changeLog, StreamVisibility visibility, 
         await Task.Yield(); // off the caller's thread (the listener's, or a request's)
         while (true)
         {
-            Volatile.Write(ref feed.Again, 0);
             var failed = false;
             try { await DispatchAsync(feed, CancellationToken.None); }
             catch (Exception e)
@@ -203,44 +207,83 @@ public sealed class ChangeHub(ChangeLog changeLog, StreamVisibility visibility, 
         }
     }
 
-    /// <summary>Hands the log's changes after the feed's cursor to the subscribers who may see them.</summary>
+    /// <summary>Batches whose visibility is being decided at once: the next read overlaps the last one's decision.</summary>
+    private const int InFlight = 2;
+
+    /// <summary>
+    /// Hands the log's changes after the feed's cursor to the subscribers who may see them. Pipelined: while PostgreSQL
+    /// decides what a batch shows to whom, the changes committed meanwhile are read; batches are handed out strictly in
+    /// order, and the cursor moves only past what was handed out (a failure re-reads from there; ids already delivered
+    /// are skipped by each subscription).
+    /// </summary>
     private async Task DispatchAsync(ProjectFeed feed, CancellationToken ct)
     {
         const int batch = 1000;
-        List<Change> changes;
-        bool more;
-        do
+        var handing = new Queue<Task>();
+        var readFrom = feed.Cursor;
+        try
         {
-            (changes, more) = await changeLog.ReadAsync(feed.ProjectId, feed.Cursor, batch, ct);
-            if (changes.Count == 0) return;
-            var now = clock.GetUtcNow();
-            foreach (var c in changes) DispatchDelay.Record((now - c.CommittedAt).TotalMilliseconds);
-            // A change reaches its table's subscribers and, for a partition, those of every table above it.
-            var byTable = new Dictionary<uint, List<Change>>();
-            foreach (var c in changes)
+            while (true)
             {
-                if (feed.Has(c.TableOid)) (byTable.TryGetValue(c.TableOid, out var l) ? l : byTable[c.TableOid] = []).Add(c);
-                foreach (var a in c.Ancestors)
-                    if (feed.Has(a)) (byTable.TryGetValue(a, out var l) ? l : byTable[a] = []).Add(c);
+                Volatile.Write(ref feed.Again, 0);
+                while (handing.Count >= InFlight) await handing.Dequeue();
+                feed.ReadStarted = Stopwatch.GetTimestamp();
+                var (changes, more) = await changeLog.ReadAsync(feed.ProjectId, readFrom, batch, ct);
+                if (changes.Count == 0) break;
+                var now = clock.GetUtcNow();
+                foreach (var c in changes) ReadDelay.Record((now - c.CommittedAt).TotalMilliseconds);
+                readFrom = changes[^1].Id;
+                var previous = handing.Count > 0 ? handing.Last() : Task.CompletedTask;
+                handing.Enqueue(HandOutAsync(feed, changes, previous, ct));
+                if (more) continue;
+                // Read again as soon as something new commits; done when nothing did by the time the batch is out.
+                var again = feed.Armed();
+                if (Volatile.Read(ref feed.Again) == 0 && await Task.WhenAny(handing.Last(), again) != again) break;
             }
-            if (byTable.Count > 0)
+            while (handing.Count > 0) await handing.Dequeue();
+        }
+        finally
+        {
+            // Leaving on an error: let batches in flight end before another pump starts from the cursor.
+            foreach (var t in handing) try { await t; } catch { /* the first failure is the one reported */ }
+        }
+    }
+
+    /// <summary>Decides what each audience sees of one batch, then — once the batch before it is out — hands it out.</summary>
+    private async Task HandOutAsync(ProjectFeed feed, List<Change> changes, Task previous, CancellationToken ct)
+    {
+        // A change reaches its table's subscribers and, for a partition, those of every table above it.
+        var byTable = new Dictionary<uint, List<Change>>();
+        foreach (var c in changes)
+        {
+            if (feed.Has(c.TableOid)) (byTable.TryGetValue(c.TableOid, out var l) ? l : byTable[c.TableOid] = []).Add(c);
+            foreach (var a in c.Ancestors)
+                if (feed.Has(a)) (byTable.TryGetValue(a, out var l) ? l : byTable[a] = []).Add(c);
+        }
+        var posts = new List<(StreamFrame[] Frames, List<Subscription> To)>();
+        if (byTable.Count > 0)
+        {
+            var key = await ids.KeyAsync(feed.ProjectId, ct);
+            var runs = byTable.Select(async kv =>
             {
-                var key = await ids.KeyAsync(feed.ProjectId, ct);
-                var runs = byTable.Select(async kv =>
-                {
-                    var subs = feed.SubscribersOf(kv.Key);
-                    if (subs.Length == 0) return;
-                    var table = subs[0].Table;
-                    var audiences = subs.Select(s => s.Audience).Distinct().ToList();
-                    var seen = await visibility.EvaluateAsync(feed.ProjectId, table, kv.Value, audiences, ct);
-                    foreach (var group in subs.GroupBy(s => s.Audience))
-                        if (seen.TryGetValue(group.Key, out var visible) && visible.Count > 0)
-                            _fanOut.Post([.. visible.Select(v => Frame(v, table, group.Key.Identity, key))], group.ToList());
-                });
-                await Task.WhenAll(runs);
-            }
-            feed.Cursor = changes[^1].Id;
-        } while (more);
+                var subs = feed.SubscribersOf(kv.Key);
+                if (subs.Length == 0) return [];
+                var table = subs[0].Table;
+                var audiences = subs.Select(s => s.Audience).Distinct().ToList();
+                var seen = await visibility.EvaluateAsync(feed.ProjectId, table, kv.Value, audiences, ct);
+                var ready = new List<(StreamFrame[], List<Subscription>)>();
+                foreach (var group in subs.GroupBy(s => s.Audience))
+                    if (seen.TryGetValue(group.Key, out var visible) && visible.Count > 0)
+                        ready.Add(([.. visible.Select(v => Frame(v, table, group.Key.Identity, key))], group.ToList()));
+                return ready;
+            }).ToList();
+            foreach (var run in runs) posts.AddRange(await run);
+        }
+        await previous; // strictly in order (a failed batch before this one fails it too: nothing is handed out past a gap)
+        foreach (var (frames, to) in posts) _fanOut.Post(frames, to);
+        var decided = clock.GetUtcNow();
+        foreach (var c in changes) DispatchDelay.Record((decided - c.CommittedAt).TotalMilliseconds);
+        feed.Cursor = changes[^1].Id;
     }
 
     // ---- background work -----------------------------------------------------------------------------------
@@ -255,8 +298,10 @@ public sealed class ChangeHub(ChangeLog changeLog, StreamVisibility visibility, 
         {
             try
             {
-                await _sweep.WaitAsync(TimeSpan.FromSeconds(5), stop);
-                var active = _feeds.Values.Where(f => f.Count > 0).ToList();
+                var woken = await _sweep.WaitAsync(TimeSpan.FromSeconds(5), stop);
+                var notified = Volatile.Read(ref _wokenAt);
+                // A feed that began reading after the latest notification has seen that change (and those before it).
+                var active = _feeds.Values.Where(f => f.Count > 0 && !(woken && f.ReadStarted > notified)).ToList();
                 if (active.Count == 0) continue;
                 var last = await changeLog.LastIdsAsync([.. active.Select(f => f.ProjectId)], stop);
                 foreach (var f in active)
@@ -355,6 +400,19 @@ public sealed class ChangeHub(ChangeLog changeLog, StreamVisibility visibility, 
         public long Cursor { get; set; } = cursor;
         public int Count => Volatile.Read(ref _count);
         public int Pumping, Again;
+        /// <summary>When the latest read of the log began (Stopwatch ticks).</summary>
+        public long ReadStarted;
+        private TaskCompletionSource? _again;
+
+        /// <summary>A task that completes at the next <see cref="Signal"/> (something new committed).</summary>
+        public Task Armed()
+        {
+            var tcs = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            Volatile.Write(ref _again, tcs);
+            return tcs.Task;
+        }
+
+        public void Signal() => Interlocked.Exchange(ref _again, null)?.TrySetResult();
 
         public void Add(Subscription s, long lastId)
         {
@@ -398,8 +456,12 @@ public sealed class ChangeHub(ChangeLog changeLog, StreamVisibility visibility, 
     // how many subscribers were dropped for falling behind.
     public const string MeterName = "DbStudio.Streams";
     private static readonly Meter Meter = new(MeterName);
+    public static readonly Histogram<double> ReadDelay =
+        Meter.CreateHistogram<double>("dbstudio.stream.read_delay", "ms", "Commit to read from the change log");
     public static readonly Histogram<double> DispatchDelay =
-        Meter.CreateHistogram<double>("dbstudio.stream.dispatch_delay", "ms", "Commit to hand-out to the stream's subscribers");
+        Meter.CreateHistogram<double>("dbstudio.stream.dispatch_delay", "ms", "Commit to hand-out to the stream's subscribers (visibility decided)");
+    public static readonly Histogram<double> DeliveryDelay =
+        Meter.CreateHistogram<double>("dbstudio.stream.delivery_delay", "ms", "Commit to written to the subscribers' connections (per fan-out batch)");
     internal static readonly Counter<long> DroppedCounter =
         Meter.CreateCounter<long>("dbstudio.stream.dropped", "{subscriber}", "Subscribers dropped for falling behind");
 }

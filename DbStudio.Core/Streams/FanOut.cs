@@ -7,11 +7,11 @@ using System.Collections.Concurrent;
 
 namespace DbStudio.Core.Streams;
 
-public sealed class FanOut
+public sealed class FanOut(TimeProvider clock)
 {
     public static readonly int Partitions = 4 * Math.Max(1, Environment.ProcessorCount);
 
-    private readonly Partition[] _partitions = [.. Enumerable.Range(0, Partitions).Select(_ => new Partition())];
+    private readonly Partition[] _partitions = [.. Enumerable.Range(0, Partitions).Select(_ => new Partition(clock))];
 
     /// <summary>Offers <paramref name="frames"/> (in id order) to each of <paramref name="subscribers"/>.</summary>
     public void Post(StreamFrame[] frames, IReadOnlyList<Subscription> subscribers)
@@ -26,12 +26,13 @@ public sealed class FanOut
     private sealed record Work(StreamFrame[] Frames, List<Subscription> Subscribers);
 
     /// <summary>One partition's queue, drained by at most one thread-pool thread at a time.</summary>
-    private sealed class Partition : IThreadPoolWorkItem
+    private sealed class Partition(TimeProvider clock) : IThreadPoolWorkItem
     {
         /// <summary>About this many frames per round before the subscribers touched are flushed.</summary>
         private const int RoundBudget = 2048;
         private readonly ConcurrentQueue<Work> _queue = new();
         private readonly HashSet<Subscription> _touched = new(ReferenceEqualityComparer.Instance);
+        private readonly List<DateTimeOffset> _committed = [];
         private int _scheduled;
 
         public void Post(Work work)
@@ -62,9 +63,14 @@ public sealed class FanOut
                     _touched.Add(s);
                 }
                 budget += work.Subscribers.Count * work.Frames.Length;
+                foreach (var f in work.Frames)
+                    if (f.Event is { } e) _committed.Add(e.CommittedAt);
             }
             foreach (var s in _touched) s.Flush(); // one flush per subscriber for the whole round
             _touched.Clear();
+            var now = clock.GetUtcNow();
+            foreach (var c in _committed) ChangeHub.DeliveryDelay.Record((now - c).TotalMilliseconds);
+            _committed.Clear();
         }
     }
 }

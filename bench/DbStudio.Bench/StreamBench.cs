@@ -58,19 +58,27 @@ public static class StreamBench
             foreach (var ch in clients.Keys) ch.Writer.TryWrite(frame);
             return Results.Ok();
         });
-        var delays = new List<double>();
+        // The server's own stage histograms (commit → read from the log → visibility decided → written to the sockets).
+        string[] stages = ["dbstudio.stream.read_delay", "dbstudio.stream.dispatch_delay", "dbstudio.stream.delivery_delay"];
+        var delays = stages.ToDictionary(n => n, _ => new List<double>());
         var meters = new System.Diagnostics.Metrics.MeterListener();
-        meters.InstrumentPublished = (i, l) => { if (i.Meter.Name == DbStudio.Core.Streams.ChangeHub.MeterName && i.Name == "dbstudio.stream.dispatch_delay") l.EnableMeasurementEvents(i); };
-        meters.SetMeasurementEventCallback<double>((_, v, _, _) => { lock (delays) delays.Add(v); });
+        meters.InstrumentPublished = (i, l) => { if (i.Meter.Name == DbStudio.Core.Streams.ChangeHub.MeterName && delays.ContainsKey(i.Name)) l.EnableMeasurementEvents(i); };
+        meters.SetMeasurementEventCallback<double>((i, v, _, _) => { lock (delays) delays[i.Name].Add(v); });
         meters.Start();
         host.App.MapGet("/bench/dispatch", () =>
         {
             lock (delays)
             {
-                delays.Sort();
-                var result = delays.Count == 0 ? new { p50 = (double?)null, p99 = (double?)null, gcPauseMs = GC.GetTotalPauseDuration().TotalMilliseconds, gen2 = GC.CollectionCount(2), gen0 = GC.CollectionCount(0) }
-                    : new { p50 = (double?)Stats.Percentile(delays, 50), p99 = (double?)Stats.Percentile(delays, 99), gcPauseMs = GC.GetTotalPauseDuration().TotalMilliseconds, gen2 = GC.CollectionCount(2), gen0 = GC.CollectionCount(0) };
-                delays.Clear();
+                var result = new Dictionary<string, object?>
+                {
+                    ["gcPauseMs"] = GC.GetTotalPauseDuration().TotalMilliseconds, ["gen2"] = GC.CollectionCount(2), ["gen0"] = GC.CollectionCount(0),
+                };
+                foreach (var (name, list) in delays)
+                {
+                    list.Sort();
+                    result[name] = list.Count == 0 ? null : new[] { Stats.Percentile(list, 50), Stats.Percentile(list, 99) };
+                    list.Clear();
+                }
                 return Results.Json(result);
             }
         });
@@ -195,7 +203,8 @@ public static class StreamBench
             Console.WriteLine($"    CPU                          server {r.ServerCpu:F0} %, load generator {r.ClientCpu:F0} % (of one core)");
             if (r.NotifyP50 is not null)
             {
-                Console.WriteLine($"    of which commit→hand-out     p50 {DispatchP50:F1} ms, p99 {DispatchP99:F1} ms (server side, metric dbstudio.stream.dispatch_delay)");
+                foreach (var (stage, (p50, p99)) in Stages)
+                    Console.WriteLine($"    of which commit→{stage,-18} p50 {p50:F1} ms, p99 {p99:F1} ms (server side, dbstudio.stream.*_delay)");
                 Console.WriteLine($"    PostgreSQL NOTIFY→LISTEN     p50 {r.NotifyP50:F1} ms, p99 {r.NotifyP99:F1} ms (the floor under the same load)");
             }
         }
@@ -229,10 +238,12 @@ public static class StreamBench
         Console.WriteLine($"    events delivered / lost      {r.Delivered:N0} / {r.Expected - r.Delivered:N0}");
         Console.WriteLine($"    commit→client latency        p50 {r.P50:F1} ms, p99 {r.P99:F1} ms, max {r.Max:F1} ms");
         Console.WriteLine($"    CPU                          server {r.ServerCpu:F0} %, load generator {r.ClientCpu:F0} % (of one core)");
-        Console.WriteLine($"    commit→hand-out              p50 {DispatchP50:F1} ms, p99 {DispatchP99:F1} ms (server side)");
+        foreach (var (stage, (p50, p99)) in Stages)
+            Console.WriteLine($"    commit→{stage,-18}         p50 {p50:F1} ms, p99 {p99:F1} ms (server side)");
     }
 
-    private static double DispatchP50, DispatchP99;
+    /// <summary>The server's stage delays of the last phase: read from the log, visibility decided, written to the sockets.</summary>
+    private static List<(string Stage, (double P50, double P99) Delay)> Stages = [];
 
     private sealed record PhaseResult(string Name, int Acknowledged, double LoadSeconds, long Delivered, long Expected, int Gaps,
         double P50, double P99, double Max, double ServerCpu, double ClientCpu, double? NotifyP50, double? NotifyP99);
@@ -331,8 +342,9 @@ public static class StreamBench
         var dispatch = System.Text.Json.JsonDocument.Parse(await http.GetStringAsync("/bench/dispatch")).RootElement;
         Console.Error.WriteLine($"gc during {path}: pause {dispatch.GetProperty("gcPauseMs").GetDouble() - gcBefore.GetProperty("gcPauseMs").GetDouble():F0} ms, " +
             $"gen0 {dispatch.GetProperty("gen0").GetInt32() - gcBefore.GetProperty("gen0").GetInt32()}, gen2 {dispatch.GetProperty("gen2").GetInt32() - gcBefore.GetProperty("gen2").GetInt32()}");
-        DispatchP50 = dispatch.GetProperty("p50").ValueKind == System.Text.Json.JsonValueKind.Number ? dispatch.GetProperty("p50").GetDouble() : double.NaN;
-        DispatchP99 = dispatch.GetProperty("p99").ValueKind == System.Text.Json.JsonValueKind.Number ? dispatch.GetProperty("p99").GetDouble() : double.NaN;
+        Stages = [.. new[] { ("read", "dbstudio.stream.read_delay"), ("decided", "dbstudio.stream.dispatch_delay"), ("written", "dbstudio.stream.delivery_delay") }
+            .Select(s => (s.Item1, dispatch.GetProperty(s.Item2) is { ValueKind: System.Text.Json.JsonValueKind.Array } a
+                ? (a[0].GetDouble(), a[1].GetDouble()) : (double.NaN, double.NaN)))];
         return new PhaseResult(path, acknowledged, loadSeconds, receivers.Sum(r => (long)r.Received), (long)Math.Round(perSubscriber * subscribers),
             expectedPerSubscriber is null ? receivers.Sum(r => r.Gaps) : 0, Stats.Percentile(latencies, 50), Stats.Percentile(latencies, 99), latencies.Count > 0 ? latencies[^1] : double.NaN,
             serverCpu, clientCpu, platformCs is null ? null : Stats.Percentile(notifyLatencies, 50), platformCs is null ? null : Stats.Percentile(notifyLatencies, 99));
