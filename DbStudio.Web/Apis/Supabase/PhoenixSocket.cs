@@ -17,6 +17,10 @@ using DbStudio.Core.Streams;
 
 namespace DbStudio.Web.Apis.Supabase;
 
+// _work (a SemaphoreSlim) is left to the GC: its wait handle is never asked for, and sinks of subscriptions still
+// closing may wait on it after RunAsync returns — disposing it then would turn their clean exit into an exception.
+[System.Diagnostics.CodeAnalysis.SuppressMessage("Reliability", "CA1001:Types that own disposable fields should be disposable",
+    Justification = "SemaphoreSlim without AvailableWaitHandle holds no unmanaged resource; late sinks may still wait on it")]
 public sealed class PhoenixSocket
 {
     private const int MaxMessageBytes = 1 << 20;
