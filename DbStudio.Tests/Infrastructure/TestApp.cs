@@ -37,6 +37,10 @@ public class AppFactory(string platformConnectionString, IReadOnlyDictionary<str
         // one PostgreSQL: registration limits and the connection guard are on only in the tests about them (LimitsTests).
         builder.UseSetting("DbStudio:Limits:RegistrationsPerHour", "0");
         builder.UseSetting("DbStudio:Limits:ReservedConnections", "0");
+        // The suite runs many app instances at once against one cluster: each keeps fewer idle project connections, for
+        // less long, than a production instance would (a full run once ran the cluster out of sessions, 53300).
+        builder.UseSetting("DbStudio:Rest:MaxConnections", "48");
+        builder.UseSetting("DbStudio:Rest:PoolIdle", "00:00:10");
         foreach (var (k, v) in settings ?? new Dictionary<string, string?>()) builder.UseSetting(k, v);
     }
 
