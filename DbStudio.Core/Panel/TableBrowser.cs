@@ -46,10 +46,10 @@ public sealed class TableBrowser(SchemaCache schemas, RestExecutor rest, Streams
         if (!value.IsValid) return new EditResult(null, null, Invalid: value.Problem);
         var filters = KeyFilters(table, row);
         // json has no equality operator; its cells are saved without the check.
-        if (col.TypeOid != 114)
+        if (col.TypeOid != PgType.Json)
             filters.Add(original.ValueKind == JsonValueKind.Null
                 ? new ColumnFilter(column, FilterOp.Is, "null", null, false)
-                : new ColumnFilter(column, FilterOp.Eq, col.TypeOid == 3802 ? original.GetRawText() : Text(original), null, false));
+                : new ColumnFilter(column, FilterOp.Eq, col.TypeOid == PgType.Jsonb ? original.GetRawText() : Text(original), null, false));
         var body = new Dictionary<string, object?> { [column] = value.Value };
         var res = await rest.ExecuteAsync(Admin(projectId), new RestRequest
         {
@@ -142,7 +142,7 @@ public sealed class TableBrowser(SchemaCache schemas, RestExecutor rest, Streams
     private static Validated<object?> ValueFor(ColumnInfo c, string? text)
     {
         if (text is null) return Validated<object?>.Ok(null);
-        if (c.TypeOid is 114 or 3802)
+        if (PgType.IsJson(c.TypeOid))
         {
             try { return Validated<object?>.Ok(JsonDocument.Parse(text).RootElement.Clone()); }
             catch (JsonException e) { return Validated<object?>.Invalid($"Not valid JSON: {e.Message}"); }

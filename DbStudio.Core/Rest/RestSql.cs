@@ -511,7 +511,7 @@ public sealed partial class RestSql
             FilterOp.Fts => "to_tsquery", FilterOp.Plfts => "plainto_tsquery", FilterOp.Phfts => "phraseto_tsquery", _ => "websearch_to_tsquery",
         };
         var config = f.Language is null ? "" : Param(f.Language, NpgsqlDbType.Text) + "::regconfig, ";
-        var vector = c.TypeOid == 3614 && f.Path.Count == 0 ? col : $"pg_catalog.to_tsvector({config}{col})";
+        var vector = c.TypeOid == PgType.TsVector && f.Path.Count == 0 ? col : $"pg_catalog.to_tsvector({config}{col})";
         return $"{vector} @@ pg_catalog.{function}({config}{Param(f.Value, NpgsqlDbType.Text)})";
     }
 
