@@ -22,7 +22,7 @@ public sealed class AccessPolicies(NpgsqlDataSource platform, SchemaCache schema
     TimeProvider clock) : IDisposable
 {
     /// <summary>Column types an owner column may have: end-user ids are UUIDs.</summary>
-    public static bool IsOwnerColumnType(ColumnInfo c) => c.TypeOid is 2950 or 25 or 1043; // uuid, text, varchar
+    public static bool IsOwnerColumnType(ColumnInfo c) => c.TypeOid is PgType.Uuid or PgType.Text or PgType.Varchar;
 
     /// <summary>The settings in force per table, kept until they change (signals) or the least recently used go past the limit.</summary>
     private readonly BoundedCache<(string Project, uint TableOid), AccessSettings> _applied = new(clock, sizeLimit: 100_000);

@@ -212,14 +212,14 @@ public static class ContextMarkdown
 
     private static string? Sample(ColumnInfo c) => c.TypeOid switch
     {
-        25 or 1043 or 1042 => JsonSerializer.Serialize("example " + c.Name),
-        20 or 21 or 23 => "1",
-        16 => "true",
-        700 or 701 or 1700 => "1.5",
-        1184 or 1114 => "new Date().toISOString()",
-        1082 => "'2026-01-31'",
-        114 or 3802 => "{ example: true }",
-        2950 => "crypto.randomUUID()",
+        PgType.Text or PgType.Varchar or PgType.Bpchar => JsonSerializer.Serialize("example " + c.Name),
+        PgType.Int8 or PgType.Int2 or PgType.Int4 => "1",
+        PgType.Bool => "true",
+        PgType.Float4 or PgType.Float8 or PgType.Numeric => "1.5",
+        PgType.Timestamptz or PgType.Timestamp => "new Date().toISOString()",
+        PgType.Date => "'2026-01-31'",
+        PgType.Json or PgType.Jsonb => "{ example: true }",
+        PgType.Uuid => "crypto.randomUUID()",
         _ => null,
     };
 }

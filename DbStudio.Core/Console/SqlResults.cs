@@ -2,6 +2,7 @@
 // added (compatible) fields say what was cut: rowCountExact, truncatedValues, notice.
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using DbStudio.Core.Catalog;
 using Npgsql;
 
 namespace DbStudio.Core.Console;
@@ -15,9 +16,9 @@ public sealed record ResultColumn(string Name, string Type)
 
     public static ValueKind KindOf(uint oid) => oid switch
     {
-        16 => ValueKind.Boolean,
-        20 or 21 or 23 or 26 or 700 or 701 or 1700 => ValueKind.Number,
-        114 or 3802 => ValueKind.Json,
+        PgType.Bool => ValueKind.Boolean,
+        PgType.Int8 or PgType.Int2 or PgType.Int4 or PgType.Oid or PgType.Float4 or PgType.Float8 or PgType.Numeric => ValueKind.Number,
+        PgType.Json or PgType.Jsonb => ValueKind.Json,
         _ => ValueKind.String,
     };
 }

@@ -1,6 +1,7 @@
 // Per-account and per-address limits of the platform itself (issue 12): how many projects an account may own, how
 // fast it may create them, how fast one client address may register accounts. Checked by the API and the UI alike.
 using DbStudio.Core.Platform;
+using DbStudio.Core.RateLimiting;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Options;
 
@@ -38,7 +39,7 @@ public sealed class PlatformLimitException(int status, string code, string messa
     public int? RetryAfterSeconds => RetryAfter is { } r ? KeyedRateLimiter.Seconds(r) : null;
 }
 
-public sealed class PlatformLimits
+public sealed class PlatformLimits : IDisposable
 {
     private readonly IDbContextFactory<PlatformDbContext> _contexts;
     private readonly LimitsOptions _options;
@@ -80,6 +81,12 @@ public sealed class PlatformLimits
             throw new PlatformLimitException(429, "project_creation_rate",
                 $"Too many projects were created by this account: at most {_options.ProjectsCreatedPerHour} an hour " +
                 $"(DbStudio:Limits:ProjectsCreatedPerHour). Try again in {Describe(retry)}.", _options.ProjectsCreatedPerHour, retry);
+    }
+
+    public void Dispose()
+    {
+        _registrations.Dispose();
+        _creations.Dispose();
     }
 
     private static string Describe(TimeSpan retry)

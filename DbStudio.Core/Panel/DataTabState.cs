@@ -167,8 +167,8 @@ public sealed class DataTabState(ITableData data, string projectId)
         _editOriginal = Rows[row];
         EditError = null;
         EditText = v.ValueKind is JsonValueKind.Null or JsonValueKind.Undefined ? ""
-            : column.TypeOid is 114 or 3802 ? JsonSerializer.Serialize(v, new JsonSerializerOptions { WriteIndented = false })
-            : column.TypeOid == 1082 && v.ValueKind == JsonValueKind.String ? v.GetString()!
+            : PgType.IsJson(column.TypeOid) ? JsonSerializer.Serialize(v, new JsonSerializerOptions { WriteIndented = false })
+            : column.TypeOid == PgType.Date && v.ValueKind == JsonValueKind.String ? v.GetString()!
             : Display(v);
     }
 

@@ -29,7 +29,7 @@ public sealed class TableBrowser(SchemaCache schemas, RestExecutor rest, Streams
 {
     public const int PageSize = 50;
     /// <summary>At and above this many rows the total shown is the planner's estimate (no count(*) per page).</summary>
-    public const long EstimateAbove = 100_000;
+    public const long EstimateAbove = RestSql.EstimatedFrom;
 
     public const string ConflictCode = "DBS409";
 
@@ -46,18 +46,18 @@ public sealed class TableBrowser(SchemaCache schemas, RestExecutor rest, Streams
         if (!value.IsValid) return new EditResult(null, null, Invalid: value.Problem);
         var filters = KeyFilters(table, row);
         // json has no equality operator; its cells are saved without the check.
-        if (col.TypeOid != 114)
+        if (col.TypeOid != PgType.Json)
             filters.Add(original.ValueKind == JsonValueKind.Null
                 ? new ColumnFilter(column, FilterOp.Is, "null", null, false)
-                : new ColumnFilter(column, FilterOp.Eq, col.TypeOid == 3802 ? original.GetRawText() : Text(original), null, false));
+                : new ColumnFilter(column, FilterOp.Eq, col.TypeOid == PgType.Jsonb ? original.GetRawText() : Text(original), null, false));
         var body = new Dictionary<string, object?> { [column] = value.Value };
         var res = await rest.ExecuteAsync(Admin(projectId), new RestRequest
         {
             Verb = RestVerb.Patch, Table = table.Name, Filters = filters, Return = ReturnPref.Representation,
             Body = JsonSerializer.Serialize(body),
         }, ct);
-        if (res.Error is not null) return new EditResult(null, res.Error);
-        var rows = Rows(res);
+        if (res.Failure is { } failed) return new EditResult(null, failed.Error);
+        var rows = res.JsonRows();
         if (rows.Count == 1) return new EditResult(rows[0], null);
         // Nothing matched: the row changed (or went away) since it was shown.
         var current = await ReadRowAsync(projectId, table, row, ct);
@@ -80,7 +80,7 @@ public sealed class TableBrowser(SchemaCache schemas, RestExecutor rest, Streams
             Verb = RestVerb.Post, Table = table.Name, Return = ReturnPref.Representation,
             Body = body.Count == 0 ? "{}" : JsonSerializer.Serialize(body),
         }, ct);
-        return res.Error is not null ? new EditResult(null, res.Error) : new EditResult(Rows(res).FirstOrDefault(), null);
+        return res.Failure is { } failed ? new EditResult(null, failed.Error) : new EditResult(res.JsonRows().FirstOrDefault(), null);
     }
 
     /// <summary>Deletes rows by primary key; returns how many went.</summary>
@@ -93,7 +93,7 @@ public sealed class TableBrowser(SchemaCache schemas, RestExecutor rest, Streams
         {
             Verb = RestVerb.Delete, Table = table.Name, Filters = [new LogicFilter(true, keyed, false)], Return = ReturnPref.Representation,
         }, ct);
-        return res.Error is not null ? (0, res.Error) : (Rows(res).Count, null);
+        return res.Failure is { } failed ? (0, failed.Error) : ((int)res.Rows, null);
     }
 
     /// <summary>
@@ -129,7 +129,7 @@ public sealed class TableBrowser(SchemaCache schemas, RestExecutor rest, Streams
     {
         var res = await rest.ExecuteAsync(Admin(projectId),
             new RestRequest { Verb = RestVerb.Get, Table = table.Name, Filters = KeyFilters(table, row), Limit = 1 }, ct);
-        return res.Error is null ? Rows(res).FirstOrDefault() is { ValueKind: JsonValueKind.Object } r ? r : null : null;
+        return res.JsonRows() is [{ ValueKind: JsonValueKind.Object } r, ..] ? r : null;
     }
 
     private static List<Filter> KeyFilters(TableInfo table, JsonElement row)
@@ -142,7 +142,7 @@ public sealed class TableBrowser(SchemaCache schemas, RestExecutor rest, Streams
     private static Validated<object?> ValueFor(ColumnInfo c, string? text)
     {
         if (text is null) return Validated<object?>.Ok(null);
-        if (c.TypeOid is 114 or 3802)
+        if (PgType.IsJson(c.TypeOid))
         {
             try { return Validated<object?>.Ok(JsonDocument.Parse(text).RootElement.Clone()); }
             catch (JsonException e) { return Validated<object?>.Invalid($"Not valid JSON: {e.Message}"); }
@@ -153,12 +153,6 @@ public sealed class TableBrowser(SchemaCache schemas, RestExecutor rest, Streams
     private static string Text(JsonElement v) => v.ValueKind == JsonValueKind.String ? v.GetString()! : v.GetRawText();
 
     private static RestCaller Admin(string projectId) => new(projectId, CallerKind.Admin);
-
-    private static List<JsonElement> Rows(RestResponse res)
-    {
-        using var doc = JsonDocument.Parse(res.Body ?? "[]"u8.ToArray());
-        return doc.RootElement.ValueKind == JsonValueKind.Array ? doc.RootElement.EnumerateArray().Select(e => e.Clone()).ToList() : [];
-    }
 
     /// <summary>The Data tab's simple filter: one column, one operator, one value — a REST filter underneath.</summary>
     public sealed record SimpleFilter(string Column, string Operator, string? Value)
@@ -190,10 +184,7 @@ public sealed class TableBrowser(SchemaCache schemas, RestExecutor rest, Streams
                 : [new OrderTerm(orderBy, descending, null)],
         };
         var res = await rest.ExecuteAsync(new RestCaller(projectId, CallerKind.Admin), req, ct);
-        if (res.Error is not null) return new DataPage(info, [], null, false, res.Error);
-        using var doc = JsonDocument.Parse(res.Body ?? "[]"u8.ToArray());
-        var rows = doc.RootElement.EnumerateArray().Select(e => e.Clone()).ToList();
-        long? total = res.ContentRange is { } cr && long.TryParse(cr[(cr.IndexOf('/') + 1)..], out var t) ? t : null;
-        return new DataPage(info, rows, total, filter is null && total >= EstimateAbove, null);
+        return res.Failure is { } failed ? new DataPage(info, [], null, false, failed.Error)
+            : new DataPage(info, res.JsonRows(), res.Total, res.TotalIsEstimate, null);
     }
 }

@@ -3,6 +3,9 @@
 // clock), so a test could only race the wall clock. These refill lazily from TimeProvider.GetTimestamp() on each
 // acquisition: under a FakeTimeProvider nothing changes until the test advances the time, and a slow machine makes no
 // difference. Neither queues (a request over the limit is refused at once, with the true time to wait as RetryAfter).
+// They are System.Threading.RateLimiting RateLimiters, so every rate limit of the app is one family: the HTTP limits
+// partition them with ASP.NET Core's rate limiting middleware, the platform's own (KeyedRateLimiter) with
+// PartitionedRateLimiter, and the project gates use the library's ConcurrencyLimiter as it is (no clock involved).
 using System.Threading.RateLimiting;
 
 namespace DbStudio.Core.RateLimiting;

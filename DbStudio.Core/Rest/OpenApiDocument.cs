@@ -146,15 +146,15 @@ public static class OpenApiDocument
 
     private static JsonObject TypeOf(ColumnInfo c) => c.TypeOid switch
     {
-        16 => new JsonObject { ["type"] = "boolean" },
-        21 or 23 => new JsonObject { ["type"] = "integer", ["format"] = "int32" },
-        20 => new JsonObject { ["type"] = "integer", ["format"] = "int64" },
-        700 or 701 => new JsonObject { ["type"] = "number" },
-        1700 => new JsonObject { ["type"] = "number", ["format"] = "decimal" },
-        114 or 3802 => new JsonObject(),
-        2950 => new JsonObject { ["type"] = "string", ["format"] = "uuid" },
-        1082 => new JsonObject { ["type"] = "string", ["format"] = "date" },
-        1184 or 1114 => new JsonObject { ["type"] = "string", ["format"] = "date-time" },
+        PgType.Bool => new JsonObject { ["type"] = "boolean" },
+        PgType.Int2 or PgType.Int4 => new JsonObject { ["type"] = "integer", ["format"] = "int32" },
+        PgType.Int8 => new JsonObject { ["type"] = "integer", ["format"] = "int64" },
+        PgType.Float4 or PgType.Float8 => new JsonObject { ["type"] = "number" },
+        PgType.Numeric => new JsonObject { ["type"] = "number", ["format"] = "decimal" },
+        PgType.Json or PgType.Jsonb => new JsonObject(),
+        PgType.Uuid => new JsonObject { ["type"] = "string", ["format"] = "uuid" },
+        PgType.Date => new JsonObject { ["type"] = "string", ["format"] = "date" },
+        PgType.Timestamptz or PgType.Timestamp => new JsonObject { ["type"] = "string", ["format"] = "date-time" },
         _ => new JsonObject { ["type"] = "string" },
     };
 }

@@ -1,10 +1,10 @@
 // Stages 4–5: runs a planned REST request in one round trip on a connection that already acts as the caller's role
 // (RestConnections) — a signed-in user's request.* settings batched with the statement in one implicit transaction
-// (a failure rolls everything back) — and hands back the response
-// head plus PostgreSQL's JSON text as a stream, without materialising rows in .NET.
+// (a failure rolls everything back; reads are READ ONLY) — and hands back a typed RestResult: PostgreSQL's JSON text
+// copied as it is (rows are not materialised in .NET), how many rows of how many, and the preferences applied. HTTP
+// status and headers are Web's (Web/Apis/RestResponses).
 using System.Buffers;
 using System.Data;
-using System.Diagnostics;
 using System.Text;
 using DbStudio.Core.Access;
 using DbStudio.Core.Projects;
@@ -16,50 +16,18 @@ using DbStudio.Core.Auth;
 
 namespace DbStudio.Core.Rest;
 
-/// <summary>A response ready to write: status, headers and the UTF-8 JSON body (if any).</summary>
-public sealed class RestResponse
-{
-    public int Status { get; init; }
-    public string? ContentRange { get; init; }
-    public bool Singular { get; init; }
-    public RestError? Error { get; init; }
-    public ReadOnlyMemory<byte>? Body { get; init; }
-    /// <summary>The body is CSV (Accept: text/csv).</summary>
-    public bool Csv { get; init; }
-    /// <summary>return=headers-only on POST: the inserted row's address, as PostgREST writes it (`/table?id=eq.1`).</summary>
-    public string? Location { get; init; }
-
-    public static RestResponse Fail(int status, RestError error) => new() { Status = status, Error = error };
-}
-
 public sealed class RestExecutor(RestConnections connections, SchemaCache schemas, AccessPolicies access, IOptions<DbStudioOptions> options,
     Rest.ICommitObserver commits, ProjectGates gates)
 {
     private RestOptions Opt => options.Value.Rest;
 
-    public async Task<RestResponse> ExecuteAsync(RestCaller caller, RestRequest req, CancellationToken ct = default)
-    {
-        using var activity = Telemetry.Source.StartActivity("rest " + req.Verb.ToString().ToUpperInvariant());
-        var started = Stopwatch.GetTimestamp();
-        var response = await ExecuteCoreAsync(caller, req, ct);
-        var tags = new TagList { { "dbstudio.verb", req.Verb.ToString() }, { "dbstudio.caller", caller.Kind.ToString() }, { "http.response.status_code", response.Status } };
-        Telemetry.RestDuration.Record(Stopwatch.GetElapsedTime(started).TotalMilliseconds, tags);
-        if (activity is not null)
-        {
-            activity.SetTag("dbstudio.project", caller.ProjectId).SetTag("dbstudio.table", req.Table)
-                .SetTag("dbstudio.caller", caller.Kind.ToString()).SetTag("http.response.status_code", response.Status);
-            if (response.Error is { } e) activity.SetStatus(response.Status >= 500 ? ActivityStatusCode.Error : ActivityStatusCode.Unset, e.Code);
-        }
-        return response;
-    }
-
-    private async Task<RestResponse> ExecuteCoreAsync(RestCaller caller, RestRequest req, CancellationToken ct)
+    public async Task<RestResult> ExecuteAsync(RestCaller caller, RestRequest req, CancellationToken ct = default)
     {
         try
         {
             var table = await schemas.FindTableAsync(caller.ProjectId, req.Table, ct);
             if (table is null)
-                return RestResponse.Fail(404, new RestError("PGRST205",
+                return RestResult.Fail(404, new RestError("PGRST205",
                     $"Could not find the table '{ProjectNaming.Schema(caller.ProjectId)}.{RestParser.Trim(req.Table)}' in the schema cache", null, null));
             var settings = await access.EnsureAsync(caller.ProjectId, table, ct);
             var snapshot = await schemas.GetAsync(caller.ProjectId, ct);
@@ -84,7 +52,7 @@ public sealed class RestExecutor(RestConnections connections, SchemaCache schema
         }
         catch (RestException e)
         {
-            return RestResponse.Fail(e.Status, e.Error);
+            return RestResult.Fail(e.Status, e.Error);
         }
         catch (PostgresException e)
         {
@@ -101,18 +69,18 @@ public sealed class RestExecutor(RestConnections connections, SchemaCache schema
     // ---- failures shared with RPC (RpcExecutor) ----------------------------------------------------------
 
     /// <summary>The project's gate stayed full for the queue timeout.</summary>
-    internal static RestResponse ProjectBusy(RestOptions opt) =>
-        RestResponse.Fail(503, new RestError("PGRST003", "Too many requests of this project are running at once",
+    internal static RestResult ProjectBusy(RestOptions opt) =>
+        RestResult.Fail(503, new RestError("PGRST003", "Too many requests of this project are running at once",
             $"At most {opt.MaxConcurrentPerProject} run at the same time; this one waited {opt.ProjectQueueTimeout.TotalSeconds:0} s",
             "Retry later, or make the slow queries faster"));
 
     /// <summary>PostgreSQL refused the statement: its SQLSTATE mapped to HTTP. A server shutting down or restarting
     /// took the pool's other idle connections with it: they are dropped.</summary>
-    internal static RestResponse Refused(PostgresException e, RestCaller caller, RestConnections connections)
+    internal static RestResult Refused(PostgresException e, RestCaller caller, RestConnections connections)
     {
         if (e.SqlState.StartsWith("57P", StringComparison.Ordinal) || e.SqlState.StartsWith("08", StringComparison.Ordinal)) connections.ClearAll();
         var (status, error) = SqlStateHttp.From(e, caller.IsAnonymous);
-        return RestResponse.Fail(status, error);
+        return RestResult.Fail(status, error);
     }
 
     /// <summary>
@@ -120,14 +88,14 @@ public sealed class RestExecutor(RestConnections connections, SchemaCache schema
     /// after the restart do not each find one, and say so — nothing was written. (A pool that stayed busy is not
     /// broken: its connections stay.)
     /// </summary>
-    internal static RestResponse Unreachable(NpgsqlException e, RestConnections connections)
+    internal static RestResult Unreachable(NpgsqlException e, RestConnections connections)
     {
         if (e is not RestConnections.BusyException) connections.ClearAll();
-        return RestResponse.Fail(503, new RestError("PGRST001", "Could not connect to the database", e.Message,
+        return RestResult.Fail(503, new RestError("PGRST001", "Could not connect to the database", e.Message,
             "The database is restarting or unreachable; retry in a moment"));
     }
 
-    private async Task<RestResponse> RunAsync(RestCaller caller, RestRequest req, RestPlan plan, CancellationToken ct)
+    private async Task<RestResult> RunAsync(RestCaller caller, RestRequest req, RestPlan plan, CancellationToken ct)
     {
         var role = RoleOf(caller);
         var conn = await connections.RentAsync(caller.ProjectId, role, ct);
@@ -135,7 +103,7 @@ public sealed class RestExecutor(RestConnections connections, SchemaCache schema
         finally { connections.Return(conn); }
     }
 
-    private async Task<RestResponse> RunOnAsync(NpgsqlConnection conn, RestRole role, RestCaller caller, RestRequest req, RestPlan plan,
+    private async Task<RestResult> RunOnAsync(NpgsqlConnection conn, RestRole role, RestCaller caller, RestRequest req, RestPlan plan,
         CancellationToken ct)
     {
         var batch = new NpgsqlBatch(conn);
@@ -160,6 +128,7 @@ public sealed class RestExecutor(RestConnections connections, SchemaCache schema
             if (req.Singular && plan.IsWrite || req.Rollback) batch.Transaction = tx = await conn.BeginTransactionAsync(ct);
 
             long? total = null;
+            var estimated = false;
             long page;
             ArrayBufferWriter<byte>? body = null;
             if (!plan.ReturnsRows)
@@ -177,6 +146,8 @@ public sealed class RestExecutor(RestConnections connections, SchemaCache schema
                 {
                     await reader.ReadAsync(ct);
                     total = await reader.IsDBNullAsync(0, ct) ? null : reader.GetInt64(0);
+                    // count=planned|estimated: the second column says whether the planner's estimate stood in
+                    estimated = reader.FieldCount > 1 && reader.GetBoolean(1);
                     await reader.NextResultAsync(ct);
                 }
                 (body, page) = plan.PlainColumns is { } plain
@@ -188,7 +159,7 @@ public sealed class RestExecutor(RestConnections connections, SchemaCache schema
             if (req.Singular && page != 1)
             {
                 if (tx is not null) await tx.RollbackAsync(ct);
-                return RestResponse.Fail(406, new RestError("PGRST116", "JSON object requested, multiple (or no) rows returned",
+                return RestResult.Fail(406, new RestError("PGRST116", "JSON object requested, multiple (or no) rows returned",
                     $"The result contains {page} rows", null));
             }
             if (tx is not null)
@@ -197,30 +168,27 @@ public sealed class RestExecutor(RestConnections connections, SchemaCache schema
                 else await tx.CommitAsync(ct);
             }
 
+            var format = plan.CsvHeader is not null ? BodyFormat.Csv : req.Singular ? BodyFormat.Object : BodyFormat.Json;
             if (plan.IsWrite)
             {
                 // Committed: this instance's streams read the log now rather than when PostgreSQL's notification arrives.
                 if (!req.Rollback) commits.Committed(caller.ProjectId);
-                if (plan.LocationColumns is { } keys)
-                    return new RestResponse
-                    {
-                        Status = 201, Location = LocationOf(req.Table, keys, body), ContentRange = $"*/{(req.Count != CountPref.None ? page : "*")}",
-                    };
-                return new RestResponse
+                var location = plan.LocationColumns is { } keys ? LocationOf(req.Table, keys, body) : null;
+                return new RestResult
                 {
-                    Status = WriteStatus(req, body is not null), Singular = req.Singular, Body = body?.WrittenMemory, Csv = plan.CsvHeader is not null,
-                    ContentRange = $"*/{(req.Count != CountPref.None ? page : "*")}",
+                    Outcome = req.Verb == RestVerb.Post ? RestOutcome.Created : RestOutcome.Changed, Rows = page,
+                    Total = req.Count != CountPref.None ? page : null, Location = location, Applied = Applied(req),
+                    // headers-only: the address, no body
+                    Body = plan.LocationColumns is null ? body?.WrittenMemory : null, Format = plan.LocationColumns is null ? format : BodyFormat.Json,
                 };
             }
             if (total is long t && page == 0 && req.Offset > 0 && req.Offset >= t)
-                return RestResponse.Fail(416, new RestError("PGRST103", "Requested range not satisfiable",
+                return RestResult.Fail(416, new RestError("PGRST103", "Requested range not satisfiable",
                     $"An offset of {req.Offset} was requested, but there are only {t} rows.", null));
-            var totalText = total?.ToString() ?? "*";
-            return new RestResponse
+            return new RestResult
             {
-                Status = total is long all && req.Offset + page < all ? 206 : 200,
-                ContentRange = page > 0 ? $"{req.Offset}-{req.Offset + page - 1}/{totalText}" : $"*/{totalText}",
-                Singular = req.Singular, Body = body?.WrittenMemory, Csv = plan.CsvHeader is not null,
+                Outcome = RestOutcome.Page, Rows = page, Offset = req.Offset, Total = total, TotalIsEstimate = estimated,
+                Applied = Applied(req), Body = body?.WrittenMemory, Format = format,
             };
         }
         catch (PostgresException)
@@ -326,8 +294,18 @@ public sealed class RestExecutor(RestConnections connections, SchemaCache schema
         return "/" + Uri.EscapeDataString(table) + "?" + string.Join("&", query);
     }
 
-    private static int WriteStatus(RestRequest req, bool body) =>
-        req.Verb == RestVerb.Post ? 201 : body ? 200 : 204;
+    /// <summary>
+    /// The preferences this request ran with, in PostgREST's sense: resolution and missing=default only where rows were
+    /// inserted (POST), return=headers-only only on POST (no other verb answers with headers only), tx as asked.
+    /// </summary>
+    private static AppliedPreferences Applied(RestRequest req) => new()
+    {
+        Resolution = req.Verb == RestVerb.Post ? req.Resolution : ResolutionPref.None,
+        MissingDefault = req.MissingDefault && req.Verb == RestVerb.Post,
+        Return = req.Return == ReturnPref.HeadersOnly && req.Verb != RestVerb.Post ? ReturnPref.Default : req.Return,
+        Count = req.Count,
+        Tx = req.Rollback ? TxPref.Rollback : req.CommitAsked ? TxPref.Commit : TxPref.Unset,
+    };
 
     internal static RestRole RoleOf(RestCaller caller) => caller.Kind switch
     {

@@ -36,6 +36,9 @@ public sealed record RestPlan(string Sql, IReadOnlyList<NpgsqlParameter> Paramet
 
 public sealed partial class RestSql
 {
+    /// <summary>count=estimated: from this many rows (the planner's estimate) on, the estimate stands in for count(*).</summary>
+    public const long EstimatedFrom = 100_000;
+
     private const string T = "pgrst_t";        // alias of the target table
     private const string Src = "pgrst_source"; // the CTE holding the statement's rows
     private const string Body = "pgrst_body";  // the request body as a record set
@@ -121,7 +124,7 @@ public sealed partial class RestSql
             // !inner embeds take rows away: the count asks for them with EXISTS, as PostgREST's count does.
             var exists = InnerExists(_req.Embeds, Root);
             var countWhere = string.Join(" AND ", new[] { where }.Concat(exists).Where(c => c.Length > 0));
-            countSql = "SELECT " + CountExpression(countWhere);
+            countSql = CountStatement(countWhere);
         }
         var countParams = _params.Count;
         var limit = Math.Min(_req.Limit ?? maxRows, maxRows);
@@ -392,17 +395,19 @@ public sealed partial class RestSql
         return sb.ToString();
     }
 
-    private string CountExpression(string where)
+    /// <summary>
+    /// The count statement: `SELECT count`, or for planned/estimated counts without filters `SELECT count, estimated`
+    /// — the planner's row estimate where it stands in (any table for planned, 100,000 rows and more for estimated), else
+    /// the exact count — so the result can say which it is.
+    /// </summary>
+    private string CountStatement(string where)
     {
-        if (_req.Count == CountPref.None) return "NULL::bigint";
         var exact = $"(SELECT count(*) FROM {Target()} AS {T}{(where.Length > 0 ? " WHERE " + where : "")})";
-        if (_req.Count == CountPref.Exact || where.Length > 0) return exact;
-        // planned / estimated without filters: the planner's row estimate for large tables, exact for small ones
+        if (_req.Count == CountPref.Exact || where.Length > 0) return "SELECT " + exact;
         var oid = Param((long)_table.Oid, NpgsqlDbType.Bigint);
         var estimate = $"(SELECT reltuples::bigint FROM pg_catalog.pg_class WHERE oid = {oid}::oid)";
-        return _req.Count == CountPref.Planned
-            ? $"(SELECT CASE WHEN e >= 0 THEN e ELSE {exact} END FROM (SELECT {estimate} AS e) pgrst_e)"
-            : $"(SELECT CASE WHEN e >= 100000 THEN e ELSE {exact} END FROM (SELECT {estimate} AS e) pgrst_e)";
+        var stands = _req.Count == CountPref.Planned ? "e >= 0" : $"e >= {EstimatedFrom}";
+        return $"SELECT CASE WHEN {stands} THEN e ELSE {exact} END, {stands} FROM (SELECT {estimate} AS e) pgrst_e";
     }
 
     private string OrderBy(IReadOnlyList<OrderTerm> order, Scope scope)
@@ -506,7 +511,7 @@ public sealed partial class RestSql
             FilterOp.Fts => "to_tsquery", FilterOp.Plfts => "plainto_tsquery", FilterOp.Phfts => "phraseto_tsquery", _ => "websearch_to_tsquery",
         };
         var config = f.Language is null ? "" : Param(f.Language, NpgsqlDbType.Text) + "::regconfig, ";
-        var vector = c.TypeOid == 3614 && f.Path.Count == 0 ? col : $"pg_catalog.to_tsvector({config}{col})";
+        var vector = c.TypeOid == PgType.TsVector && f.Path.Count == 0 ? col : $"pg_catalog.to_tsvector({config}{col})";
         return $"{vector} @@ pg_catalog.{function}({config}{Param(f.Value, NpgsqlDbType.Text)})";
     }
 

@@ -7,6 +7,7 @@ using System.Buffers;
 using System.Text;
 using System.Text.Encodings.Web;
 using System.Text.Json;
+using DbStudio.Core.Catalog;
 using Npgsql;
 
 namespace DbStudio.Core.Rest;
@@ -39,18 +40,18 @@ public static class RowJson
     /// <summary>The kind for a column type, or null when row_to_json must do it (arrays, composites, char(n), …).</summary>
     public static JsonKind? KindOf(uint typeOid) => typeOid switch
     {
-        21 => JsonKind.Int16,
-        23 => JsonKind.Int32,
-        20 => JsonKind.Int64,
-        700 => JsonKind.Float4,
-        701 => JsonKind.Float8,
-        16 => JsonKind.Boolean,
-        25 or 1043 or 19 => JsonKind.String,
-        2950 => JsonKind.Uuid,
-        114 or 3802 => JsonKind.Json,
-        1700 or 26 => JsonKind.NumberText,
-        1114 or 1184 => JsonKind.TimestampText,
-        1082 or 1083 or 1266 or 1186 or 17 => JsonKind.StringText,
+        PgType.Int2 => JsonKind.Int16,
+        PgType.Int4 => JsonKind.Int32,
+        PgType.Int8 => JsonKind.Int64,
+        PgType.Float4 => JsonKind.Float4,
+        PgType.Float8 => JsonKind.Float8,
+        PgType.Bool => JsonKind.Boolean,
+        PgType.Text or PgType.Varchar or PgType.Name => JsonKind.String,
+        PgType.Uuid => JsonKind.Uuid,
+        PgType.Json or PgType.Jsonb => JsonKind.Json,
+        PgType.Numeric or PgType.Oid => JsonKind.NumberText,
+        PgType.Timestamp or PgType.Timestamptz => JsonKind.TimestampText,
+        PgType.Date or PgType.Time or PgType.Timetz or PgType.Interval or PgType.Bytea => JsonKind.StringText,
         _ => null,
     };
 

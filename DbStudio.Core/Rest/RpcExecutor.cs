@@ -2,7 +2,6 @@
 // in one round trip with the same request settings as a table request — claims for signed-in users, and READ ONLY for
 // STABLE/IMMUTABLE functions and for GET (as PostgREST). Whether the caller may execute the function is PostgreSQL's
 // decision (EXECUTE privilege, checked before the function runs): a refusal is its 42501, answered 401/403.
-using System.Diagnostics;
 using DbStudio.Core.Auth;
 using DbStudio.Core.Catalog;
 using DbStudio.Core.Projects;
@@ -16,27 +15,13 @@ public sealed class RpcExecutor(RestConnections connections, FunctionCatalog fun
 {
     private RestOptions Opt => options.Value.Rest;
 
-    public async Task<RestResponse> ExecuteAsync(RestCaller caller, RpcRequest req, CancellationToken ct = default)
-    {
-        using var activity = Telemetry.Source.StartActivity("rest rpc");
-        var started = Stopwatch.GetTimestamp();
-        var response = await ExecuteCoreAsync(caller, req, ct);
-        Telemetry.RestDuration.Record(Stopwatch.GetElapsedTime(started).TotalMilliseconds, new TagList
-        {
-            { "dbstudio.verb", "Rpc" }, { "dbstudio.caller", caller.Kind.ToString() }, { "http.response.status_code", response.Status },
-        });
-        activity?.SetTag("dbstudio.project", caller.ProjectId).SetTag("dbstudio.function", req.Function)
-            .SetTag("dbstudio.caller", caller.Kind.ToString()).SetTag("http.response.status_code", response.Status);
-        return response;
-    }
-
-    private async Task<RestResponse> ExecuteCoreAsync(RestCaller caller, RpcRequest req, CancellationToken ct)
+    public async Task<RestResult> ExecuteAsync(RestCaller caller, RpcRequest req, CancellationToken ct = default)
     {
         try
         {
             var fn = await ResolveAsync(caller, req, ct);
             if (!req.IsPost && !fn.IsReadOnly)
-                return RestResponse.Fail(405, new RestError("PGRST101", $"Cannot use the {(req.Verb == RestVerb.Head ? "HEAD" : "GET")} method on RPC",
+                return RestResult.Fail(405, new RestError("PGRST101", $"Cannot use the {(req.Verb == RestVerb.Head ? "HEAD" : "GET")} method on RPC",
                     $"{fn.Schema}.{fn.Name} is VOLATILE: GET runs only STABLE or IMMUTABLE functions",
                     "Call it with POST, or declare it STABLE or IMMUTABLE if it changes nothing"));
             var plan = RpcSql.Build(req, fn, Opt.MaxRows);
@@ -48,7 +33,7 @@ public sealed class RpcExecutor(RestConnections connections, FunctionCatalog fun
         }
         catch (RestException e)
         {
-            return RestResponse.Fail(e.Status, e.Error);
+            return RestResult.Fail(e.Status, e.Error);
         }
         catch (PostgresException e)
         {
@@ -82,7 +67,7 @@ public sealed class RpcExecutor(RestConnections connections, FunctionCatalog fun
         }
     }
 
-    private async Task<RestResponse> RunAsync(RestCaller caller, RpcRequest req, RpcPlan plan, CancellationToken ct)
+    private async Task<RestResult> RunAsync(RestCaller caller, RpcRequest req, RpcPlan plan, CancellationToken ct)
     {
         var role = RestExecutor.RoleOf(caller);
         var conn = await connections.RentAsync(caller.ProjectId, role, ct);
@@ -90,7 +75,7 @@ public sealed class RpcExecutor(RestConnections connections, FunctionCatalog fun
         finally { connections.Return(conn); }
     }
 
-    private async Task<RestResponse> RunOnAsync(NpgsqlConnection conn, RestRole role, RestCaller caller, RpcRequest req, RpcPlan plan,
+    private async Task<RestResult> RunOnAsync(NpgsqlConnection conn, RestRole role, RestCaller caller, RpcRequest req, RpcPlan plan,
         CancellationToken ct)
     {
         var batch = new NpgsqlBatch(conn);
@@ -130,26 +115,25 @@ public sealed class RpcExecutor(RestConnections connections, FunctionCatalog fun
             if (req.Read.Singular && (fn.ReturnsSet || fn.Returns == FunctionReturn.Rows) && page != 1)
             {
                 if (tx is not null) await tx.RollbackAsync(ct);
-                return RestResponse.Fail(406, new RestError("PGRST116", "Cannot coerce the result to a single JSON object",
+                return RestResult.Fail(406, new RestError("PGRST116", "Cannot coerce the result to a single JSON object",
                     $"The result contains {page} rows", null));
             }
             if (tx is not null) await tx.CommitAsync(ct);
             if (plan.IsWrite) commits.Committed(caller.ProjectId); // the function's writes reach the streams now
 
-            if (fn.Returns == FunctionReturn.Void) return new RestResponse { Status = 204 };
+            var applied = new AppliedPreferences { Count = req.Read.Count, SingleObject = req.SingleObject };
+            if (fn.Returns == FunctionReturn.Void) return new RestResult { Outcome = RestOutcome.Nothing, Applied = applied };
             var bytes = System.Text.Encoding.UTF8.GetBytes(body ?? "null");
+            var format = req.Read.Singular ? BodyFormat.Object : BodyFormat.Json;
             if (!fn.ReturnsSet)
-                return new RestResponse { Status = 200, ContentRange = "0-0/*", Body = bytes, Singular = req.Read.Singular };
+                return new RestResult { Outcome = RestOutcome.Value, Rows = 1, Body = bytes, Format = format, Applied = applied };
             var offset = req.Read.Offset;
             if (total is long t && page == 0 && offset > 0 && offset >= t)
-                return RestResponse.Fail(416, new RestError("PGRST103", "Requested range not satisfiable",
+                return RestResult.Fail(416, new RestError("PGRST103", "Requested range not satisfiable",
                     $"An offset of {offset} was requested, but there are only {t} rows.", null));
-            var totalText = total?.ToString() ?? "*";
-            return new RestResponse
+            return new RestResult
             {
-                Status = total is long all && offset + page < all ? 206 : 200,
-                ContentRange = page > 0 ? $"{offset}-{offset + page - 1}/{totalText}" : $"*/{totalText}",
-                Body = bytes, Singular = req.Read.Singular,
+                Outcome = RestOutcome.Page, Rows = page, Offset = offset, Total = total, Body = bytes, Format = format, Applied = applied,
             };
         }
         catch (PostgresException)

@@ -165,4 +165,50 @@ public class PostgrestGrammarTests(TestApp app)
         // Nothing of the refused insert stayed.
         AssertJson("""[{"name":"x"},{"name":"a"},{"name":"b"}]""", await GetAsync(p, "items?select=name&order=id"));
     }
+
+    [Fact]
+    public async Task Reads_run_read_only_and_preference_applied_names_only_what_was_applied()
+    {
+        var owner = await app.NewUserClientAsync();
+        var p = await TestApp.CreateProjectAsync(owner, "read only");
+        // A view whose row comes from a function that writes.
+        var results = await TestApp.SqlAsync(owner, p.Id, $$"""
+            create table log (id serial primary key, at timestamptz default now());
+            create table notes (id serial primary key, n int);
+            create function bump() returns int language plpgsql as $$ begin insert into {{ProjectNaming.Schema(p.Id)}}.log default values;
+              return 1; end $$;
+            create view bumped as select bump() as n;
+            """);
+        Assert.All(results, r => Assert.False(r.TryGetProperty("error", out var e), e.ToString()));
+
+        // GET and HEAD run READ ONLY: PostgreSQL refuses the write (25006, PostgREST's 405) and nothing is written.
+        foreach (var method in new[] { HttpMethod.Get, HttpMethod.Head })
+        {
+            var read = await SendAsync(p, method, "bumped");
+            Assert.True(read.StatusCode == HttpStatusCode.MethodNotAllowed, $"{method} {read.StatusCode} {await read.Content.ReadAsStringAsync()}");
+            if (method == HttpMethod.Get)
+                Assert.Equal("25006", JsonDocument.Parse(await read.Content.ReadAsStringAsync()).RootElement.GetProperty("code").GetString());
+        }
+        AssertJson("[]", await GetAsync(p, "log?select=id"));
+        // Writes are not read-only: the same function runs for an insert's default.
+        await TestApp.SqlAsync(owner, p.Id, "alter table notes alter column n set default bump()");
+        Assert.Equal(HttpStatusCode.Created, (await SendAsync(p, HttpMethod.Post, "notes", "{}")).StatusCode);
+        Assert.Equal(HttpStatusCode.Created, (await SendAsync(p, HttpMethod.Post, "notes", "{}")).StatusCode);
+        AssertJson("""[{"id":1},{"id":2}]""", await GetAsync(p, "log?select=id&order=id"));
+
+        // Preference-Applied says what the request ran with: a read counts but resolves nothing, a PATCH returns the
+        // representation but neither resolves, fills defaults nor answers with headers only (PostgREST's rule).
+        var get = await SendAsync(p, HttpMethod.Get, "log?select=id", prefer: ["count=exact", "resolution=merge-duplicates"]);
+        Assert.Equal("0-1/2", get.Content.Headers.GetValues("Content-Range").Single());
+        Assert.Equal("count=exact", get.Headers.GetValues("Preference-Applied").Single());
+        var patched = await SendAsync(p, HttpMethod.Patch, "notes?id=eq.1&select=id", """{"n":5}""",
+            prefer: ["return=representation, resolution=merge-duplicates, missing=default, tx=commit"]);
+        Assert.Equal(HttpStatusCode.OK, patched.StatusCode);
+        Assert.Equal("return=representation, tx=commit", patched.Headers.GetValues("Preference-Applied").Single());
+        var upsert = await SendAsync(p, HttpMethod.Post, "notes?on_conflict=id", """{"id":1,"n":6}""",
+            prefer: ["resolution=merge-duplicates", "count=exact"]);
+        Assert.Equal(HttpStatusCode.Created, upsert.StatusCode);
+        Assert.Equal("*/1", upsert.Content.Headers.GetValues("Content-Range").Single());
+        Assert.Equal("resolution=merge-duplicates, count=exact", upsert.Headers.GetValues("Preference-Applied").Single());
+    }
 }

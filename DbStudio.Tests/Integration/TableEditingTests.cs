@@ -86,4 +86,24 @@ public class TableEditingTests(TestApp app)
         Assert.Equal(2, deleted);
         Assert.Equal("0", (await TestApp.SqlAsync(c, id, "select count(*)::text from t"))[0].GetProperty("rows")[0][0].GetString());
     }
+
+    [Fact]
+    public async Task A_page_says_how_many_rows_there_are_and_whether_that_is_the_planners_estimate()
+    {
+        var (c, id, _, b) = await SetUpAsync();
+        var small = await b.PageAsync(id, "t", 0);
+        Assert.Equal(1, small!.Total);
+        Assert.False(small.TotalIsEstimate);
+        var results = await TestApp.SqlAsync(c, id,
+            "create table big (id int primary key); insert into big select generate_series(1, 100000); analyze big");
+        Assert.All(results, r => Assert.False(r.TryGetProperty("error", out var e), e.ToString()));
+        var big = await b.PageAsync(id, "big", 1);
+        Assert.True(big!.TotalIsEstimate);
+        Assert.InRange(big.Total!.Value, 90_000, 110_000);
+        Assert.Equal(51, big.Rows[0].GetProperty("id").GetInt32());
+        // With a filter the total is counted (the estimate is the whole table's).
+        var filtered = await b.PageAsync(id, "big", 0, filter: new TableBrowser.SimpleFilter("id", "lte", "70"));
+        Assert.Equal(70, filtered!.Total);
+        Assert.False(filtered.TotalIsEstimate);
+    }
 }

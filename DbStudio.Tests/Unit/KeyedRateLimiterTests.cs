@@ -1,5 +1,5 @@
 // The platform's own rate limiter on a clock the test moves: bursts, refusal with the true time to wait, refill per key.
-using DbStudio.Core.Limits;
+using DbStudio.Core.RateLimiting;
 using DbStudio.Tests.Infrastructure;
 
 namespace DbStudio.Tests.Unit;
@@ -10,7 +10,7 @@ public class KeyedRateLimiterTests
     public void A_key_gets_its_burst_then_waits_exactly_as_long_as_retry_after_says()
     {
         var clock = new ManualClock();
-        var limiter = new KeyedRateLimiter(clock, permits: 3, window: TimeSpan.FromHours(1));
+        using var limiter = new KeyedRateLimiter(clock, permits: 3, window: TimeSpan.FromHours(1));
         for (var i = 0; i < 3; i++) Assert.True(limiter.TryAcquire("a", out _));
         Assert.False(limiter.TryAcquire("a", out var retry));
         Assert.Equal(TimeSpan.FromMinutes(20), retry); // one permit every 3600 / 3 s
@@ -33,7 +33,7 @@ public class KeyedRateLimiterTests
     [Fact]
     public void Zero_permits_turn_the_limiter_off()
     {
-        var limiter = new KeyedRateLimiter(new ManualClock(), permits: 0, window: TimeSpan.FromHours(1));
+        using var limiter = new KeyedRateLimiter(new ManualClock(), permits: 0, window: TimeSpan.FromHours(1));
         for (var i = 0; i < 1000; i++) Assert.True(limiter.TryAcquire("a", out _));
     }
 }

@@ -66,6 +66,32 @@ public class RestSqlSnapshotTests
         ("embed in a write response", "books", RestVerb.Post, "select=title,authors!author_id(name)", ["return=representation"], """{"title":"t","author_id":1}"""),
     ];
 
+    /// <summary>Features that need a Range or Accept header, a signed-in caller, or a range column.</summary>
+    public static readonly (string Name, string Table, RestVerb Verb, string Query, string[] Prefer, string? Body, string? Range, string? Accept,
+        CallerKind Caller)[] HeaderCases =
+    [
+        ("count planned", "todo", RestVerb.Get, "limit=5", ["count=planned"], null, null, null, CallerKind.Admin),
+        ("count exact with a filter", "todo", RestVerb.Get, "done=is.false", ["count=estimated"], null, null, null, CallerKind.Admin),
+        ("range header", "todo", RestVerb.Get, "order=id", [], null, "10-19", null, CallerKind.Admin),
+        ("range header and offset", "todo", RestVerb.Get, "offset=5&limit=100", ["count=exact"], null, "items=0-9", null, CallerKind.Admin),
+        ("single object read", "todo", RestVerb.Get, "id=eq.1", [], null, null, "application/vnd.pgrst.object+json", CallerKind.Admin),
+        ("single object write", "todo", RestVerb.Post, "", [], """{"title":"a"}""", null, "application/vnd.pgrst.object+json", CallerKind.Admin),
+        ("insert with columns=", "todo", RestVerb.Post, "columns=title,done", ["return=representation"],
+            """[{"title":"a","done":true,"ignored":1}]""", null, null, CallerKind.Admin),
+        ("signed-in insert fills the owner column", "todo", RestVerb.Post, "", [], """{"title":"a"}""", null, null, CallerKind.User),
+        ("signed-in update", "todo", RestVerb.Patch, "id=eq.1", [], """{"title":"b"}""", null, null, CallerKind.User),
+        ("admin update without a filter", "todo", RestVerb.Patch, "", [], """{"done":false}""", null, null, CallerKind.Admin),
+        ("upsert on another column, columns named", "todo", RestVerb.Post, "on_conflict=title&columns=title,done",
+            ["resolution=merge-duplicates", "return=representation"], """{"title":"a","done":true}""", null, null, CallerKind.Admin),
+        ("range operators", "slots", RestVerb.Get, "during=sl.[1,5)&during=sr.[1,5)&during=nxr.[1,5)&during=nxl.[1,5)&during=adj.[1,5)",
+            [], null, null, null, CallerKind.Admin),
+        ("nested not, or inside and", "todo", RestVerb.Get, "and=(or(id.eq.1,not.id.eq.2),not.title.is.null)&done=not.is.true&order=title.asc.nullsfirst",
+            [], null, null, null, CallerKind.Admin),
+        ("embedded filter with not and or", "authors", RestVerb.Get, "select=name,books!books_author_id_fkey(title)&books.title=not.eq.x&books.or=(id.lt.3,id.gt.9)",
+            [], null, null, null, CallerKind.Admin),
+        ("csv of an embed", "books", RestVerb.Get, "select=title,authors!author_id(name)", [], null, null, "text/csv", CallerKind.Admin),
+    ];
+
     private static TableInfo Table(string name, uint oid, params ColumnInfo[] columns) =>
         new() { Schema = "proj_snap", Name = name, Oid = oid, Kind = 'r', Columns = columns };
 
@@ -78,6 +104,7 @@ public class RestSqlSnapshotTests
         ["books"] = Table("books", 16601, Col("id", "integer", 23, 1), Col("title", "text", 25), Col("author_id", "integer", 23), Col("editor_id", "integer", 23)),
         ["tags"] = Table("tags", 16602, Col("id", "integer", 23, 1), Col("name", "text", 25)),
         ["book_tags"] = Table("book_tags", 16603, Col("book_id", "integer", 23, 1), Col("tag_id", "integer", 23, 2)),
+        ["slots"] = Table("slots", 16605, Col("id", "integer", 23, 1), Col("during", "int4range", 3904)),
         ["comments"] = Table("comments", 16604, Col("id", "integer", 23, 1), Col("book_id", "integer", 23), Col("body", "text", 25)),
     }, 0,
     [
@@ -90,13 +117,20 @@ public class RestSqlSnapshotTests
 
     private static string Render()
     {
-        var caller = new RestCaller("snap", CallerKind.Admin);
         var sb = new StringBuilder();
-        foreach (var (name, table, verb, query, prefer, body) in Cases.Select(c => (c.Name, "todo", c.Verb, c.Query, c.Prefer, c.Body)).Concat(EmbedCases))
+        var all = Cases.Select(c => (c.Name, Table: "todo", c.Verb, c.Query, c.Prefer, c.Body, Range: (string?)null,
+                Accept: c.Name == "csv" ? "text/csv" : null, Caller: CallerKind.Admin))
+            .Concat(EmbedCases.Select(c => (c.Name, c.Table, c.Verb, c.Query, c.Prefer, c.Body, Range: (string?)null, Accept: (string?)null,
+                Caller: CallerKind.Admin)))
+            .Concat(HeaderCases);
+        foreach (var (name, table, verb, query, prefer, body, range, accept, kind) in all)
         {
+            var caller = kind == CallerKind.User
+                ? new RestCaller("snap", CallerKind.User, Guid.Parse("00000000-0000-4000-8000-000000000001"), "user")
+                : new RestCaller("snap", kind);
             var pairs = query.Length == 0 ? [] : query.Split('&').Select(p => p.Split('=', 2))
                 .Select(kv => new KeyValuePair<string, string>(kv[0], Uri.UnescapeDataString(kv[1])));
-            var req = RestParser.Parse(verb, table, pairs, prefer, null, name == "csv" ? "text/csv" : null, body);
+            var req = RestParser.Parse(verb, table, pairs, prefer, range, accept, body);
             var plan = RestSql.Build(req, Schema.Tables[table], caller, "user_id", 1000, Schema);
             sb.Append("## ").Append(name).Append('\n');
             if (plan.CsvHeader is not null) sb.Append("csv header: ").Append(plan.CsvHeader).Append('\n');

@@ -1,5 +1,5 @@
 // The REST API in PostgREST's dialect (DESIGN §5): /db/{id}/rest/{table}. The handler only moves bytes:
-// credentials → caller, request → RestParser, RestExecutor runs it, PostgreSQL's JSON streams back.
+// credentials → caller, request → RestParser, RestExecutor runs it, RestResponses writes its result (PostgreSQL's JSON as it is).
 using DbStudio.Core;
 using DbStudio.Core.Auth;
 using DbStudio.Core.Platform;
@@ -71,31 +71,9 @@ public static class RestApi
             return;
         }
 
-        var res = await executor.ExecuteAsync(caller, req, ctx.RequestAborted);
-        if (res.Error is not null) { await WriteError(ctx, res.Status, res.Error); return; }
-        ctx.Response.StatusCode = res.Status;
-        if (res.ContentRange is not null) ctx.Response.Headers["Content-Range"] = res.ContentRange;
-        if (res.Location is not null) ctx.Response.Headers.Location = res.Location;
-        // In PostgREST's order: resolution, missing, return, count, tx.
-        var applied = new List<string>();
-        if (req.Resolution == ResolutionPref.MergeDuplicates) applied.Add("resolution=merge-duplicates");
-        if (req.Resolution == ResolutionPref.IgnoreDuplicates) applied.Add("resolution=ignore-duplicates");
-        if (req.MissingDefault && verb == RestVerb.Post) applied.Add("missing=default");
-        if (req.Return == ReturnPref.Representation) applied.Add("return=representation");
-        if (req.Return == ReturnPref.Minimal) applied.Add("return=minimal");
-        if (req.Return == ReturnPref.HeadersOnly && verb == RestVerb.Post) applied.Add("return=headers-only");
-        if (req.Count != CountPref.None) applied.Add("count=" + req.Count.ToString().ToLowerInvariant());
-        if (req.Rollback) applied.Add("tx=rollback");
-        else if (req.CommitAsked) applied.Add("tx=commit");
-        if (applied.Count > 0) ctx.Response.Headers["Preference-Applied"] = string.Join(", ", applied);
-        if (res.Status == 204) return;
-        ctx.Response.ContentType = (res.Csv ? "text/csv" : res.Singular ? RestParser.SingularMediaType : "application/json") + "; charset=utf-8";
-        if (verb == RestVerb.Head) return;
-        if (res.Body is { } bytes)
-        {
-            ctx.Response.ContentLength = bytes.Length;
-            await ctx.Response.Body.WriteAsync(bytes, ctx.RequestAborted);
-        }
+        var result = await RestResponses.TracedAsync("rest " + verb.ToString().ToUpperInvariant(), verb.ToString(), caller, "dbstudio.table", req.Table,
+            () => executor.ExecuteAsync(caller, req, ctx.RequestAborted));
+        await RestResponses.WriteAsync(ctx, result, head: verb == RestVerb.Head);
     }
 
     private static async Task OpenApi(HttpContext ctx, string id, Credentials credentials, SchemaCache schemas,

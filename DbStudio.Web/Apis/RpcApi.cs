@@ -1,5 +1,5 @@
 // RPC in PostgREST's dialect (DESIGN §5): POST|GET|HEAD /db/{id}/rest/rpc/{fn}. Like RestApi, the handler only moves
-// bytes: credentials → caller, request → RpcParser, RpcExecutor calls the function, PostgreSQL's JSON goes back.
+// bytes: credentials → caller, request → RpcParser, RpcExecutor calls the function, RestResponses writes its result.
 using DbStudio.Core;
 using DbStudio.Core.Projects;
 using DbStudio.Core.Rest;
@@ -69,21 +69,8 @@ public static class RpcApi
             return;
         }
 
-        var res = await executor.ExecuteAsync(caller, req, ctx.RequestAborted);
-        if (res.Error is not null) { await RestApi.WriteError(ctx, res.Status, res.Error); return; }
-        ctx.Response.StatusCode = res.Status;
-        if (res.ContentRange is not null) ctx.Response.Headers["Content-Range"] = res.ContentRange;
-        var applied = new List<string>();
-        if (req.Read.Count != CountPref.None) applied.Add("count=" + req.Read.Count.ToString().ToLowerInvariant());
-        if (req.SingleObject) applied.Add("params=single-object");
-        if (applied.Count > 0) ctx.Response.Headers["Preference-Applied"] = string.Join(", ", applied);
-        if (res.Status == 204) return;
-        ctx.Response.ContentType = (res.Singular ? RestParser.SingularMediaType : "application/json") + "; charset=utf-8";
-        if (verb == RestVerb.Head) return;
-        if (res.Body is { } bytes)
-        {
-            ctx.Response.ContentLength = bytes.Length;
-            await ctx.Response.Body.WriteAsync(bytes, ctx.RequestAborted);
-        }
+        var result = await RestResponses.TracedAsync("rest rpc", "Rpc", caller, "dbstudio.function", req.Function,
+            () => executor.ExecuteAsync(caller, req, ctx.RequestAborted));
+        await RestResponses.WriteAsync(ctx, result, head: verb == RestVerb.Head);
     }
 }
