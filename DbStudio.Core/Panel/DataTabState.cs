@@ -16,6 +16,8 @@ public interface ITableData
         CancellationToken ct = default, TableBrowser.SimpleFilter? filter = null);
     Task<EditResult> UpdateCellAsync(string projectId, TableInfo table, JsonElement row, string column, JsonElement original,
         string? newValue, CancellationToken ct = default);
+    Task<EditResult> UpdateRowAsync(string projectId, TableInfo table, JsonElement row, IReadOnlyDictionary<string, string?> changes,
+        CancellationToken ct = default);
     Task<EditResult> InsertAsync(string projectId, TableInfo table, IReadOnlyDictionary<string, string?> values, CancellationToken ct = default);
     Task<(int Deleted, RestError? Error)> DeleteAsync(string projectId, TableInfo table, IEnumerable<JsonElement> rows,
         CancellationToken ct = default);
@@ -43,9 +45,8 @@ public sealed class DataTabState(ITableData data, string projectId)
     public string? Notice { get; set; }
     public HashSet<int> Selected { get; } = [];
     public bool ConfirmDelete { get; set; }
-    /// <summary>The insert form's texts by column (null: the form is closed).</summary>
-    public Dictionary<string, string?>? Insert { get; private set; }
-    public string? InsertError { get; private set; }
+    /// <summary>The side form: one row, every column, to insert or edit (null: closed).</summary>
+    public RowForm? Form { get; private set; }
 
     public string? FilterColumn { get; set; }
     public string FilterOp { get; set; } = "eq";
@@ -65,7 +66,7 @@ public sealed class DataTabState(ITableData data, string projectId)
         Table = table;
         PageIndex = 0;
         OrderBy = null;
-        Insert = null;
+        Form = null;
         Filter = null;
         FilterColumn = null;
         await LoadAsync();
@@ -166,11 +167,17 @@ public sealed class DataTabState(ITableData data, string projectId)
         EditColumn = column.Name;
         _editOriginal = Rows[row];
         EditError = null;
-        EditText = v.ValueKind is JsonValueKind.Null or JsonValueKind.Undefined ? ""
-            : column.TypeOid is 114 or 3802 ? JsonSerializer.Serialize(v, new JsonSerializerOptions { WriteIndented = false })
-            : column.TypeOid == 1082 && v.ValueKind == JsonValueKind.String ? v.GetString()!
-            : Display(v);
+        EditText = EditTextOf(column, v);
     }
+
+    /// <summary>The text an editor starts from: empty for NULL, JSON as JSON (indented for the side form).</summary>
+    public static string EditTextOf(ColumnInfo column, JsonElement v, bool indented = false) =>
+        v.ValueKind is JsonValueKind.Null or JsonValueKind.Undefined ? ""
+        : column.TypeOid is 114 or 3802 ? JsonSerializer.Serialize(v, indented ? Indented : Compact)
+        : Display(v);
+
+    private static readonly JsonSerializerOptions Compact = new() { WriteIndented = false };
+    private static readonly JsonSerializerOptions Indented = new() { WriteIndented = true };
 
     public void StopEdit()
     {
@@ -180,28 +187,60 @@ public sealed class DataTabState(ITableData data, string projectId)
         EditError = null;
     }
 
-    public async Task SaveCellAsync(int row, ColumnInfo column, string? text)
+    /// <summary>Saves the cell being edited; true when it was saved (the editor closed), false when it stays open or was
+    /// overtaken by someone else's change.</summary>
+    public async Task<bool> SaveCellAsync(int row, ColumnInfo column, string? text)
     {
         // Compared with the value the editor started from, so a change made meanwhile is not overwritten.
         var shown = _editOriginal ?? Rows[row];
         var original = shown.TryGetProperty(column.Name, out var x) ? x : default;
         var result = await data.UpdateCellAsync(ProjectId, Page!.Table, shown, column.Name, original, text);
-        if (result.Invalid is { } problem) { EditError = problem; return; }
+        if (result.Invalid is { } problem) { EditError = problem; return false; }
         if (result.Row is { } saved)
         {
             if (IndexOf(saved) is var at and >= 0) Rows[at] = saved;
             StopEdit();
-            return;
+            return true;
         }
         if (result.Conflict)
         {
-            // Never overwrite someone else's change: show theirs.
-            if (result.Current is { } current && IndexOf(current) is var at and >= 0) Rows[at] = current;
-            Notice = result.Error!.Message;
+            ShowTheirs(result);
             StopEdit();
-            return;
+            return false;
         }
         EditError = $"{result.Error!.Code}: {result.Error.Message}";
+        return false;
+    }
+
+    /// <summary>Never overwrite someone else's change: show theirs and say so.</summary>
+    private void ShowTheirs(EditResult result)
+    {
+        if (result.Current is { } current && IndexOf(current) is var at and >= 0) Rows[at] = current;
+        Notice = result.Error!.Message;
+    }
+
+    /// <summary>
+    /// Tab (Shift+Tab): saves the cell being edited if its text changed, then opens the next (previous) editable cell —
+    /// on to the next row after the last column. Stays put when the save is refused.
+    /// </summary>
+    public async Task MoveAsync(string? text, bool backwards)
+    {
+        if (EditRow is not int row || EditColumn is null || Page?.Table.Find(EditColumn) is not { } column) return;
+        if (text != EditText && !await SaveCellAsync(row, column, text)) return;
+        var next = NextCell(row, column.Name, backwards);
+        StopEdit();
+        if (next is var (r, c)) StartEdit(r, c);
+    }
+
+    /// <summary>The editable cell after (before) the given one in reading order; null past the page's ends.</summary>
+    public (int Row, ColumnInfo Column)? NextCell(int row, string column, bool backwards)
+    {
+        if (Page is null) return null;
+        var columns = Page.Table.Columns.Where(c => !c.Generated).ToList();
+        var at = columns.FindIndex(c => c.Name == column);
+        if (columns.Count == 0 || at < 0) return null;
+        var flat = row * columns.Count + at + (backwards ? -1 : 1);
+        return flat < 0 || flat >= Rows.Count * columns.Count ? null : (flat / columns.Count, columns[flat % columns.Count]);
     }
 
     // ---- selection, delete, insert ----
@@ -221,25 +260,54 @@ public sealed class DataTabState(ITableData data, string projectId)
         return deleted;
     }
 
+    /// <summary>Opens the side form empty, for a new row.</summary>
     public void StartInsert()
     {
-        Insert = new();
-        InsertError = null;
+        StopEdit();
+        Form = Page is null ? null : new RowForm(Page.Table, null, null);
     }
 
-    public void CancelInsert() => Insert = null;
-
-    /// <summary>Inserts the form's row; false when it was refused (InsertError says why).</summary>
-    public async Task<bool> InsertAsync()
+    /// <summary>Opens the side form on a shown row, every column in it, to edit.</summary>
+    public void OpenRow(int row)
     {
-        // Empty inputs are left out, so PostgreSQL applies the column's default (SERIAL included).
-        var values = Insert!.Where(kv => !string.IsNullOrEmpty(kv.Value)).ToDictionary(kv => kv.Key, kv => kv.Value);
-        var result = await data.InsertAsync(ProjectId, Page!.Table, values);
-        if (result.Invalid is { } problem) { InsertError = problem; return false; }
-        if (result.Error is { } error) { InsertError = $"{error.Code}: {error.Message}"; return false; }
-        Insert = null;
-        await LoadAsync();
+        if (!Editable || row < 0 || row >= Rows.Count) return;
+        StopEdit();
+        Form = new RowForm(Page!.Table, row, Rows[row]);
+    }
+
+    public void CloseForm() => Form = null;
+
+    /// <summary>Inserts the form's row, or saves the form's changed columns; false when refused (the form's Error says why).</summary>
+    public async Task<bool> SaveFormAsync()
+    {
+        if (Form is not { } form || Page is null) return false;
+        if (form.Original is not { } original)
+        {
+            var result = await data.InsertAsync(ProjectId, Page.Table, form.Values());
+            if (Refused(form, result)) return false;
+            Form = null;
+            await LoadAsync();
+            return true;
+        }
+        var changes = form.Values();
+        if (changes.Count == 0) { Form = null; return true; }
+        var saved = await data.UpdateRowAsync(ProjectId, Page.Table, original, changes);
+        if (saved.Conflict)
+        {
+            ShowTheirs(saved);
+            Form = null;
+            return false;
+        }
+        if (Refused(form, saved)) return false;
+        if (saved.Row is { } row && IndexOf(row) is var at and >= 0) Rows[at] = row;
+        Form = null;
         return true;
+    }
+
+    private static bool Refused(RowForm form, EditResult result)
+    {
+        form.Error = result.Invalid ?? (result.Error is { } e ? $"{e.Code}: {e.Message}" : null);
+        return form.Error is not null;
     }
 
     public string RangeText()

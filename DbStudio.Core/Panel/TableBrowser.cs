@@ -38,19 +38,37 @@ public sealed class TableBrowser(SchemaCache schemas, RestExecutor rest, Streams
     /// (what the editor showed), so someone else's change is never overwritten silently. <paramref name="newValue"/> is
     /// text as typed (null = SQL NULL); PostgreSQL parses it for the column's type.
     /// </summary>
-    public async Task<EditResult> UpdateCellAsync(string projectId, TableInfo table, JsonElement row, string column, JsonElement original,
-        string? newValue, CancellationToken ct = default)
+    public Task<EditResult> UpdateCellAsync(string projectId, TableInfo table, JsonElement row, string column, JsonElement original,
+        string? newValue, CancellationToken ct = default) =>
+        UpdateAsync(projectId, table, row, [(column, original, newValue)], ct);
+
+    /// <summary>
+    /// Sets several cells of one row (the side form) in one statement, each only if it still holds what <paramref name="row"/>
+    /// shows, as <see cref="UpdateCellAsync"/> does for one.
+    /// </summary>
+    public Task<EditResult> UpdateRowAsync(string projectId, TableInfo table, JsonElement row, IReadOnlyDictionary<string, string?> changes,
+        CancellationToken ct = default) =>
+        UpdateAsync(projectId, table, row,
+            [.. changes.Select(c => (c.Key, row.TryGetProperty(c.Key, out var v) ? v : default, c.Value))], ct);
+
+    private async Task<EditResult> UpdateAsync(string projectId, TableInfo table, JsonElement row,
+        IReadOnlyList<(string Column, JsonElement Original, string? Text)> changes, CancellationToken ct)
     {
-        var col = table.Find(column) ?? throw new InvalidOperationException($"no column {column}");
-        var value = ValueFor(col, newValue);
-        if (!value.IsValid) return new EditResult(null, null, Invalid: value.Problem);
+        if (changes.Count == 0) return new EditResult(row, null);
         var filters = KeyFilters(table, row);
-        // json has no equality operator; its cells are saved without the check.
-        if (col.TypeOid != 114)
-            filters.Add(original.ValueKind == JsonValueKind.Null
-                ? new ColumnFilter(column, FilterOp.Is, "null", null, false)
-                : new ColumnFilter(column, FilterOp.Eq, col.TypeOid == 3802 ? original.GetRawText() : Text(original), null, false));
-        var body = new Dictionary<string, object?> { [column] = value.Value };
+        var body = new Dictionary<string, object?>();
+        foreach (var (column, original, newValue) in changes)
+        {
+            var col = table.Find(column) ?? throw new InvalidOperationException($"no column {column}");
+            var value = ValueFor(col, newValue);
+            if (!value.IsValid) return new EditResult(null, null, Invalid: changes.Count == 1 ? value.Problem : $"{column}: {value.Problem}");
+            body[column] = value.Value;
+            // json has no equality operator; its cells are saved without the check.
+            if (col.TypeOid != 114)
+                filters.Add(original.ValueKind is JsonValueKind.Null or JsonValueKind.Undefined
+                    ? new ColumnFilter(column, FilterOp.Is, "null", null, false)
+                    : new ColumnFilter(column, FilterOp.Eq, col.TypeOid == 3802 ? original.GetRawText() : Text(original), null, false));
+        }
         var res = await rest.ExecuteAsync(Admin(projectId), new RestRequest
         {
             Verb = RestVerb.Patch, Table = table.Name, Filters = filters, Return = ReturnPref.Representation,

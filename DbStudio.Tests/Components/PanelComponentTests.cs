@@ -132,11 +132,31 @@ public class PanelComponentTests : BunitContext
     {
         var (_, p) = await ProjectAsync("create table n (id int primary key, v text); insert into n select g, case when g % 2 = 0 then 'x' end from generate_series(1, 75) g");
         var cut = Render<DataTab>(ps => ps.Add(c => c.ProjectId, p.Id).Add(c => c.Table, "n"));
-        cut.WaitForAssertion(() => Assert.Equal("Rows 1–50 of 75", cut.Find("#data-range").TextContent.Trim()));
+        cut.WaitForAssertion(() => Assert.Equal("Rows 1–50 of 75", cut.Find("#data-range").TextContent.Trim()), TimeSpan.FromSeconds(10));
         Assert.Equal(50, cut.FindAll("#data-grid tbody tr").Count);
         Assert.NotEmpty(cut.FindAll("#data-grid .null-value"));
         Click(cut, "#data-next");
-        cut.WaitForAssertion(() => Assert.Equal("Rows 51–75 of 75", cut.Find("#data-range").TextContent.Trim()));
+        cut.WaitForAssertion(() => Assert.Equal("Rows 51–75 of 75", cut.Find("#data-range").TextContent.Trim()), TimeSpan.FromSeconds(10));
+    }
+
+    [Fact]
+    public async Task Data_tab_opens_a_row_in_the_side_form_with_every_column_json_large_and_null_toggles_and_saves_it()
+    {
+        var (_, p) = await ProjectAsync("create table f (id int primary key, name text not null, doc jsonb, n int); insert into f values (1, 'one', '{\"a\": 1}', 5)");
+        var cut = Render<DataTab>(ps => ps.Add(c => c.ProjectId, p.Id).Add(c => c.Table, "f"));
+        cut.WaitForAssertion(() => Assert.Equal("Rows 1–1 of 1", cut.Find("#data-range").TextContent.Trim()), TimeSpan.FromSeconds(10));
+        Click(cut, ".row-open");
+        cut.WaitForAssertion(() => Assert.Equal("Edit row", cut.Find("#data-row-form-title").TextContent), TimeSpan.FromSeconds(10));
+        Assert.Equal(["id", "name", "doc", "n"], cut.FindAll("#data-row-form [data-column]").Select(e => e.GetAttribute("data-column")));
+        Assert.Equal("TEXTAREA", cut.Find("#form-doc").TagName);
+        Assert.Equal("10", cut.Find("#form-doc").GetAttribute("rows"));
+        Assert.Empty(cut.FindAll("#form-null-name")); // NOT NULL: no toggle
+        cut.Find("#form-name").Change("renamed");
+        cut.Find("#form-null-n").Change(true);
+        Click(cut, "#form-save");
+        cut.WaitForAssertion(() => Assert.Empty(cut.FindAll("#data-row-form")), TimeSpan.FromSeconds(10));
+        Assert.Equal("renamed", cut.Find("#data-grid td[data-column=name]").TextContent.Trim());
+        Assert.Equal("NULL", cut.Find("#data-grid td[data-column=n] .null-value").TextContent);
     }
 
     [Fact]

@@ -74,8 +74,9 @@ public sealed partial class DataTab : IAsyncDisposable
             Snackbar.Add($"{deleted} {(deleted == 1 ? "row" : "rows")} deleted", Severity.Success);
     }
 
-    private async Task InsertAsync()
+    private async Task SaveFormAsync()
     {
-        if (await _state.InsertAsync()) Snackbar.Add("Row inserted", Severity.Success);
+        var insert = _state.Form?.IsInsert == true;
+        if (await _state.SaveFormAsync()) Snackbar.Add(insert ? "Row inserted" : "Row saved", Severity.Success);
     }
 }
