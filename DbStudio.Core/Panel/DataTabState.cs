@@ -23,7 +23,7 @@ public interface ITableData
         CancellationToken ct = default);
 }
 
-public sealed class DataTabState(ITableData data, string projectId)
+public sealed class DataTabState(ITableData data, string projectId, References? references = null)
 {
     public string ProjectId { get; } = projectId;
     /// <summary>The table shown (null: none chosen).</summary>
@@ -53,6 +53,11 @@ public sealed class DataTabState(ITableData data, string projectId)
     public string? FilterValue { get; set; }
     /// <summary>The filter in force (null: none).</summary>
     public TableBrowser.SimpleFilter? Filter { get; private set; }
+
+    /// <summary>The shown table's foreign-key columns (single-column keys), by column.</summary>
+    public IReadOnlyDictionary<string, Reference> Refs { get; private set; } = new Dictionary<string, Reference>();
+    /// <summary>The referenced rows' labels for the page's foreign-key cells: column → key text → label.</summary>
+    public Dictionary<string, IReadOnlyDictionary<string, string>> Labels { get; } = [];
 
     /// <summary>Rows can be told apart (a primary key) and so edited, inserted and deleted.</summary>
     public bool Editable => Page is { } p && p.Table.IsTable && p.Table.PrimaryKey.Count > 0;
@@ -114,7 +119,25 @@ public sealed class DataTabState(ITableData data, string projectId)
         Selected.Clear();
         ConfirmDelete = false;
         StopEdit();
+        await LoadLabelsAsync();
     }
+
+    /// <summary>The labels of the rows the page's foreign-key cells reference.</summary>
+    public async Task LoadLabelsAsync()
+    {
+        Labels.Clear();
+        if (references is null || Table is null || Page is null) return;
+        Refs = await references.OfAsync(ProjectId, Table);
+        foreach (var r in Refs.Values)
+            Labels[r.Column] = await references.LabelsAsync(ProjectId, r, Rows
+                .Select(row => row.TryGetProperty(r.Column, out var v) && v.ValueKind != JsonValueKind.Null ? Display(v) : null)
+                .OfType<string>());
+    }
+
+    /// <summary>The label beside a foreign-key cell (null: not a reference, or no such row).</summary>
+    public string? LabelOf(string column, JsonElement value) =>
+        value.ValueKind is JsonValueKind.Null or JsonValueKind.Undefined || !Labels.TryGetValue(column, out var labels) ? null
+        : labels.GetValueOrDefault(Display(value));
 
     // ---- live updates: the table's changes from anywhere, applied in place (the cell being edited keeps its text) ----
 
@@ -200,6 +223,7 @@ public sealed class DataTabState(ITableData data, string projectId)
         {
             if (IndexOf(saved) is var at and >= 0) Rows[at] = saved;
             StopEdit();
+            if (Refs.ContainsKey(column.Name)) await LoadLabelsAsync();
             return true;
         }
         if (result.Conflict)

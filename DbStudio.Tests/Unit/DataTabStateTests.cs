@@ -230,4 +230,14 @@ public class DataTabStateTests
         Assert.Null(s.NextCell(1, "meta", backwards: false)); // the page's last cell
         Assert.Null(s.NextCell(0, "id", backwards: true));
     }
+
+    [Fact]
+    public void A_referenced_row_is_labelled_by_a_name_like_column_else_its_first_text_column_else_its_key()
+    {
+        static TableInfo Table(params ColumnInfo[] columns) => new() { Schema = "proj_x", Name = "t", Oid = 2, Kind = 'r', Columns = columns };
+        var id = new ColumnInfo("id", "integer", 23, true, null, 1, false);
+        Assert.Equal("title", References.LabelOf(Table(id, new("body", "text", 25, false, null, null, false), new("title", "text", 25, false, null, null, false)), "id"));
+        Assert.Equal("body", References.LabelOf(Table(id, new("n", "integer", 23, false, null, null, false), new("body", "text", 25, false, null, null, false)), "id"));
+        Assert.Equal("id", References.LabelOf(Table(id, new("n", "integer", 23, false, null, null, false)), "id"));
+    }
 }

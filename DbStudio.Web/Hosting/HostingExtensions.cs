@@ -103,6 +103,7 @@ public static class HostingExtensions
         services.AddHostedService<FunctionDefaultsStartup>();
         services.AddSingleton<DbStudio.Core.Panel.TableBrowser>();
         services.AddSingleton<DbStudio.Core.Panel.TableExport>();
+        services.AddSingleton<DbStudio.Core.Panel.References>();
         services.AddSingleton<DbStudio.Core.Schema.SchemaEditor>();
         services.AddSingleton<DbStudio.Core.Panel.ProjectOverview>();
         services.AddSingleton<RestMetrics>();

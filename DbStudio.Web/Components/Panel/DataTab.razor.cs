@@ -20,6 +20,7 @@ public sealed partial class DataTab : IAsyncDisposable
     /// <summary>A table was created here (a CSV imported as a new table): the panel lists and selects it.</summary>
     [Parameter] public EventCallback<string?> Changed { get; set; }
     [Inject] private TableExport Export { get; set; } = null!;
+    [Inject] private References References { get; set; } = null!;
     [Inject] private IJSRuntime JS { get; set; } = null!;
 
     private bool _importing;
@@ -32,8 +33,25 @@ public sealed partial class DataTab : IAsyncDisposable
 
     protected override async Task OnParametersSetAsync()
     {
-        if (_state is null || _state.ProjectId != ProjectId) _state = new DataTabState(Browser, ProjectId);
+        if (_state is null || _state.ProjectId != ProjectId) _state = new DataTabState(Browser, ProjectId, References);
         if (await _state.ShowAsync(Table)) Follow();
+        if (_following is { } f && f.Table == Table)
+        {
+            _following = null;
+            _state.FilterColumn = f.Key;
+            _state.FilterOp = "eq";
+            _state.FilterValue = f.Value;
+            await _state.ApplyFilterAsync();
+        }
+    }
+
+    /// <summary>A reference being followed: its table, once shown, is filtered on the referenced key.</summary>
+    private (string Table, string Key, string Value)? _following;
+
+    private async Task FollowAsync(Reference reference, System.Text.Json.JsonElement value)
+    {
+        _following = (reference.Table, reference.Key, DataTabState.Display(value));
+        await Changed.InvokeAsync(reference.Table);
     }
 
     /// <summary>The table's changes from anywhere, merged into the page on the render thread as they commit.</summary>
