@@ -13,7 +13,7 @@ namespace DbStudio.Core.Panel;
 public interface ITableData
 {
     Task<DataPage?> PageAsync(string projectId, string table, int page, string? orderBy = null, bool descending = false,
-        CancellationToken ct = default, TableBrowser.SimpleFilter? filter = null);
+        CancellationToken ct = default, DataFilter? filter = null);
     Task<EditResult> UpdateCellAsync(string projectId, TableInfo table, JsonElement row, string column, JsonElement original,
         string? newValue, CancellationToken ct = default);
     Task<EditResult> UpdateRowAsync(string projectId, TableInfo table, JsonElement row, IReadOnlyDictionary<string, string?> changes,
@@ -48,11 +48,11 @@ public sealed class DataTabState(ITableData data, string projectId, References? 
     /// <summary>The side form: one row, every column, to insert or edit (null: closed).</summary>
     public RowForm? Form { get; private set; }
 
-    public string? FilterColumn { get; set; }
-    public string FilterOp { get; set; } = "eq";
-    public string? FilterValue { get; set; }
+    /// <summary>The filter being written: its conditions, and whether any (OR) or all (AND) of them must hold.</summary>
+    public List<FilterDraft> Drafts { get; } = [new()];
+    public bool Any { get; set; }
     /// <summary>The filter in force (null: none).</summary>
-    public TableBrowser.SimpleFilter? Filter { get; private set; }
+    public DataFilter? Filter { get; private set; }
 
     /// <summary>The shown table's foreign-key columns (single-column keys), by column.</summary>
     public IReadOnlyDictionary<string, Reference> Refs { get; private set; } = new Dictionary<string, Reference>();
@@ -73,7 +73,7 @@ public sealed class DataTabState(ITableData data, string projectId, References? 
         OrderBy = null;
         Form = null;
         Filter = null;
-        FilterColumn = null;
+        ResetDrafts();
         await LoadAsync();
         return true;
     }
@@ -92,20 +92,46 @@ public sealed class DataTabState(ITableData data, string projectId, References? 
         await LoadAsync();
     }
 
+    public void AddCondition() => Drafts.Add(new FilterDraft());
+
+    public void RemoveCondition(int index)
+    {
+        if (Drafts.Count > 1 && index >= 0 && index < Drafts.Count) Drafts.RemoveAt(index);
+    }
+
+    /// <summary>Applies the conditions written (one without a column takes the table's first).</summary>
     public async Task ApplyFilterAsync()
     {
-        FilterColumn ??= Page?.Table.Columns.FirstOrDefault()?.Name;
-        if (FilterColumn is null) return;
-        Filter = new TableBrowser.SimpleFilter(FilterColumn, FilterOp, FilterValue);
+        var first = Page?.Table.Columns.FirstOrDefault()?.Name;
+        foreach (var d in Drafts) d.Column ??= first;
+        if (Drafts.Any(d => d.Column is null)) return;
+        Filter = new DataFilter([.. Drafts.Select(d => new TableBrowser.SimpleFilter(d.Column!, d.Op, DataFilter.TakesValue(d.Op) ? d.Value : null))], Any);
         PageIndex = 0;
         await LoadAsync();
+    }
+
+    /// <summary>Shows the rows of <paramref name="filter"/> (from a shared URL, or a followed reference), its conditions in the editor.</summary>
+    public async Task ApplyFilterAsync(DataFilter filter)
+    {
+        Drafts.Clear();
+        Drafts.AddRange(filter.Conditions.Select(c => new FilterDraft { Column = c.Column, Op = c.Operator, Value = c.Value, Shown = c.Value }));
+        Any = filter.Any;
+        await ApplyFilterAsync();
     }
 
     public async Task ClearFilterAsync()
     {
         Filter = null;
+        ResetDrafts();
         PageIndex = 0;
         await LoadAsync();
+    }
+
+    private void ResetDrafts()
+    {
+        Drafts.Clear();
+        Drafts.Add(new FilterDraft());
+        Any = false;
     }
 
     public async Task LoadAsync()

@@ -178,23 +178,37 @@ public sealed class TableBrowser(SchemaCache schemas, RestExecutor rest, Streams
         return doc.RootElement.ValueKind == JsonValueKind.Array ? doc.RootElement.EnumerateArray().Select(e => e.Clone()).ToList() : [];
     }
 
-    /// <summary>The Data tab's simple filter: one column, one operator, one value — a REST filter underneath.</summary>
+    /// <summary>One condition of the Data tab's filter: one column, one operator, one value — a REST filter underneath.
+    /// The operators are the REST API's, each also negated ("not."), plus "contains" (ilike with the text as it is).</summary>
     public sealed record SimpleFilter(string Column, string Operator, string? Value)
     {
+        private static readonly (string Op, string Label)[] Rest =
+        [
+            ("eq", "="), ("neq", "≠"), ("gt", ">"), ("gte", "≥"), ("lt", "<"), ("lte", "≤"), ("like", "like"), ("ilike", "ilike"),
+            ("match", "~"), ("imatch", "~*"), ("in", "in (a,b)"), ("is", "is"), ("isdistinct", "is distinct from"),
+            ("cs", "contains @>"), ("cd", "contained in <@"), ("ov", "overlaps &&"),
+            ("fts", "fts"), ("plfts", "plfts"), ("phfts", "phfts"), ("wfts", "wfts"),
+            ("sl", "range <<"), ("sr", "range >>"), ("nxr", "range &<"), ("nxl", "range &>"), ("adj", "range -|-"),
+        ];
+
         public static readonly IReadOnlyList<(string Op, string Label)> Operators =
-            [("eq", "="), ("neq", "≠"), ("gt", ">"), ("gte", "≥"), ("lt", "<"), ("lte", "≤"), ("ilike", "contains"), ("is.null", "is NULL"), ("not.is.null", "is not NULL")];
+        [
+            ("eq", "="), ("neq", "≠"), ("gt", ">"), ("gte", "≥"), ("lt", "<"), ("lte", "≤"), ("contains", "contains"),
+            ("is.null", "is NULL"), ("not.is.null", "is not NULL"),
+            .. Rest.Skip(6), .. Rest.Select(o => ("not." + o.Op, "not " + o.Label)),
+        ];
 
         internal Filter ToFilter() => Operator switch
         {
             "is.null" => new ColumnFilter(Column, FilterOp.Is, "null", null, false),
             "not.is.null" => new ColumnFilter(Column, FilterOp.Is, "null", null, true),
-            "ilike" => new ColumnFilter(Column, FilterOp.Ilike, "%" + (Value ?? "").Replace("%", "\\%").Replace("_", "\\_") + "%", null, false),
+            "contains" => new ColumnFilter(Column, FilterOp.Ilike, "%" + (Value ?? "").Replace("%", "\\%").Replace("_", "\\_") + "%", null, false),
             _ => RestParser.ParseColumnFilter(Column, Operator + "." + (Value ?? "")),
         };
     }
 
     public async Task<DataPage?> PageAsync(string projectId, string table, int page, string? orderBy = null, bool descending = false,
-        CancellationToken ct = default, SimpleFilter? filter = null)
+        CancellationToken ct = default, DataFilter? filter = null)
     {
         var info = await schemas.FindTableAsync(projectId, table, ct);
         if (info is null) return null;

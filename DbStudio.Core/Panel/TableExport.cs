@@ -10,7 +10,7 @@ namespace DbStudio.Core.Panel;
 public sealed class TableExport(RestExecutor rest)
 {
     /// <summary>The filtered rows as CSV (a header line, then one line per row, in primary-key order), or PostgreSQL's refusal.</summary>
-    public async Task<(ReadOnlyMemory<byte> Csv, RestError? Error)> FilteredAsync(string projectId, TableInfo table, TableBrowser.SimpleFilter filter,
+    public async Task<(ReadOnlyMemory<byte> Csv, RestError? Error)> FilteredAsync(string projectId, TableInfo table, DataFilter filter,
         CancellationToken ct = default)
     {
         var res = await rest.ExecuteAsync(new RestCaller(projectId, CallerKind.Admin), new RestRequest

@@ -26,13 +26,13 @@ public class DataTabStateTests
     /// <summary>Pages of a table of <c>rows</c> rows; records what was asked.</summary>
     private sealed class FakeData(int rows) : ITableData
     {
-        public readonly List<(int Page, string? OrderBy, bool Descending, TableBrowser.SimpleFilter? Filter)> Asked = [];
+        public readonly List<(int Page, string? OrderBy, bool Descending, DataFilter? Filter)> Asked = [];
         public Func<string?, EditResult> OnUpdate = _ => new EditResult(null, null);
         public Func<IReadOnlyDictionary<string, string?>, EditResult> OnInsert = _ => new EditResult(Row(999, "new"), null);
         public int Total = rows;
 
         public Task<DataPage?> PageAsync(string projectId, string table, int page, string? orderBy = null, bool descending = false,
-            CancellationToken ct = default, TableBrowser.SimpleFilter? filter = null)
+            CancellationToken ct = default, DataFilter? filter = null)
         {
             Asked.Add((page, orderBy, descending, filter));
             var shown = Enumerable.Range(page * TableBrowser.PageSize + 1, Math.Max(0, Math.Min(TableBrowser.PageSize, Total - page * TableBrowser.PageSize)))
@@ -71,11 +71,21 @@ public class DataTabStateTests
         await s.SortAsync("title");
         await s.SortAsync("title"); // the same column again: descending
         Assert.Equal((0, "title", true, null), data.Asked[^1]);
-        s.FilterValue = "7";
+        s.Drafts[0].Value = "7";
         await s.ApplyFilterAsync(); // no column chosen: the first
-        Assert.Equal(new TableBrowser.SimpleFilter("id", "eq", "7"), data.Asked[^1].Filter);
+        Assert.Equal(new TableBrowser.SimpleFilter("id", "eq", "7"), Assert.Single(data.Asked[^1].Filter!.Conditions));
+        s.AddCondition();
+        s.Drafts[1].Column = "title";
+        s.Drafts[1].Op = "not.is.null";
+        s.Drafts[1].Value = "ignored";
+        s.Any = true;
+        await s.ApplyFilterAsync();
+        Assert.Equal([new("id", "eq", "7"), new("title", "not.is.null", null)], data.Asked[^1].Filter!.Conditions);
+        Assert.True(data.Asked[^1].Filter!.Any);
         await s.ClearFilterAsync();
         Assert.Null(data.Asked[^1].Filter);
+        Assert.Single(s.Drafts);
+        Assert.False(s.Any);
     }
 
     [Fact]
@@ -239,5 +249,26 @@ public class DataTabStateTests
         Assert.Equal("title", References.LabelOf(Table(id, new("body", "text", 25, false, null, null, false), new("title", "text", 25, false, null, null, false)), "id"));
         Assert.Equal("body", References.LabelOf(Table(id, new("n", "integer", 23, false, null, null, false), new("body", "text", 25, false, null, null, false)), "id"));
         Assert.Equal("id", References.LabelOf(Table(id, new("n", "integer", 23, false, null, null, false)), "id"));
+    }
+
+    [Fact]
+    public void A_filter_goes_into_the_url_as_postgrest_spells_it_and_comes_back()
+    {
+        var filter = new DataFilter(
+        [
+            new("title", "contains", "a.b"), new("meta", "cs", "{\"a\":1}"), new("id", "not.in", "(1,2)"), new("title", "not.is.null", null),
+            new("my.col", "is", "true"),
+        ], Any: true);
+        var query = filter.ToQuery().ToList();
+        Assert.Equal(["title.contains.a.b", "meta.cs.{\"a\":1}", "id.not.in.(1,2)", "title.not.is.null", "my.col.is.true"], query);
+        Assert.Equal(filter.Conditions, DataFilter.FromQuery(query, any: true)!.Conditions);
+        Assert.Null(DataFilter.FromQuery(["title.nope.x"], false)); // not an operator
+        Assert.Null(DataFilter.FromQuery([], false));
+        Assert.All(new[] { "eq", "like", "ilike", "match", "imatch", "in", "is", "isdistinct", "cs", "cd", "ov", "fts", "plfts", "phfts", "wfts",
+            "sl", "sr", "nxr", "nxl", "adj" }, op =>
+        {
+            Assert.Contains(TableBrowser.SimpleFilter.Operators, o => o.Op == op);
+            Assert.Contains(TableBrowser.SimpleFilter.Operators, o => o.Op == "not." + op);
+        });
     }
 }

@@ -18,3 +18,5 @@ window.dbstudio.focusEditor = (el) => {
     el.addEventListener('keydown', e => { if (e.key === 'Tab') e.preventDefault(); });
   }
 };
+// The Data tab's table and filter in the address bar (shareable), without a navigation.
+window.dbstudio.replaceUrl = (url) => history.replaceState(history.state, '', url);

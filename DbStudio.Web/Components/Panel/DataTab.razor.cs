@@ -23,6 +23,11 @@ public sealed partial class DataTab : IAsyncDisposable
     [Inject] private References References { get; set; } = null!;
     [Inject] private IJSRuntime JS { get; set; } = null!;
 
+    /// <summary>The filter to show the table with (the page URL's, or the one in force when the tab was left).</summary>
+    [Parameter] public DataFilter? InitialFilter { get; set; }
+    /// <summary>The filter in force changed: the panel keeps it and puts it in the page URL.</summary>
+    [Parameter] public EventCallback<DataFilter?> FilterChanged { get; set; }
+
     private bool _importing;
 
     /// <summary>The whole table, streamed with COPY by the export API (the browser's sign-in cookie goes with it).</summary>
@@ -34,14 +39,16 @@ public sealed partial class DataTab : IAsyncDisposable
     protected override async Task OnParametersSetAsync()
     {
         if (_state is null || _state.ProjectId != ProjectId) _state = new DataTabState(Browser, ProjectId, References);
-        if (await _state.ShowAsync(Table)) Follow();
+        if (await _state.ShowAsync(Table))
+        {
+            Follow();
+            if (InitialFilter is { } initial) await _state.ApplyFilterAsync(initial);
+        }
         if (_following is { } f && f.Table == Table)
         {
             _following = null;
-            _state.FilterColumn = f.Key;
-            _state.FilterOp = "eq";
-            _state.FilterValue = f.Value;
-            await _state.ApplyFilterAsync();
+            await _state.ApplyFilterAsync(new DataFilter([new TableBrowser.SimpleFilter(f.Key, "eq", f.Value)], false));
+            await FilterChanged.InvokeAsync(_state.Filter);
         }
     }
 
@@ -87,10 +94,6 @@ public sealed partial class DataTab : IAsyncDisposable
         _follow?.Dispose();
         return ValueTask.CompletedTask;
     }
-
-    private void OnFilterOp(ChangeEventArgs e) => _state.FilterOp = e.Value?.ToString() ?? "eq";
-
-    private Task OnFilterKey(KeyboardEventArgs e) => e.Key == "Enter" ? _state.ApplyFilterAsync() : Task.CompletedTask;
 
     private void Toggle(int row, ChangeEventArgs e) => _state.Toggle(row, e.Value is true);
 
