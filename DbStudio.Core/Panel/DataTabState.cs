@@ -13,15 +13,17 @@ namespace DbStudio.Core.Panel;
 public interface ITableData
 {
     Task<DataPage?> PageAsync(string projectId, string table, int page, string? orderBy = null, bool descending = false,
-        CancellationToken ct = default, TableBrowser.SimpleFilter? filter = null);
+        CancellationToken ct = default, DataFilter? filter = null);
     Task<EditResult> UpdateCellAsync(string projectId, TableInfo table, JsonElement row, string column, JsonElement original,
         string? newValue, CancellationToken ct = default);
+    Task<EditResult> UpdateRowAsync(string projectId, TableInfo table, JsonElement row, IReadOnlyDictionary<string, string?> changes,
+        CancellationToken ct = default);
     Task<EditResult> InsertAsync(string projectId, TableInfo table, IReadOnlyDictionary<string, string?> values, CancellationToken ct = default);
     Task<(int Deleted, RestError? Error)> DeleteAsync(string projectId, TableInfo table, IEnumerable<JsonElement> rows,
         CancellationToken ct = default);
 }
 
-public sealed class DataTabState(ITableData data, string projectId)
+public sealed class DataTabState(ITableData data, string projectId, References? references = null)
 {
     public string ProjectId { get; } = projectId;
     /// <summary>The table shown (null: none chosen).</summary>
@@ -43,15 +45,19 @@ public sealed class DataTabState(ITableData data, string projectId)
     public string? Notice { get; set; }
     public HashSet<int> Selected { get; } = [];
     public bool ConfirmDelete { get; set; }
-    /// <summary>The insert form's texts by column (null: the form is closed).</summary>
-    public Dictionary<string, string?>? Insert { get; private set; }
-    public string? InsertError { get; private set; }
+    /// <summary>The side form: one row, every column, to insert or edit (null: closed).</summary>
+    public RowForm? Form { get; private set; }
 
-    public string? FilterColumn { get; set; }
-    public string FilterOp { get; set; } = "eq";
-    public string? FilterValue { get; set; }
+    /// <summary>The filter being written: its conditions, and whether any (OR) or all (AND) of them must hold.</summary>
+    public List<FilterDraft> Drafts { get; } = [new()];
+    public bool Any { get; set; }
     /// <summary>The filter in force (null: none).</summary>
-    public TableBrowser.SimpleFilter? Filter { get; private set; }
+    public DataFilter? Filter { get; private set; }
+
+    /// <summary>The shown table's foreign-key columns (single-column keys), by column.</summary>
+    public IReadOnlyDictionary<string, Reference> Refs { get; private set; } = new Dictionary<string, Reference>();
+    /// <summary>The referenced rows' labels for the page's foreign-key cells: column → key text → label.</summary>
+    public Dictionary<string, IReadOnlyDictionary<string, string>> Labels { get; } = [];
 
     /// <summary>Rows can be told apart (a primary key) and so edited, inserted and deleted.</summary>
     public bool Editable => Page is { } p && p.Table.IsTable && p.Table.PrimaryKey.Count > 0;
@@ -65,9 +71,9 @@ public sealed class DataTabState(ITableData data, string projectId)
         Table = table;
         PageIndex = 0;
         OrderBy = null;
-        Insert = null;
+        Form = null;
         Filter = null;
-        FilterColumn = null;
+        ResetDrafts();
         await LoadAsync();
         return true;
     }
@@ -86,20 +92,46 @@ public sealed class DataTabState(ITableData data, string projectId)
         await LoadAsync();
     }
 
+    public void AddCondition() => Drafts.Add(new FilterDraft());
+
+    public void RemoveCondition(int index)
+    {
+        if (Drafts.Count > 1 && index >= 0 && index < Drafts.Count) Drafts.RemoveAt(index);
+    }
+
+    /// <summary>Applies the conditions written (one without a column takes the table's first).</summary>
     public async Task ApplyFilterAsync()
     {
-        FilterColumn ??= Page?.Table.Columns.FirstOrDefault()?.Name;
-        if (FilterColumn is null) return;
-        Filter = new TableBrowser.SimpleFilter(FilterColumn, FilterOp, FilterValue);
+        var first = Page?.Table.Columns.FirstOrDefault()?.Name;
+        foreach (var d in Drafts) d.Column ??= first;
+        if (Drafts.Any(d => d.Column is null)) return;
+        Filter = new DataFilter([.. Drafts.Select(d => new TableBrowser.SimpleFilter(d.Column!, d.Op, DataFilter.TakesValue(d.Op) ? d.Value : null))], Any);
         PageIndex = 0;
         await LoadAsync();
+    }
+
+    /// <summary>Shows the rows of <paramref name="filter"/> (from a shared URL, or a followed reference), its conditions in the editor.</summary>
+    public async Task ApplyFilterAsync(DataFilter filter)
+    {
+        Drafts.Clear();
+        Drafts.AddRange(filter.Conditions.Select(c => new FilterDraft { Column = c.Column, Op = c.Operator, Value = c.Value, Shown = c.Value }));
+        Any = filter.Any;
+        await ApplyFilterAsync();
     }
 
     public async Task ClearFilterAsync()
     {
         Filter = null;
+        ResetDrafts();
         PageIndex = 0;
         await LoadAsync();
+    }
+
+    private void ResetDrafts()
+    {
+        Drafts.Clear();
+        Drafts.Add(new FilterDraft());
+        Any = false;
     }
 
     public async Task LoadAsync()
@@ -113,7 +145,25 @@ public sealed class DataTabState(ITableData data, string projectId)
         Selected.Clear();
         ConfirmDelete = false;
         StopEdit();
+        await LoadLabelsAsync();
     }
+
+    /// <summary>The labels of the rows the page's foreign-key cells reference.</summary>
+    public async Task LoadLabelsAsync()
+    {
+        Labels.Clear();
+        if (references is null || Table is null || Page is null) return;
+        Refs = await references.OfAsync(ProjectId, Table);
+        foreach (var r in Refs.Values)
+            Labels[r.Column] = await references.LabelsAsync(ProjectId, r, Rows
+                .Select(row => row.TryGetProperty(r.Column, out var v) && v.ValueKind != JsonValueKind.Null ? Display(v) : null)
+                .OfType<string>());
+    }
+
+    /// <summary>The label beside a foreign-key cell (null: not a reference, or no such row).</summary>
+    public string? LabelOf(string column, JsonElement value) =>
+        value.ValueKind is JsonValueKind.Null or JsonValueKind.Undefined || !Labels.TryGetValue(column, out var labels) ? null
+        : labels.GetValueOrDefault(Display(value));
 
     // ---- live updates: the table's changes from anywhere, applied in place (the cell being edited keeps its text) ----
 
@@ -166,11 +216,18 @@ public sealed class DataTabState(ITableData data, string projectId)
         EditColumn = column.Name;
         _editOriginal = Rows[row];
         EditError = null;
-        EditText = v.ValueKind is JsonValueKind.Null or JsonValueKind.Undefined ? ""
-            : PgType.IsJson(column.TypeOid) ? JsonSerializer.Serialize(v, new JsonSerializerOptions { WriteIndented = false })
-            : column.TypeOid == PgType.Date && v.ValueKind == JsonValueKind.String ? v.GetString()!
-            : Display(v);
+        EditText = EditTextOf(column, v);
     }
+
+    /// <summary>The text an editor starts from: empty for NULL, JSON as JSON (indented for the side form).</summary>
+    public static string EditTextOf(ColumnInfo column, JsonElement v, bool indented = false) =>
+        v.ValueKind is JsonValueKind.Null or JsonValueKind.Undefined ? ""
+        : PgType.IsJson(column.TypeOid) ? JsonSerializer.Serialize(v, indented ? Indented : Compact)
+        : column.TypeOid == PgType.Date && v.ValueKind == JsonValueKind.String ? v.GetString()!
+        : Display(v);
+
+    private static readonly JsonSerializerOptions Compact = new() { WriteIndented = false };
+    private static readonly JsonSerializerOptions Indented = new() { WriteIndented = true };
 
     public void StopEdit()
     {
@@ -180,28 +237,61 @@ public sealed class DataTabState(ITableData data, string projectId)
         EditError = null;
     }
 
-    public async Task SaveCellAsync(int row, ColumnInfo column, string? text)
+    /// <summary>Saves the cell being edited; true when it was saved (the editor closed), false when it stays open or was
+    /// overtaken by someone else's change.</summary>
+    public async Task<bool> SaveCellAsync(int row, ColumnInfo column, string? text)
     {
         // Compared with the value the editor started from, so a change made meanwhile is not overwritten.
         var shown = _editOriginal ?? Rows[row];
         var original = shown.TryGetProperty(column.Name, out var x) ? x : default;
         var result = await data.UpdateCellAsync(ProjectId, Page!.Table, shown, column.Name, original, text);
-        if (result.Invalid is { } problem) { EditError = problem; return; }
+        if (result.Invalid is { } problem) { EditError = problem; return false; }
         if (result.Row is { } saved)
         {
             if (IndexOf(saved) is var at and >= 0) Rows[at] = saved;
             StopEdit();
-            return;
+            if (Refs.ContainsKey(column.Name)) await LoadLabelsAsync();
+            return true;
         }
         if (result.Conflict)
         {
-            // Never overwrite someone else's change: show theirs.
-            if (result.Current is { } current && IndexOf(current) is var at and >= 0) Rows[at] = current;
-            Notice = result.Error!.Message;
+            ShowTheirs(result);
             StopEdit();
-            return;
+            return false;
         }
         EditError = $"{result.Error!.Code}: {result.Error.Message}";
+        return false;
+    }
+
+    /// <summary>Never overwrite someone else's change: show theirs and say so.</summary>
+    private void ShowTheirs(EditResult result)
+    {
+        if (result.Current is { } current && IndexOf(current) is var at and >= 0) Rows[at] = current;
+        Notice = result.Error!.Message;
+    }
+
+    /// <summary>
+    /// Tab (Shift+Tab): saves the cell being edited if its text changed, then opens the next (previous) editable cell —
+    /// on to the next row after the last column. Stays put when the save is refused.
+    /// </summary>
+    public async Task MoveAsync(string? text, bool backwards)
+    {
+        if (EditRow is not int row || EditColumn is null || Page?.Table.Find(EditColumn) is not { } column) return;
+        if (text != EditText && !await SaveCellAsync(row, column, text)) return;
+        var next = NextCell(row, column.Name, backwards);
+        StopEdit();
+        if (next is var (r, c)) StartEdit(r, c);
+    }
+
+    /// <summary>The editable cell after (before) the given one in reading order; null past the page's ends.</summary>
+    public (int Row, ColumnInfo Column)? NextCell(int row, string column, bool backwards)
+    {
+        if (Page is null) return null;
+        var columns = Page.Table.Columns.Where(c => !c.Generated).ToList();
+        var at = columns.FindIndex(c => c.Name == column);
+        if (columns.Count == 0 || at < 0) return null;
+        var flat = row * columns.Count + at + (backwards ? -1 : 1);
+        return flat < 0 || flat >= Rows.Count * columns.Count ? null : (flat / columns.Count, columns[flat % columns.Count]);
     }
 
     // ---- selection, delete, insert ----
@@ -221,25 +311,54 @@ public sealed class DataTabState(ITableData data, string projectId)
         return deleted;
     }
 
+    /// <summary>Opens the side form empty, for a new row.</summary>
     public void StartInsert()
     {
-        Insert = new();
-        InsertError = null;
+        StopEdit();
+        Form = Page is null ? null : new RowForm(Page.Table, null, null);
     }
 
-    public void CancelInsert() => Insert = null;
-
-    /// <summary>Inserts the form's row; false when it was refused (InsertError says why).</summary>
-    public async Task<bool> InsertAsync()
+    /// <summary>Opens the side form on a shown row, every column in it, to edit.</summary>
+    public void OpenRow(int row)
     {
-        // Empty inputs are left out, so PostgreSQL applies the column's default (SERIAL included).
-        var values = Insert!.Where(kv => !string.IsNullOrEmpty(kv.Value)).ToDictionary(kv => kv.Key, kv => kv.Value);
-        var result = await data.InsertAsync(ProjectId, Page!.Table, values);
-        if (result.Invalid is { } problem) { InsertError = problem; return false; }
-        if (result.Error is { } error) { InsertError = $"{error.Code}: {error.Message}"; return false; }
-        Insert = null;
-        await LoadAsync();
+        if (!Editable || row < 0 || row >= Rows.Count) return;
+        StopEdit();
+        Form = new RowForm(Page!.Table, row, Rows[row]);
+    }
+
+    public void CloseForm() => Form = null;
+
+    /// <summary>Inserts the form's row, or saves the form's changed columns; false when refused (the form's Error says why).</summary>
+    public async Task<bool> SaveFormAsync()
+    {
+        if (Form is not { } form || Page is null) return false;
+        if (form.Original is not { } original)
+        {
+            var result = await data.InsertAsync(ProjectId, Page.Table, form.Values());
+            if (Refused(form, result)) return false;
+            Form = null;
+            await LoadAsync();
+            return true;
+        }
+        var changes = form.Values();
+        if (changes.Count == 0) { Form = null; return true; }
+        var saved = await data.UpdateRowAsync(ProjectId, Page.Table, original, changes);
+        if (saved.Conflict)
+        {
+            ShowTheirs(saved);
+            Form = null;
+            return false;
+        }
+        if (Refused(form, saved)) return false;
+        if (saved.Row is { } row && IndexOf(row) is var at and >= 0) Rows[at] = row;
+        Form = null;
         return true;
+    }
+
+    private static bool Refused(RowForm form, EditResult result)
+    {
+        form.Error = result.Invalid ?? (result.Error is { } e ? $"{e.Code}: {e.Message}" : null);
+        return form.Error is not null;
     }
 
     public string RangeText()

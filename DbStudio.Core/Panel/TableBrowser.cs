@@ -38,19 +38,37 @@ public sealed class TableBrowser(SchemaCache schemas, RestExecutor rest, Streams
     /// (what the editor showed), so someone else's change is never overwritten silently. <paramref name="newValue"/> is
     /// text as typed (null = SQL NULL); PostgreSQL parses it for the column's type.
     /// </summary>
-    public async Task<EditResult> UpdateCellAsync(string projectId, TableInfo table, JsonElement row, string column, JsonElement original,
-        string? newValue, CancellationToken ct = default)
+    public Task<EditResult> UpdateCellAsync(string projectId, TableInfo table, JsonElement row, string column, JsonElement original,
+        string? newValue, CancellationToken ct = default) =>
+        UpdateAsync(projectId, table, row, [(column, original, newValue)], ct);
+
+    /// <summary>
+    /// Sets several cells of one row (the side form) in one statement, each only if it still holds what <paramref name="row"/>
+    /// shows, as <see cref="UpdateCellAsync"/> does for one.
+    /// </summary>
+    public Task<EditResult> UpdateRowAsync(string projectId, TableInfo table, JsonElement row, IReadOnlyDictionary<string, string?> changes,
+        CancellationToken ct = default) =>
+        UpdateAsync(projectId, table, row,
+            [.. changes.Select(c => (c.Key, row.TryGetProperty(c.Key, out var v) ? v : default, c.Value))], ct);
+
+    private async Task<EditResult> UpdateAsync(string projectId, TableInfo table, JsonElement row,
+        IReadOnlyList<(string Column, JsonElement Original, string? Text)> changes, CancellationToken ct)
     {
-        var col = table.Find(column) ?? throw new InvalidOperationException($"no column {column}");
-        var value = ValueFor(col, newValue);
-        if (!value.IsValid) return new EditResult(null, null, Invalid: value.Problem);
+        if (changes.Count == 0) return new EditResult(row, null);
         var filters = KeyFilters(table, row);
-        // json has no equality operator; its cells are saved without the check.
-        if (col.TypeOid != PgType.Json)
-            filters.Add(original.ValueKind == JsonValueKind.Null
-                ? new ColumnFilter(column, FilterOp.Is, "null", null, false)
-                : new ColumnFilter(column, FilterOp.Eq, col.TypeOid == PgType.Jsonb ? original.GetRawText() : Text(original), null, false));
-        var body = new Dictionary<string, object?> { [column] = value.Value };
+        var body = new Dictionary<string, object?>();
+        foreach (var (column, original, newValue) in changes)
+        {
+            var col = table.Find(column) ?? throw new InvalidOperationException($"no column {column}");
+            var value = ValueFor(col, newValue);
+            if (!value.IsValid) return new EditResult(null, null, Invalid: changes.Count == 1 ? value.Problem : $"{column}: {value.Problem}");
+            body[column] = value.Value;
+            // json has no equality operator; its cells are saved without the check.
+            if (col.TypeOid != PgType.Json)
+                filters.Add(original.ValueKind is JsonValueKind.Null or JsonValueKind.Undefined
+                    ? new ColumnFilter(column, FilterOp.Is, "null", null, false)
+                    : new ColumnFilter(column, FilterOp.Eq, col.TypeOid == PgType.Jsonb ? original.GetRawText() : Text(original), null, false));
+        }
         var res = await rest.ExecuteAsync(Admin(projectId), new RestRequest
         {
             Verb = RestVerb.Patch, Table = table.Name, Filters = filters, Return = ReturnPref.Representation,
@@ -154,23 +172,37 @@ public sealed class TableBrowser(SchemaCache schemas, RestExecutor rest, Streams
 
     private static RestCaller Admin(string projectId) => new(projectId, CallerKind.Admin);
 
-    /// <summary>The Data tab's simple filter: one column, one operator, one value — a REST filter underneath.</summary>
+    /// <summary>One condition of the Data tab's filter: one column, one operator, one value — a REST filter underneath.
+    /// The operators are the REST API's, each also negated ("not."), plus "contains" (ilike with the text as it is).</summary>
     public sealed record SimpleFilter(string Column, string Operator, string? Value)
     {
+        private static readonly (string Op, string Label)[] Rest =
+        [
+            ("eq", "="), ("neq", "≠"), ("gt", ">"), ("gte", "≥"), ("lt", "<"), ("lte", "≤"), ("like", "like"), ("ilike", "ilike"),
+            ("match", "~"), ("imatch", "~*"), ("in", "in (a,b)"), ("is", "is"), ("isdistinct", "is distinct from"),
+            ("cs", "contains @>"), ("cd", "contained in <@"), ("ov", "overlaps &&"),
+            ("fts", "fts"), ("plfts", "plfts"), ("phfts", "phfts"), ("wfts", "wfts"),
+            ("sl", "range <<"), ("sr", "range >>"), ("nxr", "range &<"), ("nxl", "range &>"), ("adj", "range -|-"),
+        ];
+
         public static readonly IReadOnlyList<(string Op, string Label)> Operators =
-            [("eq", "="), ("neq", "≠"), ("gt", ">"), ("gte", "≥"), ("lt", "<"), ("lte", "≤"), ("ilike", "contains"), ("is.null", "is NULL"), ("not.is.null", "is not NULL")];
+        [
+            ("eq", "="), ("neq", "≠"), ("gt", ">"), ("gte", "≥"), ("lt", "<"), ("lte", "≤"), ("contains", "contains"),
+            ("is.null", "is NULL"), ("not.is.null", "is not NULL"),
+            .. Rest.Skip(6), .. Rest.Select(o => ("not." + o.Op, "not " + o.Label)),
+        ];
 
         internal Filter ToFilter() => Operator switch
         {
             "is.null" => new ColumnFilter(Column, FilterOp.Is, "null", null, false),
             "not.is.null" => new ColumnFilter(Column, FilterOp.Is, "null", null, true),
-            "ilike" => new ColumnFilter(Column, FilterOp.Ilike, "%" + (Value ?? "").Replace("%", "\\%").Replace("_", "\\_") + "%", null, false),
+            "contains" => new ColumnFilter(Column, FilterOp.Ilike, "%" + (Value ?? "").Replace("%", "\\%").Replace("_", "\\_") + "%", null, false),
             _ => RestParser.ParseColumnFilter(Column, Operator + "." + (Value ?? "")),
         };
     }
 
     public async Task<DataPage?> PageAsync(string projectId, string table, int page, string? orderBy = null, bool descending = false,
-        CancellationToken ct = default, SimpleFilter? filter = null)
+        CancellationToken ct = default, DataFilter? filter = null)
     {
         var info = await schemas.FindTableAsync(projectId, table, ct);
         if (info is null) return null;

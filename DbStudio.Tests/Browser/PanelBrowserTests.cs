@@ -10,7 +10,7 @@ using Microsoft.Playwright;
 
 namespace DbStudio.Tests.Browser;
 
-public class PanelBrowserTests(TestApp app) : IAsyncLifetime
+public partial class PanelBrowserTests(TestApp app) : IAsyncLifetime
 {
     private IPlaywright _playwright = null!;
     private IBrowser _browser = null!;
@@ -316,12 +316,12 @@ public class PanelBrowserTests(TestApp app) : IAsyncLifetime
         await page.ClickAsync("#data-delete-confirm");
         await Assertions.Expect(page.Locator("#data-range")).ToHaveTextAsync("Rows 1–50 of 59");
         await page.ClickAsync("#data-insert");
-        await page.FillAsync("#insert-name", "inserted product");
-        await page.FillAsync("#insert-qty", "many");
-        await page.ClickAsync("#data-insert-save");
-        await Assertions.Expect(page.Locator("#data-insert-error")).ToContainTextAsync("22P02");
-        await page.FillAsync("#insert-qty", "5");
-        await page.ClickAsync("#data-insert-save");
+        await page.FillAsync("#form-name", "inserted product");
+        await page.FillAsync("#form-qty", "many");
+        await page.ClickAsync("#form-save");
+        await Assertions.Expect(page.Locator("#form-error")).ToContainTextAsync("22P02");
+        await page.FillAsync("#form-qty", "5");
+        await page.ClickAsync("#form-save");
         await Assertions.Expect(page.Locator("#data-range")).ToHaveTextAsync("Rows 1–50 of 60");
         await context.CloseAsync();
     }

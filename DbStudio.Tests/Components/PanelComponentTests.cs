@@ -30,6 +30,10 @@ public class PanelComponentTests : BunitContext
         Services.AddSingleton(app.Service<AccessPolicies>());
         Services.AddSingleton(app.Service<FunctionAccess>());
         Services.AddSingleton(app.Service<TableBrowser>());
+        Services.AddSingleton(app.Service<TableExport>());
+        Services.AddSingleton(app.Service<References>());
+        Services.AddSingleton(app.Service<Core.Csv.CsvTransfer>());
+        Services.AddSingleton(Microsoft.Extensions.Options.Options.Create(app.Service<Microsoft.Extensions.Options.IOptions<Core.DbStudioOptions>>().Value));
         Services.AddSingleton(app.Service<DbStudio.Core.Auth.EndUserAuth>());
         Services.AddSingleton(app.Service<SqlHistory>());
         Services.AddSingleton(app.Service<ProjectOverview>());
@@ -132,11 +136,31 @@ public class PanelComponentTests : BunitContext
     {
         var (_, p) = await ProjectAsync("create table n (id int primary key, v text); insert into n select g, case when g % 2 = 0 then 'x' end from generate_series(1, 75) g");
         var cut = Render<DataTab>(ps => ps.Add(c => c.ProjectId, p.Id).Add(c => c.Table, "n"));
-        cut.WaitForAssertion(() => Assert.Equal("Rows 1–50 of 75", cut.Find("#data-range").TextContent.Trim()));
+        cut.WaitForAssertion(() => Assert.Equal("Rows 1–50 of 75", cut.Find("#data-range").TextContent.Trim()), TimeSpan.FromSeconds(10));
         Assert.Equal(50, cut.FindAll("#data-grid tbody tr").Count);
         Assert.NotEmpty(cut.FindAll("#data-grid .null-value"));
         Click(cut, "#data-next");
-        cut.WaitForAssertion(() => Assert.Equal("Rows 51–75 of 75", cut.Find("#data-range").TextContent.Trim()));
+        cut.WaitForAssertion(() => Assert.Equal("Rows 51–75 of 75", cut.Find("#data-range").TextContent.Trim()), TimeSpan.FromSeconds(10));
+    }
+
+    [Fact]
+    public async Task Data_tab_opens_a_row_in_the_side_form_with_every_column_json_large_and_null_toggles_and_saves_it()
+    {
+        var (_, p) = await ProjectAsync("create table f (id int primary key, name text not null, doc jsonb, n int); insert into f values (1, 'one', '{\"a\": 1}', 5)");
+        var cut = Render<DataTab>(ps => ps.Add(c => c.ProjectId, p.Id).Add(c => c.Table, "f"));
+        cut.WaitForAssertion(() => Assert.Equal("Rows 1–1 of 1", cut.Find("#data-range").TextContent.Trim()), TimeSpan.FromSeconds(10));
+        Click(cut, ".row-open");
+        cut.WaitForAssertion(() => Assert.Equal("Edit row", cut.Find("#data-row-form-title").TextContent), TimeSpan.FromSeconds(10));
+        Assert.Equal(["id", "name", "doc", "n"], cut.FindAll("#data-row-form [data-column]").Select(e => e.GetAttribute("data-column")));
+        Assert.Equal("TEXTAREA", cut.Find("#form-doc").TagName);
+        Assert.Equal("10", cut.Find("#form-doc").GetAttribute("rows"));
+        Assert.Empty(cut.FindAll("#form-null-name")); // NOT NULL: no toggle
+        cut.Find("#form-name").Change("renamed");
+        cut.Find("#form-null-n").Change(true);
+        Click(cut, "#form-save");
+        cut.WaitForAssertion(() => Assert.Empty(cut.FindAll("#data-row-form")), TimeSpan.FromSeconds(10));
+        Assert.Equal("renamed", cut.Find("#data-grid td[data-column=name]").TextContent.Trim());
+        Assert.Equal("NULL", cut.Find("#data-grid td[data-column=n] .null-value").TextContent);
     }
 
     [Fact]
@@ -209,13 +233,18 @@ public class PanelComponentTests : BunitContext
     }
 
     /// <summary>Finds and clicks, again if a live re-render replaced the element in between.</summary>
-    private static void Click<T>(IRenderedComponent<T> cut, string selector) where T : Microsoft.AspNetCore.Components.IComponent
+    private static void Click<T>(IRenderedComponent<T> cut, string selector) where T : Microsoft.AspNetCore.Components.IComponent =>
+        Fire(cut, selector, e => e.Click());
+
+    /// <summary>An event on a fresh find, again if a render replaced its handler meanwhile.</summary>
+    private static void Fire<T>(IRenderedComponent<T> cut, string selector, Action<AngleSharp.Dom.IElement> fire)
+        where T : Microsoft.AspNetCore.Components.IComponent
     {
         for (var attempt = 0; ; attempt++)
         {
             try
             {
-                cut.Find(selector).Click();
+                fire(cut.Find(selector));
                 return;
             }
             catch (Bunit.Rendering.UnknownEventHandlerIdException) when (attempt < 5) { Thread.Sleep(50); }
@@ -284,17 +313,18 @@ public class PanelComponentTests : BunitContext
         var (_, p) = await ProjectAsync("create table n (id int primary key, v text); insert into n select g, case when g % 2 = 0 then 'x' || g end from generate_series(1, 75) g");
         var cut = Render<DataTab>(ps => ps.Add(c => c.ProjectId, p.Id).Add(c => c.Table, "n"));
         cut.WaitForAssertion(() => Assert.Equal("Rows 1–50 of 75", cut.Find("#data-range").TextContent.Trim()));
-        cut.Find("#data-filter-column").Change("v");
-        cut.Find("#data-filter-op").Change("is.null");
+        Fire(cut, "#data-filter-column", e => e.Change("v"));
+        Fire(cut, "#data-filter-op", e => e.Change("is.null"));
         Click(cut, "#data-filter-apply");
         cut.WaitForAssertion(() => Assert.Equal("Rows 1–38 of 38", cut.Find("#data-range").TextContent.Trim()));
-        cut.Find("#data-filter-op").Change("ilike");
-        cut.WaitForElement("#data-filter-value").Input("X7"); // the value box returns once the operator takes a value
+        Fire(cut, "#data-filter-op", e => e.Change("contains"));
+        cut.WaitForElement("#data-filter-value");
+        Fire(cut, "#data-filter-value", e => e.Input("X7")); // the value box returns once the operator takes a value
         Click(cut, "#data-filter-apply"); // contains, case-insensitive: x70, x72, x74
         cut.WaitForAssertion(() => Assert.Equal("Rows 1–3 of 3", cut.Find("#data-range").TextContent.Trim()));
-        cut.Find("#data-filter-column").Change("id");
-        cut.Find("#data-filter-op").Change("gt");
-        cut.Find("#data-filter-value").Input("not a number");
+        Fire(cut, "#data-filter-column", e => e.Change("id"));
+        Fire(cut, "#data-filter-op", e => e.Change("gt"));
+        Fire(cut, "#data-filter-value", e => e.Input("not a number"));
         Click(cut, "#data-filter-apply"); // PostgreSQL's message, not a crash
         cut.WaitForAssertion(() => Assert.Contains("22P02", cut.Markup));
         Click(cut, "#data-filter-clear");

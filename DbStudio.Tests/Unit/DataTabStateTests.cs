@@ -26,13 +26,13 @@ public class DataTabStateTests
     /// <summary>Pages of a table of <c>rows</c> rows; records what was asked.</summary>
     private sealed class FakeData(int rows) : ITableData
     {
-        public readonly List<(int Page, string? OrderBy, bool Descending, TableBrowser.SimpleFilter? Filter)> Asked = [];
+        public readonly List<(int Page, string? OrderBy, bool Descending, DataFilter? Filter)> Asked = [];
         public Func<string?, EditResult> OnUpdate = _ => new EditResult(null, null);
         public Func<IReadOnlyDictionary<string, string?>, EditResult> OnInsert = _ => new EditResult(Row(999, "new"), null);
         public int Total = rows;
 
         public Task<DataPage?> PageAsync(string projectId, string table, int page, string? orderBy = null, bool descending = false,
-            CancellationToken ct = default, TableBrowser.SimpleFilter? filter = null)
+            CancellationToken ct = default, DataFilter? filter = null)
         {
             Asked.Add((page, orderBy, descending, filter));
             var shown = Enumerable.Range(page * TableBrowser.PageSize + 1, Math.Max(0, Math.Min(TableBrowser.PageSize, Total - page * TableBrowser.PageSize)))
@@ -42,6 +42,11 @@ public class DataTabStateTests
 
         public Task<EditResult> UpdateCellAsync(string projectId, TableInfo table, JsonElement row, string column, JsonElement original,
             string? newValue, CancellationToken ct = default) => Task.FromResult(OnUpdate(newValue));
+
+        public Func<IReadOnlyDictionary<string, string?>, EditResult> OnUpdateRow = v => new EditResult(null, null);
+
+        public Task<EditResult> UpdateRowAsync(string projectId, TableInfo table, JsonElement row, IReadOnlyDictionary<string, string?> changes,
+            CancellationToken ct = default) => Task.FromResult(OnUpdateRow(changes));
 
         public Task<EditResult> InsertAsync(string projectId, TableInfo table, IReadOnlyDictionary<string, string?> values,
             CancellationToken ct = default) => Task.FromResult(OnInsert(values));
@@ -66,11 +71,21 @@ public class DataTabStateTests
         await s.SortAsync("title");
         await s.SortAsync("title"); // the same column again: descending
         Assert.Equal((0, "title", true, null), data.Asked[^1]);
-        s.FilterValue = "7";
+        s.Drafts[0].Value = "7";
         await s.ApplyFilterAsync(); // no column chosen: the first
-        Assert.Equal(new TableBrowser.SimpleFilter("id", "eq", "7"), data.Asked[^1].Filter);
+        Assert.Equal(new TableBrowser.SimpleFilter("id", "eq", "7"), Assert.Single(data.Asked[^1].Filter!.Conditions));
+        s.AddCondition();
+        s.Drafts[1].Column = "title";
+        s.Drafts[1].Op = "not.is.null";
+        s.Drafts[1].Value = "ignored";
+        s.Any = true;
+        await s.ApplyFilterAsync();
+        Assert.Equal([new("id", "eq", "7"), new("title", "not.is.null", null)], data.Asked[^1].Filter!.Conditions);
+        Assert.True(data.Asked[^1].Filter!.Any);
         await s.ClearFilterAsync();
         Assert.Null(data.Asked[^1].Filter);
+        Assert.Single(s.Drafts);
+        Assert.False(s.Any);
     }
 
     [Fact]
@@ -133,16 +148,19 @@ public class DataTabStateTests
         var s = new DataTabState(data, "x");
         await s.ShowAsync("notes");
         s.StartInsert();
-        s.Insert!["id"] = "";
-        s.Insert["title"] = "hello";
+        Assert.True(s.Form!.IsInsert);
+        s.Form.Text["id"] = "";
+        s.Form.Text["title"] = "hello";
+        s.Form.SetNull("meta", true);
         IReadOnlyDictionary<string, string?>? sent = null;
         data.OnInsert = v => { sent = v; return new EditResult(null, new RestError("23502", "null value", null, null)); };
-        Assert.False(await s.InsertAsync());
-        Assert.Equal(["title"], sent!.Keys);
-        Assert.Equal("23502: null value", s.InsertError);
+        Assert.False(await s.SaveFormAsync());
+        Assert.Equal(["title", "meta"], sent!.Keys);
+        Assert.Null(sent["meta"]); // NULL, not the default
+        Assert.Equal("23502: null value", s.Form!.Error);
         data.OnInsert = _ => new EditResult(Row(3, "hello"), null);
-        Assert.True(await s.InsertAsync());
-        Assert.Null(s.Insert);
+        Assert.True(await s.SaveFormAsync());
+        Assert.Null(s.Form);
 
         s.Toggle(0, true);
         s.Toggle(1, true);
@@ -150,5 +168,107 @@ public class DataTabStateTests
         Assert.Equal(2, await s.DeleteSelectedAsync());
         Assert.Empty(s.Selected);
         Assert.False(s.ConfirmDelete);
+    }
+
+    [Fact]
+    public async Task The_side_form_shows_every_column_and_sends_only_what_changed()
+    {
+        var data = new FakeData(rows: 2);
+        var s = new DataTabState(data, "x");
+        await s.ShowAsync("notes");
+        s.OpenRow(1);
+        var form = s.Form!;
+        Assert.False(form.IsInsert);
+        Assert.Equal(["id", "title", "meta"], form.Columns.Select(c => c.Name));
+        Assert.Equal("note 2", form.Text["title"]);
+        Assert.Equal("{\n  \"a\": 1\n}", form.Text["meta"].ReplaceLineEndings("\n")); // JSON indented for the large editor
+        Assert.Empty(form.Values()); // nothing changed yet
+
+        form.Text["title"] = "edited";
+        form.SetNull("meta", true);
+        IReadOnlyDictionary<string, string?>? sent = null;
+        data.OnUpdateRow = v => { sent = v; return new EditResult(null, null, Invalid: "meta: Not valid JSON"); };
+        Assert.False(await s.SaveFormAsync());
+        Assert.Equal("meta: Not valid JSON", s.Form!.Error);
+        Assert.Equal(new Dictionary<string, string?> { ["title"] = "edited", ["meta"] = null }, sent);
+
+        data.OnUpdateRow = _ => new EditResult(Row(2, "edited"), null);
+        Assert.True(await s.SaveFormAsync());
+        Assert.Null(s.Form);
+        Assert.Equal("edited", s.Rows[1].GetProperty("title").GetString());
+
+        // Someone else's change meanwhile: theirs is shown, the form closes with the notice.
+        s.OpenRow(0);
+        s.Form!.Text["title"] = "mine";
+        data.OnUpdateRow = _ => new EditResult(null, new RestError(TableBrowser.ConflictCode, "Someone else changed this value; it now shows theirs.", null, null),
+            Row(1, "theirs"));
+        Assert.False(await s.SaveFormAsync());
+        Assert.Null(s.Form);
+        Assert.Equal("theirs", s.Rows[0].GetProperty("title").GetString());
+        Assert.NotNull(s.Notice);
+    }
+
+    [Fact]
+    public async Task Tab_saves_a_changed_cell_and_moves_to_the_next_one_across_rows_and_stays_when_refused()
+    {
+        var data = new FakeData(rows: 2);
+        var s = new DataTabState(data, "x");
+        await s.ShowAsync("notes");
+        var updates = 0;
+        data.OnUpdate = v => { updates++; return new EditResult(Row(1, v!), null); };
+
+        s.StartEdit(0, Notes.Columns[1]);
+        await s.MoveAsync("note 1", backwards: false); // unchanged: nothing saved, on to the next cell
+        Assert.Equal(0, updates);
+        Assert.Equal((0, "meta"), (s.EditRow, s.EditColumn));
+        await s.MoveAsync(s.EditText, backwards: false); // past the last column: the next row's first
+        Assert.Equal((1, "id"), (s.EditRow, s.EditColumn));
+        await s.MoveAsync(s.EditText, backwards: true);
+        await s.MoveAsync(s.EditText, backwards: true);
+        Assert.Equal((0, "title"), (s.EditRow, s.EditColumn));
+
+        await s.MoveAsync("typed", backwards: false); // changed: saved, then moved
+        Assert.Equal(1, updates);
+        Assert.Equal("typed", s.Rows[0].GetProperty("title").GetString());
+        Assert.Equal((0, "meta"), (s.EditRow, s.EditColumn));
+
+        data.OnUpdate = _ => new EditResult(null, new RestError("22P02", "invalid input syntax for type json", null, null));
+        await s.MoveAsync("{bad", backwards: false); // refused: stays, with PostgreSQL's message
+        Assert.Equal((0, "meta"), (s.EditRow, s.EditColumn));
+        Assert.Equal("22P02: invalid input syntax for type json", s.EditError);
+
+        Assert.Null(s.NextCell(1, "meta", backwards: false)); // the page's last cell
+        Assert.Null(s.NextCell(0, "id", backwards: true));
+    }
+
+    [Fact]
+    public void A_referenced_row_is_labelled_by_a_name_like_column_else_its_first_text_column_else_its_key()
+    {
+        static TableInfo Table(params ColumnInfo[] columns) => new() { Schema = "proj_x", Name = "t", Oid = 2, Kind = 'r', Columns = columns };
+        var id = new ColumnInfo("id", "integer", 23, true, null, 1, false);
+        Assert.Equal("title", References.LabelOf(Table(id, new("body", "text", 25, false, null, null, false), new("title", "text", 25, false, null, null, false)), "id"));
+        Assert.Equal("body", References.LabelOf(Table(id, new("n", "integer", 23, false, null, null, false), new("body", "text", 25, false, null, null, false)), "id"));
+        Assert.Equal("id", References.LabelOf(Table(id, new("n", "integer", 23, false, null, null, false)), "id"));
+    }
+
+    [Fact]
+    public void A_filter_goes_into_the_url_as_postgrest_spells_it_and_comes_back()
+    {
+        var filter = new DataFilter(
+        [
+            new("title", "contains", "a.b"), new("meta", "cs", "{\"a\":1}"), new("id", "not.in", "(1,2)"), new("title", "not.is.null", null),
+            new("my.col", "is", "true"),
+        ], Any: true);
+        var query = filter.ToQuery().ToList();
+        Assert.Equal(["title.contains.a.b", "meta.cs.{\"a\":1}", "id.not.in.(1,2)", "title.not.is.null", "my.col.is.true"], query);
+        Assert.Equal(filter.Conditions, DataFilter.FromQuery(query, any: true)!.Conditions);
+        Assert.Null(DataFilter.FromQuery(["title.nope.x"], false)); // not an operator
+        Assert.Null(DataFilter.FromQuery([], false));
+        Assert.All(new[] { "eq", "like", "ilike", "match", "imatch", "in", "is", "isdistinct", "cs", "cd", "ov", "fts", "plfts", "phfts", "wfts",
+            "sl", "sr", "nxr", "nxl", "adj" }, op =>
+        {
+            Assert.Contains(TableBrowser.SimpleFilter.Operators, o => o.Op == op);
+            Assert.Contains(TableBrowser.SimpleFilter.Operators, o => o.Op == "not." + op);
+        });
     }
 }

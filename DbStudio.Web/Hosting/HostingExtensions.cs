@@ -102,6 +102,8 @@ public static class HostingExtensions
         services.AddSingleton<RpcExecutor>();
         services.AddHostedService<FunctionDefaultsStartup>();
         services.AddSingleton<DbStudio.Core.Panel.TableBrowser>();
+        services.AddSingleton<DbStudio.Core.Panel.TableExport>();
+        services.AddSingleton<DbStudio.Core.Panel.References>();
         services.AddSingleton<DbStudio.Core.Schema.SchemaEditor>();
         services.AddSingleton<DbStudio.Core.Panel.ProjectOverview>();
         services.AddSingleton<RestMetrics>();

@@ -4,6 +4,7 @@ using DbStudio.Core.Catalog;
 using DbStudio.Core.Panel;
 using Microsoft.AspNetCore.Components;
 using Microsoft.AspNetCore.Components.Web;
+using Microsoft.JSInterop;
 using MudBlazor;
 
 namespace DbStudio.Web.Components.Panel;
@@ -16,14 +17,48 @@ public sealed partial class DataTab : IAsyncDisposable
 
     [Parameter, EditorRequired] public string ProjectId { get; set; } = "";
     [Parameter] public string? Table { get; set; }
+    /// <summary>A table was created here (a CSV imported as a new table): the panel lists and selects it.</summary>
+    [Parameter] public EventCallback<string?> Changed { get; set; }
+    [Inject] private TableExport Export { get; set; } = null!;
+    [Inject] private References References { get; set; } = null!;
+    [Inject] private IJSRuntime JS { get; set; } = null!;
+
+    /// <summary>The filter to show the table with (the page URL's, or the one in force when the tab was left).</summary>
+    [Parameter] public DataFilter? InitialFilter { get; set; }
+    /// <summary>The filter in force changed: the panel keeps it and puts it in the page URL.</summary>
+    [Parameter] public EventCallback<DataFilter?> FilterChanged { get; set; }
+
+    private bool _importing;
+
+    /// <summary>The whole table, streamed with COPY by the export API (the browser's sign-in cookie goes with it).</summary>
+    private string ExportUrl => $"/api/projects/{Uri.EscapeDataString(ProjectId)}/tables/{Uri.EscapeDataString(Table ?? "")}/export";
 
     private DataTabState _state = null!;
     private CancellationTokenSource? _follow;
 
     protected override async Task OnParametersSetAsync()
     {
-        if (_state is null || _state.ProjectId != ProjectId) _state = new DataTabState(Browser, ProjectId);
-        if (await _state.ShowAsync(Table)) Follow();
+        if (_state is null || _state.ProjectId != ProjectId) _state = new DataTabState(Browser, ProjectId, References);
+        if (await _state.ShowAsync(Table))
+        {
+            Follow();
+            if (InitialFilter is { } initial) await _state.ApplyFilterAsync(initial);
+        }
+        if (_following is { } f && f.Table == Table)
+        {
+            _following = null;
+            await _state.ApplyFilterAsync(new DataFilter([new TableBrowser.SimpleFilter(f.Key, "eq", f.Value)], false));
+            await FilterChanged.InvokeAsync(_state.Filter);
+        }
+    }
+
+    /// <summary>A reference being followed: its table, once shown, is filtered on the referenced key.</summary>
+    private (string Table, string Key, string Value)? _following;
+
+    private async Task FollowAsync(Reference reference, System.Text.Json.JsonElement value)
+    {
+        _following = (reference.Table, reference.Key, DataTabState.Display(value));
+        await Changed.InvokeAsync(reference.Table);
     }
 
     /// <summary>The table's changes from anywhere, merged into the page on the render thread as they commit.</summary>
@@ -60,10 +95,6 @@ public sealed partial class DataTab : IAsyncDisposable
         return ValueTask.CompletedTask;
     }
 
-    private void OnFilterOp(ChangeEventArgs e) => _state.FilterOp = e.Value?.ToString() ?? "eq";
-
-    private Task OnFilterKey(KeyboardEventArgs e) => e.Key == "Enter" ? _state.ApplyFilterAsync() : Task.CompletedTask;
-
     private void Toggle(int row, ChangeEventArgs e) => _state.Toggle(row, e.Value is true);
 
     private Task SaveCellAsync(int row, ColumnInfo column, string? text) => _state.SaveCellAsync(row, column, text);
@@ -74,8 +105,18 @@ public sealed partial class DataTab : IAsyncDisposable
             Snackbar.Add($"{deleted} {(deleted == 1 ? "row" : "rows")} deleted", Severity.Success);
     }
 
-    private async Task InsertAsync()
+    /// <summary>The rows of the current filter, as CSV, downloaded by the browser.</summary>
+    private async Task ExportFilteredAsync()
     {
-        if (await _state.InsertAsync()) Snackbar.Add("Row inserted", Severity.Success);
+        if (_state.Page is not { } page || _state.Filter is not { } filter) return;
+        var (csv, error) = await Export.FilteredAsync(ProjectId, page.Table, filter);
+        if (error is not null) { Snackbar.Add($"{error.Code}: {error.Message}", Severity.Error); return; }
+        await JS.InvokeVoidAsync("dbstudio.download", $"{page.Table.Name}-filtered.csv", System.Text.Encoding.UTF8.GetString(csv.Span));
+    }
+
+    private async Task SaveFormAsync()
+    {
+        var insert = _state.Form?.IsInsert == true;
+        if (await _state.SaveFormAsync()) Snackbar.Add(insert ? "Row inserted" : "Row saved", Severity.Success);
     }
 }
