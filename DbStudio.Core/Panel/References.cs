@@ -77,8 +77,7 @@ public sealed class References(SchemaCache schemas, RestExecutor rest)
             Select = [new SelectItem(r.Key, "k", "text"), new SelectItem(r.Label, "l", "text")],
             Order = [new OrderTerm(r.Key, false, null)],
         }, ct);
-        if (res.Error is not null) return [];
-        using var doc = JsonDocument.Parse(res.Body ?? "[]"u8.ToArray());
-        return [.. doc.RootElement.EnumerateArray().Select(e => new ReferencedRow(e.GetProperty("k").GetString() ?? "", e.GetProperty("l").GetString() ?? ""))];
+        if (res.Failure is not null) return [];
+        return [.. res.JsonRows().Select(e => new ReferencedRow(e.GetProperty("k").GetString() ?? "", e.GetProperty("l").GetString() ?? ""))];
     }
 }

@@ -18,6 +18,6 @@ public sealed class TableExport(RestExecutor rest)
             Verb = RestVerb.Get, Table = table.Name, Csv = true, Filters = [filter.ToFilter()],
             Order = [.. table.PrimaryKey.Select(c => new OrderTerm(c.Name, false, null))],
         }, ct);
-        return res.Error is { } e ? (default, e) : (res.Body ?? default, null);
+        return res.Failure is { } f ? (default, f.Error) : (res.Body ?? default, null);
     }
 }
