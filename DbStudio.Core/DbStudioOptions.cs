@@ -23,6 +23,7 @@ public sealed class DbStudioOptions
     public StreamOptions Streams { get; set; } = new();
     public Limits.LimitsOptions Limits { get; set; } = new();
     public CsvOptions Csv { get; set; } = new();
+    public AuthOptions Auth { get; set; } = new();
 }
 
 /// <summary>CSV import and export (Core/Csv).</summary>
@@ -88,6 +89,17 @@ public sealed class RestOptions
     public TimeSpan ProjectQueueTimeout { get; set; } = TimeSpan.FromSeconds(10);
     /// <summary>Requests of one project that may wait for their turn at once; one more is answered 503 at once.</summary>
     public int ProjectQueueLimit { get; set; } = 1024;
+    /// <summary>REST and stream requests per second per credential (429 with Retry-After beyond; 0 = off).</summary>
+    public int RequestsPerSecondPerKey { get; set; } = 1000;
+    /// <summary>REST and stream requests per second per client address (0 = off).</summary>
+    public int RequestsPerSecondPerIp { get; set; } = 2000;
+}
+
+/// <summary>End-user auth of the projects (/db/{id}/auth, GoTrue's routes).</summary>
+public sealed class AuthOptions
+{
+    /// <summary>Sign-up, login and refresh attempts per minute per client address and project.</summary>
+    public int AttemptsPerMinute { get; set; } = 30;
 }
 
 public sealed class StreamOptions

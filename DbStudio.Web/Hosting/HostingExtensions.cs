@@ -3,7 +3,6 @@ using System.Threading.RateLimiting;
 using DbStudio.Core;
 using DbStudio.Core.Access;
 using DbStudio.Core.Auth;
-using DbStudio.Core.Console;
 using DbStudio.Core.Platform;
 using OpenTelemetry.Metrics;
 using OpenTelemetry.Resources;
@@ -43,8 +42,6 @@ public static class HostingExtensions
             connectionString = cs;
         }
 
-        services.AddOptions<DbStudioOptions>().BindConfiguration(DbStudioOptions.Section);
-
         var dataSource = new NpgsqlDataSourceBuilder(connectionString) { Name = "platform" }.Build();
         services.AddSingleton(dataSource);
         void Platform(DbContextOptionsBuilder o) => o.UseNpgsql(dataSource,
@@ -72,58 +69,16 @@ public static class HostingExtensions
             })
             .AddEntityFrameworkStores<PlatformDbContext>();
 
-        services.AddSingleton<SecretProtector>();
-        services.AddSingleton<DbStudio.Core.Limits.PlatformLimits>();
-        services.AddHostedService<DbStudio.Core.Limits.ConnectionGuard>();
-        services.AddSingleton<ProjectConnectionPool>();
-        services.AddSingleton<ProjectLogins>();
-        services.AddSingleton<ProjectGates>();
-        services.AddSingleton<OwnerConnections>();
-        services.AddScoped<ProjectService>();
-        services.AddSingleton<SqlConsole>();
-        services.AddSingleton<DbStudio.Core.Csv.CsvTransfer>();
-        services.AddSingleton<SqlHistory>();
-        services.AddSingleton<AssistantSql>();
-        services.AddOptions<DbStudio.Core.Assistant.AssistantOptions>().BindConfiguration(DbStudio.Core.Assistant.AssistantOptions.Section);
-        services.AddSingleton<DbStudio.Core.Assistant.AssistantChat>();
-        services.AddSingleton<DbStudio.Core.Assistant.AssistantContext>();
-        services.AddSingleton<DbStudio.Core.Assistant.Conversations>();
-        services.AddSingleton(TimeProvider.System);
-        services.AddOptions<LoginThrottleOptions>().BindConfiguration(LoginThrottleOptions.Section);
-        services.AddSingleton<LoginThrottle>();
-        services.AddSingleton<SchemaCache>();
-        services.AddSingleton<AccessPolicies>();
-        services.AddSingleton<EndUserAuth>();
-        services.AddSingleton<DbStudio.Core.Auth.Credentials>();
-        services.AddSingleton<RestConnections>();
-        services.AddSingleton<RestExecutor>();
-        services.AddSingleton<FunctionCatalog>();
-        services.AddSingleton<FunctionAccess>();
-        services.AddSingleton<RpcExecutor>();
+        services.AddDbStudioCore();
         services.AddHostedService<FunctionDefaultsStartup>();
-        services.AddSingleton<DbStudio.Core.Panel.TableBrowser>();
-        services.AddSingleton<DbStudio.Core.Panel.TableExport>();
-        services.AddSingleton<DbStudio.Core.Panel.References>();
-        services.AddSingleton<DbStudio.Core.Schema.SchemaEditor>();
-        services.AddSingleton<DbStudio.Core.Panel.ProjectOverview>();
-        services.AddSingleton<RestMetrics>();
-        services.AddSingleton<PlatformSignals>();
-        services.AddSingleton<DatabaseProbe>();
-        services.AddSingleton<PlatformListener>();
-        services.AddHostedService(sp => sp.GetRequiredService<PlatformListener>());
-        services.AddSingleton<DbStudio.Core.Streams.ChangeLog>();
-        services.AddSingleton<DbStudio.Core.Streams.ChangeCapture>();
-        services.AddSingleton<DbStudio.Core.Streams.StreamIds>();
-        services.AddSingleton<DbStudio.Core.Streams.StreamVisibility>();
-        services.AddSingleton<DbStudio.Core.Streams.ChangeHub>();
-        services.AddSingleton<DbStudio.Core.Rest.ICommitObserver>(sp => sp.GetRequiredService<DbStudio.Core.Streams.ChangeHub>());
-        services.AddHostedService(sp => sp.GetRequiredService<DbStudio.Core.Streams.ChangeHub>());
 
         // Browser apps call the REST API directly from any origin; the keys, not the origin, are the security.
         services.AddCors(o => o.AddPolicy(RestApi.CorsPolicy, p => p.AllowAnyOrigin().AllowAnyMethod().AllowAnyHeader()
             .WithExposedHeaders("Content-Range", "Content-Location", "Preference-Applied", "Retry-After", GoTrueApi.ApiVersionHeader)
             .SetPreflightMaxAge(TimeSpan.FromHours(1))));
-        var authPerMinute = config.GetValue("DbStudio:Auth:AttemptsPerMinute", 30);
+        // Read once at start, bound by name as every DbStudio setting (DbStudio:Auth, DbStudio:Rest).
+        var limits = config.GetSection(DbStudioOptions.Section).Get<DbStudioOptions>() ?? new DbStudioOptions();
+        var authPerMinute = limits.Auth.AttemptsPerMinute;
         // Every limiter reads the time from the TimeProvider registered above (DbStudio.Core.RateLimiting), so tests
         // advance a fake clock instead of racing the real one, and Retry-After is the real time until a permit frees up.
         static TimeProvider Clock(HttpContext ctx) => ctx.RequestServices.GetRequiredService<TimeProvider>();
@@ -135,8 +90,8 @@ public static class HostingExtensions
                 _ => new ClockSlidingWindow(Clock(ctx), authPerMinute, TimeSpan.FromMinutes(1))));
             // REST and streams: a token bucket per client address and one per credential (ANON key, DB_API_KEY or
             // session token), both per second; 0 turns one off.
-            var perIp = config.GetValue("DbStudio:Rest:RequestsPerSecondPerIp", 2000);
-            var perKey = config.GetValue("DbStudio:Rest:RequestsPerSecondPerKey", 1000);
+            var perIp = limits.Rest.RequestsPerSecondPerIp;
+            var perKey = limits.Rest.RequestsPerSecondPerKey;
             static bool IsRest(HttpContext ctx) => ctx.Request.Path.StartsWithSegments("/db");
             static RateLimiter Bucket(HttpContext ctx, int perSecond) => new ClockTokenBucket(Clock(ctx), perSecond, perSecond, TimeSpan.FromSeconds(1));
             o.GlobalLimiter = PartitionedRateLimiter.Create<HttpContext, string>(ctx => perIp > 0 && IsRest(ctx)
