@@ -13,7 +13,7 @@ public sealed class BenchHost : IAsyncDisposable
     public required WebApplication App { get; init; }
     public required string PlatformConnectionString { get; init; }
 
-    public static async Task<BenchHost> StartAsync(string[]? urls = null)
+    public static async Task<BenchHost> StartAsync(string[]? urls = null, IReadOnlyDictionary<string, string>? settings = null)
     {
         var root = Path.Combine(Path.GetTempPath(), $"dbstudio-bench-{Guid.NewGuid():N}");
         Directory.CreateDirectory(root);
@@ -31,6 +31,7 @@ public sealed class BenchHost : IAsyncDisposable
         // One account makes every project of a benchmark (provisioning 100, soak 50): no account quota or creation rate.
         builder.Configuration["DbStudio:Limits:ProjectsPerAccount"] = "0";
         builder.Configuration["DbStudio:Limits:ProjectsCreatedPerHour"] = "0";
+        foreach (var (k, v) in settings ?? new Dictionary<string, string>()) builder.Configuration[k] = v;
         builder.Logging.SetMinimumLevel(LogLevel.Warning);
         if (urls is not null) builder.WebHost.UseUrls(urls);
         await builder.AddDbStudioAsync();
