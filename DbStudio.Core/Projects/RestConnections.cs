@@ -8,7 +8,6 @@
 //    endpoint would. Signed-in users' claims are still set per request (transaction-local set_config).
 // The connections are kept by the one keyed pool (ProjectConnectionPool) with one budget for all projects; this class
 // says how a REST connection is opened (which login, its session settings) and keeps the logins' connection strings.
-using System.Collections.Concurrent;
 using DbStudio.Core.Sql;
 using Microsoft.Extensions.Options;
 using Npgsql;
@@ -18,10 +17,17 @@ namespace DbStudio.Core.Projects;
 public sealed class RestConnections(ProjectConnectionPool pool, ProjectLogins logins, NpgsqlDataSource platform,
     IOptions<DbStudioOptions> options)
 {
-    private readonly KeyedOnce<string> _baseConnectionStrings = new();
     private readonly NpgsqlConnectionStringBuilder _platformCsb = new(platform.ConnectionString);
     private readonly RestOptions _options = options.Value.Rest;
-    private readonly ConcurrentDictionary<(string, RestRole), PoolPolicy> _policies = new();
+    private PoolPolicy[]? _policies;
+
+    /// <summary>One policy per role for every project: nothing is kept per project outside the pool's keys in use.</summary>
+    private PoolPolicy Policy(RestRole role)
+    {
+        var all = _policies ??= ProjectLogins.Roles.Select(r => new PoolPolicy(_options.EffectiveLoginConnectionLimit, _options.PoolIdle,
+            _options.ProjectQueueTimeout, null, (key, source, ct) => OpenNewAsync(key.Project, r, source, renewed: false, ct))).ToArray();
+        return all[(int)role];
+    }
 
     /// <summary>The login role REST uses for <paramref name="role"/> in project <paramref name="id"/>.</summary>
     public static string LoginRole(string id, RestRole role) => ProjectLogins.LoginRole(id, role);
@@ -46,9 +52,7 @@ public sealed class RestConnections(ProjectConnectionPool pool, ProjectLogins lo
     /// </summary>
     public async Task<NpgsqlConnection> RentAsync(string id, RestRole role, CancellationToken ct)
     {
-        var policy = _policies.GetOrAdd((id, role), k => new PoolPolicy(_options.EffectiveLoginConnectionLimit, _options.PoolIdle,
-            _options.ProjectQueueTimeout, token => OpenNewAsync(k.Item1, k.Item2, renewed: false, token)));
-        try { return await pool.RentAsync(new PoolKey(id, LoginRole(id, role)), policy, ct); }
+        try { return await pool.RentAsync(new PoolKey(id, LoginRole(id, role)), Policy(role), ct); }
         catch (ProjectConnectionPool.BusyException)
         {
             throw new BusyException($"All {_options.MaxConnections} REST connections are busy");
@@ -58,10 +62,11 @@ public sealed class RestConnections(ProjectConnectionPool pool, ProjectLogins lo
     /// <summary>Gives a rented connection back: kept for its project and kind when healthy, else closed.</summary>
     public void Return(NpgsqlConnection conn) => pool.Return(conn);
 
-    private async Task<NpgsqlConnection> OpenNewAsync(string id, RestRole role, bool renewed, CancellationToken ct)
+    private async Task<NpgsqlConnection> OpenNewAsync(string id, RestRole role, PoolSource source, bool renewed, CancellationToken ct)
     {
-        var cs = await ConnectionStringAsync(id, role, ct);
-        var conn = new NpgsqlConnection(cs);
+        // The project's secret is read once while it is active (the key's source keeps the connection string).
+        var cs = !renewed && source.ConnectionString is { } known ? known : await ConnectionStringAsync(id, role, ct);
+        var conn = source.Get(cs, BuildSource).CreateConnection();
         try
         {
             await conn.OpenAsync(ct);
@@ -72,9 +77,8 @@ public sealed class RestConnections(ProjectConnectionPool pool, ProjectLogins lo
         {
             // The login was changed or dropped behind our back: make it again (new password) and retry once.
             await conn.DisposeAsync();
-            _baseConnectionStrings.Forget(id);
             await logins.EnsureAsync(id, renew: true, ct);
-            return await OpenNewAsync(id, role, renewed: true, ct);
+            return await OpenNewAsync(id, role, source, renewed: true, ct);
         }
         catch
         {
@@ -83,16 +87,20 @@ public sealed class RestConnections(ProjectConnectionPool pool, ProjectLogins lo
         }
     }
 
-    private async Task<string> ConnectionStringAsync(string id, RestRole role, CancellationToken ct) =>
-        new NpgsqlConnectionStringBuilder(await _baseConnectionStrings.GetAsync(id, BaseConnectionStringAsync, ct)) { Username = LoginRole(id, role) }.ConnectionString;
+    /// <summary>
+    /// A data source of the project's login, not registered in Npgsql's static table (the pool disposes it with the key).
+    /// No type loading: REST reads built-in types only (everything else arrives as JSON text), and loading would read
+    /// every type of the database — two per table of every project — on each project's first connection.
+    /// </summary>
+    internal static NpgsqlDataSource BuildSource(string connectionString) => new NpgsqlDataSourceBuilder(connectionString).Build();
 
-    private async Task<string> BaseConnectionStringAsync(string id)
+    private async Task<string> ConnectionStringAsync(string id, RestRole role, CancellationToken ct)
     {
-        var password = await logins.EnsureAsync(id, renew: false, CancellationToken.None);
+        var password = await logins.EnsureAsync(id, renew: false, ct);
         return new NpgsqlConnectionStringBuilder
         {
             Host = _platformCsb.Host, Port = _platformCsb.Port, Database = _platformCsb.Database, SslMode = _platformCsb.SslMode,
-            Password = password,
+            Username = LoginRole(id, role), Password = password,
             ApplicationName = "dbstudio-rest",
             // ProjectConnectionPool pools; a connection keeps its session — the role, the settings below and its
             // auto-prepared statements — for its whole life.
@@ -101,6 +109,7 @@ public sealed class RestConnections(ProjectConnectionPool pool, ProjectLogins lo
             AutoPrepareMinUsages = 2,
             Options = $"-c statement_timeout={(int)_options.StatementTimeout.TotalMilliseconds}",
             Timezone = "UTC",
+            ServerCompatibilityMode = ServerCompatibilityMode.NoTypeLoading,
         }.ConnectionString;
     }
 
@@ -133,15 +142,17 @@ public sealed class RestConnections(ProjectConnectionPool pool, ProjectLogins lo
         finally { Return(conn); }
     }
 
-    /// <summary>A connection of the project's own (not pooled, not counted), acting as <paramref name="role"/>: for deletion.</summary>
-    public async Task<NpgsqlConnection> OpenDedicatedAsync(string id, RestRole role, CancellationToken ct) =>
-        await OpenNewAsync(id, role, renewed: false, ct);
+    /// <summary>Runs <paramref name="work"/> on a connection of the project's own (not pooled, not counted), acting as <paramref name="role"/>: for deletion.</summary>
+    public async Task WithDedicatedAsync(string id, RestRole role, Func<NpgsqlConnection, Task> work, CancellationToken ct)
+    {
+        using var source = new PoolSource();
+        await using var conn = await OpenNewAsync(id, role, source, renewed: false, ct);
+        await work(conn);
+    }
 
     /// <summary>Closes the project's idle REST connections and retires its busy ones (project deleted).</summary>
     public void Forget(string id)
     {
-        _baseConnectionStrings.Forget(id);
-        foreach (var role in ProjectLogins.Roles) _policies.TryRemove((id, role), out _);
         var restLogins = LoginRoles(id).ToHashSet();
         pool.Forget(id, key => restLogins.Contains(key.Login));
     }
