@@ -120,19 +120,43 @@ public sealed class ProjectConnectionPool : IAsyncDisposable
     /// <summary>Waiters of every key in arrival order (one entry per waiter not yet granted anything).</summary>
     private readonly LinkedList<KeyState> _queue = new();
     private readonly Dictionary<NpgsqlConnection, (KeyState Key, int Generation)> _busy = new(ReferenceEqualityComparer.Instance);
-    private readonly int _budget;
+    private int _budget;
     private readonly TimeProvider _clock;
     private readonly Timer _trim;
     private int _open;
 
     public ProjectConnectionPool(IOptions<DbStudioOptions> options, TimeProvider? clock = null)
     {
-        _budget = options.Value.Rest.MaxConnections;
+        _budget = options.Value.Rest.MaxConnections > 0 ? options.Value.Rest.MaxConnections : RestOptions.DefaultMaxConnections;
         _clock = clock ?? TimeProvider.System;
         var period = TimeSpan.FromSeconds(Math.Clamp(Math.Min(options.Value.Rest.PoolIdle.TotalSeconds,
             options.Value.Console.PoolIdle.TotalSeconds) / 4, 1, 15));
         _trim = new Timer(_ => TrimIdle(), null, period, period);
     }
+
+    /// <summary>Connections this pool opens at most, all projects together.</summary>
+    public int Budget { get { lock (_lock) return _budget; } }
+
+    /// <summary>Sets the budget (sized from the server's max_connections at start-up when none is configured).</summary>
+    public void SetBudget(int budget)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(budget, 1);
+        List<NpgsqlConnection> close = [];
+        lock (_lock)
+        {
+            _budget = budget;
+            GrantFreedSlotsLocked(close);
+        }
+        foreach (var c in close) c.Dispose();
+    }
+
+    /// <summary>
+    /// The connection budget for a server: what max_connections leaves after the superuser's slots, the platform's
+    /// reserve and its own few sessions (EF Core's pool, the listener, the change-log reader), three quarters of it —
+    /// the owners' Connection URL sessions and a second instance need room too. Never below 16.
+    /// </summary>
+    public static int BudgetFor(int maxConnections, int superuserReserved, int platformReserve) =>
+        Math.Max(16, (maxConnections - superuserReserved - platformReserve - 10) * 3 / 4);
 
     /// <summary>Open physical connections (idle and busy), for tests and metrics.</summary>
     public int OpenCount { get { lock (_lock) return _open; } }
@@ -202,10 +226,32 @@ public sealed class ProjectConnectionPool : IAsyncDisposable
         try
         {
             var policy = state.Policy;
-            var conn = policy.OpenFor is { } openFor ? await openFor(state.Key, state.Source, ct)
-                : await (policy.Open ?? throw new InvalidOperationException("a pool policy needs Open or OpenFor"))(ct);
-            lock (_lock) _busy[conn] = (state, state.Generation);
-            return conn;
+            for (var attempt = 0; ; attempt++)
+            {
+                try
+                {
+                    var conn = policy.OpenFor is { } openFor ? await openFor(state.Key, state.Source, ct)
+                        : await (policy.Open ?? throw new InvalidOperationException("a pool policy needs Open or OpenFor"))(ct);
+                    lock (_lock) _busy[conn] = (state, state.Generation);
+                    return conn;
+                }
+                catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.TooManyConnections && attempt < 3)
+                {
+                    // The server is fuller than the budget assumed (other instances, owners' own sessions): this pool's
+                    // least recently used idle connection makes room, as when the budget itself is spent.
+                    NpgsqlConnection? victim = null;
+                    lock (_lock)
+                    {
+                        if (_lru.First is { } oldest)
+                        {
+                            victim = TakeIdleLocked(oldest.Value.Key, newest: false).Connection;
+                            _open--;
+                        }
+                    }
+                    if (victim is null) throw;
+                    await victim.DisposeAsync();
+                }
+            }
         }
         catch
         {

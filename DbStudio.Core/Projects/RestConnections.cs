@@ -1,13 +1,15 @@
-// The connections REST requests (and the panel's grid, access DDL, capture DDL) run on: the project's four REST logins
-// (ProjectLogins: proj_{id}_rest_anon|user|admin|owner, each a member of exactly one of the project's roles, which it
-// switches to — SET ROLE — once when the connection is opened). So:
-//  - code the project wrote (a trigger, a column default, a function in a policy) that runs `RESET ROLE` or `SET ROLE`
-//    falls back to a role that can do nothing, or stays where it was; it can never reach the platform role or another
-//    project (it could, when REST ran on the platform's own login, which is a member of every project's roles);
-//  - a request needs no role switch of its own: PostgreSQL plans and runs the statement alone, as a hand-written
-//    endpoint would. Signed-in users' claims are still set per request (transaction-local set_config).
+// The connections REST requests (and the panel's grid, access DDL, capture DDL) run on: the project's two REST logins
+// (ProjectLogins: proj_{id}_rest for anonymous callers, end users and admin end users; proj_{id}_rest_owner for the
+// DB_API_KEY and the platform's own work inside the project). So:
+//  - code the project wrote (a trigger, a column default, a function in a policy) that runs `RESET ROLE` falls back to a
+//    login that can do nothing, and `SET ROLE` reaches at most a sibling role of the same project; it can never reach
+//    the platform role or another project;
+//  - a REST request takes its role inside its own transaction (RoleSetting: set_config('role', …, true) in the prelude,
+//    the same round trip as the statement), so a connection of proj_{id}_rest serves every kind of caller of its
+//    project, whatever role the last request's code left the session in. Callers that need the session itself in a
+//    role (stream visibility checks, the owner's work) get it switched when they rent (RentAsync).
 // The connections are kept by the one keyed pool (ProjectConnectionPool) with one budget for all projects; this class
-// says how a REST connection is opened (which login, its session settings) and keeps the logins' connection strings.
+// says how a REST connection is opened (which login, its session settings).
 using DbStudio.Core.Sql;
 using Microsoft.Extensions.Options;
 using Npgsql;
@@ -37,6 +39,9 @@ public sealed class RestConnections(ProjectConnectionPool pool, ProjectLogins lo
 
     public static IEnumerable<string> LoginRoles(string id) => ProjectLogins.LoginRoles(id);
 
+    /// <summary>The per-kind REST logins of versions before issue 17.</summary>
+    public static IEnumerable<string> LegacyLoginRoles(string id) => ProjectLogins.LegacyLoginRoles(id);
+
     /// <summary>Taken (transaction-scoped) by whatever grants or revokes the logins' CONNECT: one pg_database row.</summary>
     public const string LoginsLockSql = ProjectLogins.LoginsLockSql;
 
@@ -47,17 +52,44 @@ public sealed class RestConnections(ProjectConnectionPool pool, ProjectLogins lo
     public int OpenCount => pool.OpenCount;
 
     /// <summary>
-    /// A connection of project <paramref name="id"/>, already acting as <paramref name="role"/>; give it back with
-    /// <see cref="Return"/> (a broken one is closed there).
+    /// A connection of project <paramref name="id"/>, already acting as <paramref name="role"/> for its whole session; give
+    /// it back with <see cref="Return"/> (a broken one is closed there).
     /// </summary>
     public async Task<NpgsqlConnection> RentAsync(string id, RestRole role, CancellationToken ct)
+    {
+        var conn = await RentForRequestAsync(id, role, ct);
+        if (!ProjectLogins.IsShared(role)) return conn; // the owner's login acts as the owner from its opening
+        try
+        {
+            await RestoreRoleAsync(conn, id, role, ct);
+            return conn;
+        }
+        catch
+        {
+            Return(conn);
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// A connection of project <paramref name="id"/>'s login for <paramref name="role"/>, whose session may act as any role
+    /// the login may take: the caller sets the role in each transaction it runs (<see cref="RoleSetting"/>).
+    /// </summary>
+    public async Task<NpgsqlConnection> RentForRequestAsync(string id, RestRole role, CancellationToken ct)
     {
         try { return await pool.RentAsync(new PoolKey(id, LoginRole(id, role)), Policy(role), ct); }
         catch (ProjectConnectionPool.BusyException)
         {
-            throw new BusyException($"All {_options.MaxConnections} REST connections are busy");
+            throw new BusyException($"All {pool.Budget} REST connections are busy");
         }
     }
+
+    /// <summary>
+    /// The select-list item that makes the transaction act as <paramref name="role"/> (SET LOCAL ROLE), with the role's
+    /// name as its parameter: it ends with the transaction, so nothing a request's code does to the session role outlives it.
+    /// </summary>
+    public static (string Sql, NpgsqlParameter Parameter) RoleSetting(string id, RestRole role, int parameter) =>
+        ($"set_config('role', ${parameter}, true)", new NpgsqlParameter { Value = ActingRole(id, role), NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Text });
 
     /// <summary>Gives a rented connection back: kept for its project and kind when healthy, else closed.</summary>
     public void Return(NpgsqlConnection conn) => pool.Return(conn);
@@ -70,7 +102,8 @@ public sealed class RestConnections(ProjectConnectionPool pool, ProjectLogins lo
         try
         {
             await conn.OpenAsync(ct);
-            await RestoreRoleAsync(conn, id, role, ct);
+            // The owner's login acts as the owner for its whole session; the shared login's role is set per use.
+            if (!ProjectLogins.IsShared(role)) await RestoreRoleAsync(conn, id, role, ct);
             return conn;
         }
         catch (PostgresException e) when (!renewed && e.SqlState is PostgresErrorCodes.InvalidPassword or PostgresErrorCodes.InvalidAuthorizationSpecification)
