@@ -109,7 +109,6 @@ public sealed class OwnerConnections(IDbContextFactory<PlatformDbContext> contex
             // The app enforces its own deadline; Npgsql must not cancel first.
             CommandTimeout = 0,
             IncludeErrorDetail = true,
-            ServerCompatibilityMode = ServerCompatibilityMode.NoTypeLoading,
         }.ConnectionString;
     }
 }

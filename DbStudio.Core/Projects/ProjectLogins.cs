@@ -51,6 +51,19 @@ public sealed class ProjectLogins(IDbContextFactory<PlatformDbContext> contexts,
     public static IEnumerable<string> LegacyLoginRoles(string id) => [$"proj_{id}_rest_anon", $"proj_{id}_rest_user", $"proj_{id}_rest_admin"];
 
     /// <summary>
+    /// The logins' password as kept in platform metadata (one indexed read, no lock): the fast path of a project's first
+    /// connection. Null when there is none yet (<see cref="EnsureAsync"/> makes it). That the logins exist with it is
+    /// PostgreSQL's to say: when they do not, logging in fails and the caller ensures them.
+    /// </summary>
+    public async Task<string?> PasswordAsync(string id, CancellationToken ct)
+    {
+        await using var db = await contexts.CreateDbContextAsync(ct);
+        var secret = await db.ProjectSecrets.AsNoTracking()
+            .Where(s => s.ProjectId == id && s.Kind == ProjectSecretKind.RestPassword).Select(s => s.Protected).SingleOrDefaultAsync(ct);
+        return secret is null ? null : protector.Unprotect(secret);
+    }
+
+    /// <summary>
     /// Makes sure the project's four REST logins exist with the password kept in platform metadata, creating them (and
     /// the password) when missing; <paramref name="renew"/> sets a new password on all four. Returns the password.
     /// </summary>

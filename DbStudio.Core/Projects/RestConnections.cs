@@ -97,7 +97,7 @@ public sealed class RestConnections(ProjectConnectionPool pool, ProjectLogins lo
     private async Task<NpgsqlConnection> OpenNewAsync(string id, RestRole role, PoolSource source, bool renewed, CancellationToken ct)
     {
         // The project's secret is read once while it is active (the key's source keeps the connection string).
-        var cs = !renewed && source.ConnectionString is { } known ? known : await ConnectionStringAsync(id, role, ct);
+        var cs = !renewed && source.ConnectionString is { } known ? known : await ConnectionStringAsync(id, role, ensure: renewed, ct);
         var conn = source.Get(cs, BuildSource).CreateConnection();
         try
         {
@@ -110,7 +110,6 @@ public sealed class RestConnections(ProjectConnectionPool pool, ProjectLogins lo
         {
             // The login was changed or dropped behind our back: make it again (new password) and retry once.
             await conn.DisposeAsync();
-            await logins.EnsureAsync(id, renew: true, ct);
             return await OpenNewAsync(id, role, source, renewed: true, ct);
         }
         catch
@@ -125,11 +124,18 @@ public sealed class RestConnections(ProjectConnectionPool pool, ProjectLogins lo
     /// No type loading: REST reads built-in types only (everything else arrives as JSON text), and loading would read
     /// every type of the database — two per table of every project — on each project's first connection.
     /// </summary>
-    internal static NpgsqlDataSource BuildSource(string connectionString) => new NpgsqlDataSourceBuilder(connectionString).Build();
-
-    private async Task<string> ConnectionStringAsync(string id, RestRole role, CancellationToken ct)
+    internal static NpgsqlDataSource BuildSource(string connectionString)
     {
-        var password = await logins.EnsureAsync(id, renew: false, ct);
+        var builder = new NpgsqlDataSourceBuilder(connectionString);
+        builder.ConfigureTypeLoading(t => t.EnableTypeLoading(false));
+        return builder.Build();
+    }
+
+    private async Task<string> ConnectionStringAsync(string id, RestRole role, bool ensure, CancellationToken ct)
+    {
+        // The fast path reads the kept password; logging in then says whether the logins exist with it (else: renewed).
+        var password = ensure ? await logins.EnsureAsync(id, renew: true, ct)
+            : await logins.PasswordAsync(id, ct) ?? await logins.EnsureAsync(id, renew: false, ct);
         return new NpgsqlConnectionStringBuilder
         {
             Host = _platformCsb.Host, Port = _platformCsb.Port, Database = _platformCsb.Database, SslMode = _platformCsb.SslMode,
@@ -142,7 +148,6 @@ public sealed class RestConnections(ProjectConnectionPool pool, ProjectLogins lo
             AutoPrepareMinUsages = 2,
             Options = $"-c statement_timeout={(int)_options.StatementTimeout.TotalMilliseconds}",
             Timezone = "UTC",
-            ServerCompatibilityMode = ServerCompatibilityMode.NoTypeLoading,
         }.ConnectionString;
     }
 

@@ -13,14 +13,15 @@ public sealed class BenchHost : IAsyncDisposable
     public required WebApplication App { get; init; }
     public required string PlatformConnectionString { get; init; }
 
-    public static async Task<BenchHost> StartAsync(string[]? urls = null, IReadOnlyDictionary<string, string>? settings = null)
+    public static async Task<BenchHost> StartAsync(string[]? urls = null, IReadOnlyDictionary<string, string>? settings = null,
+        string? serverOptions = null)
     {
         var root = Path.Combine(Path.GetTempPath(), $"dbstudio-bench-{Guid.NewGuid():N}");
         Directory.CreateDirectory(root);
         if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(root, (UnixFileMode)0b111_101_101);
         var cluster = await LocalCluster.StartAsync(new LocalClusterOptions
         {
-            DataDir = Path.Combine(root, "pgdata"), Ephemeral = true, SuperuserPassword = "bench",
+            DataDir = Path.Combine(root, "pgdata"), Ephemeral = true, SuperuserPassword = "bench", ServerOptions = serverOptions,
         });
         var cs = await PlatformBootstrap.EnsureRoleAndDatabaseAsync(cluster.SuperuserConnectionString(), "dbstudio", "bench", "dbstudio");
         var builder = WebApplication.CreateBuilder(new WebApplicationOptions { EnvironmentName = "Production" });

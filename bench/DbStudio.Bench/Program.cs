@@ -8,7 +8,8 @@
 //   dotnet run -c Release --project bench/DbStudio.Bench -- fuzz [inputs]
 //   dotnet run -c Release --project bench/DbStudio.Bench -- soak [seconds] [projects] [connections]   (needs wrk)
 //   dotnet run -c Release --project bench/DbStudio.Bench -- tenants [projects]   (create, first DDL, cold/warm REST, memory per bucket)
-//   dotnet run -c Release --project bench/DbStudio.Bench -- rest-spread [projects] [seconds]   (needs wrk; 1, 100, 1,000, all projects)
+//   dotnet run -c Release --project bench/DbStudio.Bench -- connect-cost [logins] [samples]   (a new project session's cost)
+//   dotnet run -c Release --project bench/DbStudio.Bench -- rest-spread [projects] [seconds] [max_connections]   (needs wrk; 1, 100, 1,000, all projects)
 using DbStudio.Bench;
 
 var what = args.FirstOrDefault() ?? "provisioning";
@@ -45,7 +46,11 @@ switch (what)
         await TenantsBench.RunAsync(args.Length > 1 ? int.Parse(args[1]) : 1000);
         return 0;
     case "rest-spread":
-        await RestSpreadBench.RunAsync(args.Length > 1 ? int.Parse(args[1]) : 2000, args.Length > 2 ? int.Parse(args[2]) : 10);
+        await RestSpreadBench.RunAsync(args.Length > 1 ? int.Parse(args[1]) : 2000, args.Length > 2 ? int.Parse(args[2]) : 10,
+            args.Length > 3 ? int.Parse(args[3]) : 0);
+        return 0;
+    case "connect-cost":
+        await ConnectCostBench.RunAsync(args.Length > 1 ? int.Parse(args[1]) : 4000, args.Length > 2 ? int.Parse(args[2]) : 200);
         return 0;
     case "fuzz":
         return await FuzzBench.RunAsync(args.Length > 1 ? int.Parse(args[1]) : 100_000);

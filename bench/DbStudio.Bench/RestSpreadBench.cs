@@ -14,10 +14,11 @@ namespace DbStudio.Bench;
 
 public static partial class RestSpreadBench
 {
-    public static async Task RunAsync(int n, int seconds)
+    public static async Task RunAsync(int n, int seconds, int maxConnections)
     {
         if (RestBench.Which("wrk") is null) { Console.Error.WriteLine("wrk is needed: apt-get install wrk"); Environment.Exit(2); }
-        await using var host = await BenchHost.StartAsync(["http://127.0.0.1:0"]);
+        await using var host = await BenchHost.StartAsync(["http://127.0.0.1:0"], null,
+            maxConnections > 0 ? $"-c max_connections={maxConnections}" : null);
         await host.App.StartAsync();
         var baseUrl = host.App.Urls.First();
         var services = host.App.Services;
@@ -47,6 +48,8 @@ public static partial class RestSpreadBench
             if (!res.IsSuccessStatusCode) throw new InvalidOperationException($"GET {p.Id} → {(int)res.StatusCode}");
             projects[i] = p;
         });
+        Console.WriteLine($"project connection budget {services.GetRequiredService<ProjectConnectionPool>().Budget} " +
+                          $"(server max_connections {(maxConnections > 0 ? maxConnections : 500)})");
         Console.WriteLine($"made {n} projects in {sw.Elapsed.TotalSeconds:F0} s (3 at a time); load {ServerStats.Load()}");
 
         var results = new List<(string Name, double Rps, double P50, double P99, long Errors, long Conns, string Load)>();
