@@ -196,6 +196,18 @@ public static class HostingExtensions
         // The platform role keeps no standing membership in project roles (older versions granted it all four).
         await ProjectProvisioner.DropStandingMembershipsAsync(app.Services.GetRequiredService<NpgsqlDataSource>());
 
+        // The project connection budget, unless configured: sized from the server's max_connections.
+        var studio = app.Services.GetRequiredService<Microsoft.Extensions.Options.IOptions<DbStudioOptions>>().Value;
+        if (studio.Rest.MaxConnections <= 0)
+        {
+            await using var cmd = app.Services.GetRequiredService<NpgsqlDataSource>().CreateCommand(
+                "SELECT current_setting('max_connections')::int, current_setting('superuser_reserved_connections')::int");
+            await using var r = await cmd.ExecuteReaderAsync();
+            await r.ReadAsync();
+            app.Services.GetRequiredService<ProjectConnectionPool>().SetBudget(
+                ProjectConnectionPool.BudgetFor(r.GetInt32(0), r.GetInt32(1), studio.Limits.ReservedConnections));
+        }
+
         // Announcements from any instance (PlatformSignals) drop the matching caches here; the one LISTEN connection
         // routes them, and wakes the stream's dispatcher when the change log moves on.
         var credentials = app.Services.GetRequiredService<DbStudio.Core.Auth.Credentials>();

@@ -13,14 +13,15 @@ public sealed class BenchHost : IAsyncDisposable
     public required WebApplication App { get; init; }
     public required string PlatformConnectionString { get; init; }
 
-    public static async Task<BenchHost> StartAsync(string[]? urls = null)
+    public static async Task<BenchHost> StartAsync(string[]? urls = null, IReadOnlyDictionary<string, string>? settings = null,
+        string? serverOptions = null)
     {
         var root = Path.Combine(Path.GetTempPath(), $"dbstudio-bench-{Guid.NewGuid():N}");
         Directory.CreateDirectory(root);
         if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(root, (UnixFileMode)0b111_101_101);
         var cluster = await LocalCluster.StartAsync(new LocalClusterOptions
         {
-            DataDir = Path.Combine(root, "pgdata"), Ephemeral = true, SuperuserPassword = "bench",
+            DataDir = Path.Combine(root, "pgdata"), Ephemeral = true, SuperuserPassword = "bench", ServerOptions = serverOptions,
         });
         var cs = await PlatformBootstrap.EnsureRoleAndDatabaseAsync(cluster.SuperuserConnectionString(), "dbstudio", "bench", "dbstudio");
         var builder = WebApplication.CreateBuilder(new WebApplicationOptions { EnvironmentName = "Production" });
@@ -31,6 +32,7 @@ public sealed class BenchHost : IAsyncDisposable
         // One account makes every project of a benchmark (provisioning 100, soak 50): no account quota or creation rate.
         builder.Configuration["DbStudio:Limits:ProjectsPerAccount"] = "0";
         builder.Configuration["DbStudio:Limits:ProjectsCreatedPerHour"] = "0";
+        foreach (var (k, v) in settings ?? new Dictionary<string, string>()) builder.Configuration[k] = v;
         builder.Logging.SetMinimumLevel(LogLevel.Warning);
         if (urls is not null) builder.WebHost.UseUrls(urls);
         await builder.AddDbStudioAsync();
