@@ -57,10 +57,20 @@ public sealed class ProjectLogins(IDbContextFactory<PlatformDbContext> contexts,
     /// </summary>
     public async Task<string?> PasswordAsync(string id, CancellationToken ct)
     {
-        await using var db = await contexts.CreateDbContextAsync(ct);
-        var secret = await db.ProjectSecrets.AsNoTracking()
-            .Where(s => s.ProjectId == id && s.Kind == ProjectSecretKind.RestPassword).Select(s => s.Protected).SingleOrDefaultAsync(ct);
-        return secret is null ? null : protector.Unprotect(secret);
+        try
+        {
+            await using var db = await contexts.CreateDbContextAsync(ct);
+            var secret = await db.ProjectSecrets.AsNoTracking()
+                .Where(s => s.ProjectId == id && s.Kind == ProjectSecretKind.RestPassword).Select(s => s.Protected).SingleOrDefaultAsync(ct);
+            return secret is null ? null : protector.Unprotect(secret);
+        }
+        catch (InvalidOperationException e) when (e.InnerException is NpgsqlException unreachable)
+        {
+            // EF Core wraps a connection failure ("likely due to a transient failure"): callers answer it as the database
+            // being away (503, retried), as they do for the connection to the project itself.
+            System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(unreachable);
+            throw;
+        }
     }
 
     /// <summary>

@@ -83,10 +83,12 @@ public sealed class StreamVisibility(RestConnections connections, Microsoft.Exte
     {
         try
         {
-            var conn = await connections.RentAsync(projectId, role, ct);
+            // The role is taken inside each statement's own transaction (the shared login serves every kind of caller).
+            var conn = await connections.RentForRequestAsync(projectId, role, ct);
+            var acting = RestConnections.ActingRole(projectId, role);
             try
             {
-                try { return await DecideAsync(conn, table, changes, role, audiences, ct); }
+                try { return await DecideAsync(conn, table, changes, role, acting, audiences, ct); }
                 catch (PostgresException e) when (!Transient(e))
                 {
                     await RecoverAsync(conn, projectId, role);
@@ -96,7 +98,7 @@ public sealed class StreamVisibility(RestConnections connections, Microsoft.Exte
                     var each = new List<(Audience, List<VisibleChange>)>();
                     foreach (var a in audiences)
                     {
-                        try { each.AddRange(await DecideAsync(conn, table, changes, role, [a], ct)); }
+                        try { each.AddRange(await DecideAsync(conn, table, changes, role, acting, [a], ct)); }
                         catch (PostgresException one) when (!Transient(one))
                         {
                             await RecoverAsync(conn, projectId, role);
@@ -126,24 +128,24 @@ public sealed class StreamVisibility(RestConnections connections, Microsoft.Exte
 
     /// <summary>Runs the statements, reading the policies again when the table was renamed or they changed since.</summary>
     private async Task<List<(Audience, List<VisibleChange>)>> DecideAsync(NpgsqlConnection conn, TableInfo table,
-        IReadOnlyList<Change> changes, RestRole role, List<Audience> audiences, CancellationToken ct)
+        IReadOnlyList<Change> changes, RestRole role, string acting, List<Audience> audiences, CancellationToken ct)
     {
         var key = (table.Oid, role);
-        if (!_policies.TryGetValue(key, out var policies)) policies = _policies[key] = await ReadPoliciesAsync(conn, table.Oid, ct);
+        if (!_policies.TryGetValue(key, out var policies)) policies = _policies[key] = await ReadPoliciesAsync(conn, acting, table.Oid, ct);
         List<(Audience, List<VisibleChange>)> rows;
         string fingerprint;
-        try { (rows, fingerprint) = await RunAsync(conn, table, changes, audiences, policies, ct); }
+        try { (rows, fingerprint) = await RunAsync(conn, acting, table, changes, audiences, policies, ct); }
         catch (PostgresException e) when (e.SqlState is PostgresErrorCodes.UndefinedTable or PostgresErrorCodes.UndefinedObject)
         {
             // Renamed since the policies were read: read them (and the name) again.
             conn.UnprepareAll();
-            policies = _policies[key] = await ReadPoliciesAsync(conn, table.Oid, ct);
-            (rows, fingerprint) = await RunAsync(conn, table, changes, audiences, policies, ct);
+            policies = _policies[key] = await ReadPoliciesAsync(conn, acting, table.Oid, ct);
+            (rows, fingerprint) = await RunAsync(conn, acting, table, changes, audiences, policies, ct);
         }
         if (fingerprint == policies.Fingerprint) return rows;
         // The policies changed since they were read: read them again and look again.
-        policies = _policies[key] = await ReadPoliciesAsync(conn, table.Oid, ct);
-        return (await RunAsync(conn, table, changes, audiences, policies, ct)).Rows;
+        policies = _policies[key] = await ReadPoliciesAsync(conn, acting, table.Oid, ct);
+        return (await RunAsync(conn, acting, table, changes, audiences, policies, ct)).Rows;
     }
 
     /// <summary>After a failed statement: code of the project's that failed half-way may have left the session in another role.</summary>
@@ -172,7 +174,8 @@ public sealed class StreamVisibility(RestConnections connections, Microsoft.Exte
         var conn = await connections.RentAsync(projectId, audience.Identity.Role, ct);
         try
         {
-            var policies = _policies[(table.Oid, audience.Identity.Role)] = await ReadPoliciesAsync(conn, table.Oid, ct);
+            var policies = _policies[(table.Oid, audience.Identity.Role)] =
+                await ReadPoliciesAsync(conn, RestConnections.ActingRole(projectId, audience.Identity.Role), table.Oid, ct);
             await using var cmd = new NpgsqlCommand("""
                 SELECT coalesce(array_agg(a.attname::text) FILTER (WHERE has_column_privilege($1, a.attnum, 'SELECT')), '{}'),
                        row_security_active($1)
@@ -281,20 +284,29 @@ public sealed class StreamVisibility(RestConnections connections, Microsoft.Exte
         "coalesce(string_agg(p.polpermissive::text || ':' || coalesce(pg_catalog.pg_get_expr(p.polqual, p.polrelid), ''), E'\\n' ORDER BY p.oid), '')) " +
         ApplicablePolicies + ")";
 
-    private static async Task<Policies> ReadPoliciesAsync(NpgsqlConnection conn, uint tableOid, CancellationToken ct)
+    /// <summary>The policies as <paramref name="acting"/> sees them (the role taken for this one statement's transaction).</summary>
+    private static async Task<Policies> ReadPoliciesAsync(NpgsqlConnection conn, string acting, uint tableOid, CancellationToken ct)
     {
         var permissive = new List<string>();
         var restrictive = new List<string>();
-        await using var cmd = new NpgsqlCommand(
+        await using var batch = new NpgsqlBatch(conn);
+        batch.BatchCommands.Add(new NpgsqlBatchCommand("SELECT set_config('role', $1, true)")
+        {
+            Parameters = { new NpgsqlParameter { Value = acting, NpgsqlDbType = NpgsqlDbType.Text } },
+        });
+        var cmd = new NpgsqlBatchCommand(
             $"SELECT p.polpermissive, pg_catalog.pg_get_expr(p.polqual, p.polrelid), {FingerprintSql}, NULL::text, NULL::text[] {ApplicablePolicies} " +
             $"UNION ALL SELECT NULL, NULL, {FingerprintSql}, (SELECT relname::text FROM pg_catalog.pg_class WHERE oid = $1), " +
             "ARRAY(SELECT a.attname::text FROM pg_catalog.pg_attribute a WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped " +
-            "AND pg_catalog.has_column_privilege($1, a.attnum, 'SELECT') ORDER BY a.attnum)", conn);
+            "AND pg_catalog.has_column_privilege($1, a.attnum, 'SELECT') ORDER BY a.attnum)");
         cmd.Parameters.Add(new() { Value = tableOid, NpgsqlDbType = NpgsqlDbType.Oid });
+        batch.BatchCommands.Add(cmd);
         var fingerprint = "";
         string? name = null;
         string[] readable = [];
-        await using (var r = await cmd.ExecuteReaderAsync(ct))
+        await using (var r = await batch.ExecuteReaderAsync(ct))
+        {
+            await r.NextResultAsync(ct); // past the role
             while (await r.ReadAsync(ct))
             {
                 fingerprint = r.IsDBNull(2) ? "" : r.GetString(2);
@@ -305,6 +317,7 @@ public sealed class StreamVisibility(RestConnections connections, Microsoft.Exte
                 if (r.GetBoolean(0) && qual == "false") continue; // PostgreSQL's own deparse says it admits no row
                 (r.GetBoolean(0) ? permissive : restrictive).Add("(" + qual + ")");
             }
+        }
         // As PostgreSQL combines them: some permissive policy must pass, and every restrictive one; none permissive, no row.
         var expression = permissive.Count == 0 ? "false"
             : string.Join(" AND ", [$"({string.Join(" OR ", permissive)})", .. restrictive]);
@@ -318,16 +331,20 @@ public sealed class StreamVisibility(RestConnections connections, Microsoft.Exte
     /// <summary>Audiences per statement: each adds two output columns, and PostgreSQL allows 1,664.</summary>
     private const int AudiencesPerStatement = 200;
 
-    private async Task<(List<(Audience, List<VisibleChange>)> Rows, string Fingerprint)> RunAsync(NpgsqlConnection conn,
+    private async Task<(List<(Audience, List<VisibleChange>)> Rows, string Fingerprint)> RunAsync(NpgsqlConnection conn, string acting,
         TableInfo table, IReadOnlyList<Change> changes, List<Audience> audiences, Policies policies, CancellationToken ct)
     {
         var batch = new NpgsqlBatch(conn);
         // Policy functions run with the caller's rights, may not write here, and get the REST statement timeout whatever
         // a function of the project's set for the session.
         batch.BatchCommands.Add(new NpgsqlBatchCommand(
-            "SELECT set_config('transaction_read_only', 'on', true), set_config('statement_timeout', $1, true)")
+            "SELECT set_config('role', $2, true), set_config('transaction_read_only', 'on', true), set_config('statement_timeout', $1, true)")
         {
-            Parameters = { new NpgsqlParameter { Value = ((int)StatementTimeout.TotalMilliseconds).ToString(), NpgsqlDbType = NpgsqlDbType.Text } },
+            Parameters =
+            {
+                new NpgsqlParameter { Value = ((int)StatementTimeout.TotalMilliseconds).ToString(), NpgsqlDbType = NpgsqlDbType.Text },
+                new NpgsqlParameter { Value = acting, NpgsqlDbType = NpgsqlDbType.Text },
+            },
         });
         var groups = audiences.GroupBy(a => a.Identity)
             .Select(g => (Identity: g.Key, Chunks: g.Chunk(AudiencesPerStatement).Select(c => c.ToList()).ToList())).ToList();
