@@ -2,6 +2,7 @@
 // edited, the insert form, and the live merge of the table's changes from anywhere. DataTab.razor renders it and
 // forwards clicks; tests drive it without a browser.
 using System.Text.Json;
+using DbStudio.Core.Auth;
 using DbStudio.Core.Catalog;
 using DbStudio.Core.Platform;
 using DbStudio.Core.Rest;
@@ -13,7 +14,9 @@ namespace DbStudio.Core.Panel;
 public interface ITableData
 {
     Task<DataPage?> PageAsync(string projectId, string table, int page, string? orderBy = null, bool descending = false,
-        CancellationToken ct = default, DataFilter? filter = null);
+        CancellationToken ct = default, DataFilter? filter = null, RestCaller? caller = null);
+    Task<DataPage?> PageAfterAsync(string projectId, string table, JsonElement boundary, bool backwards, bool descending = false,
+        DataFilter? filter = null, RestCaller? caller = null, CancellationToken ct = default);
     Task<EditResult> UpdateCellAsync(string projectId, TableInfo table, JsonElement row, string column, JsonElement original,
         string? newValue, CancellationToken ct = default);
     Task<EditResult> UpdateRowAsync(string projectId, TableInfo table, JsonElement row, IReadOnlyDictionary<string, string?> changes,
@@ -59,8 +62,22 @@ public sealed class DataTabState(ITableData data, string projectId, References? 
     /// <summary>The referenced rows' labels for the page's foreign-key cells: column → key text → label.</summary>
     public Dictionary<string, IReadOnlyDictionary<string, string>> Labels { get; } = [];
 
-    /// <summary>Rows can be told apart (a primary key) and so edited, inserted and deleted.</summary>
-    public bool Editable => Page is { } p && p.Table.IsTable && p.Table.PrimaryKey.Count > 0;
+    /// <summary>Who the table is shown as (View as): the panel's own admin view unless chosen otherwise.</summary>
+    public ViewAs Viewer { get; private set; } = ViewAs.Admin;
+
+    /// <summary>Rows can be told apart (a primary key) and so edited, inserted and deleted — in the panel's own view only.</summary>
+    public bool Editable => Viewer.IsAdmin && Page is { } p && p.Table.IsTable && p.Table.PrimaryKey.Count > 0;
+
+    /// <summary>Shows the table as <paramref name="viewer"/> would get it through the REST API, from the first page.</summary>
+    public async Task ViewAsAsync(ViewAs viewer)
+    {
+        Viewer = viewer;
+        Form = null;
+        PageIndex = 0;
+        await LoadAsync();
+    }
+
+    private RestCaller? Caller => Viewer.IsAdmin ? null : Viewer.Caller(ProjectId);
     public long? PageCount => Page?.Total is long t ? Math.Max(1, (t + TableBrowser.PageSize - 1) / TableBrowser.PageSize) : null;
     public bool HasNext => Page is not null && (Page.Total is long t ? (PageIndex + 1L) * TableBrowser.PageSize < t : Rows.Count == TableBrowser.PageSize);
 
@@ -78,10 +95,48 @@ public sealed class DataTabState(ITableData data, string projectId, References? 
         return true;
     }
 
+    /// <summary>A typed page jump: OFFSET (the only place it is used when the page is in primary-key order).</summary>
     public async Task GoAsync(int page)
     {
         PageIndex = Math.Max(0, page);
         await LoadAsync();
+    }
+
+    /// <summary>Next page: keyset on the primary key after the last row shown (any depth costs what the first page costs);
+    /// OFFSET when sorted by another column.</summary>
+    public Task NextAsync() => StepAsync(backwards: false);
+
+    /// <summary>Previous page: keyset before the first row shown; OFFSET when sorted by another column.</summary>
+    public Task PreviousAsync() => PageIndex == 0 ? Task.CompletedTask : StepAsync(backwards: true);
+
+    private async Task StepAsync(bool backwards)
+    {
+        if (Page is null || Table is null) return;
+        if (!TableBrowser.KeysetOrder(Page.Table, OrderBy) || Rows.Count == 0 || Page.Error is not null)
+        {
+            await GoAsync(PageIndex + (backwards ? -1 : 1));
+            return;
+        }
+        var boundary = backwards ? Rows[0] : Rows[^1];
+        DataPage? next;
+        try { next = await data.PageAfterAsync(ProjectId, Table, boundary, backwards, Descending, Filter, Caller); }
+        catch (RestException e) { Page = Page with { Rows = [], Error = e.Error }; Rows = []; return; }
+        if (next is null) return;
+        if (next.Error is not null) { Page = Page with { Error = next.Error }; return; }
+        if (next.Rows.Count == 0 && !backwards) return; // nothing after: stay
+        if (backwards && (PageIndex == 1 || next.Rows.Count < TableBrowser.PageSize))
+        {
+            // Back at the start (rows may have gone meanwhile): the first page as such.
+            await GoAsync(0);
+            return;
+        }
+        PageIndex += backwards ? -1 : 1;
+        Page = next with { Total = Page.Total, TotalIsEstimate = Page.TotalIsEstimate };
+        Rows = [.. next.Rows];
+        Selected.Clear();
+        ConfirmDelete = false;
+        StopEdit();
+        await LoadLabelsAsync();
     }
 
     public async Task SortAsync(string column)
@@ -136,7 +191,7 @@ public sealed class DataTabState(ITableData data, string projectId, References? 
 
     public async Task LoadAsync()
     {
-        try { Page = Table is null ? null : await data.PageAsync(ProjectId, Table, PageIndex, OrderBy, Descending, default, Filter); }
+        try { Page = Table is null ? null : await data.PageAsync(ProjectId, Table, PageIndex, OrderBy, Descending, default, Filter, Caller); }
         catch (RestException e) { Page = Page is null ? null : Page with { Rows = [], Error = e.Error }; } // a malformed filter value
         // The database is away: the panel's boundary shows "reconnecting" and brings the tab back when it returns.
         if (Page?.Error is { } outage && DatabaseProbe.IsOutageCode(outage.Code))
@@ -171,7 +226,8 @@ public sealed class DataTabState(ITableData data, string projectId, References? 
     public async Task ApplyAsync(RowChange change)
     {
         if (Page is null) return;
-        if (change.Reload) { await LoadAsync(); return; }
+        // The live changes are the admin's: as someone else, PostgreSQL decides again what shows.
+        if (change.Reload || !Viewer.IsAdmin) { await LoadAsync(); return; }
         var at = IndexOf(change.Kind == ChangeKind.Insert ? change.Record : change.OldRecord ?? change.Record);
         switch (change.Kind)
         {

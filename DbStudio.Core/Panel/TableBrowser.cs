@@ -25,7 +25,7 @@ public sealed record RowChange(Streams.ChangeKind? Kind, JsonElement? Record, Js
     public bool Reload => Kind is null;
 }
 
-public sealed class TableBrowser(SchemaCache schemas, RestExecutor rest, Streams.ChangeHub hub, Streams.ChangeCapture capture) : ITableData
+public sealed partial class TableBrowser(SchemaCache schemas, RestExecutor rest, Streams.ChangeHub hub, Streams.ChangeCapture capture) : ITableData
 {
     public const int PageSize = 50;
     /// <summary>At and above this many rows the total shown is the planner's estimate (no count(*) per page).</summary>
@@ -202,20 +202,20 @@ public sealed class TableBrowser(SchemaCache schemas, RestExecutor rest, Streams
     }
 
     public async Task<DataPage?> PageAsync(string projectId, string table, int page, string? orderBy = null, bool descending = false,
-        CancellationToken ct = default, DataFilter? filter = null)
+        CancellationToken ct = default, DataFilter? filter = null, RestCaller? caller = null)
     {
         var info = await schemas.FindTableAsync(projectId, table, ct);
         if (info is null) return null;
         var req = new RestRequest
         {
             Verb = RestVerb.Get, Table = table, Limit = PageSize, Offset = (long)page * PageSize,
-            // With a filter the total is exact (the estimate is for the whole table).
-            Count = filter is null ? CountPref.Estimated : CountPref.Exact,
+            // With a filter, or as someone whose policies hide rows, the total is exact (the estimate is for the whole table).
+            Count = filter is null && caller is null ? CountPref.Estimated : CountPref.Exact,
             Filters = filter is null ? [] : [filter.ToFilter()],
             Order = orderBy is null ? info.PrimaryKey.Select(c => new OrderTerm(c.Name, descending, null)).ToList()
                 : [new OrderTerm(orderBy, descending, null)],
         };
-        var res = await rest.ExecuteAsync(new RestCaller(projectId, CallerKind.Admin), req, ct);
+        var res = await rest.ExecuteAsync(caller ?? new RestCaller(projectId, CallerKind.Admin), req, ct);
         return res.Failure is { } failed ? new DataPage(info, [], null, false, failed.Error)
             : new DataPage(info, res.JsonRows(), res.Total, res.TotalIsEstimate, null);
     }

@@ -139,7 +139,13 @@ public class PanelComponentTests : BunitContext
         cut.WaitForAssertion(() => Assert.Equal("Rows 1–50 of 75", cut.Find("#data-range").TextContent.Trim()), TimeSpan.FromSeconds(10));
         Assert.Equal(50, cut.FindAll("#data-grid tbody tr").Count);
         Assert.NotEmpty(cut.FindAll("#data-grid .null-value"));
-        Click(cut, "#data-next");
+        Click(cut, "#data-next"); // keyset on the primary key
+        cut.WaitForAssertion(() => Assert.Equal("Rows 51–75 of 75", cut.Find("#data-range").TextContent.Trim()), TimeSpan.FromSeconds(10));
+        Assert.Equal("51", cut.Find("#data-grid tbody tr td[data-column=id]").TextContent.Trim());
+        Click(cut, "#data-prev");
+        cut.WaitForAssertion(() => Assert.Equal("Rows 1–50 of 75", cut.Find("#data-range").TextContent.Trim()), TimeSpan.FromSeconds(10));
+        Fire(cut, "#data-page-jump", e => e.Input("2"));
+        Fire(cut, "#data-page-jump", e => e.KeyDown(new Microsoft.AspNetCore.Components.Web.KeyboardEventArgs { Key = "Enter" }));
         cut.WaitForAssertion(() => Assert.Equal("Rows 51–75 of 75", cut.Find("#data-range").TextContent.Trim()), TimeSpan.FromSeconds(10));
     }
 

@@ -32,12 +32,24 @@ public class DataTabStateTests
         public int Total = rows;
 
         public Task<DataPage?> PageAsync(string projectId, string table, int page, string? orderBy = null, bool descending = false,
-            CancellationToken ct = default, DataFilter? filter = null)
+            CancellationToken ct = default, DataFilter? filter = null, Core.Auth.RestCaller? caller = null)
         {
             Asked.Add((page, orderBy, descending, filter));
             var shown = Enumerable.Range(page * TableBrowser.PageSize + 1, Math.Max(0, Math.Min(TableBrowser.PageSize, Total - page * TableBrowser.PageSize)))
                 .Select(i => Row(i, $"note {i}")).ToList();
             return Task.FromResult<DataPage?>(new DataPage(Notes, shown, Total, false, null));
+        }
+
+        public readonly List<(int After, bool Backwards)> Keyset = [];
+
+        public Task<DataPage?> PageAfterAsync(string projectId, string table, JsonElement boundary, bool backwards, bool descending = false,
+            DataFilter? filter = null, Core.Auth.RestCaller? caller = null, CancellationToken ct = default)
+        {
+            var id = boundary.GetProperty("id").GetInt32();
+            Keyset.Add((id, backwards));
+            var ids = backwards ? Enumerable.Range(Math.Max(1, id - TableBrowser.PageSize), Math.Min(TableBrowser.PageSize, id - 1))
+                : Enumerable.Range(id + 1, Math.Max(0, Math.Min(TableBrowser.PageSize, Total - id)));
+            return Task.FromResult<DataPage?>(new DataPage(Notes, [.. ids.Select(i => Row(i, $"note {i}"))], null, false, null));
         }
 
         public Task<EditResult> UpdateCellAsync(string projectId, TableInfo table, JsonElement row, string column, JsonElement original,
@@ -270,5 +282,37 @@ public class DataTabStateTests
             Assert.Contains(TableBrowser.SimpleFilter.Operators, o => o.Op == op);
             Assert.Contains(TableBrowser.SimpleFilter.Operators, o => o.Op == "not." + op);
         });
+    }
+
+    [Fact]
+    public async Task Next_and_previous_use_the_primary_key_and_only_a_typed_jump_or_another_sort_uses_offset()
+    {
+        var data = new FakeData(rows: 180);
+        var s = new DataTabState(data, "x");
+        await s.ShowAsync("notes");
+        await s.NextAsync();
+        await s.NextAsync();
+        Assert.Equal([(50, false), (100, false)], data.Keyset);
+        Assert.Single(data.Asked); // only the first page by OFFSET
+        Assert.Equal("Rows 101–150 of 180", s.RangeText()); // the total kept
+        Assert.Equal(101, s.Rows[0].GetProperty("id").GetInt32());
+        await s.NextAsync();
+        Assert.Equal("Rows 151–180 of 180", s.RangeText());
+        Assert.False(s.HasNext);
+        await s.PreviousAsync();
+        Assert.Equal((151, true), data.Keyset[^1]);
+        Assert.Equal(101, s.Rows[0].GetProperty("id").GetInt32());
+        await s.PreviousAsync();
+        await s.PreviousAsync(); // back at the first page: loaded as such
+        Assert.Equal(0, s.PageIndex);
+        Assert.Equal(2, data.Asked.Count);
+
+        await s.GoAsync(3); // a typed jump: OFFSET
+        Assert.Equal(3, data.Asked[^1].Page);
+        var keyset = data.Keyset.Count;
+        await s.SortAsync("title"); // another column: OFFSET for next too
+        await s.NextAsync();
+        Assert.Equal(keyset, data.Keyset.Count);
+        Assert.Equal((1, "title", false), (data.Asked[^1].Page, data.Asked[^1].OrderBy, data.Asked[^1].Descending));
     }
 }

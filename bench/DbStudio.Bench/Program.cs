@@ -2,6 +2,7 @@
 //   dotnet run -c Release --project bench/DbStudio.Bench -- provisioning [n]
 //   dotnet run -c Release --project bench/DbStudio.Bench -- rest [seconds]      (needs wrk: apt-get install wrk)
 //   dotnet run -c Release --project bench/DbStudio.Bench -- datapage [runs]
+//   dotnet run -c Release --project bench/DbStudio.Bench -- keyset [runs] [rows]   (next page at the last row but 50 vs the first page)
 //   dotnet run -c Release --project bench/DbStudio.Bench -- stream [subscribers] [inserts/s] [seconds]
 //   dotnet run -c Release --project bench/DbStudio.Bench -- stream-users [subscribers] [inserts/s] [seconds]   (distinct signed-in users, own rows)
 //   dotnet run -c Release --project bench/DbStudio.Bench -- csv [rows]   (import/export vs psql \copy)
@@ -20,6 +21,9 @@ switch (what)
         return 0;
     case "datapage":
         await DataPageBench.RunAsync(args.Length > 1 ? int.Parse(args[1]) : 15);
+        return 0;
+    case "keyset":
+        await DataPageBench.KeysetAsync(args.Length > 1 ? int.Parse(args[1]) : 31, args.Length > 2 ? int.Parse(args[2]) : 1_000_000);
         return 0;
     case "rest-serve":
         await RestBench.RunAsync(0, serveOnly: true);
@@ -58,6 +62,6 @@ switch (what)
         await StreamBench.ServeAsync();
         return 0;
     default:
-        Console.Error.WriteLine($"unknown benchmark '{what}'. Known: provisioning, rest, datapage, stream, stream-users, csv, fuzz, soak, tenants, rest-spread");
+        Console.Error.WriteLine($"unknown benchmark '{what}'. Known: provisioning, rest, datapage, keyset, stream, stream-users, csv, fuzz, soak, tenants, rest-spread");
         return 2;
 }

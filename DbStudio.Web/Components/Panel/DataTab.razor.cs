@@ -28,7 +28,39 @@ public sealed partial class DataTab : IAsyncDisposable
     /// <summary>The filter in force changed: the panel keeps it and puts it in the page URL.</summary>
     [Parameter] public EventCallback<DataFilter?> FilterChanged { get; set; }
 
+    [Inject] private DbStudio.Core.Auth.EndUserAuth EndUsers { get; set; } = null!;
+    [Inject] private DbStudio.Core.Access.AccessPolicies Access { get; set; } = null!;
+
     private bool _importing;
+    private List<DbStudio.Core.Auth.EndUserInfo> _users = [];
+    private DbStudio.Core.Access.AccessSettings? _access;
+
+    private static string ViewAsKey(ViewAs v) => v.Kind switch
+    {
+        DbStudio.Core.Auth.CallerKind.Anon => "anon",
+        DbStudio.Core.Auth.CallerKind.User => v.UserId.ToString()!,
+        _ => "admin",
+    };
+
+    /// <summary>View as: the table as that caller gets it from the REST API, and the Access settings that decide it.</summary>
+    private async Task ViewAsAsync(ChangeEventArgs e)
+    {
+        var key = e.Value?.ToString();
+        if (key != "admin" && key != "anon") _users = await EndUsers.ListUsersAsync(ProjectId); // roles may have changed
+        var viewer = key switch
+        {
+            "anon" => ViewAs.Anon,
+            _ when _users.FirstOrDefault(u => u.id.ToString() == key) is { } user => ViewAs.User(user),
+            _ => ViewAs.Admin,
+        };
+        _access = Table is null || viewer.IsAdmin ? null : await Access.GetAsync(ProjectId, Table);
+        await _state.ViewAsAsync(viewer);
+    }
+    private string? _jump;
+
+    /// <summary>Enter in the page box: that page (OFFSET — next and previous use the primary key).</summary>
+    private Task JumpAsync(KeyboardEventArgs e) =>
+        e.Key == "Enter" && int.TryParse(_jump, out var n) && n >= 1 ? _state.GoAsync(n - 1) : Task.CompletedTask;
 
     /// <summary>The whole table, streamed with COPY by the export API (the browser's sign-in cookie goes with it).</summary>
     private string ExportUrl => $"/api/projects/{Uri.EscapeDataString(ProjectId)}/tables/{Uri.EscapeDataString(Table ?? "")}/export";
@@ -42,6 +74,8 @@ public sealed partial class DataTab : IAsyncDisposable
         if (await _state.ShowAsync(Table))
         {
             Follow();
+            _users = await EndUsers.ListUsersAsync(ProjectId);
+            if (!_state.Viewer.IsAdmin && Table is not null) _access = await Access.GetAsync(ProjectId, Table);
             if (InitialFilter is { } initial) await _state.ApplyFilterAsync(initial);
         }
         if (_following is { } f && f.Table == Table)
