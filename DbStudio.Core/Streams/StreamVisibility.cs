@@ -351,13 +351,16 @@ public sealed class StreamVisibility(RestConnections connections, Microsoft.Exte
         foreach (var (identity, chunks) in groups)
         {
             if (identity.UserId is { } user)
+                // The role again with each identity's claims: code of the project's that ran for the identity before (a
+                // policy function) cannot leave the next one in another role of the shared login.
                 batch.BatchCommands.Add(new NpgsqlBatchCommand(
-                    "SELECT set_config('request.user_id', $1, true), set_config('request.user_role', $2, true)")
+                    "SELECT set_config('role', $3, true), set_config('request.user_id', $1, true), set_config('request.user_role', $2, true)")
                 {
                     Parameters =
                     {
                         new NpgsqlParameter { Value = user.ToString(), NpgsqlDbType = NpgsqlDbType.Text },
                         new NpgsqlParameter { Value = identity.UserRole ?? "", NpgsqlDbType = NpgsqlDbType.Text },
+                        new NpgsqlParameter { Value = acting, NpgsqlDbType = NpgsqlDbType.Text },
                     },
                 });
             foreach (var chunk in chunks) batch.BatchCommands.Add(Statement(table, changes, chunk, policies));
