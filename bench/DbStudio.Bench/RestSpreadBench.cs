@@ -58,7 +58,9 @@ public static partial class RestSpreadBench
             {
                 var script = Path.Combine(Path.GetTempPath(), $"dbstudio-spread-{Guid.NewGuid():N}.lua");
                 await File.WriteAllTextAsync(script, Lua(projects.Take(k), zipf));
-                await RestBench.Run("wrk", ["-t2", "-c16", "-d2s", "-s", script, baseUrl]); // warm-up
+                // Warm-up, long enough for the set's connections to be open (a project's first, or one reopened after the
+                // idle time, costs a new PostgreSQL session: about 10 ms here), then the measured run.
+                await RestBench.Run("wrk", ["-t2", "-c16", $"-d{2 + k / 100}s", "-s", script, baseUrl]);
                 var output = await RestBench.Run("wrk", ["-t2", "-c16", $"-d{seconds}s", "--latency", "-s", script, baseUrl]);
                 File.Delete(script);
                 var (conns, pgMb) = await server.PostgresAsync();
