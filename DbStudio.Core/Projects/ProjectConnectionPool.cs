@@ -391,15 +391,15 @@ public sealed class ProjectConnectionPool : IAsyncDisposable
     }
 
     /// <summary>Closes every idle connection (the server restarted: they are all broken).</summary>
-    public void ClearAll() => CloseIdle(_ => true);
+    public void ClearAll() => CloseIdle(_ => true, dropUnusedKeys: false); // keys (their connection strings) stay for the reconnect
 
     private void TrimIdle()
     {
         var now = _clock.GetTimestamp();
-        CloseIdle(idle => _clock.GetElapsedTime(idle.Since, now) > idle.Key.Policy.IdleLifetime);
+        CloseIdle(idle => _clock.GetElapsedTime(idle.Since, now) > idle.Key.Policy.IdleLifetime, dropUnusedKeys: true);
     }
 
-    private void CloseIdle(Func<Idle, bool> expired)
+    private void CloseIdle(Func<Idle, bool> expired, bool dropUnusedKeys)
     {
         List<NpgsqlConnection> close = [];
         List<KeyState>? dropped;
@@ -419,7 +419,7 @@ public sealed class ProjectConnectionPool : IAsyncDisposable
                 n = next;
             }
             if (close.Count > 0) GrantFreedSlotsLocked(close);
-            dropped = DropUnusedKeysLocked();
+            dropped = dropUnusedKeys ? DropUnusedKeysLocked() : null;
         }
         foreach (var c in close) c.Dispose();
         foreach (var d in dropped ?? []) d.Source.Dispose();
@@ -440,6 +440,6 @@ public sealed class ProjectConnectionPool : IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         await _trim.DisposeAsync();
-        ClearAll();
+        CloseIdle(_ => true, dropUnusedKeys: true);
     }
 }
