@@ -75,7 +75,7 @@ public sealed class SchemaSnapshot(IReadOnlyDictionary<string, TableInfo> tables
         (_relationships ??= Relationships.Build(ForeignKeys, Tables)).GetValueOrDefault(table) ?? [];
 }
 
-public sealed class SchemaCache(NpgsqlDataSource platform)
+public sealed class SchemaCache(Platform.ProjectServers servers)
 {
     private readonly ConcurrentDictionary<string, Task<SchemaSnapshot>> _snapshots = new();
     /// <summary>A miss reloads at most this often per project, so a stream of bad names cannot hammer the catalog.</summary>
@@ -159,9 +159,10 @@ public sealed class SchemaCache(NpgsqlDataSource platform)
     {
         var schema = ProjectNaming.Schema(projectId);
         var tables = new Dictionary<string, TableInfo>();
+        var catalog = (await servers.OfAsync(projectId, ct)).DataSource; // the project's server's catalog
         // The columns first, on a connection given back before the foreign keys are read.
         {
-            await using var cmd = platform.CreateCommand(CatalogQuery);
+            await using var cmd = catalog.CreateCommand(CatalogQuery);
             cmd.Parameters.Add(new NpgsqlParameter { Value = schema });
             // In RestRole order: anon, user, user_admin, owner.
             cmd.Parameters.Add(new NpgsqlParameter { Value = (string[])[ProjectNaming.AnonRole(projectId), ProjectNaming.UserRole(projectId),
@@ -195,14 +196,14 @@ public sealed class SchemaCache(NpgsqlDataSource platform)
             }
             Flush();
         }
-        return new SchemaSnapshot(tables, Environment.TickCount64, await LoadForeignKeysAsync(schema, ct));
+        return new SchemaSnapshot(tables, Environment.TickCount64, await LoadForeignKeysAsync(catalog, schema, ct));
     }
 
     /// <summary>The schema's foreign keys, by a command of their own.</summary>
-    private async Task<List<ForeignKey>> LoadForeignKeysAsync(string schema, CancellationToken ct)
+    private static async Task<List<ForeignKey>> LoadForeignKeysAsync(NpgsqlDataSource catalog, string schema, CancellationToken ct)
     {
         var keys = new List<ForeignKey>();
-        await using var fkCmd = platform.CreateCommand(ForeignKeyQuery);
+        await using var fkCmd = catalog.CreateCommand(ForeignKeyQuery);
         fkCmd.Parameters.Add(new NpgsqlParameter { Value = schema });
         await using var fk = await fkCmd.ExecuteReaderAsync(ct);
         while (await fk.ReadAsync(ct))

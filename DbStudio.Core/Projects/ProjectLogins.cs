@@ -16,7 +16,8 @@ namespace DbStudio.Core.Projects;
 /// <summary>Which of the project's roles a REST connection acts as.</summary>
 public enum RestRole { Anon, User, UserAdmin, Owner }
 
-public sealed class ProjectLogins(IDbContextFactory<PlatformDbContext> contexts, SecretProtector protector, IOptions<DbStudioOptions> options)
+public sealed class ProjectLogins(IDbContextFactory<PlatformDbContext> contexts, SecretProtector protector, ProjectServers servers,
+    IOptions<DbStudioOptions> options)
 {
     public static readonly RestRole[] Roles = [RestRole.Anon, RestRole.User, RestRole.UserAdmin, RestRole.Owner];
 
@@ -47,10 +48,16 @@ public sealed class ProjectLogins(IDbContextFactory<PlatformDbContext> contexts,
     public async Task<string> EnsureAsync(string id, bool renew, CancellationToken ct)
     {
         if (!ProjectNaming.IsValidId(id)) throw new ArgumentException("invalid project id", nameof(id));
+        var server = await servers.OfAsync(id, ct);
         await using var db = await contexts.CreateDbContextAsync(ct);
         await using var tx = await db.Database.BeginTransactionAsync(ct);
-        var conn = (NpgsqlConnection)db.Database.GetDbConnection();
-        var npgsqlTx = (NpgsqlTransaction)tx.GetDbTransaction();
+        // The logins are roles of the project's server; their password is platform metadata. On another server than the
+        // platform's, the metadata commits first and the roles second, under the lock: a failure in between leaves a
+        // password the logins do not have, which the first connection that fails renews (RestConnections).
+        await using var on = await ServerTransaction.BeginAsync(server,
+            (NpgsqlConnection)db.Database.GetDbConnection(), (NpgsqlTransaction)tx.GetDbTransaction(), ct);
+        var conn = on.Connection;
+        var npgsqlTx = on.Transaction;
         // One lock for all projects: GRANT CONNECT of two projects at once would update the same pg_database row
         // ("tuple concurrently updated"). Logins are made once per project, so this is not a queue in practice.
         await using (var lockCmd = new NpgsqlCommand(LoginsLockSql, conn, npgsqlTx))
@@ -96,6 +103,7 @@ public sealed class ProjectLogins(IDbContextFactory<PlatformDbContext> contexts,
         }
         await db.SaveChangesAsync(ct);
         await tx.CommitAsync(ct);
+        await on.CommitAsync(ct);
         return password;
     }
 

@@ -15,11 +15,10 @@ using Npgsql;
 
 namespace DbStudio.Core.Projects;
 
-public sealed class RestConnections(ProjectConnectionPool pool, ProjectLogins logins, NpgsqlDataSource platform,
+public sealed class RestConnections(ServerPools pool, Platform.ProjectServers servers, ProjectLogins logins,
     IOptions<DbStudioOptions> options)
 {
     private readonly KeyedOnce<string> _baseConnectionStrings = new();
-    private readonly NpgsqlConnectionStringBuilder _platformCsb = new(platform.ConnectionString);
     private readonly RestOptions _options = options.Value.Rest;
     private readonly ConcurrentDictionary<(string, RestRole), PoolPolicy> _policies = new();
 
@@ -48,7 +47,9 @@ public sealed class RestConnections(ProjectConnectionPool pool, ProjectLogins lo
     {
         var policy = _policies.GetOrAdd((id, role), k => new PoolPolicy(_options.EffectiveLoginConnectionLimit, _options.PoolIdle,
             _options.ProjectQueueTimeout, token => OpenNewAsync(k.Item1, k.Item2, renewed: false, token)));
-        try { return await pool.RentAsync(new PoolKey(id, LoginRole(id, role)), policy, ct); }
+        // The project's server's pool: each server has a budget of its own.
+        var server = await servers.OfAsync(id, ct);
+        try { return await pool.RentAsync(server, new PoolKey(id, LoginRole(id, role)), policy, ct); }
         catch (ProjectConnectionPool.BusyException)
         {
             throw new BusyException($"All {_options.MaxConnections} REST connections are busy");
@@ -89,9 +90,10 @@ public sealed class RestConnections(ProjectConnectionPool pool, ProjectLogins lo
     private async Task<string> BaseConnectionStringAsync(string id)
     {
         var password = await logins.EnsureAsync(id, renew: false, CancellationToken.None);
+        var server = await servers.OfAsync(id); // the logins are roles of the project's server
         return new NpgsqlConnectionStringBuilder
         {
-            Host = _platformCsb.Host, Port = _platformCsb.Port, Database = _platformCsb.Database, SslMode = _platformCsb.SslMode,
+            Host = server.Host, Port = server.Port, Database = server.Database, SslMode = server.SslMode,
             Password = password,
             ApplicationName = "dbstudio-rest",
             // ProjectConnectionPool pools; a connection keeps its session — the role, the settings below and its

@@ -15,7 +15,7 @@ public class ArchitectureTests
         ["Postgres"] = ["Sql"],
         ["Limits"] = ["Platform", "Sql", "RateLimiting"],
         ["Projects"] = ["Limits", "Platform", "Sql", "RateLimiting"],
-        ["Catalog"] = ["Projects", "Sql"],
+        ["Catalog"] = ["Platform", "Projects", "Sql"],
         ["Auth"] = ["Platform", "Projects", "Sql", "RateLimiting"],
         ["Access"] = ["Catalog", "Platform", "Projects", "Sql"],
         ["Rest"] = ["Access", "Auth", "Catalog", "Platform", "Projects", "Sql"],

@@ -44,6 +44,9 @@ public static class HostingExtensions
         }
 
         services.AddOptions<DbStudioOptions>().BindConfiguration(DbStudioOptions.Section);
+        // The PostgreSQL servers projects live on (default: only the platform's, "main").
+        services.AddOptions<ServersOptions>().BindConfiguration(ServersOptions.Section);
+        services.AddSingleton<ProjectServers>();
 
         var dataSource = new NpgsqlDataSourceBuilder(connectionString) { Name = "platform" }.Build();
         services.AddSingleton(dataSource);
@@ -75,7 +78,10 @@ public static class HostingExtensions
         services.AddSingleton<SecretProtector>();
         services.AddSingleton<DbStudio.Core.Limits.PlatformLimits>();
         services.AddHostedService<DbStudio.Core.Limits.ConnectionGuard>();
-        services.AddSingleton<ProjectConnectionPool>();
+        // "main"'s pool; ServerPools makes one per other server, each with its own budget.
+        services.AddSingleton(sp => new ProjectConnectionPool(sp.GetRequiredService<Microsoft.Extensions.Options.IOptions<DbStudioOptions>>(),
+            sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<ProjectServers>().Platform.MaxConnections));
+        services.AddSingleton<ServerPools>();
         services.AddSingleton<ProjectLogins>();
         services.AddSingleton<ProjectGates>();
         services.AddSingleton<OwnerConnections>();
@@ -116,6 +122,8 @@ public static class HostingExtensions
         services.AddSingleton<DbStudio.Core.Streams.ChangeHub>();
         services.AddSingleton<DbStudio.Core.Rest.ICommitObserver>(sp => sp.GetRequiredService<DbStudio.Core.Streams.ChangeHub>());
         services.AddHostedService(sp => sp.GetRequiredService<DbStudio.Core.Streams.ChangeHub>());
+        services.AddSingleton<DbStudio.Core.Streams.ServerChangeListeners>(); // LISTEN on every other server
+        services.AddHostedService(sp => sp.GetRequiredService<DbStudio.Core.Streams.ServerChangeListeners>());
 
         // Browser apps call the REST API directly from any origin; the keys, not the origin, are the security.
         services.AddCors(o => o.AddPolicy(RestApi.CorsPolicy, p => p.AllowAnyOrigin().AllowAnyMethod().AllowAnyHeader()
@@ -234,10 +242,13 @@ public static class HostingExtensions
                         .GetService<Microsoft.EntityFrameworkCore.Migrations.IHistoryRepository>(db).GetCreateIfNotExistsScript());
             await db.Database.MigrateAsync();
         }
-        await ProjectProvisioner.HardenDatabaseAsync(app.Services.GetRequiredService<NpgsqlDataSource>());
-
-        // The platform role keeps no standing membership in project roles (older versions granted it all four).
-        await ProjectProvisioner.DropStandingMembershipsAsync(app.Services.GetRequiredService<NpgsqlDataSource>());
+        foreach (var server in app.Services.GetRequiredService<ProjectServers>().All)
+        {
+            await ProjectProvisioner.HardenDatabaseAsync(server.DataSource);
+            await DbStudio.Core.Streams.ChangeLog.PrepareServerAsync(server); // the platform's has it from the migrations
+            // The platform role keeps no standing membership in project roles (older versions granted it all four).
+            await ProjectProvisioner.DropStandingMembershipsAsync(server.DataSource);
+        }
 
         // Announcements from any instance (PlatformSignals) drop the matching caches here; the one LISTEN connection
         // routes them, and wakes the stream's dispatcher when the change log moves on.
@@ -263,6 +274,7 @@ public static class HostingExtensions
                 case PlatformSignals.Topics.Session: endUsers.Evict(detail); break;
                 case PlatformSignals.Topics.EndUser when Guid.TryParse(detail, out var user): endUsers.EvictUser(user); break;
                 case PlatformSignals.Topics.Project:
+                    app.Services.GetRequiredService<ProjectServers>().Forget(projectId);
                     credentials.Forget(projectId);
                     accessPolicies.Forget(projectId);
                     owners.Forget(projectId);

@@ -196,6 +196,11 @@ namespace DbStudio.Core.Platform.Migrations
                         .IsRequired()
                         .HasColumnType("text");
 
+                    b.Property<string>("Server")
+                        .IsRequired()
+                        .HasMaxLength(63)
+                        .HasColumnType("character varying(63)");
+
                     b.HasKey("Id");
 
                     b.HasIndex("OwnerUserId");
