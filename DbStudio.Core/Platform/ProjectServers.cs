@@ -3,6 +3,7 @@
 // catalog reads, its roles' DDL, the change log and its listener, the Connection URL — asks here which server that is:
 // the one seam. The platform's own database is on the server named "main" (ConnectionStrings:Platform, or the embedded
 // cluster); with no other server configured it is the only one, and nothing is looked up.
+using System.Collections.Concurrent;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Options;
 using Npgsql;
@@ -47,6 +48,9 @@ public sealed class ServersOptions
     /// <summary>The servers by name (lowercase letters, digits, _); "main" may be listed to set its options.</summary>
     public Dictionary<string, ServerOptions> Pool { get; set; } = [];
 }
+
+/// <summary>The project is being moved to another server and its move did not end in time (retry: a 503).</summary>
+public sealed class ProjectMovingException(string message) : NpgsqlException(message);
 
 /// <summary>A server of the pool: where it is, and the platform role's data source on it.</summary>
 public sealed class DbServer
@@ -137,21 +141,56 @@ public sealed class ProjectServers : IAsyncDisposable
     public DbServer Named(string name) => _byName.TryGetValue(name, out var s) ? s
         : throw new InvalidOperationException($"PostgreSQL server \"{name}\" is not configured (DbStudio:Servers:Pool)");
 
-    /// <summary>The server project <paramref name="projectId"/> lives on ("main" for a project that does not exist).</summary>
-    public async ValueTask<DbServer> OfAsync(string projectId, CancellationToken ct = default)
+    /// <summary>
+    /// The server project <paramref name="projectId"/> lives on ("main" for a project that does not exist). While the
+    /// project is being moved this waits for the move to end (up to <see cref="MoveWait"/>, then
+    /// <see cref="ProjectMovingException"/>), unless <paramref name="waitWhileMoving"/> is false: then it is the server
+    /// the project is leaving, which is read-only meanwhile (the change log's readers).
+    /// </summary>
+    public async ValueTask<DbServer> OfAsync(string projectId, CancellationToken ct = default, bool waitWhileMoving = true)
     {
-        if (All.Count == 1) return Platform;
+        if (_byName.Count == 1 && _moving.IsEmpty) return Platform;
         if (_ofProject.TryGet(projectId, out var cached)) return cached;
-        await using var db = await _contexts.CreateDbContextAsync(ct);
-        var name = await db.Projects.AsNoTracking().Where(p => p.Id == projectId).Select(p => p.Server).SingleOrDefaultAsync(ct);
-        if (name is null) return Platform; // not cached: a project made later gets its own answer
-        var server = Named(name);
-        _ofProject.Set(projectId, server, TimeSpan.FromMinutes(10));
-        return server;
+        var deadline = _clock.GetTimestamp();
+        while (true)
+        {
+            var resumed = _moving.GetOrAdd(projectId, _ => new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).Task;
+            await using (var db = await _contexts.CreateDbContextAsync(ct))
+            {
+                var row = await db.Projects.AsNoTracking().Where(p => p.Id == projectId)
+                    .Select(p => new { p.Server, p.MovingTo }).SingleOrDefaultAsync(ct);
+                if (row is null || row.MovingTo is null || !waitWhileMoving)
+                {
+                    if (row?.MovingTo is null) _moving.TryRemove(projectId, out _);
+                    if (row is null) return Platform; // not cached: a project made later gets its own answer
+                    var server = Named(row.Server);
+                    if (row.MovingTo is null) _ofProject.Set(projectId, server, TimeSpan.FromMinutes(10));
+                    return server;
+                }
+            }
+            if (_clock.GetElapsedTime(deadline) > MoveWait)
+                throw new ProjectMovingException($"Project {projectId} is being moved to another server; try again shortly");
+            // Woken by the move's end (Resume, from its signal), or looks again shortly (a signal that got lost).
+            await Task.WhenAny(resumed, Task.Delay(TimeSpan.FromMilliseconds(200), _clock, ct));
+            ct.ThrowIfCancellationRequested();
+        }
     }
 
-    /// <summary>Forgets where a project is (it was deleted, or moved to another server).</summary>
+    /// <summary>How long a request waits for its project's move to end.</summary>
+    public TimeSpan MoveWait { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>Projects being moved (or just looked up while moving): their waiters, woken when the move ends.</summary>
+    private readonly ConcurrentDictionary<string, TaskCompletionSource> _moving = new();
+
+    /// <summary>Forgets where a project is (it was deleted, or is being moved, or was moved to another server).</summary>
     public void Forget(string projectId) => _ofProject.Remove(projectId);
+
+    /// <summary>The project's move ended (moved, or given up): its waiting requests look again at once.</summary>
+    public void Resume(string projectId)
+    {
+        _ofProject.Remove(projectId);
+        if (_moving.TryRemove(projectId, out var tcs)) tcs.TrySetResult();
+    }
 
     /// <summary>The projects on <paramref name="server"/>, from platform metadata (start-up passes, the connection guard).</summary>
     public async Task<string[]> ProjectsOnAsync(DbServer server, CancellationToken ct = default)

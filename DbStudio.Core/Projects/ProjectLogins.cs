@@ -66,7 +66,10 @@ public sealed class ProjectLogins(IDbContextFactory<PlatformDbContext> contexts,
         var loginsExist = await CountLoginsAsync(conn, npgsqlTx, id, ct) == Roles.Length;
         if (secret is not null && loginsExist && !renew) return protector.Unprotect(secret.Protected);
 
-        if (!await db.Projects.AnyAsync(p => p.Id == id, ct)) throw new KeyNotFoundException($"project {id} does not exist");
+        var moving = await db.Projects.Where(p => p.Id == id).Select(p => new { p.MovingTo }).SingleOrDefaultAsync(ct)
+            ?? throw new KeyNotFoundException($"project {id} does not exist");
+        // A project being moved keeps its logins shut (ProjectMover) until the move ends.
+        if (moving.MovingTo is not null) throw new ProjectMovingException($"Project {id} is being moved to another server; try again shortly");
         var password = ProjectNaming.NewPassword();
         // PASSWORD takes no parameter: a SCRAM verifier is the literal, so neither the server nor its log sees the password.
         // The password is 32 random letters and digits (~190 bits): key stretching adds nothing to it, and cheap

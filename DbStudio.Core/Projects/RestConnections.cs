@@ -47,8 +47,10 @@ public sealed class RestConnections(ServerPools pool, Platform.ProjectServers se
     {
         var policy = _policies.GetOrAdd((id, role), k => new PoolPolicy(_options.EffectiveLoginConnectionLimit, _options.PoolIdle,
             _options.ProjectQueueTimeout, token => OpenNewAsync(k.Item1, k.Item2, renewed: false, token)));
-        // The project's server's pool: each server has a budget of its own.
-        var server = await servers.OfAsync(id, ct);
+        // The project's server's pool: each server has a budget of its own. A project being moved waits for its move.
+        Platform.DbServer server;
+        try { server = await servers.OfAsync(id, ct); }
+        catch (Platform.ProjectMovingException e) { throw new BusyException(e.Message); }
         try { return await pool.RentAsync(server, new PoolKey(id, LoginRole(id, role)), policy, ct); }
         catch (ProjectConnectionPool.BusyException)
         {

@@ -73,21 +73,83 @@ public sealed class ChangeLog(Platform.ProjectServers servers)
     /// catches any left).</summary>
     public async Task DropProjectAsync(string projectId, CancellationToken ct)
     {
-        // A batch of two: one command with two statements cannot take parameters (42601), which left every deleted
-        // project's log to pruning.
-        foreach (var server in servers.All)
-        {
-            await using var batch = server.DataSource.CreateBatch();
-            foreach (var sql in (string[])["DELETE FROM dbstudio_realtime.changes WHERE schema_name = $1",
-                         "DELETE FROM dbstudio_realtime.streams WHERE schema_name = $1"])
-                batch.BatchCommands.Add(new NpgsqlBatchCommand(sql) { Parameters = { new() { Value = ProjectNaming.Schema(projectId) } } });
-            await batch.ExecuteNonQueryAsync(ct);
-        }
+        foreach (var server in servers.All) await DropOnAsync(server, projectId, ct);
     }
 
-    /// <summary>The data source of the project's server, where its log is.</summary>
+    /// <summary>Drops a project's log and stream row on one server (deleted, or moved away from it).</summary>
+    public static async Task DropOnAsync(Platform.DbServer server, string projectId, CancellationToken ct)
+    {
+        // A batch of two: one command with two statements cannot take parameters (42601), which left every deleted
+        // project's log to pruning.
+        await using var batch = server.DataSource.CreateBatch();
+        foreach (var sql in (string[])["DELETE FROM dbstudio_realtime.changes WHERE schema_name = $1",
+                     "DELETE FROM dbstudio_realtime.streams WHERE schema_name = $1"])
+            batch.BatchCommands.Add(new NpgsqlBatchCommand(sql) { Parameters = { new() { Value = ProjectNaming.Schema(projectId) } } });
+        await batch.ExecuteNonQueryAsync(ct);
+    }
+
+    /// <summary>
+    /// Copies a project's log to the server it is moving to (ProjectMover; nothing is written on either meanwhile): its
+    /// stream row, so ids go on from where they were, and its changes, streamed with COPY. A moved table has another OID
+    /// there: <paramref name="oids"/> maps old to new, and a change of a table that no longer exists gets OID 0 (never a
+    /// table's). Returns how many changes were copied.
+    /// </summary>
+    public static async Task<long> CopyProjectAsync(string projectId, Platform.DbServer from, Platform.DbServer to,
+        IReadOnlyDictionary<uint, uint> oids, CancellationToken ct)
+    {
+        const string columns = "schema_name, id, table_name, table_oid, op, record, old_record, committed_at";
+        var schema = ProjectNaming.Schema(projectId);
+        await using var source = await from.DataSource.OpenConnectionAsync(ct);
+        await using var target = await to.DataSource.OpenConnectionAsync(ct);
+        await using var tx = await target.BeginTransactionAsync(ct);
+        long lastId = 0, prunedThrough = 0;
+        await using (var state = new NpgsqlCommand("SELECT last_id, pruned_through FROM dbstudio_realtime.streams WHERE schema_name = $1", source))
+        {
+            state.Parameters.Add(new() { Value = schema });
+            await using var r = await state.ExecuteReaderAsync(ct);
+            if (await r.ReadAsync(ct)) (lastId, prunedThrough) = (r.GetInt64(0), r.GetInt64(1));
+        }
+        await using (var stream = new NpgsqlCommand("""
+            INSERT INTO dbstudio_realtime.streams (schema_name, last_id, pruned_through) VALUES ($1, $2, $3)
+            ON CONFLICT (schema_name) DO UPDATE SET last_id = excluded.last_id, pruned_through = excluded.pruned_through
+            """, target, tx))
+        {
+            foreach (var v in new object[] { schema, lastId, prunedThrough }) stream.Parameters.Add(new() { Value = v });
+            await stream.ExecuteNonQueryAsync(ct);
+        }
+        await using (var clear = new NpgsqlCommand("DELETE FROM dbstudio_realtime.changes WHERE schema_name = $1", target, tx))
+        {
+            clear.Parameters.Add(new() { Value = schema });
+            await clear.ExecuteNonQueryAsync(ct);
+        }
+        {
+            using var reader = await source.BeginTextExportAsync(
+                $"COPY (SELECT {columns} FROM dbstudio_realtime.changes WHERE schema_name = {SqlText.Literal(schema)} ORDER BY id) TO STDOUT", ct);
+            await using var writer = await target.BeginTextImportAsync($"COPY dbstudio_realtime.changes ({columns}) FROM STDIN", ct);
+            var buffer = new char[64 * 1024];
+            int n;
+            while ((n = await reader.ReadAsync(buffer.AsMemory(), ct)) > 0) await writer.WriteAsync(buffer.AsMemory(0, n), ct);
+        }
+        long copied;
+        await using (var remap = new NpgsqlCommand("""
+            UPDATE dbstudio_realtime.changes c
+            SET table_oid = coalesce((SELECT m.new FROM unnest($2::oid[], $3::oid[]) AS m(old, new) WHERE m.old = c.table_oid), 0)
+            WHERE c.schema_name = $1
+            """, target, tx))
+        {
+            remap.Parameters.Add(new() { Value = schema });
+            remap.Parameters.Add(new() { Value = oids.Keys.ToArray(), NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Array | NpgsqlTypes.NpgsqlDbType.Oid });
+            remap.Parameters.Add(new() { Value = oids.Values.ToArray(), NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Array | NpgsqlTypes.NpgsqlDbType.Oid });
+            copied = await remap.ExecuteNonQueryAsync(ct);
+        }
+        await tx.CommitAsync(ct);
+        return copied;
+    }
+
+    /// <summary>The data source of the project's server, where its log is (while it is being moved: the server it leaves,
+    /// where nothing is written meanwhile — readers of other projects never wait for a move).</summary>
     private async ValueTask<NpgsqlDataSource> LogOfAsync(string projectId, CancellationToken ct) =>
-        (await servers.OfAsync(projectId, ct)).DataSource;
+        (await servers.OfAsync(projectId, ct, waitWhileMoving: false)).DataSource;
 
     /// <summary>Makes sure the project has its stream row (projects made before the log existed).</summary>
     public async Task EnsureStreamAsync(string projectId, CancellationToken ct)
@@ -113,7 +175,7 @@ public sealed class ChangeLog(Platform.ProjectServers servers)
         var byServer = new Dictionary<Platform.DbServer, List<string>>();
         foreach (var id in projectIds)
         {
-            var server = await servers.OfAsync(id, ct);
+            var server = await servers.OfAsync(id, ct, waitWhileMoving: false);
             (byServer.TryGetValue(server, out var ids) ? ids : byServer[server] = []).Add(id);
         }
         foreach (var (server, ids) in byServer)

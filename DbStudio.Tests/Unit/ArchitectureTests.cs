@@ -25,6 +25,7 @@ public class ArchitectureTests
         ["Csv"] = ["Catalog", "Projects", "Sql"],
         ["Panel"] = ["Access", "Auth", "Catalog", "Platform", "Projects", "Rest", "Sql", "Streams"],
         ["Assistant"] = ["Access", "Catalog", "Console", "Platform", "Projects", "Schema", "Sql"],
+        ["Servers"] = ["Platform", "Postgres", "Projects", "Sql", "Streams"],
     };
 
     private static string CoreDirectory()

@@ -82,6 +82,7 @@ public static class HostingExtensions
         services.AddSingleton(sp => new ProjectConnectionPool(sp.GetRequiredService<Microsoft.Extensions.Options.IOptions<DbStudioOptions>>(),
             sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<ProjectServers>().Platform.MaxConnections));
         services.AddSingleton<ServerPools>();
+        services.AddSingleton<DbStudio.Core.Servers.ProjectMover>();
         services.AddSingleton<ProjectLogins>();
         services.AddSingleton<ProjectGates>();
         services.AddSingleton<OwnerConnections>();
@@ -273,6 +274,19 @@ public static class HostingExtensions
                 case PlatformSignals.Topics.Owner: owners.Forget(projectId); break;
                 case PlatformSignals.Topics.Session: endUsers.Evict(detail); break;
                 case PlatformSignals.Topics.EndUser when Guid.TryParse(detail, out var user): endUsers.EvictUser(user); break;
+                case PlatformSignals.Topics.Moving: // its requests wait for the move (they read where it is again)
+                    app.Services.GetRequiredService<ProjectServers>().Forget(projectId);
+                    break;
+                case PlatformSignals.Topics.Moved: // on another server (or the move was given up): start over for it
+                    app.Services.GetRequiredService<ProjectServers>().Resume(projectId);
+                    accessPolicies.Forget(projectId);
+                    owners.Forget(projectId);
+                    app.Services.GetRequiredService<SchemaCache>().Invalidate(projectId);
+                    app.Services.GetRequiredService<FunctionCatalog>().Invalidate(projectId);
+                    app.Services.GetRequiredService<RestConnections>().Forget(projectId);
+                    app.Services.GetRequiredService<DbStudio.Core.Streams.ChangeCapture>().Forget(projectId);
+                    hub.RevokeProject(projectId); // open streams end; clients resume with Last-Event-ID on the new server
+                    break;
                 case PlatformSignals.Topics.Project:
                     app.Services.GetRequiredService<ProjectServers>().Forget(projectId);
                     credentials.Forget(projectId);
