@@ -138,6 +138,16 @@ public sealed class ChangeHub(ChangeLog changeLog, StreamVisibility visibility, 
         ids.Forget(projectId);
     }
 
+    /// <summary>
+    /// Ends every open stream of a project that moved to another server (its tables have new OIDs there) as a dropped
+    /// subscriber's: the client reconnects with Last-Event-ID and resumes there, with nothing missed.
+    /// </summary>
+    public void ReleaseProject(string projectId)
+    {
+        if (_feeds.TryRemove(projectId, out var feed))
+            foreach (var s in feed.Snapshot()) s.Release();
+    }
+
     // ---- frames -------------------------------------------------------------------------------------------
 
     private static readonly JsonWriterOptions WriterOptions = new() { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };

@@ -251,6 +251,7 @@ public class ServerPoolTests(TwoServers s) : IClassFixture<TwoServers>
         var streamed = new System.Collections.Concurrent.ConcurrentDictionary<int, int>();
         var refused = 0;
         var reconnects = 0;
+        var ends = new System.Collections.Concurrent.ConcurrentQueue<string>();
         var next = 0;
         async Task Writer(Uri baseUrl)
         {
@@ -287,6 +288,7 @@ public class ServerPoolTests(TwoServers s) : IClassFixture<TwoServers>
                         catch (TimeoutException) { continue; }
                         catch (InvalidOperationException) { break; } // the stream ended: resume, as EventSource does
                         if (!string.IsNullOrEmpty(e.Id)) last = e.Id;
+                        if (e.Type is "dropped" or "revoked") ends.Enqueue(e.Type);
                         if (e.Type == "insert") streamed.AddOrUpdate(e.Data.GetProperty("record").GetProperty("n").GetInt32(), 1, (_, c) => c + 1);
                     }
                 }
@@ -328,6 +330,7 @@ public class ServerPoolTests(TwoServers s) : IClassFixture<TwoServers>
         await TwoServers.UntilAsync(() => Task.FromResult(acknowledged.Keys.All(streamed.ContainsKey)));
         Assert.DoesNotContain(streamed, kv => kv.Value > 1);
         Assert.True(reconnects >= 1, "the stream never ended at the move");
+        Assert.Equal(["dropped"], ends); // to be resumed, not a credential that stopped
         TestContext.Current.TestOutputHelper?.WriteLine(
             $"acknowledged {acknowledged.Count}, refused {refused}, reconnects {reconnects}, paused {report.GetProperty("paused")}");
         await stop.CancelAsync();

@@ -285,7 +285,7 @@ public static class HostingExtensions
                     app.Services.GetRequiredService<FunctionCatalog>().Invalidate(projectId);
                     app.Services.GetRequiredService<RestConnections>().Forget(projectId);
                     app.Services.GetRequiredService<DbStudio.Core.Streams.ChangeCapture>().Forget(projectId);
-                    hub.RevokeProject(projectId); // open streams end; clients resume with Last-Event-ID on the new server
+                    hub.ReleaseProject(projectId); // open streams end as dropped; clients resume with Last-Event-ID on the new server
                     break;
                 case PlatformSignals.Topics.Project:
                     app.Services.GetRequiredService<ProjectServers>().Forget(projectId);
