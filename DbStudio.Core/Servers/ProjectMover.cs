@@ -30,8 +30,8 @@ namespace DbStudio.Core.Servers;
 public sealed record MoveReport(string ProjectId, string From, string To, IReadOnlyDictionary<string, long> Rows, int Sequences,
     long Changes, TimeSpan Paused);
 
-/// <summary>The move cannot be made (an unknown server, the same one, a move already under way).</summary>
-public sealed class MoveRefusedException(string message) : Exception(message);
+/// <summary>The move cannot be made (an unknown server, the same one, a move already under way), or was given up.</summary>
+public sealed class MoveRefusedException(string message, Exception? inner = null) : Exception(message, inner);
 
 public sealed class ProjectMover(ProjectServers servers, IDbContextFactory<PlatformDbContext> contexts, SecretProtector protector,
     ProjectLogins logins, RestConnections rest, OwnerConnections owners, PlatformSignals signals, IOptions<DbStudioOptions> options,
@@ -79,7 +79,7 @@ public sealed class ProjectMover(ProjectServers servers, IDbContextFactory<Platf
         {
             log.LogWarning("Moving project {Project} to {Server} failed ({Message}); it stays on {Source}", id, to, e.Message, source.Name);
             await GiveUpAsync(id, source, target, created, ownerPassword);
-            throw;
+            throw new MoveRefusedException($"The move was given up; the project stays on {source.Name}: {e.Message}", e);
         }
         finally
         {

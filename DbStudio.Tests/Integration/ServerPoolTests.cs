@@ -244,6 +244,11 @@ public class ServerPoolTests(TwoServers s) : IClassFixture<TwoServers>
         var r = await TestApp.SqlAsync(owner, p.Id, "create table items (id bigserial primary key, n int not null unique);" +
                                                      "create table quiet (id serial primary key, v text); insert into quiet (v) values ('a'), ('b')");
         Assert.All(r, x => Assert.False(x.TryGetProperty("error", out var e), e.ToString()));
+        (await owner.PutAsJsonAsync($"/api/projects/{p.Id}/tables/quiet/access", new
+        {
+            anon_select = true, anon_insert = false, auth_insert = true, auth_select_own = true, auth_update_own = true,
+            auth_delete_own = true, user_id_col = (string?)null,
+        })).EnsureSuccessStatusCode();
 
         using var stop = new CancellationTokenSource(); // the follower
         using var stopWriters = new CancellationTokenSource();
@@ -314,7 +319,18 @@ public class ServerPoolTests(TwoServers s) : IClassFixture<TwoServers>
         Assert.Equal("b", await s.ServerOfAsync(p.Id));
         Assert.False(await TwoServers.ScalarAsync<bool>(s.A, "SELECT to_regnamespace($1) IS NOT NULL", p.Schema)); // the old copy is gone
         Assert.Equal(0L, await TwoServers.ScalarAsync<long>(s.A, "SELECT count(*) FROM pg_roles WHERE rolname LIKE $1", $"proj\\_{p.Id}\\_%"));
-        Assert.Contains($"@127.0.0.1:{s.B.Cluster.Port}/", (await owner.GetFromJsonAsync<ProjectInfo>($"/api/projects/{p.Id}"))!.ConnectionUrl);
+        var after = (await owner.GetFromJsonAsync<ProjectInfo>($"/api/projects/{p.Id}"))!;
+        Assert.Contains($"@127.0.0.1:{s.B.Cluster.Port}/", after.ConnectionUrl);
+        var (exit, output, error) = await TestApp.PsqlAsync(after.ConnectionUrl, "-tAc", "select string_agg(v, ',' order by id) from quiet");
+        Assert.True(exit == 0, error);
+        Assert.Equal("a,b", output.Trim());
+        // The access settings followed the tables (new OIDs): anonymous reads of "quiet" are still allowed.
+        var access = await owner.GetFromJsonAsync<JsonElement>($"/api/projects/{p.Id}/tables/quiet/access");
+        Assert.True(access.GetProperty("anon_select").GetBoolean());
+        var anon = new HttpRequestMessage(HttpMethod.Get, $"/db/{p.Id}/rest/quiet?select=v&order=id");
+        anon.Headers.Add("apikey", p.AnonKey);
+        Assert.Equal(2, (await (await new HttpClient { BaseAddress = s.SecondUrl }.SendAsync(anon)).EnsureSuccessStatusCode()
+            .Content.ReadFromJsonAsync<JsonElement>()).GetArrayLength());
 
         // Every acknowledged write is on the new server, and the sequence goes on past the copied rows.
         using var http = new HttpClient { BaseAddress = s.BaseUrl };
@@ -335,6 +351,35 @@ public class ServerPoolTests(TwoServers s) : IClassFixture<TwoServers>
             $"acknowledged {acknowledged.Count}, refused {refused}, reconnects {reconnects}, paused {report.GetProperty("paused")}");
         await stop.CancelAsync();
         await follower.WaitAsync(TimeSpan.FromSeconds(10));
+    }
+
+    [Fact]
+    public async Task A_move_that_cannot_be_made_is_given_up_and_the_project_goes_on_where_it_was()
+    {
+        var owner = await s.NewUserClientAsync();
+        var p = await s.ProjectOnAsync(owner, "main");
+        var neighbour = await s.ProjectOnAsync(owner, "main");
+        // A grant to another project's role: that role is not on the other server, so the restore fails there.
+        var r = await TestApp.SqlAsync(owner, p.Id, $"create table items (id serial primary key, v text); insert into items (v) values ('kept');" +
+                                                     $"grant select on items to proj_{neighbour.Id}_anon");
+        Assert.All(r, x => Assert.False(x.TryGetProperty("error", out var e), e.ToString()));
+
+        var moved = await owner.PostAsJsonAsync($"/api/projects/{p.Id}/move", new { server = "b" });
+        Assert.Equal(HttpStatusCode.Conflict, moved.StatusCode);
+        Assert.Contains("given up", await moved.Content.ReadAsStringAsync());
+
+        Assert.Equal("main", await s.ServerOfAsync(p.Id));
+        Assert.Null(await TwoServers.ScalarAsync<object>(s.A, """SELECT "MovingTo" FROM platform.projects WHERE "Id" = $1""", p.Id) as string);
+        Assert.Equal(0L, await TwoServers.ScalarAsync<long>(s.B, "SELECT count(*) FROM pg_roles WHERE rolname LIKE $1", $"proj\\_{p.Id}\\_%"));
+        Assert.False(await TwoServers.ScalarAsync<bool>(s.B, "SELECT to_regnamespace($1) IS NOT NULL", p.Schema));
+        // Its logins are open again: REST, the console and the Connection URL work on the first server.
+        using var http = new HttpClient { BaseAddress = s.BaseUrl };
+        var post = new HttpRequestMessage(HttpMethod.Post, $"/db/{p.Id}/rest/items") { Content = JsonContent.Create(new { v = "after" }) };
+        post.Headers.Authorization = new AuthenticationHeaderValue("Bearer", p.ApiKey);
+        Assert.Equal(HttpStatusCode.Created, (await http.SendAsync(post)).StatusCode);
+        var (exit, output, error) = await TestApp.PsqlAsync(p.ConnectionUrl, "-tAc", "select string_agg(v, ',' order by id) from items");
+        Assert.True(exit == 0, error);
+        Assert.Equal("kept,after", output.Trim());
     }
 
     private async Task<Func<string, long?>> StreamDecoderAsync(string projectId)
