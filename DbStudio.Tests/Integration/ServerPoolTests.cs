@@ -382,6 +382,33 @@ public class ServerPoolTests(TwoServers s) : IClassFixture<TwoServers>
         Assert.Equal("kept,after", output.Trim());
     }
 
+    [Fact]
+    public async Task Placement_by_free_connections_picks_the_server_with_more_slots_free()
+    {
+        await using var app = new AppFactory(s.A.PlatformConnectionString, s.Settings(("DbStudio:Servers:Placement", "FreeConnections")));
+        var owner = await s.NewUserClientAsync(app.StartOnLoopback());
+        // 100 sessions held on one server, then on the other: each time the new project goes to the other one.
+        foreach (var (busy, expected) in new[] { (s.B, "main"), (s.A, "b") })
+        {
+            var held = new List<NpgsqlConnection>();
+            try
+            {
+                for (var i = 0; i < 100; i++)
+                {
+                    var c = new NpgsqlConnection(new NpgsqlConnectionStringBuilder(busy.Cluster.SuperuserConnectionString()) { Pooling = false }.ConnectionString);
+                    held.Add(c);
+                    await c.OpenAsync();
+                }
+                var p = await TestApp.CreateProjectAsync(owner, "free slots");
+                Assert.Equal(expected, await s.ServerOfAsync(p.Id));
+            }
+            finally
+            {
+                foreach (var c in held) await c.DisposeAsync();
+            }
+        }
+    }
+
     private async Task<Func<string, long?>> StreamDecoderAsync(string projectId)
     {
         var key = await s.App.Services.GetRequiredService<DbStudio.Core.Streams.StreamIds>().KeyAsync(projectId, CancellationToken.None);
