@@ -190,6 +190,11 @@ public class ServerPoolTests(TwoServers s) : IClassFixture<TwoServers>
         // The project's REST logins exist on its server only.
         Assert.Equal(4L, await TwoServers.ScalarAsync<long>(s.Cluster(server), "SELECT count(*) FROM pg_roles WHERE rolname LIKE $1", $"proj\\_{p.Id}\\_rest\\_%"));
         Assert.Equal(0L, await TwoServers.ScalarAsync<long>(s.Other(server), "SELECT count(*) FROM pg_roles WHERE rolname LIKE $1", $"proj\\_{p.Id}\\_%"));
+        // Its connections are in its server's pool (each server has a budget of its own).
+        var servers = s.App.Services.GetRequiredService<DbStudio.Core.Platform.ProjectServers>();
+        var pools = s.App.Services.GetRequiredService<ServerPools>();
+        Assert.NotSame(pools.For(servers.Named("main")), pools.For(servers.Named("b")));
+        Assert.True(pools.For(servers.Named(server)).OpenCount > 0);
         // Its changes are in its server's log.
         Assert.Equal(3L, await TwoServers.ScalarAsync<long>(s.Cluster(server),
             "SELECT count(*) FROM dbstudio_realtime.changes WHERE schema_name = $1", p.Schema));
@@ -407,6 +412,36 @@ public class ServerPoolTests(TwoServers s) : IClassFixture<TwoServers>
                 foreach (var c in held) await c.DisposeAsync();
             }
         }
+    }
+
+    [Fact]
+    public async Task A_project_moved_there_and_back_resumes_a_stream_id_given_out_before_both_moves()
+    {
+        var owner = await s.NewUserClientAsync();
+        var p = await s.ProjectOnAsync(owner, "main");
+        await TestApp.SqlAsync(owner, p.Id, "create table t (id serial primary key, v text); insert into t (v) values ('one')");
+        string lastId;
+        await using (var sse = await SseClient.OpenAsync(s.BaseUrl, $"/db/{p.Id}/rest/t/stream", p.ApiKey))
+        {
+            Assert.Equal(HttpStatusCode.OK, sse.Response.StatusCode);
+            await TestApp.SqlAsync(owner, p.Id, "insert into t (v) values ('two')");
+            var two = await sse.NextAsync();
+            Assert.Equal("two", two.RecordText("v"));
+            lastId = two.Id!;
+        }
+        foreach (var to in new[] { "b", "main" })
+        {
+            var moved = await owner.PostAsJsonAsync($"/api/projects/{p.Id}/move", new { server = to });
+            Assert.True(moved.IsSuccessStatusCode, await moved.Content.ReadAsStringAsync());
+            Assert.Equal(to, await s.ServerOfAsync(p.Id));
+        }
+        await TestApp.SqlAsync(owner, p.Id, "insert into t (v) values ('three')");
+        // The id names the table's first OID; the table has had two others since.
+        await using var resumed = await SseClient.OpenAsync(s.SecondUrl, $"/db/{p.Id}/rest/t/stream", p.ApiKey, lastId);
+        Assert.Equal(HttpStatusCode.OK, resumed.Response.StatusCode);
+        Assert.Equal("three", (await resumed.NextAsync()).RecordText("v"));
+        await TestApp.SqlAsync(owner, p.Id, "insert into t (v) values ('four')");
+        Assert.Equal("four", (await resumed.NextAsync()).RecordText("v"));
     }
 
     private async Task<Func<string, long?>> StreamDecoderAsync(string projectId)
