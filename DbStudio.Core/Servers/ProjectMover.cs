@@ -28,7 +28,7 @@ namespace DbStudio.Core.Servers;
 /// <summary>What a move did: the tables' row counts (equal on both copies), sequences checked, changes of the log copied,
 /// and how long the project's requests waited.</summary>
 public sealed record MoveReport(string ProjectId, string From, string To, IReadOnlyDictionary<string, long> Rows, int Sequences,
-    long Changes, TimeSpan Paused);
+    long Changes, TimeSpan Paused, bool OldCopyDropped);
 
 /// <summary>The move cannot be made (an unknown server, the same one, a move already under way), or was given up.</summary>
 public sealed class MoveRefusedException(string message, Exception? inner = null) : Exception(message, inner);
@@ -50,8 +50,6 @@ public sealed class ProjectMover(ProjectServers servers, IDbContextFactory<Platf
 
         var paused = Stopwatch.StartNew();
         await SetMovingAsync(id, to, ct);
-        servers.Forget(id);
-        await signals.PublishAsync(PlatformSignals.Topics.Moving, id, ct);
         var dumpPassword = ProjectNaming.NewPassword();
         var work = Directory.CreateTempSubdirectory("dbstudio-move-");
         var created = false;
@@ -60,6 +58,8 @@ public sealed class ProjectMover(ProjectServers servers, IDbContextFactory<Platf
         long changes;
         try
         {
+            servers.Forget(id);
+            await signals.PublishAsync(PlatformSignals.Topics.Moving, id, ct);
             await ShutAsync(source, id, dumpPassword, ct);
             rest.Forget(id);
             owners.Forget(id);
@@ -95,10 +95,17 @@ public sealed class ProjectMover(ProjectServers servers, IDbContextFactory<Platf
             await using var cmd = new NpgsqlCommand("SELECT count(*) FROM pg_class WHERE relnamespace = current_schema()::regnamespace", conn);
             return await cmd.ExecuteScalarAsync(ct);
         }, ct);
-        await DropOldAsync(source, id, dumpPassword, ct);
+        var dropped = true;
+        try { await DropOldAsync(source, id, dumpPassword, ct); }
+        catch (Exception e) when (e is NpgsqlException or InvalidOperationException)
+        {
+            // The project is on its new server either way; what is left on the old one is shut (no login) and unused.
+            log.LogWarning("Moved project {Project}, but dropping its old copy on {Server} failed: {Message}", id, source.Name, e.Message);
+            dropped = false;
+        }
         log.LogInformation("Moved project {Project} from {From} to {To}: {Tables} tables, {Changes} changes, requests waited {Paused} ms",
             id, source.Name, to, rows.Count, changes, (int)paused.ElapsedMilliseconds);
-        return new MoveReport(id, source.Name, to, rows, sequences, changes, paused.Elapsed);
+        return new MoveReport(id, source.Name, to, rows, sequences, changes, paused.Elapsed, dropped);
     }
 
     private async Task<string> OwnerPasswordAsync(string id, CancellationToken ct)

@@ -316,6 +316,7 @@ public class ServerPoolTests(TwoServers s) : IClassFixture<TwoServers>
         var report = await moved.Content.ReadFromJsonAsync<JsonElement>();
         Assert.Equal("b", report.GetProperty("to").GetString());
         Assert.Equal(2, report.GetProperty("rows").GetProperty("quiet").GetInt64());
+        Assert.True(report.GetProperty("oldCopyDropped").GetBoolean());
         var atMove = acknowledged.Count;
         await TwoServers.UntilAsync(() => Task.FromResult(acknowledged.Count >= atMove + 30)); // writes go on, on the new server
         await stopWriters.CancelAsync();
