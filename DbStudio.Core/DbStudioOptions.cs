@@ -67,9 +67,11 @@ public sealed class RestOptions
     public TimeSpan PoolIdle { get; set; } = TimeSpan.FromSeconds(60);
     /// <summary>
     /// Project connections one instance holds at most, all projects together: REST logins and console connections
-    /// (ProjectConnectionPool).
+    /// (ProjectConnectionPool). 0: sized from the server's max_connections at start-up (ProjectConnectionPool.BudgetFor).
     /// </summary>
-    public int MaxConnections { get; set; } = 128;
+    public int MaxConnections { get; set; }
+    /// <summary>The budget until the server was asked (and when it cannot be).</summary>
+    public const int DefaultMaxConnections = 128;
     /// <summary>Largest request body accepted, in bytes.</summary>
     public long MaxBodyBytes { get; set; } = 10 * 1024 * 1024;
     /// <summary>

@@ -26,6 +26,8 @@ public sealed class AccessPolicies(NpgsqlDataSource platform, ProjectServers ser
 
     /// <summary>The settings in force per table, kept until they change (signals) or the least recently used go past the limit.</summary>
     private readonly BoundedCache<(string Project, uint TableOid), AccessSettings> _applied = new(clock, sizeLimit: 100_000);
+    /// <summary>Settings are read again after this long: an idle project's go (issue 17), and a read is one indexed query.</summary>
+    private static readonly TimeSpan KeepFor = TimeSpan.FromMinutes(10);
 
     /// <summary>
     /// The settings in force for a table, making sure its policies exist: a table the platform has not seen
@@ -39,7 +41,7 @@ public sealed class AccessPolicies(NpgsqlDataSource platform, ProjectServers ser
         var settings = stored ?? AccessSettings.Defaults(DefaultOwnerColumn(table));
         if (stored is null || !await RlsEnabledAsync(projectId, table.Oid, ct))
             settings = await SaveAndApplyAsync(projectId, table, settings, ct);
-        _applied.Set((projectId, table.Oid), settings);
+        _applied.Set((projectId, table.Oid), settings, KeepFor);
         return settings;
     }
 
@@ -106,7 +108,7 @@ public sealed class AccessPolicies(NpgsqlDataSource platform, ProjectServers ser
         }
         var applied = await SaveAndApplyAsync(projectId, table, settings, ct);
         await signals.PublishAsync(PlatformSignals.Topics.Access, projectId, ct); // other instances reload them
-        _applied.Set((projectId, table.Oid), applied);
+        _applied.Set((projectId, table.Oid), applied, KeepFor);
         return (applied, null);
     }
 

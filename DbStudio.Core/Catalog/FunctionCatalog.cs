@@ -65,9 +65,12 @@ public sealed class FunctionSnapshot(IReadOnlyDictionary<string, IReadOnlyList<F
     public IReadOnlyList<FunctionInfo> Named(string name) => Functions.GetValueOrDefault(name) ?? [];
 }
 
-public sealed class FunctionCatalog(Platform.ProjectServers servers, RestConnections connections, ILogger<FunctionCatalog> log)
+public sealed class FunctionCatalog(Platform.ProjectServers servers, RestConnections connections, ILogger<FunctionCatalog> log,
+    TimeProvider? clock = null)
 {
-    private readonly ConcurrentDictionary<string, Task<FunctionSnapshot>> _snapshots = new();
+    /// <summary>Per project while it is in use; dropped after <see cref="IdleAfter"/> without a look (issue 17).</summary>
+    private readonly IdleMap<Task<FunctionSnapshot>> _snapshots = new(clock ?? TimeProvider.System, IdleAfter);
+    public static readonly TimeSpan IdleAfter = TimeSpan.FromMinutes(10);
     private static readonly TimeSpan MinReloadInterval = TimeSpan.FromMilliseconds(250);
 
     public Task<FunctionSnapshot> GetAsync(string projectId, CancellationToken ct = default)
@@ -76,7 +79,7 @@ public sealed class FunctionCatalog(Platform.ProjectServers servers, RestConnect
         return task.IsFaulted || task.IsCanceled ? Reload(projectId) : task;
     }
 
-    public void Invalidate(string projectId) => _snapshots.TryRemove(projectId, out _);
+    public void Invalidate(string projectId) => _snapshots.Remove(projectId);
 
     /// <summary>A fresh snapshot (after the platform changed grants, or for a page that shows them).</summary>
     public Task<FunctionSnapshot> ReloadAsync(string projectId) => Reload(projectId);
@@ -102,7 +105,7 @@ public sealed class FunctionCatalog(Platform.ProjectServers servers, RestConnect
     private Task<FunctionSnapshot> Reload(string projectId)
     {
         var task = LoadAsync(projectId, CancellationToken.None);
-        _snapshots[projectId] = task;
+        _snapshots.Set(projectId, task);
         return task;
     }
 

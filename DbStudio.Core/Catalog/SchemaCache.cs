@@ -75,9 +75,11 @@ public sealed class SchemaSnapshot(IReadOnlyDictionary<string, TableInfo> tables
         (_relationships ??= Relationships.Build(ForeignKeys, Tables)).GetValueOrDefault(table) ?? [];
 }
 
-public sealed class SchemaCache(Platform.ProjectServers servers)
+public sealed class SchemaCache(Platform.ProjectServers servers, TimeProvider? clock = null)
 {
-    private readonly ConcurrentDictionary<string, Task<SchemaSnapshot>> _snapshots = new();
+    /// <summary>Per project while it is in use; dropped after <see cref="IdleAfter"/> without a look (issue 17).</summary>
+    private readonly IdleMap<Task<SchemaSnapshot>> _snapshots = new(clock ?? TimeProvider.System, IdleAfter);
+    public static readonly TimeSpan IdleAfter = TimeSpan.FromMinutes(10);
     /// <summary>A miss reloads at most this often per project, so a stream of bad names cannot hammer the catalog.</summary>
     private static readonly TimeSpan MinReloadInterval = TimeSpan.FromMilliseconds(250);
 
@@ -87,7 +89,7 @@ public sealed class SchemaCache(Platform.ProjectServers servers)
         return task.IsFaulted || task.IsCanceled ? Reload(projectId) : task;
     }
 
-    public void Invalidate(string projectId) => _snapshots.TryRemove(projectId, out _);
+    public void Invalidate(string projectId) => _snapshots.Remove(projectId);
 
     /// <summary>The table, reloading once if the cache does not know it; null if the catalog does not either.</summary>
     public async Task<TableInfo?> FindTableAsync(string projectId, string table, CancellationToken ct = default)
@@ -110,7 +112,7 @@ public sealed class SchemaCache(Platform.ProjectServers servers)
     private Task<SchemaSnapshot> Reload(string projectId)
     {
         var task = LoadAsync(projectId, CancellationToken.None);
-        _snapshots[projectId] = task;
+        _snapshots.Set(projectId, task);
         return task;
     }
 

@@ -71,8 +71,8 @@ public sealed class ConnectionGuard(ProjectServers servers, IOptions<DbStudioOpt
         await using (var cmd = platform.CreateCommand("""
             SELECT r.rolname, w.wanted
             FROM unnest($3::text[]) AS p("Id")
-            CROSS JOIN LATERAL (VALUES ('proj_' || p."Id" || '_owner', $1), ('proj_' || p."Id" || '_rest_anon', $2),
-                ('proj_' || p."Id" || '_rest_user', $2), ('proj_' || p."Id" || '_rest_admin', $2), ('proj_' || p."Id" || '_rest_owner', $2)) w(name, wanted)
+            CROSS JOIN LATERAL (VALUES ('proj_' || p."Id" || '_owner', $1), ('proj_' || p."Id" || '_rest', $2),
+                ('proj_' || p."Id" || '_rest_owner', $2)) w(name, wanted)
             JOIN pg_roles r ON r.rolname = w.name
             WHERE r.rolcanlogin AND r.rolconnlimit <> w.wanted
             """))

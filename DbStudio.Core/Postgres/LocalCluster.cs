@@ -20,6 +20,8 @@ public sealed record LocalClusterOptions
     public string? BinDir { get; init; }
     /// <summary>Superuser password written at initdb (scram-sha-256 on TCP).</summary>
     public required string SuperuserPassword { get; init; }
+    /// <summary>More server settings (e.g. "-c max_connections=2500"), after the defaults: benchmarks.</summary>
+    public string? ServerOptions { get; init; }
 }
 
 public sealed class LocalCluster : IAsyncDisposable
@@ -95,6 +97,7 @@ public sealed class LocalCluster : IAsyncDisposable
             serverOpts += " -c fsync=off -c full_page_writes=off -c max_connections=500";
         else
             serverOpts += " -c max_connections=200";
+        if (_options.ServerOptions is { Length: > 0 } more) serverOpts += " " + more;
         var log = Path.Combine(data, "server.log");
         await RunAsync("pg_ctl", ["-D", data, "-w", "-t", "60", "-l", log, "-o", serverOpts, "start"], ct);
         _started = true;

@@ -2,7 +2,6 @@
 // DDL) — never the platform pool (DESIGN §2). They are kept by the one keyed pool (ProjectConnectionPool) with REST's,
 // at most Console:PoolSize per project, and reset (ROLLBACK, DISCARD ALL) before another run uses them: whatever a
 // script left behind — a transaction, SET, a temporary table, LISTEN, a role — is gone, as with Npgsql's own pool.
-using System.Collections.Concurrent;
 using DbStudio.Core.Platform;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Options;
@@ -40,8 +39,7 @@ public sealed class OwnerConnections(IDbContextFactory<PlatformDbContext> contex
     ServerPools pools, IOptions<DbStudioOptions> options)
 {
     private readonly DbStudioOptions _options = options.Value;
-    private readonly ConcurrentDictionary<string, PoolPolicy> _policies = new();
-    private readonly KeyedOnce<string> _connectionStrings = new();
+    private PoolPolicy? _policy;
 
     /// <summary>postgresql://proj_{id}_owner:password@host:port/database, on the project's server — works with psql as it is.</summary>
     public static string ConnectionUrl(string id, string password, DbServer server)
@@ -54,8 +52,9 @@ public sealed class OwnerConnections(IDbContextFactory<PlatformDbContext> contex
     /// <summary>A connection logged in as proj_{id}_owner with search_path = proj_{id}; dispose it to give it back.</summary>
     public async Task<OwnerConnection> OpenAsync(string id, CancellationToken ct)
     {
-        var policy = _policies.GetOrAdd(id, key => new PoolPolicy(_options.Console.PoolSize, _options.Console.PoolIdle,
-            TimeSpan.FromSeconds(15), token => OpenNewAsync(key, token)));
+        // One policy for every project: nothing is kept per project outside the pool's keys in use.
+        var policy = _policy ??= new PoolPolicy(_options.Console.PoolSize, _options.Console.PoolIdle, TimeSpan.FromSeconds(15), null,
+            (key, source, token) => OpenNewAsync(key.Project, source, token));
         var pool = pools.For(await servers.OfAsync(id, ct)); // the project's server's pool
         var conn = await pool.RentAsync(new PoolKey(id, ProjectNaming.OwnerRole(id)), policy, ct);
         return new OwnerConnection(conn, pool);
@@ -64,15 +63,16 @@ public sealed class OwnerConnections(IDbContextFactory<PlatformDbContext> contex
     /// <summary>Closes the project's console connections (project deleted, password changed).</summary>
     public void Forget(string id)
     {
-        _connectionStrings.Forget(id);
-        _policies.TryRemove(id, out _);
         var login = ProjectNaming.OwnerRole(id);
         pools.Forget(id, key => key.Login == login);
     }
 
-    private async Task<NpgsqlConnection> OpenNewAsync(string id, CancellationToken ct)
+    private async Task<NpgsqlConnection> OpenNewAsync(string id, PoolSource source, CancellationToken ct)
     {
-        var conn = new NpgsqlConnection(await _connectionStrings.GetAsync(id, ConnectionStringAsync, ct));
+        // The secret is read once while the project is active (the key's source keeps the connection string), and the
+        // data source goes with the key (RestConnections.BuildSource: no type loading; the console reads text).
+        var cs = source.ConnectionString ?? await ConnectionStringAsync(id);
+        var conn = source.Get(cs, RestConnections.BuildSource).CreateConnection();
         try
         {
             await conn.OpenAsync(ct);

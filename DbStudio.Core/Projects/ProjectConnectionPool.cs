@@ -19,9 +19,71 @@ namespace DbStudio.Core.Projects;
 /// <summary>A project's login a pooled connection logs in as.</summary>
 public readonly record struct PoolKey(string Project, string Login);
 
-/// <summary>How connections of one key are opened and kept.</summary>
+/// <summary>
+/// How connections of one key are opened and kept: <paramref name="Open"/> opens one on its own, or
+/// <paramref name="OpenFor"/> opens one for the key from the key's <see cref="PoolSource"/> (one policy then serves every
+/// project, and nothing is kept per project outside the pool's table of keys in use).
+/// </summary>
 public sealed record PoolPolicy(int LoginLimit, TimeSpan IdleLifetime, TimeSpan QueueTimeout,
-    Func<CancellationToken, Task<NpgsqlConnection>> Open);
+    Func<CancellationToken, Task<NpgsqlConnection>>? Open,
+    Func<PoolKey, PoolSource, CancellationToken, Task<NpgsqlConnection>>? OpenFor = null);
+
+/// <summary>
+/// The NpgsqlDataSource a key's connections are opened from, kept as long as the key has a connection (idle, busy or
+/// being opened) and disposed with the key. A bare <c>new NpgsqlConnection(connectionString)</c> would register a data
+/// source per connection string in Npgsql's static table for the life of the process — with its own copy of the
+/// server's type catalog: about 80 KB for every project ever used.
+/// </summary>
+public sealed class PoolSource : IDisposable
+{
+    private readonly Lock _lock = new();
+    private string? _connectionString;
+    private NpgsqlDataSource? _current;
+    private List<NpgsqlDataSource>? _retired;
+    private bool _disposed;
+
+    /// <summary>The data source for <paramref name="connectionString"/> (a new one when it changed, say a new password).</summary>
+    public NpgsqlDataSource Get(string connectionString, Func<string, NpgsqlDataSource> build)
+    {
+        lock (_lock)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            if (_current is not null && _connectionString == connectionString) return _current;
+            // Connections opened from the old one may still be open: it goes when the key does.
+            if (_current is not null) (_retired ??= []).Add(_current);
+            _connectionString = connectionString;
+            return _current = build(connectionString);
+        }
+    }
+
+    /// <summary>Forgets the connection string (a password changed): the next connection reads the secret again.</summary>
+    public void Invalidate()
+    {
+        lock (_lock)
+        {
+            if (_current is not null) (_retired ??= []).Add(_current);
+            _current = null;
+            _connectionString = null;
+        }
+    }
+
+    /// <summary>The connection string last used, if any (so that a project's secret is read once while it is active).</summary>
+    public string? ConnectionString { get { lock (_lock) return _connectionString; } }
+
+    public void Dispose()
+    {
+        List<NpgsqlDataSource> all;
+        lock (_lock)
+        {
+            if (_disposed) return;
+            _disposed = true;
+            all = [.. _retired ?? [], .. _current is null ? [] : new[] { _current }];
+            _current = null;
+            _retired = null;
+        }
+        foreach (var s in all) s.Dispose();
+    }
+}
 
 public sealed class ProjectConnectionPool : IAsyncDisposable
 {
@@ -49,6 +111,7 @@ public sealed class ProjectConnectionPool : IAsyncDisposable
         public int Waiting; // waiters not yet granted anything
         public int Generation; // raised when the key is forgotten: its busy connections are closed when they come back
         public readonly Channel<Grant> Grants = Channel.CreateUnbounded<Grant>(new UnboundedChannelOptions { SingleWriter = true });
+        public readonly PoolSource Source = new();
     }
 
     private readonly Lock _lock = new();
@@ -57,7 +120,7 @@ public sealed class ProjectConnectionPool : IAsyncDisposable
     /// <summary>Waiters of every key in arrival order (one entry per waiter not yet granted anything).</summary>
     private readonly LinkedList<KeyState> _queue = new();
     private readonly Dictionary<NpgsqlConnection, (KeyState Key, int Generation)> _busy = new(ReferenceEqualityComparer.Instance);
-    private readonly int _budget;
+    private int _budget;
     private readonly TimeProvider _clock;
     private readonly Timer _trim;
     private int _open;
@@ -65,12 +128,37 @@ public sealed class ProjectConnectionPool : IAsyncDisposable
     /// <param name="budget">Connections this pool holds at most (one pool per server: ServerPools); 0 = Rest:MaxConnections.</param>
     public ProjectConnectionPool(IOptions<DbStudioOptions> options, TimeProvider? clock = null, int budget = 0)
     {
-        _budget = budget > 0 ? budget : options.Value.Rest.MaxConnections;
+        _budget = budget > 0 ? budget
+            : options.Value.Rest.MaxConnections > 0 ? options.Value.Rest.MaxConnections : RestOptions.DefaultMaxConnections;
         _clock = clock ?? TimeProvider.System;
         var period = TimeSpan.FromSeconds(Math.Clamp(Math.Min(options.Value.Rest.PoolIdle.TotalSeconds,
             options.Value.Console.PoolIdle.TotalSeconds) / 4, 1, 15));
         _trim = new Timer(_ => TrimIdle(), null, period, period);
     }
+
+    /// <summary>Connections this pool opens at most, all projects together.</summary>
+    public int Budget { get { lock (_lock) return _budget; } }
+
+    /// <summary>Sets the budget (sized from the server's max_connections at start-up when none is configured).</summary>
+    public void SetBudget(int budget)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(budget, 1);
+        List<NpgsqlConnection> close = [];
+        lock (_lock)
+        {
+            _budget = budget;
+            GrantFreedSlotsLocked(close);
+        }
+        foreach (var c in close) c.Dispose();
+    }
+
+    /// <summary>
+    /// The connection budget for a server: what max_connections leaves after the superuser's slots, the platform's
+    /// reserve and its own few sessions (EF Core's pool, the listener, the change-log reader), three quarters of it —
+    /// the owners' Connection URL sessions and a second instance need room too. Never below 16.
+    /// </summary>
+    public static int BudgetFor(int maxConnections, int superuserReserved, int platformReserve) =>
+        Math.Max(16, (maxConnections - superuserReserved - platformReserve - 10) * 3 / 4);
 
     /// <summary>Open physical connections (idle and busy), for tests and metrics.</summary>
     public int OpenCount { get { lock (_lock) return _open; } }
@@ -139,9 +227,33 @@ public sealed class ProjectConnectionPool : IAsyncDisposable
     {
         try
         {
-            var conn = await state.Policy.Open(ct);
-            lock (_lock) _busy[conn] = (state, state.Generation);
-            return conn;
+            var policy = state.Policy;
+            for (var attempt = 0; ; attempt++)
+            {
+                try
+                {
+                    var conn = policy.OpenFor is { } openFor ? await openFor(state.Key, state.Source, ct)
+                        : await (policy.Open ?? throw new InvalidOperationException("a pool policy needs Open or OpenFor"))(ct);
+                    lock (_lock) _busy[conn] = (state, state.Generation);
+                    return conn;
+                }
+                catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.TooManyConnections && attempt < 3)
+                {
+                    // The server is fuller than the budget assumed (other instances, owners' own sessions): this pool's
+                    // least recently used idle connection makes room, as when the budget itself is spent.
+                    NpgsqlConnection? victim = null;
+                    lock (_lock)
+                    {
+                        if (_lru.First is { } oldest)
+                        {
+                            victim = TakeIdleLocked(oldest.Value.Key, newest: false).Connection;
+                            _open--;
+                        }
+                    }
+                    if (victim is null) throw;
+                    await victim.DisposeAsync();
+                }
+            }
         }
         catch
         {
@@ -259,12 +371,14 @@ public sealed class ProjectConnectionPool : IAsyncDisposable
     public void Forget(string project, Func<PoolKey, bool>? which = null)
     {
         List<NpgsqlConnection> close = [];
+        List<KeyState>? dropped;
         lock (_lock)
         {
             foreach (var state in _keys.Values)
             {
                 if (state.Key.Project != project || which?.Invoke(state.Key) == false) continue;
                 state.Generation++;
+                state.Source.Invalidate();
                 while (state.Idle.Count > 0)
                 {
                     close.Add(TakeIdleLocked(state, newest: false).Connection);
@@ -272,23 +386,25 @@ public sealed class ProjectConnectionPool : IAsyncDisposable
                 }
             }
             if (close.Count > 0) GrantFreedSlotsLocked(close);
-            DropUnusedKeysLocked();
+            dropped = DropUnusedKeysLocked();
         }
         foreach (var c in close) c.Dispose();
+        foreach (var d in dropped ?? []) d.Source.Dispose();
     }
 
     /// <summary>Closes every idle connection (the server restarted: they are all broken).</summary>
-    public void ClearAll() => CloseIdle(_ => true);
+    public void ClearAll() => CloseIdle(_ => true, dropUnusedKeys: false); // keys (their connection strings) stay for the reconnect
 
     private void TrimIdle()
     {
         var now = _clock.GetTimestamp();
-        CloseIdle(idle => _clock.GetElapsedTime(idle.Since, now) > idle.Key.Policy.IdleLifetime);
+        CloseIdle(idle => _clock.GetElapsedTime(idle.Since, now) > idle.Key.Policy.IdleLifetime, dropUnusedKeys: true);
     }
 
-    private void CloseIdle(Func<Idle, bool> expired)
+    private void CloseIdle(Func<Idle, bool> expired, bool dropUnusedKeys)
     {
         List<NpgsqlConnection> close = [];
+        List<KeyState>? dropped;
         lock (_lock)
         {
             for (var n = _lru.First; n is not null;)
@@ -305,25 +421,27 @@ public sealed class ProjectConnectionPool : IAsyncDisposable
                 n = next;
             }
             if (close.Count > 0) GrantFreedSlotsLocked(close);
-            DropUnusedKeysLocked();
+            dropped = dropUnusedKeys ? DropUnusedKeysLocked() : null;
         }
         foreach (var c in close) c.Dispose();
+        foreach (var d in dropped ?? []) d.Source.Dispose();
     }
 
     /// <summary>Keys with nothing idle, busy or waiting are dropped, so the table does not grow with every project ever seen.</summary>
-    private void DropUnusedKeysLocked()
+    private List<KeyState>? DropUnusedKeysLocked()
     {
-        List<PoolKey>? unused = null;
-        foreach (var (key, state) in _keys)
+        List<KeyState>? unused = null;
+        foreach (var state in _keys.Values)
             if (state.Idle.Count == 0 && state.Busy == 0 && state.Waiting == 0 && state.Grants.Reader.Count == 0)
-                (unused ??= []).Add(key);
-        if (unused is null) return;
-        foreach (var key in unused) _keys.Remove(key);
+                (unused ??= []).Add(state);
+        if (unused is null) return null;
+        foreach (var state in unused) _keys.Remove(state.Key);
+        return unused; // their data sources are disposed outside the lock: none of their connections is open
     }
 
     public async ValueTask DisposeAsync()
     {
         await _trim.DisposeAsync();
-        ClearAll();
+        CloseIdle(_ => true, dropUnusedKeys: true);
     }
 }

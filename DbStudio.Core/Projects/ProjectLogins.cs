@@ -1,9 +1,15 @@
-// A project's four REST logins — proj_{id}_rest_anon, _rest_user, _rest_admin, _rest_owner: LOGIN NOINHERIT, no
-// privilege of their own, each a member of exactly one of the project's roles, which it switches to (SET ROLE) once
-// when a connection is opened (ProjectConnectionPool keeps those connections). This service names them, creates them
-// on first use (also for projects made before they existed) and keeps their password — generated, encrypted with the
-// project's other secrets, never shown. The roles are PostgreSQL's (DDL on the platform's connection); the secret is
-// platform metadata, read and written through EF in the same transaction.
+// A project's two REST logins (issue 17): proj_{id}_rest — a member of the project's anon, user and user_admin roles — and
+// proj_{id}_rest_owner — a member of the owner. Both LOGIN NOINHERIT with no privilege of their own: a request's
+// transaction takes its role (set_config('role', …, true), in the same round trip as the statement), so one connection
+// of proj_{id}_rest serves anonymous callers, end users and admin end users of its project alike, and a project's
+// traffic needs one pooled connection where it needed one per kind of caller. Each login reaches only its own
+// project's roles: cross-project isolation is PostgreSQL's membership check. Inside a project, code the owner wrote
+// (a trigger, a policy function) that runs for an anonymous caller can SET ROLE to the project's user or user_admin role
+// (never to the owner: that login is another one) — the trade-off README describes. This service names the logins,
+// creates them on first use (also for projects made before they existed, dropping the four per-kind logins of older
+// versions) and keeps their password — generated, encrypted with the project's other secrets, never shown. The roles
+// are PostgreSQL's (DDL on the platform's connection); the secret is platform metadata, read and written through EF in
+// the same transaction.
 using DbStudio.Core.Platform;
 using DbStudio.Core.Sql;
 using Microsoft.EntityFrameworkCore;
@@ -24,11 +30,8 @@ public sealed class ProjectLogins(IDbContextFactory<PlatformDbContext> contexts,
     /// <summary>Taken (transaction-scoped) by whatever grants or revokes the logins' CONNECT: one pg_database row.</summary>
     public const string LoginsLockSql = "SELECT pg_advisory_xact_lock(hashtext('dbstudio-rest-logins'));";
 
-    /// <summary>The login role REST uses for <paramref name="role"/> in project <paramref name="id"/>.</summary>
-    public static string LoginRole(string id, RestRole role) => $"proj_{id}_rest_" + role switch
-    {
-        RestRole.Anon => "anon", RestRole.User => "user", RestRole.UserAdmin => "admin", _ => "owner",
-    };
+    /// <summary>The login role REST uses for <paramref name="role"/> in project <paramref name="id"/>: the owner's, or the shared one.</summary>
+    public static string LoginRole(string id, RestRole role) => role == RestRole.Owner ? $"proj_{id}_rest_owner" : $"proj_{id}_rest";
 
     /// <summary>The project role a REST connection for <paramref name="role"/> acts as.</summary>
     public static string ActingRole(string id, RestRole role) => role switch
@@ -39,7 +42,27 @@ public sealed class ProjectLogins(IDbContextFactory<PlatformDbContext> contexts,
         _ => ProjectNaming.OwnerRole(id),
     };
 
-    public static IEnumerable<string> LoginRoles(string id) => Roles.Select(r => LoginRole(id, r));
+    /// <summary>Whether a login acts as more than one role, so that each use must say which (per transaction).</summary>
+    public static bool IsShared(RestRole role) => role != RestRole.Owner;
+
+    /// <summary>The project's REST logins (two).</summary>
+    public static IEnumerable<string> LoginRoles(string id) => [LoginRole(id, RestRole.Anon), LoginRole(id, RestRole.Owner)];
+
+    /// <summary>The per-kind logins of versions before issue 17 (anon, user, admin): dropped on first use and with the project.</summary>
+    public static IEnumerable<string> LegacyLoginRoles(string id) => [$"proj_{id}_rest_anon", $"proj_{id}_rest_user", $"proj_{id}_rest_admin"];
+
+    /// <summary>
+    /// The logins' password as kept in platform metadata (one indexed read, no lock): the fast path of a project's first
+    /// connection. Null when there is none yet (<see cref="EnsureAsync"/> makes it). That the logins exist with it is
+    /// PostgreSQL's to say: when they do not, logging in fails and the caller ensures them.
+    /// </summary>
+    public async Task<string?> PasswordAsync(string id, CancellationToken ct)
+    {
+        await using var db = await contexts.CreateDbContextAsync(ct);
+        var secret = await db.ProjectSecrets.AsNoTracking()
+            .Where(s => s.ProjectId == id && s.Kind == ProjectSecretKind.RestPassword).Select(s => s.Protected).SingleOrDefaultAsync(ct);
+        return secret is null ? null : protector.Unprotect(secret);
+    }
 
     /// <summary>
     /// Makes sure the project's four REST logins exist with the password kept in platform metadata, creating them (and
@@ -63,23 +86,27 @@ public sealed class ProjectLogins(IDbContextFactory<PlatformDbContext> contexts,
         await using (var lockCmd = new NpgsqlCommand(LoginsLockSql, conn, npgsqlTx))
             await lockCmd.ExecuteNonQueryAsync(ct);
         var secret = await db.ProjectSecrets.SingleOrDefaultAsync(s => s.ProjectId == id && s.Kind == ProjectSecretKind.RestPassword, ct);
-        var loginsExist = await CountLoginsAsync(conn, npgsqlTx, id, ct) == Roles.Length;
-        if (secret is not null && loginsExist && !renew) return protector.Unprotect(secret.Protected);
+        var (current, legacy) = await CountLoginsAsync(conn, npgsqlTx, id, ct);
+        if (secret is not null && current == 2 && legacy == 0 && !renew) return protector.Unprotect(secret.Protected);
 
         var moving = await db.Projects.Where(p => p.Id == id).Select(p => new { p.MovingTo }).SingleOrDefaultAsync(ct)
             ?? throw new KeyNotFoundException($"project {id} does not exist");
         // A project being moved keeps its logins shut (ProjectMover) until the move ends.
         if (moving.MovingTo is not null) throw new ProjectMovingException($"Project {id} is being moved to another server; try again shortly");
-        var password = ProjectNaming.NewPassword();
+        var password = secret is not null && !renew ? protector.Unprotect(secret.Protected) : ProjectNaming.NewPassword();
         // PASSWORD takes no parameter: a SCRAM verifier is the literal, so neither the server nor its log sees the password.
         // The password is 32 random letters and digits (~190 bits): key stretching adds nothing to it, and cheap
         // verification keeps opening a connection (when the budget makes room for another project) cheap.
         var verifier = SqlText.Literal(Scram.Verifier(password, iterations: 16));
         var limit = options.Value.Rest.EffectiveLoginConnectionLimit;
+        var database = SqlText.Ident(conn.Database);
         var sql = new System.Text.StringBuilder();
-        foreach (var role in Roles)
+        foreach (var (login, acting) in new[]
+                 {
+                     (LoginRole(id, RestRole.Anon), new[] { RestRole.Anon, RestRole.User, RestRole.UserAdmin }),
+                     (LoginRole(id, RestRole.Owner), new[] { RestRole.Owner }),
+                 })
         {
-            var login = LoginRole(id, role);
             sql.Append($"""
                 DO $do$ BEGIN
                   IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = {SqlText.Literal(login)}) THEN
@@ -87,11 +114,23 @@ public sealed class ProjectLogins(IDbContextFactory<PlatformDbContext> contexts,
                   END IF;
                 END $do$;
                 ALTER ROLE {SqlText.Ident(login)} LOGIN NOINHERIT CONNECTION LIMIT {limit} PASSWORD {verifier};
-                GRANT {SqlText.Ident(ActingRole(id, role))} TO {SqlText.Ident(login)};
-                GRANT CONNECT ON DATABASE {SqlText.Ident(conn.Database)} TO {SqlText.Ident(login)};
+                GRANT {string.Join(", ", acting.Select(r => SqlText.Ident(ActingRole(id, r))))} TO {SqlText.Ident(login)};
+                GRANT CONNECT ON DATABASE {database} TO {SqlText.Ident(login)};
 
                 """);
         }
+        // The per-kind logins of older versions: no new session, then gone (a role can be dropped under open sessions,
+        // which can then do nothing; the pools of this instance never open them again).
+        foreach (var old in LegacyLoginRoles(id))
+            sql.Append($"""
+                DO $do$ BEGIN
+                  IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = {SqlText.Literal(old)}) THEN
+                    REVOKE ALL ON DATABASE {database} FROM {SqlText.Ident(old)};
+                    DROP ROLE {SqlText.Ident(old)};
+                  END IF;
+                END $do$;
+
+                """);
         await using (var create = new NpgsqlCommand(sql.ToString(), conn, npgsqlTx)) await create.ExecuteNonQueryAsync(ct);
         var now = DateTimeOffset.UtcNow;
         if (secret is null)
@@ -110,10 +149,15 @@ public sealed class ProjectLogins(IDbContextFactory<PlatformDbContext> contexts,
         return password;
     }
 
-    private static async Task<long> CountLoginsAsync(NpgsqlConnection conn, NpgsqlTransaction tx, string id, CancellationToken ct)
+    private static async Task<(long Current, long Legacy)> CountLoginsAsync(NpgsqlConnection conn, NpgsqlTransaction tx, string id, CancellationToken ct)
     {
-        await using var cmd = new NpgsqlCommand("SELECT count(*) FROM pg_roles WHERE rolname = ANY($1) AND rolcanlogin", conn, tx);
+        await using var cmd = new NpgsqlCommand(
+            "SELECT count(*) FILTER (WHERE rolname = ANY($1) AND rolcanlogin), count(*) FILTER (WHERE rolname = ANY($2)) FROM pg_roles " +
+            "WHERE rolname = ANY($1) OR rolname = ANY($2)", conn, tx);
         cmd.Parameters.Add(new() { Value = LoginRoles(id).ToArray() });
-        return (long)(await cmd.ExecuteScalarAsync(ct))!;
+        cmd.Parameters.Add(new() { Value = LegacyLoginRoles(id).ToArray() });
+        await using var r = await cmd.ExecuteReaderAsync(ct);
+        await r.ReadAsync(ct);
+        return (r.GetInt64(0), r.GetInt64(1));
     }
 }

@@ -81,7 +81,7 @@ public sealed class ProjectProvisioner
     {
         if (!ProjectNaming.IsValidId(id)) throw new ArgumentException("invalid project id", nameof(id));
         string[] roles = [ProjectNaming.OwnerRole(id), ProjectNaming.AnonRole(id), ProjectNaming.UserRole(id), ProjectNaming.UserAdminRole(id),
-            .. Projects.RestConnections.LoginRoles(id)];
+            .. ProjectLogins.LoginRoles(id), .. ProjectLogins.LegacyLoginRoles(id)];
         var existing = new List<string>();
         await using (var cmd = new NpgsqlCommand("SELECT rolname FROM pg_roles WHERE rolname = ANY($1)", conn, tx))
         {
@@ -90,7 +90,7 @@ public sealed class ProjectProvisioner
             while (await r.ReadAsync(ct)) existing.Add(r.GetString(0));
         }
         var sql = "";
-        var logins = existing.Intersect(Projects.RestConnections.LoginRoles(id)).ToList();
+        var logins = existing.Intersect(ProjectLogins.LoginRoles(id).Concat(ProjectLogins.LegacyLoginRoles(id))).ToList();
         var grouped = existing.Except(logins).ToList();
         if (logins.Count > 0) sql += Projects.RestConnections.LoginsLockSql;
         foreach (var login in logins)

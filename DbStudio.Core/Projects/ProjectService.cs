@@ -114,13 +114,13 @@ public sealed class ProjectService(
             await nologin.ExecuteNonQueryAsync(ct);
         ownerConnections.Forget(id);
         restConnections.Forget(id);
-        await using (var owner = await restConnections.OpenDedicatedAsync(id, Projects.RestRole.Owner, ct))
+        await restConnections.WithDedicatedAsync(id, Projects.RestRole.Owner, async owner =>
         {
             await using (var end = new NpgsqlCommand(ProjectProvisioner.TerminateOwnerSessionsSql, owner))
                 await end.ExecuteNonQueryAsync(ct);
             await using var drop = new NpgsqlCommand(ProjectProvisioner.DropOwnedSql(id), owner);
             await drop.ExecuteNonQueryAsync(ct);
-        }
+        }, ct);
         await using var db = await contexts.CreateDbContextAsync(ct);
         var strategy = db.Database.CreateExecutionStrategy();
         await strategy.ExecuteAsync(async () =>

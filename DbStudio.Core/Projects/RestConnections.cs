@@ -1,14 +1,15 @@
-// The connections REST requests (and the panel's grid, access DDL, capture DDL) run on: the project's four REST logins
-// (ProjectLogins: proj_{id}_rest_anon|user|admin|owner, each a member of exactly one of the project's roles, which it
-// switches to — SET ROLE — once when the connection is opened). So:
-//  - code the project wrote (a trigger, a column default, a function in a policy) that runs `RESET ROLE` or `SET ROLE`
-//    falls back to a role that can do nothing, or stays where it was; it can never reach the platform role or another
-//    project (it could, when REST ran on the platform's own login, which is a member of every project's roles);
-//  - a request needs no role switch of its own: PostgreSQL plans and runs the statement alone, as a hand-written
-//    endpoint would. Signed-in users' claims are still set per request (transaction-local set_config).
+// The connections REST requests (and the panel's grid, access DDL, capture DDL) run on: the project's two REST logins
+// (ProjectLogins: proj_{id}_rest for anonymous callers, end users and admin end users; proj_{id}_rest_owner for the
+// DB_API_KEY and the platform's own work inside the project). So:
+//  - code the project wrote (a trigger, a column default, a function in a policy) that runs `RESET ROLE` falls back to a
+//    login that can do nothing, and `SET ROLE` reaches at most a sibling role of the same project; it can never reach
+//    the platform role or another project;
+//  - a REST request takes its role inside its own transaction (RoleSetting: set_config('role', …, true) in the prelude,
+//    the same round trip as the statement), so a connection of proj_{id}_rest serves every kind of caller of its
+//    project, whatever role the last request's code left the session in. Callers that need the session itself in a
+//    role (stream visibility checks, the owner's work) get it switched when they rent (RentAsync).
 // The connections are kept by the one keyed pool (ProjectConnectionPool) with one budget for all projects; this class
-// says how a REST connection is opened (which login, its session settings) and keeps the logins' connection strings.
-using System.Collections.Concurrent;
+// says how a REST connection is opened (which login, its session settings).
 using DbStudio.Core.Sql;
 using Microsoft.Extensions.Options;
 using Npgsql;
@@ -18,9 +19,16 @@ namespace DbStudio.Core.Projects;
 public sealed class RestConnections(ServerPools pool, Platform.ProjectServers servers, ProjectLogins logins,
     IOptions<DbStudioOptions> options)
 {
-    private readonly KeyedOnce<string> _baseConnectionStrings = new();
     private readonly RestOptions _options = options.Value.Rest;
-    private readonly ConcurrentDictionary<(string, RestRole), PoolPolicy> _policies = new();
+    private PoolPolicy[]? _policies;
+
+    /// <summary>One policy per role for every project: nothing is kept per project outside the pool's keys in use.</summary>
+    private PoolPolicy Policy(RestRole role)
+    {
+        var all = _policies ??= ProjectLogins.Roles.Select(r => new PoolPolicy(_options.EffectiveLoginConnectionLimit, _options.PoolIdle,
+            _options.ProjectQueueTimeout, null, (key, source, ct) => OpenNewAsync(key.Project, r, source, renewed: false, ct))).ToArray();
+        return all[(int)role];
+    }
 
     /// <summary>The login role REST uses for <paramref name="role"/> in project <paramref name="id"/>.</summary>
     public static string LoginRole(string id, RestRole role) => ProjectLogins.LoginRole(id, role);
@@ -29,6 +37,9 @@ public sealed class RestConnections(ServerPools pool, Platform.ProjectServers se
     public static string ActingRole(string id, RestRole role) => ProjectLogins.ActingRole(id, role);
 
     public static IEnumerable<string> LoginRoles(string id) => ProjectLogins.LoginRoles(id);
+
+    /// <summary>The per-kind REST logins of versions before issue 17.</summary>
+    public static IEnumerable<string> LegacyLoginRoles(string id) => ProjectLogins.LegacyLoginRoles(id);
 
     /// <summary>Taken (transaction-scoped) by whatever grants or revokes the logins' CONNECT: one pg_database row.</summary>
     public const string LoginsLockSql = ProjectLogins.LoginsLockSql;
@@ -40,44 +51,69 @@ public sealed class RestConnections(ServerPools pool, Platform.ProjectServers se
     public int OpenCount => pool.OpenCount;
 
     /// <summary>
-    /// A connection of project <paramref name="id"/>, already acting as <paramref name="role"/>; give it back with
-    /// <see cref="Return"/> (a broken one is closed there).
+    /// A connection of project <paramref name="id"/>, already acting as <paramref name="role"/> for its whole session; give
+    /// it back with <see cref="Return"/> (a broken one is closed there).
     /// </summary>
     public async Task<NpgsqlConnection> RentAsync(string id, RestRole role, CancellationToken ct)
     {
-        var policy = _policies.GetOrAdd((id, role), k => new PoolPolicy(_options.EffectiveLoginConnectionLimit, _options.PoolIdle,
-            _options.ProjectQueueTimeout, token => OpenNewAsync(k.Item1, k.Item2, renewed: false, token)));
+        var conn = await RentForRequestAsync(id, role, ct);
+        if (!ProjectLogins.IsShared(role)) return conn; // the owner's login acts as the owner from its opening
+        try
+        {
+            await RestoreRoleAsync(conn, id, role, ct);
+            return conn;
+        }
+        catch
+        {
+            Return(conn);
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// A connection of project <paramref name="id"/>'s login for <paramref name="role"/>, whose session may act as any role
+    /// the login may take: the caller sets the role in each transaction it runs (<see cref="RoleSetting"/>).
+    /// </summary>
+    public async Task<NpgsqlConnection> RentForRequestAsync(string id, RestRole role, CancellationToken ct)
+    {
         // The project's server's pool: each server has a budget of its own. A project being moved waits for its move.
         Platform.DbServer server;
         try { server = await servers.OfAsync(id, ct); }
         catch (Platform.ProjectMovingException e) { throw new BusyException(e.Message); }
-        try { return await pool.RentAsync(server, new PoolKey(id, LoginRole(id, role)), policy, ct); }
+        try { return await pool.RentAsync(server, new PoolKey(id, LoginRole(id, role)), Policy(role), ct); }
         catch (ProjectConnectionPool.BusyException)
         {
-            throw new BusyException($"All {_options.MaxConnections} REST connections are busy");
+            throw new BusyException($"All {pool.For(server).Budget} REST connections of server {server.Name} are busy");
         }
     }
+
+    /// <summary>
+    /// The select-list item that makes the transaction act as <paramref name="role"/> (SET LOCAL ROLE), with the role's
+    /// name as its parameter: it ends with the transaction, so nothing a request's code does to the session role outlives it.
+    /// </summary>
+    public static (string Sql, NpgsqlParameter Parameter) RoleSetting(string id, RestRole role, int parameter) =>
+        ($"set_config('role', ${parameter}, true)", new NpgsqlParameter { Value = ActingRole(id, role), NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Text });
 
     /// <summary>Gives a rented connection back: kept for its project and kind when healthy, else closed.</summary>
     public void Return(NpgsqlConnection conn) => pool.Return(conn);
 
-    private async Task<NpgsqlConnection> OpenNewAsync(string id, RestRole role, bool renewed, CancellationToken ct)
+    private async Task<NpgsqlConnection> OpenNewAsync(string id, RestRole role, PoolSource source, bool renewed, CancellationToken ct)
     {
-        var cs = await ConnectionStringAsync(id, role, ct);
-        var conn = new NpgsqlConnection(cs);
+        // The project's secret is read once while it is active (the key's source keeps the connection string).
+        var cs = !renewed && source.ConnectionString is { } known ? known : await ConnectionStringAsync(id, role, ensure: renewed, ct);
+        var conn = source.Get(cs, BuildSource).CreateConnection();
         try
         {
             await conn.OpenAsync(ct);
-            await RestoreRoleAsync(conn, id, role, ct);
+            // The owner's login acts as the owner for its whole session; the shared login's role is set per use.
+            if (!ProjectLogins.IsShared(role)) await RestoreRoleAsync(conn, id, role, ct);
             return conn;
         }
         catch (PostgresException e) when (!renewed && e.SqlState is PostgresErrorCodes.InvalidPassword or PostgresErrorCodes.InvalidAuthorizationSpecification)
         {
             // The login was changed or dropped behind our back: make it again (new password) and retry once.
             await conn.DisposeAsync();
-            _baseConnectionStrings.Forget(id);
-            await logins.EnsureAsync(id, renew: true, ct);
-            return await OpenNewAsync(id, role, renewed: true, ct);
+            return await OpenNewAsync(id, role, source, renewed: true, ct);
         }
         catch
         {
@@ -86,17 +122,28 @@ public sealed class RestConnections(ServerPools pool, Platform.ProjectServers se
         }
     }
 
-    private async Task<string> ConnectionStringAsync(string id, RestRole role, CancellationToken ct) =>
-        new NpgsqlConnectionStringBuilder(await _baseConnectionStrings.GetAsync(id, BaseConnectionStringAsync, ct)) { Username = LoginRole(id, role) }.ConnectionString;
-
-    private async Task<string> BaseConnectionStringAsync(string id)
+    /// <summary>
+    /// A data source of the project's login, not registered in Npgsql's static table (the pool disposes it with the key).
+    /// No type loading: REST reads built-in types only (everything else arrives as JSON text), and loading would read
+    /// every type of the database — two per table of every project — on each project's first connection.
+    /// </summary>
+    internal static NpgsqlDataSource BuildSource(string connectionString)
     {
-        var password = await logins.EnsureAsync(id, renew: false, CancellationToken.None);
-        var server = await servers.OfAsync(id); // the logins are roles of the project's server
+        var builder = new NpgsqlDataSourceBuilder(connectionString);
+        builder.ConfigureTypeLoading(t => t.EnableTypeLoading(false));
+        return builder.Build();
+    }
+
+    private async Task<string> ConnectionStringAsync(string id, RestRole role, bool ensure, CancellationToken ct)
+    {
+        // The fast path reads the kept password; logging in then says whether the logins exist with it (else: renewed).
+        var password = ensure ? await logins.EnsureAsync(id, renew: true, ct)
+            : await logins.PasswordAsync(id, ct) ?? await logins.EnsureAsync(id, renew: false, ct);
+        var server = await servers.OfAsync(id, ct); // the logins are roles of the project's server
         return new NpgsqlConnectionStringBuilder
         {
             Host = server.Host, Port = server.Port, Database = server.Database, SslMode = server.SslMode,
-            Password = password,
+            Username = LoginRole(id, role), Password = password,
             ApplicationName = "dbstudio-rest",
             // ProjectConnectionPool pools; a connection keeps its session — the role, the settings below and its
             // auto-prepared statements — for its whole life.
@@ -137,15 +184,17 @@ public sealed class RestConnections(ServerPools pool, Platform.ProjectServers se
         finally { Return(conn); }
     }
 
-    /// <summary>A connection of the project's own (not pooled, not counted), acting as <paramref name="role"/>: for deletion.</summary>
-    public async Task<NpgsqlConnection> OpenDedicatedAsync(string id, RestRole role, CancellationToken ct) =>
-        await OpenNewAsync(id, role, renewed: false, ct);
+    /// <summary>Runs <paramref name="work"/> on a connection of the project's own (not pooled, not counted), acting as <paramref name="role"/>: for deletion.</summary>
+    public async Task WithDedicatedAsync(string id, RestRole role, Func<NpgsqlConnection, Task> work, CancellationToken ct)
+    {
+        using var source = new PoolSource();
+        await using var conn = await OpenNewAsync(id, role, source, renewed: false, ct);
+        await work(conn);
+    }
 
     /// <summary>Closes the project's idle REST connections and retires its busy ones (project deleted).</summary>
     public void Forget(string id)
     {
-        _baseConnectionStrings.Forget(id);
-        foreach (var role in ProjectLogins.Roles) _policies.TryRemove((id, role), out _);
         var restLogins = LoginRoles(id).ToHashSet();
         pool.Forget(id, key => restLogins.Contains(key.Login));
     }

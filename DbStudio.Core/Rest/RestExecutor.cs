@@ -130,7 +130,7 @@ public sealed class RestExecutor(RestConnections connections, SchemaCache schema
     private async Task<RestResponse> RunAsync(RestCaller caller, RestRequest req, RestPlan plan, CancellationToken ct)
     {
         var role = RoleOf(caller);
-        var conn = await connections.RentAsync(caller.ProjectId, role, ct);
+        var conn = await connections.RentForRequestAsync(caller.ProjectId, role, ct);
         try { return await RunOnAsync(conn, role, caller, req, plan, ct); }
         finally { connections.Return(conn); }
     }
@@ -142,10 +142,9 @@ public sealed class RestExecutor(RestConnections connections, SchemaCache schema
         NpgsqlTransaction? tx = null;
         try
         {
-            // The connection already acts as the caller's role; only signed-in users carry claims. Reads run READ ONLY
+            // The transaction takes the caller's role; only signed-in users carry claims. Reads run READ ONLY
             // (as PostgREST's do): code of the project's that a read sets off cannot write.
-            var claims = PreludeCommand(caller, readOnly: !plan.IsWrite);
-            if (claims is not null) batch.BatchCommands.Add(claims);
+            batch.BatchCommands.Add(PreludeCommand(caller, role, readOnly: !plan.IsWrite));
             if (plan.CountSql is not null)
             {
                 var count = new NpgsqlBatchCommand(plan.CountSql);
@@ -172,7 +171,7 @@ public sealed class RestExecutor(RestConnections connections, SchemaCache schema
                 // Plain columns are read value by value from the buffered row; row_to_json texts stream out.
                 await using var reader = await batch.ExecuteReaderAsync(
                     plan.PlainColumns is null ? CommandBehavior.SequentialAccess : CommandBehavior.Default, ct);
-                if (claims is not null) await reader.NextResultAsync(ct);
+                await reader.NextResultAsync(ct); // the prelude
                 if (plan.CountSql is not null)
                 {
                     await reader.ReadAsync(ct);
@@ -337,20 +336,23 @@ public sealed class RestExecutor(RestConnections connections, SchemaCache schema
         _ => RestRole.Owner,
     };
 
-    /// <summary>A signed-in user's id and role for the policies, transaction-local: they end with the request.</summary>
-    /// <summary>The request's settings, transaction-local: a signed-in user's claims, and read-only for reads.</summary>
-    internal static NpgsqlBatchCommand? PreludeCommand(RestCaller caller, bool readOnly)
+    /// <summary>
+    /// The request's settings, transaction-local — they end with the request: the role it acts as (the project's shared
+    /// login serves every kind of caller), a signed-in user's id and role for the policies, and read-only for reads.
+    /// </summary>
+    internal static NpgsqlBatchCommand PreludeCommand(RestCaller caller, RestRole role, bool readOnly)
     {
-        const string ReadOnly = "set_config('transaction_read_only', 'on', true)";
-        if (caller.Kind != CallerKind.User) return readOnly ? new NpgsqlBatchCommand("SELECT " + ReadOnly) : null;
-        return new NpgsqlBatchCommand("SELECT set_config('request.user_id', $1, true), set_config('request.user_role', $2, true)"
-                                      + (readOnly ? ", " + ReadOnly : ""))
+        var (setRole, roleParameter) = RestConnections.RoleSetting(caller.ProjectId, role, 1);
+        var sql = "SELECT " + setRole;
+        var cmd = new NpgsqlBatchCommand { Parameters = { roleParameter } };
+        if (caller.Kind == CallerKind.User)
         {
-            Parameters =
-            {
-                new NpgsqlParameter { Value = caller.UserId?.ToString() ?? "", NpgsqlDbType = NpgsqlDbType.Text },
-                new NpgsqlParameter { Value = caller.UserRole ?? "", NpgsqlDbType = NpgsqlDbType.Text },
-            },
-        };
+            sql += ", set_config('request.user_id', $2, true), set_config('request.user_role', $3, true)";
+            cmd.Parameters.Add(new NpgsqlParameter { Value = caller.UserId?.ToString() ?? "", NpgsqlDbType = NpgsqlDbType.Text });
+            cmd.Parameters.Add(new NpgsqlParameter { Value = caller.UserRole ?? "", NpgsqlDbType = NpgsqlDbType.Text });
+        }
+        if (readOnly) sql += ", set_config('transaction_read_only', 'on', true)";
+        cmd.CommandText = sql;
+        return cmd;
     }
 }

@@ -13,9 +13,11 @@ public sealed class RestMetrics(TimeProvider clock)
     {
         public readonly long[,] Counts = new long[Minutes, 4];
         public readonly long[] MinuteOf = new long[Minutes];
+        public long Newest;
     }
 
     private readonly ConcurrentDictionary<string, Window> _projects = new();
+    private long _nextSweep;
 
     public void Record(string projectId, RequestLevel level)
     {
@@ -30,6 +32,16 @@ public sealed class RestMetrics(TimeProvider clock)
                 for (var l = 0; l < 4; l++) w.Counts[slot, l] = 0;
             }
             w.Counts[slot, (int)level]++;
+            w.Newest = minute;
+        }
+        // Every ten minutes, the windows of projects without a request in the last hour go (issue 17: nothing per idle project).
+        var due = Volatile.Read(ref _nextSweep);
+        if (minute < due || Interlocked.CompareExchange(ref _nextSweep, minute + 10, due) != due) return;
+        foreach (var (project, window) in _projects)
+        {
+            bool stale;
+            lock (window) stale = window.Newest <= minute - Minutes;
+            if (stale) _projects.TryRemove(new KeyValuePair<string, Window>(project, window));
         }
     }
 

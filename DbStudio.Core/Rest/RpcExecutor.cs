@@ -85,7 +85,7 @@ public sealed class RpcExecutor(RestConnections connections, FunctionCatalog fun
     private async Task<RestResponse> RunAsync(RestCaller caller, RpcRequest req, RpcPlan plan, CancellationToken ct)
     {
         var role = RestExecutor.RoleOf(caller);
-        var conn = await connections.RentAsync(caller.ProjectId, role, ct);
+        var conn = await connections.RentForRequestAsync(caller.ProjectId, role, ct);
         try { return await RunOnAsync(conn, role, caller, req, plan, ct); }
         finally { connections.Return(conn); }
     }
@@ -97,8 +97,7 @@ public sealed class RpcExecutor(RestConnections connections, FunctionCatalog fun
         NpgsqlTransaction? tx = null;
         try
         {
-            var prelude = RestExecutor.PreludeCommand(caller, readOnly: !plan.IsWrite);
-            if (prelude is not null) batch.BatchCommands.Add(prelude);
+            batch.BatchCommands.Add(RestExecutor.PreludeCommand(caller, role, readOnly: !plan.IsWrite));
             // The function's body names the project's objects as the owner wrote them in the console (search_path = the
             // project's schema), so the call runs with that search_path, transaction-local (as PostgREST sets it).
             batch.BatchCommands.Add(new NpgsqlBatchCommand("SELECT set_config('search_path', $1, true)")
@@ -108,9 +107,7 @@ public sealed class RpcExecutor(RestConnections connections, FunctionCatalog fun
             var main = new NpgsqlBatchCommand(plan.Sql);
             foreach (var p in plan.Parameters) main.Parameters.Add(p);
             batch.BatchCommands.Add(main);
-            // A function that ran RESET ROLE (or SET ROLE) would leave this pooled connection in another role for the next
-            // request: it acts as the caller's role again before it goes back (same round trip).
-            batch.BatchCommands.Add(new NpgsqlBatchCommand($"SET ROLE {Sql.SqlText.Ident(RestConnections.ActingRole(caller.ProjectId, role))}"));
+            // What a function does to the session's role ends here: each request sets its own, for its transaction only.
             // A write asked for as one object is checked before commit and rolled back otherwise (PGRST116).
             if (req.Read.Singular && plan.IsWrite) batch.Transaction = tx = await conn.BeginTransactionAsync(ct);
 
@@ -119,7 +116,7 @@ public sealed class RpcExecutor(RestConnections connections, FunctionCatalog fun
             string? body;
             await using (var reader = await batch.ExecuteReaderAsync(ct))
             {
-                if (prelude is not null) await reader.NextResultAsync(ct);
+                await reader.NextResultAsync(ct); // the prelude
                 await reader.NextResultAsync(ct); // search_path
                 await reader.ReadAsync(ct);
                 total = reader.IsDBNull(0) ? null : reader.GetInt64(0);

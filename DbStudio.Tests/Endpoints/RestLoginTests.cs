@@ -124,9 +124,16 @@ public class RestLoginTests(TestApp app)
         await using var db = new Npgsql.NpgsqlConnection(app.Db.PlatformConnectionString);
         await db.OpenAsync();
         var logins = RestConnections.LoginRoles(p.Id).ToArray();
+        // Two logins: the shared one is a member of the anon, user and user_admin roles; the owner's of the owner only.
+        var expected = new Dictionary<string, string>
+        {
+            [RestConnections.LoginRole(p.Id, RestRole.Anon)] =
+                string.Join(",", new[] { ProjectNaming.AnonRole(p.Id), ProjectNaming.UserRole(p.Id), ProjectNaming.UserAdminRole(p.Id) }.Order(StringComparer.Ordinal)),
+            [RestConnections.LoginRole(p.Id, RestRole.Owner)] = ProjectNaming.OwnerRole(p.Id),
+        };
         await using (var cmd = new Npgsql.NpgsqlCommand("""
             SELECT r.rolname, r.rolcanlogin, r.rolinherit, r.rolsuper OR r.rolcreaterole OR r.rolcreatedb OR r.rolbypassrls,
-                   (SELECT string_agg(g.rolname, ',') FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid WHERE m.member = r.oid)
+                   (SELECT string_agg(g.rolname, ',' ORDER BY g.rolname COLLATE "C") FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid WHERE m.member = r.oid)
             FROM pg_roles r WHERE r.rolname = ANY($1) ORDER BY r.rolname
             """, db))
         {
@@ -137,20 +144,111 @@ public class RestLoginTests(TestApp app)
             {
                 seen++;
                 Assert.True(r.GetBoolean(1));   // LOGIN
-                Assert.False(r.GetBoolean(2));  // NOINHERIT: nothing of the role it acts as unless it SETs it
+                Assert.False(r.GetBoolean(2));  // NOINHERIT: nothing of the roles it acts as unless it SETs one
                 Assert.False(r.GetBoolean(3));
-                Assert.DoesNotContain(",", r.GetString(4)); // a member of exactly one role
-                Assert.StartsWith($"proj_{p.Id}_", r.GetString(4));
+                Assert.Equal(expected[r.GetString(0)], r.GetString(4));
             }
-            Assert.Equal(4, seen);
+            Assert.Equal(2, seen);
         }
 
         var deleted = await owner.DeleteAsync($"/api/projects/{p.Id}");
         Assert.True(deleted.IsSuccessStatusCode, await deleted.Content.ReadAsStringAsync());
         await using (var cmd = new Npgsql.NpgsqlCommand("SELECT count(*) FROM pg_roles WHERE rolname = ANY($1)", db))
         {
-            cmd.Parameters.Add(new() { Value = logins });
+            cmd.Parameters.Add(new() { Value = logins.Concat(RestConnections.LegacyLoginRoles(p.Id)).ToArray() });
             Assert.Equal(0L, await cmd.ExecuteScalarAsync());
+        }
+    }
+
+    /// <summary>
+    /// The attack on one shared login (issue 17): code the project wrote that runs for an anonymous caller tries every role
+    /// it can name and leaves the pooled session in the most powerful one it reached. DESIGN's promises hold: no other
+    /// project, no platform, not the owner; the next requests on the same connections act as their own callers again
+    /// (the role is set per transaction). What it can reach — the project's user and user_admin roles — is the documented
+    /// trade-off inside one project.
+    /// </summary>
+    [Fact]
+    public async Task Code_run_for_an_anonymous_caller_reaches_no_other_project_nor_the_owner_and_its_role_ends_with_the_request()
+    {
+        var owner = await app.NewUserClientAsync();
+        var p = await TestApp.CreateProjectAsync(owner, "shared login");
+        var other = await TestApp.CreateProjectAsync(owner, "neighbour");
+        await TestApp.SqlAsync(owner, other.Id, "create table secrets (id int primary key, s text); insert into secrets values (1, 'neighbour data')");
+        var platformRole = new Npgsql.NpgsqlConnectionStringBuilder(app.Db.PlatformConnectionString).Username!;
+        string[] targets =
+        [
+            ProjectNaming.UserRole(p.Id), ProjectNaming.UserAdminRole(p.Id), ProjectNaming.OwnerRole(p.Id),
+            RestConnections.LoginRole(p.Id, RestRole.Owner), ProjectNaming.AnonRole(other.Id), ProjectNaming.OwnerRole(other.Id),
+            RestConnections.LoginRole(other.Id, RestRole.Anon), platformRole,
+        ];
+        await TestApp.SqlAsync(owner, p.Id, $$"""
+            create table notes (id serial primary key, note text);
+            create table private_t (id int primary key, s text); insert into private_t values (1, 'owner only');
+            create function climb() returns trigger language plpgsql as $f$
+            declare r text; report text := '';
+            begin
+              foreach r in array array[{{string.Join(", ", targets.Select(t => "'" + t + "'"))}}] loop
+                begin execute format('set role %I', r); report := report || r || ':yes ';
+                exception when insufficient_privilege or undefined_object then report := report || r || ':no ';
+                end;
+              end loop;
+              begin perform count(*) from proj_{{other.Id}}.secrets; report := report || 'neighbour:read';
+              exception when insufficient_privilege then report := report || 'neighbour:no';
+              end;
+              -- leave the session (not just the transaction) in the strongest role reached, for whoever uses it next
+              execute format('set session role %I', '{{ProjectNaming.UserAdminRole(p.Id)}}');
+              new.note := report;
+              return new;
+            end $f$;
+            create trigger climb before insert on notes for each row execute function climb();
+            create function whoami() returns text language sql stable as 'select current_user::text';
+            """);
+        await AnonMayInsertAsync(owner, p.Id, "notes", anonSelect: true);
+        (await owner.PutAsJsonAsync($"/api/projects/{p.Id}/functions/whoami/access", new { anon_execute = true, auth_execute = false }))
+            .EnsureSuccessStatusCode();
+        using var http = new HttpClient { BaseAddress = app.BaseUrl };
+
+        for (var round = 0; round < 3; round++)
+        {
+            var res = await http.SendAsync(Post(p.Id, "notes", p.AnonKey, new { note = "x" }));
+            var body = await res.Content.ReadAsStringAsync();
+            Assert.True(res.StatusCode == HttpStatusCode.Created, body);
+            var report = JsonDocument.Parse(body).RootElement[0].GetProperty("note").GetString()!.Split(' ');
+            Assert.Equal(
+            [
+                $"{ProjectNaming.UserRole(p.Id)}:yes", $"{ProjectNaming.UserAdminRole(p.Id)}:yes", // the project's own siblings
+                $"{ProjectNaming.OwnerRole(p.Id)}:no", $"{RestConnections.LoginRole(p.Id, RestRole.Owner)}:no",
+                $"{ProjectNaming.AnonRole(other.Id)}:no", $"{ProjectNaming.OwnerRole(other.Id)}:no",
+                $"{RestConnections.LoginRole(other.Id, RestRole.Anon)}:no", $"{platformRole}:no", "neighbour:no",
+            ], report);
+
+            // The next requests — on the same pooled connections — act as their callers, not as what the trigger left.
+            for (var i = 0; i < 4; i++)
+            {
+                var who = new HttpRequestMessage(HttpMethod.Get, $"/db/{p.Id}/rest/rpc/whoami");
+                who.Headers.Add("apikey", p.AnonKey);
+                var whoRes = await http.SendAsync(who);
+                Assert.Equal($"\"{ProjectNaming.AnonRole(p.Id)}\"", await whoRes.Content.ReadAsStringAsync());
+                var secret = new HttpRequestMessage(HttpMethod.Get, $"/db/{p.Id}/rest/private_t");
+                secret.Headers.Add("apikey", p.AnonKey);
+                var secretRes = await http.SendAsync(secret);
+                Assert.True(secretRes.StatusCode == HttpStatusCode.Unauthorized, await secretRes.Content.ReadAsStringAsync());
+            }
+        }
+
+        // PostgreSQL's own view: each login of the project can become only roles of its project.
+        await using var db = new Npgsql.NpgsqlConnection(app.Db.PlatformConnectionString);
+        await db.OpenAsync();
+        foreach (var login in RestConnections.LoginRoles(p.Id))
+        {
+            await using var cmd = new Npgsql.NpgsqlCommand(
+                "SELECT array_agg(rolname::text ORDER BY rolname COLLATE \"C\") FROM pg_roles WHERE pg_has_role($1::name, oid, 'MEMBER')", db);
+            cmd.Parameters.Add(new() { Value = login });
+            var reachable = (string[])(await cmd.ExecuteScalarAsync())!;
+            // (and the group every owner is in, which holds CONNECT on the database and nothing else)
+            var group = ProjectProvisioner.OwnersGroup(db.Database);
+            Assert.All(reachable.Where(r => r != group), r => Assert.StartsWith($"proj_{p.Id}_", r));
+            Assert.DoesNotContain(ProjectNaming.OwnerRole(p.Id), login == RestConnections.LoginRole(p.Id, RestRole.Anon) ? reachable : []);
         }
     }
 }

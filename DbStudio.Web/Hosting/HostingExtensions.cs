@@ -251,6 +251,19 @@ public static class HostingExtensions
             await ProjectProvisioner.DropStandingMembershipsAsync(server.DataSource);
         }
 
+        // Each server's project connection budget, unless configured: sized from that server's max_connections.
+        var studio = app.Services.GetRequiredService<Microsoft.Extensions.Options.IOptions<DbStudioOptions>>().Value;
+        foreach (var server in app.Services.GetRequiredService<ProjectServers>().All)
+        {
+            if (studio.Rest.MaxConnections > 0 || server.MaxConnections > 0) continue;
+            await using var cmd = server.DataSource.CreateCommand(
+                "SELECT current_setting('max_connections')::int, current_setting('superuser_reserved_connections')::int");
+            await using var r = await cmd.ExecuteReaderAsync();
+            await r.ReadAsync();
+            app.Services.GetRequiredService<ServerPools>().For(server).SetBudget(
+                ProjectConnectionPool.BudgetFor(r.GetInt32(0), r.GetInt32(1), studio.Limits.ReservedConnections));
+        }
+
         // Announcements from any instance (PlatformSignals) drop the matching caches here; the one LISTEN connection
         // routes them, and wakes the stream's dispatcher when the change log moves on.
         var credentials = app.Services.GetRequiredService<DbStudio.Core.Auth.Credentials>();

@@ -12,15 +12,18 @@ public sealed class BenchHost : IAsyncDisposable
     public required LocalCluster Cluster { get; init; }
     public required WebApplication App { get; init; }
     public required string PlatformConnectionString { get; init; }
+    /// <summary>The app's clock: real time, which a benchmark may move ahead (to see what idle projects leave behind).</summary>
+    public required SkippableClock Clock { get; init; }
 
-    public static async Task<BenchHost> StartAsync(string[]? urls = null)
+    public static async Task<BenchHost> StartAsync(string[]? urls = null, IReadOnlyDictionary<string, string>? settings = null,
+        string? serverOptions = null)
     {
         var root = Path.Combine(Path.GetTempPath(), $"dbstudio-bench-{Guid.NewGuid():N}");
         Directory.CreateDirectory(root);
         if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(root, (UnixFileMode)0b111_101_101);
         var cluster = await LocalCluster.StartAsync(new LocalClusterOptions
         {
-            DataDir = Path.Combine(root, "pgdata"), Ephemeral = true, SuperuserPassword = "bench",
+            DataDir = Path.Combine(root, "pgdata"), Ephemeral = true, SuperuserPassword = "bench", ServerOptions = serverOptions,
         });
         var cs = await PlatformBootstrap.EnsureRoleAndDatabaseAsync(cluster.SuperuserConnectionString(), "dbstudio", "bench", "dbstudio");
         var builder = WebApplication.CreateBuilder(new WebApplicationOptions { EnvironmentName = "Production" });
@@ -31,12 +34,15 @@ public sealed class BenchHost : IAsyncDisposable
         // One account makes every project of a benchmark (provisioning 100, soak 50): no account quota or creation rate.
         builder.Configuration["DbStudio:Limits:ProjectsPerAccount"] = "0";
         builder.Configuration["DbStudio:Limits:ProjectsCreatedPerHour"] = "0";
+        foreach (var (k, v) in settings ?? new Dictionary<string, string>()) builder.Configuration[k] = v;
         builder.Logging.SetMinimumLevel(LogLevel.Warning);
         if (urls is not null) builder.WebHost.UseUrls(urls);
         await builder.AddDbStudioAsync();
+        var clock = new SkippableClock();
+        builder.Services.AddSingleton<TimeProvider>(clock); // after the app's own registration: this one is resolved
         var app = builder.Build();
         await app.UseDbStudioAsync();
-        return new BenchHost { Cluster = cluster, App = app, PlatformConnectionString = cs };
+        return new BenchHost { Cluster = cluster, App = app, PlatformConnectionString = cs, Clock = clock };
     }
 
     /// <summary>A platform account for the benchmark's projects.</summary>
@@ -63,6 +69,18 @@ public sealed class BenchHost : IAsyncDisposable
         await Cluster.StopAsync(immediate: true);
         try { Directory.Delete(Path.GetDirectoryName(Cluster.DataDir)!, true); } catch (Exception) { /* best effort */ }
     }
+}
+
+/// <summary>The system's time plus an offset that only grows.</summary>
+public sealed class SkippableClock : TimeProvider
+{
+    private long _offsetTicks;
+
+    public void Skip(TimeSpan by) => Interlocked.Add(ref _offsetTicks, by.Ticks);
+    public override DateTimeOffset GetUtcNow() => System.GetUtcNow().AddTicks(Interlocked.Read(ref _offsetTicks));
+    public override long GetTimestamp() =>
+        System.GetTimestamp() + (long)(Interlocked.Read(ref _offsetTicks) * (System.TimestampFrequency / (double)TimeSpan.TicksPerSecond));
+    public override long TimestampFrequency => System.TimestampFrequency;
 }
 
 public static class Stats

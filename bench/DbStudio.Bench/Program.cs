@@ -7,6 +7,9 @@
 //   dotnet run -c Release --project bench/DbStudio.Bench -- csv [rows]   (import/export vs psql \copy)
 //   dotnet run -c Release --project bench/DbStudio.Bench -- fuzz [inputs]
 //   dotnet run -c Release --project bench/DbStudio.Bench -- soak [seconds] [projects] [connections]   (needs wrk)
+//   dotnet run -c Release --project bench/DbStudio.Bench -- tenants [projects]   (create, first DDL, cold/warm REST, memory per bucket)
+//   dotnet run -c Release --project bench/DbStudio.Bench -- connect-cost [logins] [samples]   (a new project session's cost)
+//   dotnet run -c Release --project bench/DbStudio.Bench -- rest-spread [projects] [seconds] [max_connections]   (needs wrk; 1, 100, 1,000, all projects)
 using DbStudio.Bench;
 
 var what = args.FirstOrDefault() ?? "provisioning";
@@ -39,12 +42,22 @@ switch (what)
         await SoakBench.RunAsync(args.Length > 1 ? int.Parse(args[1]) : 300, args.Length > 2 ? int.Parse(args[2]) : 50,
             args.Length > 3 ? int.Parse(args[3]) : 64);
         return 0;
+    case "tenants":
+        await TenantsBench.RunAsync(args.Length > 1 ? int.Parse(args[1]) : 1000);
+        return 0;
+    case "rest-spread":
+        await RestSpreadBench.RunAsync(args.Length > 1 ? int.Parse(args[1]) : 2000, args.Length > 2 ? int.Parse(args[2]) : 10,
+            args.Length > 3 ? int.Parse(args[3]) : 0);
+        return 0;
+    case "connect-cost":
+        await ConnectCostBench.RunAsync(args.Length > 1 ? int.Parse(args[1]) : 4000, args.Length > 2 ? int.Parse(args[2]) : 200);
+        return 0;
     case "fuzz":
         return await FuzzBench.RunAsync(args.Length > 1 ? int.Parse(args[1]) : 100_000);
     case "stream-serve":
         await StreamBench.ServeAsync();
         return 0;
     default:
-        Console.Error.WriteLine($"unknown benchmark '{what}'. Known: provisioning, rest, datapage, stream, stream-users, csv, fuzz, soak");
+        Console.Error.WriteLine($"unknown benchmark '{what}'. Known: provisioning, rest, datapage, stream, stream-users, csv, fuzz, soak, tenants, rest-spread");
         return 2;
 }

@@ -1,0 +1,126 @@
+// REST spread over many projects (issue 17): N projects (2,000+) with a small table anon may read, then in one run wrk
+// (16 connections, GET ?id=eq.r with each project's ANON key) on 1, 100, 1,000 and all projects — each set hit evenly,
+// and with a Zipf spread (s = 1: the k-th most popular project gets 1/k of the top one's share). Prints req/s, p50/p99,
+// non-2xx answers, PostgreSQL's sessions after the run, and each figure as a share of the single-project throughput.
+using System.Globalization;
+using System.Text;
+using System.Text.RegularExpressions;
+using DbStudio.Core.Access;
+using DbStudio.Core.Console;
+using DbStudio.Core.Projects;
+using Npgsql;
+
+namespace DbStudio.Bench;
+
+public static partial class RestSpreadBench
+{
+    public static async Task RunAsync(int n, int seconds, int maxConnections)
+    {
+        if (RestBench.Which("wrk") is null) { Console.Error.WriteLine("wrk is needed: apt-get install wrk"); Environment.Exit(2); }
+        await using var host = await BenchHost.StartAsync(["http://127.0.0.1:0"], null,
+            maxConnections > 0 ? $"-c max_connections={maxConnections}" : null);
+        await host.App.StartAsync();
+        var baseUrl = host.App.Urls.First();
+        var services = host.App.Services;
+        var userId = await host.CreateUserAsync();
+        var console = services.GetRequiredService<SqlConsole>();
+        var access = services.GetRequiredService<AccessPolicies>();
+        await using var super = NpgsqlDataSource.Create(new NpgsqlConnectionStringBuilder(host.Cluster.SuperuserConnectionString())
+            { Database = new NpgsqlConnectionStringBuilder(host.PlatformConnectionString).Database }.ConnectionString);
+        var server = new ServerStats(host, super);
+
+        var projects = new ProjectInfo[n];
+        var sw = System.Diagnostics.Stopwatch.StartNew();
+        using var http = new HttpClient { BaseAddress = new Uri(baseUrl) };
+        await Parallel.ForEachAsync(Enumerable.Range(0, n), new ParallelOptions { MaxDegreeOfParallelism = 3 }, async (i, ct) =>
+        {
+            var p = await host.CreateProjectAsync(userId, baseUrl);
+            var setup = await console.RunAsync(p.Id,
+                "create table items (id int primary key, title text not null, done boolean not null default false); " +
+                "insert into items select g, 'item ' || g, g % 3 = 0 from generate_series(1, 100) g", ct);
+            if (setup.FirstOrDefault(r => r.Error is not null) is { } failed) throw new InvalidOperationException(failed.Error!.Message);
+            var (_, error) = await access.PutAsync(p.Id, "items", AccessSettings.Defaults(null) with { anon_select = true }, ct);
+            if (error is not null) throw new InvalidOperationException(error);
+            // The first request makes the project's REST logins: outside the measured runs.
+            using var req = new HttpRequestMessage(HttpMethod.Get, $"/db/{p.Id}/rest/items?id=eq.1");
+            req.Headers.Add("apikey", p.AnonKey);
+            using var res = await http.SendAsync(req, ct);
+            if (!res.IsSuccessStatusCode) throw new InvalidOperationException($"GET {p.Id} → {(int)res.StatusCode}");
+            projects[i] = p;
+        });
+        Console.WriteLine($"project connection budget {services.GetRequiredService<ProjectConnectionPool>().Budget} " +
+                          $"(server max_connections {(maxConnections > 0 ? maxConnections : 500)})");
+        Console.WriteLine($"made {n} projects in {sw.Elapsed.TotalSeconds:F0} s (3 at a time); load {ServerStats.Load()}");
+
+        var results = new List<(string Name, double Rps, double P50, double P99, long Errors, long Conns, double PgMb, string Load)>();
+        foreach (var k in new[] { 1, 100, 1000, n }.Where(k => k <= n).Distinct())
+            foreach (var zipf in k == 1 ? [false] : new[] { false, true })
+            {
+                var script = Path.Combine(Path.GetTempPath(), $"dbstudio-spread-{Guid.NewGuid():N}.lua");
+                await File.WriteAllTextAsync(script, Lua(projects.Take(k), zipf));
+                await RestBench.Run("wrk", ["-t2", "-c16", "-d2s", "-s", script, baseUrl]); // warm-up
+                var output = await RestBench.Run("wrk", ["-t2", "-c16", $"-d{seconds}s", "--latency", "-s", script, baseUrl]);
+                File.Delete(script);
+                var (conns, pgMb) = await server.PostgresAsync();
+                var rps = double.Parse(Rps().Match(output).Groups[1].Value, CultureInfo.InvariantCulture);
+                var errors = (NonSuccess().Match(output) is { Success: true } m ? long.Parse(m.Groups[1].Value) : 0)
+                             + (SocketErrors().Match(output) is { Success: true } e ? e.Groups.Values.Skip(1).Sum(g => long.Parse(g.Value)) : 0);
+                results.Add(($"{k} project{(k == 1 ? "" : "s")}, {(zipf ? "Zipf" : "even")}", rps, RestBench.Latency(output, "50%"),
+                    RestBench.Latency(output, "99%"), errors, conns, pgMb, ServerStats.Load()));
+                var r = results[^1];
+                Console.WriteLine($"  {r.Name,-24} {r.Rps,8:F0} req/s  p50 {r.P50,7:F2}  p99 {r.P99,7:F2} ms  errors {r.Errors}  PG sessions {r.Conns} ({r.PgMb:F0} MB)  load {r.Load}");
+            }
+
+        var single = results[0].Rps;
+        Console.WriteLine($"\n== rest-spread: {n} projects, wrk 16 connections, {seconds} s per run, GET ?id=eq.r with the ANON key, " +
+                          $"loopback, {Environment.ProcessorCount} cores ==");
+        Console.WriteLine($"  {"projects hit",-24} {"req/s",8} {"of 1",6} {"p50 ms",8} {"p99 ms",8} {"non-2xx",8} {"PG sess",8} {"PG MB",7}  load");
+        foreach (var r in results)
+            Console.WriteLine($"  {r.Name,-24} {r.Rps,8:F0} {r.Rps / single,6:P0} {r.P50,8:F2} {r.P99,8:F2} {r.Errors,8} {r.Conns,8} {r.PgMb,7:F0}  {r.Load}");
+        Console.WriteLine("  goals: 1,000 even ≥ 50 % of one project, all ≥ 30 %, p99 < 50 ms throughout");
+    }
+
+    /// <summary>A wrk script drawing a project per request, evenly or by Zipf (s = 1), and a row id.</summary>
+    private static string Lua(IEnumerable<ProjectInfo> projects, bool zipf)
+    {
+        var lua = new StringBuilder("projects = {\n");
+        foreach (var p in projects) lua.Append($"  {{ \"/db/{p.Id}/rest/items?id=eq.\", \"{p.AnonKey}\" }},\n");
+        lua.Append("""
+            }
+            local n = #projects
+            local cdf = {}
+            local sum = 0
+            for i = 1, n do sum = sum + 1 / i; cdf[i] = sum end
+            for i = 1, n do cdf[i] = cdf[i] / sum end
+            math.randomseed(os.time() + tonumber(tostring({}):sub(8), 16))
+            local function pick()
+            """);
+        lua.Append(zipf
+            ? """
+                local u = math.random()
+                local lo, hi = 1, n
+                while lo < hi do
+                  local mid = math.floor((lo + hi) / 2)
+                  if cdf[mid] < u then lo = mid + 1 else hi = mid end
+                end
+                return projects[lo]
+              end
+              """
+            : """
+                return projects[math.random(1, n)]
+              end
+              """);
+        lua.Append("""
+
+            request = function()
+              local p = pick()
+              return wrk.format("GET", p[1] .. math.random(1, 100), { ["apikey"] = p[2] })
+            end
+            """);
+        return lua.ToString();
+    }
+
+    [GeneratedRegex(@"Requests/sec:\s+([\d.]+)")] private static partial Regex Rps();
+    [GeneratedRegex(@"Non-2xx or 3xx responses: (\d+)")] private static partial Regex NonSuccess();
+    [GeneratedRegex(@"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)")] private static partial Regex SocketErrors();
+}
