@@ -188,7 +188,8 @@ public class ServerPoolTests(TwoServers s) : IClassFixture<TwoServers>
         var rows = await (await second.SendAsync(get)).EnsureSuccessStatusCode().Content.ReadFromJsonAsync<JsonElement>();
         Assert.Equal(["over rest", "from the console", "from psql"], rows.EnumerateArray().Select(x => x.GetProperty("title").GetString()));
         // The project's REST logins exist on its server only.
-        Assert.Equal(4L, await TwoServers.ScalarAsync<long>(s.Cluster(server), "SELECT count(*) FROM pg_roles WHERE rolname LIKE $1", $"proj\\_{p.Id}\\_rest\\_%"));
+        var logins = RestConnections.LoginRoles(p.Id).ToArray();
+        Assert.Equal(logins.Length, await TwoServers.ScalarAsync<long>(s.Cluster(server), "SELECT count(*) FROM pg_roles WHERE rolname = ANY($1)", [logins]));
         Assert.Equal(0L, await TwoServers.ScalarAsync<long>(s.Other(server), "SELECT count(*) FROM pg_roles WHERE rolname LIKE $1", $"proj\\_{p.Id}\\_%"));
         // Its connections are in its server's pool (each server has a budget of its own).
         var servers = s.App.Services.GetRequiredService<DbStudio.Core.Platform.ProjectServers>();
