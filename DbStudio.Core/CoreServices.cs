@@ -1,6 +1,6 @@
 // Every service of DbStudio.Core, registered in one place: services.AddDbStudioCore() — the host (Web/Hosting) adds the
 // platform database, Identity and HTTP around it. Options are bound by name from their configuration sections
-// (DbStudio, DbStudio:Assistant, DbStudio:Login); nothing in Core reads a configuration key itself.
+// (DbStudio, DbStudio:Assistant, DbStudio:Login, DbStudio:Servers); nothing in Core reads a configuration key itself.
 using DbStudio.Core.Access;
 using DbStudio.Core.Assistant;
 using DbStudio.Core.Auth;
@@ -29,6 +29,9 @@ public static class CoreServices
         services.AddOptions<DbStudioOptions>().BindConfiguration(DbStudioOptions.Section);
         services.AddOptions<AssistantOptions>().BindConfiguration(AssistantOptions.Section);
         services.AddOptions<LoginThrottleOptions>().BindConfiguration(LoginThrottleOptions.Section);
+        // The PostgreSQL servers projects live on (default: only the platform's, "main").
+        services.AddOptions<ServersOptions>().BindConfiguration(ServersOptions.Section);
+        services.AddSingleton<ProjectServers>();
         services.AddSingleton(TimeProvider.System);
 
         // Platform metadata and the signals between instances
@@ -42,7 +45,11 @@ public static class CoreServices
         services.AddSingleton<PlatformLimits>();
         services.AddHostedService<ConnectionGuard>();
         services.AddHostedService(sp => sp.GetRequiredService<PlatformListener>());
-        services.AddSingleton<ProjectConnectionPool>();
+        // "main"'s pool; ServerPools makes one per other server, each with its own budget.
+        services.AddSingleton(sp => new ProjectConnectionPool(sp.GetRequiredService<Microsoft.Extensions.Options.IOptions<DbStudioOptions>>(),
+            sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<ProjectServers>().Platform.MaxConnections));
+        services.AddSingleton<ServerPools>();
+        services.AddSingleton<Servers.ProjectMover>();
         services.AddSingleton<ProjectLogins>();
         services.AddSingleton<ProjectGates>();
         services.AddSingleton<OwnerConnections>();
@@ -71,6 +78,8 @@ public static class CoreServices
         services.AddSingleton<ChangeHub>();
         services.AddSingleton<ICommitObserver>(sp => sp.GetRequiredService<ChangeHub>());
         services.AddHostedService(sp => sp.GetRequiredService<ChangeHub>());
+        services.AddSingleton<ServerChangeListeners>(); // LISTEN on every other server
+        services.AddHostedService(sp => sp.GetRequiredService<ServerChangeListeners>());
 
         // Console, schema, CSV, panel, assistant
         services.AddSingleton<SqlConsole>();

@@ -18,8 +18,8 @@ public sealed record AccessSettings(
     public static AccessSettings Defaults(string? userIdColumn) => new(false, false, true, true, true, true, userIdColumn);
 }
 
-public sealed class AccessPolicies(NpgsqlDataSource platform, SchemaCache schemas, PlatformSignals signals, RestConnections connections,
-    TimeProvider clock) : IDisposable
+public sealed class AccessPolicies(NpgsqlDataSource platform, ProjectServers servers, SchemaCache schemas, PlatformSignals signals,
+    RestConnections connections, TimeProvider clock) : IDisposable
 {
     /// <summary>Column types an owner column may have: end-user ids are UUIDs.</summary>
     public static bool IsOwnerColumnType(ColumnInfo c) => c.TypeOid is PgType.Uuid or PgType.Text or PgType.Varchar;
@@ -39,7 +39,7 @@ public sealed class AccessPolicies(NpgsqlDataSource platform, SchemaCache schema
         if (!table.IsTable) return AccessSettings.Defaults(null); // views: only the DB_API_KEY reaches them
         var stored = await StoredAsync(projectId, table, ct);
         var settings = stored ?? AccessSettings.Defaults(DefaultOwnerColumn(table));
-        if (stored is null || !await RlsEnabledAsync(table.Oid, ct))
+        if (stored is null || !await RlsEnabledAsync(projectId, table.Oid, ct))
             settings = await SaveAndApplyAsync(projectId, table, settings, ct);
         _applied.Set((projectId, table.Oid), settings, KeepFor);
         return settings;
@@ -72,7 +72,7 @@ public sealed class AccessPolicies(NpgsqlDataSource platform, SchemaCache schema
     public async Task EnsureAllAsync(string projectId, CancellationToken ct = default)
     {
         var unprotected = new List<string>();
-        await using (var cmd = platform.CreateCommand(
+        await using (var cmd = (await servers.OfAsync(projectId, ct)).DataSource.CreateCommand(
             "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace " +
             "WHERE n.nspname = $1 AND c.relkind IN ('r', 'p') AND NOT c.relrowsecurity"))
         {
@@ -119,9 +119,9 @@ public sealed class AccessPolicies(NpgsqlDataSource platform, SchemaCache schema
     private static string? DefaultOwnerColumn(TableInfo t) =>
         t.Find("user_id") is { } c && IsOwnerColumnType(c) ? c.Name : null;
 
-    private async Task<bool> RlsEnabledAsync(uint oid, CancellationToken ct)
+    private async Task<bool> RlsEnabledAsync(string projectId, uint oid, CancellationToken ct)
     {
-        await using var cmd = platform.CreateCommand("SELECT relrowsecurity FROM pg_class WHERE oid = $1");
+        await using var cmd = (await servers.OfAsync(projectId, ct)).DataSource.CreateCommand("SELECT relrowsecurity FROM pg_class WHERE oid = $1");
         cmd.Parameters.Add(new NpgsqlParameter { Value = oid, NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Oid });
         return await cmd.ExecuteScalarAsync(ct) is true;
     }
@@ -129,7 +129,7 @@ public sealed class AccessPolicies(NpgsqlDataSource platform, SchemaCache schema
     private async Task<AccessSettings> SaveAndApplyAsync(string projectId, TableInfo table, AccessSettings s, CancellationToken ct)
     {
         var sequences = new List<string>();
-        await using (var seq = platform.CreateCommand(
+        await using (var seq = (await servers.OfAsync(projectId, ct)).DataSource.CreateCommand(
             "SELECT sn.nspname, sc.relname FROM pg_depend d JOIN pg_class sc ON sc.oid = d.objid AND sc.relkind = 'S' " +
             "JOIN pg_namespace sn ON sn.oid = sc.relnamespace WHERE d.classid = 'pg_class'::regclass " +
             "AND d.refclassid = 'pg_class'::regclass AND d.refobjid = $1 AND d.deptype = 'a'"))

@@ -19,7 +19,7 @@ public sealed record FunctionAccessSettings(bool anon_execute, bool auth_execute
 public sealed record FunctionSummary(string Name, IReadOnlyList<string> Signatures, string Returns, string Volatility, bool SecurityDefiner,
     bool AnonExecute, bool AuthExecute);
 
-public sealed class FunctionAccess(NpgsqlDataSource platform, FunctionCatalog functions, RestConnections connections, PlatformSignals signals,
+public sealed class FunctionAccess(ProjectServers servers, FunctionCatalog functions, RestConnections connections, PlatformSignals signals,
     ILogger<FunctionAccess> log)
 {
     /// <summary>Every function of the project, by name, read fresh from the catalog.</summary>
@@ -76,14 +76,16 @@ public sealed class FunctionAccess(NpgsqlDataSource platform, FunctionCatalog fu
     /// <summary>
     /// Start-up step for projects made before the secure default: every project whose schema holds a routine PUBLIC may
     /// execute, or whose owner's default privileges still give PUBLIC EXECUTE, has its catalog loaded — which revokes
-    /// both as the project's owner. Found with one catalog query on the platform's login (no project code runs).
+    /// both as the project's owner. Found with one catalog query per server on the platform's login (no project code runs).
     /// Returns the projects secured.
     /// </summary>
     public async Task<IReadOnlyList<string>> SecureExistingProjectsAsync(CancellationToken ct = default)
     {
         var ids = new List<string>();
-        await using (var cmd = platform.CreateCommand($"""
-            SELECT p."Id" FROM {PlatformDbContext.Schema}.projects p
+        foreach (var server in servers.All)
+        {
+            await using var cmd = server.DataSource.CreateCommand("""
+            SELECT p."Id" FROM unnest($1::text[]) AS p("Id")
             JOIN pg_namespace n ON n.nspname = 'proj_' || p."Id"
             WHERE EXISTS (SELECT 1 FROM pg_proc f WHERE f.pronamespace = n.oid AND f.prokind IN ('f', 'p')
                             AND EXISTS (SELECT 1 FROM aclexplode(coalesce(f.proacl, acldefault('f', f.proowner))) e
@@ -92,8 +94,8 @@ public sealed class FunctionAccess(NpgsqlDataSource platform, FunctionCatalog fu
                                 AND NOT EXISTS (SELECT 1 FROM aclexplode(d.defaclacl) e WHERE e.grantee = 0 AND e.privilege_type = 'EXECUTE'))
                OR EXISTS (SELECT 1 FROM pg_default_acl d WHERE d.defaclrole = n.nspowner AND d.defaclnamespace = n.oid AND d.defaclobjtype = 'f'
                             AND EXISTS (SELECT 1 FROM aclexplode(d.defaclacl) e WHERE e.grantee = 0 AND e.privilege_type = 'EXECUTE'))
-            """))
-        {
+            """);
+            cmd.Parameters.Add(new NpgsqlParameter { Value = await servers.ProjectsOnAsync(server, ct) });
             await using var r = await cmd.ExecuteReaderAsync(ct);
             while (await r.ReadAsync(ct)) ids.Add(r.GetString(0));
         }

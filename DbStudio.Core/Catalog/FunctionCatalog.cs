@@ -65,7 +65,7 @@ public sealed class FunctionSnapshot(IReadOnlyDictionary<string, IReadOnlyList<F
     public IReadOnlyList<FunctionInfo> Named(string name) => Functions.GetValueOrDefault(name) ?? [];
 }
 
-public sealed class FunctionCatalog(NpgsqlDataSource platform, RestConnections connections, ILogger<FunctionCatalog> log,
+public sealed class FunctionCatalog(Platform.ProjectServers servers, RestConnections connections, ILogger<FunctionCatalog> log,
     TimeProvider? clock = null)
 {
     /// <summary>Per project while it is in use; dropped after <see cref="IdleAfter"/> without a look (issue 17).</summary>
@@ -196,7 +196,7 @@ public sealed class FunctionCatalog(NpgsqlDataSource platform, RestConnections c
     {
         var schema = ProjectNaming.Schema(projectId);
         var result = new Dictionary<string, List<FunctionInfo>>();
-        await using var batch = platform.CreateBatch();
+        await using var batch = (await servers.OfAsync(projectId, ct)).DataSource.CreateBatch(); // the project's server's catalog
         var fns = new NpgsqlBatchCommand(FunctionsQuery);
         foreach (var v in new[] { schema, ProjectNaming.AnonRole(projectId), ProjectNaming.UserRole(projectId),
                      ProjectNaming.UserAdminRole(projectId), ProjectNaming.OwnerRole(projectId) })

@@ -75,7 +75,7 @@ public sealed class SchemaSnapshot(IReadOnlyDictionary<string, TableInfo> tables
         (_relationships ??= Relationships.Build(ForeignKeys, Tables)).GetValueOrDefault(table) ?? [];
 }
 
-public sealed class SchemaCache(NpgsqlDataSource platform, TimeProvider? clock = null)
+public sealed class SchemaCache(Platform.ProjectServers servers, TimeProvider? clock = null)
 {
     /// <summary>Per project while it is in use; dropped after <see cref="IdleAfter"/> without a look (issue 17).</summary>
     private readonly IdleMap<Task<SchemaSnapshot>> _snapshots = new(clock ?? TimeProvider.System, IdleAfter);
@@ -161,9 +161,10 @@ public sealed class SchemaCache(NpgsqlDataSource platform, TimeProvider? clock =
     {
         var schema = ProjectNaming.Schema(projectId);
         var tables = new Dictionary<string, TableInfo>();
+        var catalog = (await servers.OfAsync(projectId, ct)).DataSource; // the project's server's catalog
         // The columns first, on a connection given back before the foreign keys are read.
         {
-            await using var cmd = platform.CreateCommand(CatalogQuery);
+            await using var cmd = catalog.CreateCommand(CatalogQuery);
             cmd.Parameters.Add(new NpgsqlParameter { Value = schema });
             // In RestRole order: anon, user, user_admin, owner.
             cmd.Parameters.Add(new NpgsqlParameter { Value = (string[])[ProjectNaming.AnonRole(projectId), ProjectNaming.UserRole(projectId),
@@ -197,14 +198,14 @@ public sealed class SchemaCache(NpgsqlDataSource platform, TimeProvider? clock =
             }
             Flush();
         }
-        return new SchemaSnapshot(tables, Environment.TickCount64, await LoadForeignKeysAsync(schema, ct));
+        return new SchemaSnapshot(tables, Environment.TickCount64, await LoadForeignKeysAsync(catalog, schema, ct));
     }
 
     /// <summary>The schema's foreign keys, by a command of their own.</summary>
-    private async Task<List<ForeignKey>> LoadForeignKeysAsync(string schema, CancellationToken ct)
+    private static async Task<List<ForeignKey>> LoadForeignKeysAsync(NpgsqlDataSource catalog, string schema, CancellationToken ct)
     {
         var keys = new List<ForeignKey>();
-        await using var fkCmd = platform.CreateCommand(ForeignKeyQuery);
+        await using var fkCmd = catalog.CreateCommand(ForeignKeyQuery);
         fkCmd.Parameters.Add(new NpgsqlParameter { Value = schema });
         await using var fk = await fkCmd.ExecuteReaderAsync(ct);
         while (await fk.ReadAsync(ct))

@@ -12,7 +12,9 @@
 //    which every NOTIFY — every captured write of every project, every platform signal — fails at commit. Past
 //    Limits:NotifyQueueUsage, project sessions whose transaction is older than Limits:NotifyHolderAge are ended.
 // It reads only the catalog and pg_stat_activity and needs pg_signal_backend to end sessions (PlatformBootstrap grants
-// it; on an existing server: GRANT pg_signal_backend TO <platform role>).
+// it; on an existing server: GRANT pg_signal_backend TO <platform role>). Each PostgreSQL server is looked after on its
+// own (ProjectServers): its projects' logins, its slots, its NOTIFY queue.
+using DbStudio.Core.Platform;
 using DbStudio.Core.Sql;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
@@ -21,7 +23,7 @@ using Npgsql;
 
 namespace DbStudio.Core.Limits;
 
-public sealed class ConnectionGuard(NpgsqlDataSource platform, IOptions<DbStudioOptions> options, TimeProvider clock,
+public sealed class ConnectionGuard(ProjectServers servers, IOptions<DbStudioOptions> options, TimeProvider clock,
     ILogger<ConnectionGuard> log) : BackgroundService
 {
     private readonly DbStudioOptions _options = options.Value;
@@ -56,10 +58,19 @@ public sealed class ConnectionGuard(NpgsqlDataSource platform, IOptions<DbStudio
     /// <summary>Sets CONNECTION LIMIT on every project login whose limit differs from the configured one. Returns how many changed.</summary>
     public async Task<int> ApplyLimitsAsync(CancellationToken ct = default)
     {
+        var changed = 0;
+        foreach (var server in servers.All) changed += await ApplyLimitsAsync(server, ct);
+        if (changed > 0) log.LogInformation("Applied connection limits to {Count} project logins", changed);
+        return changed;
+    }
+
+    private async Task<int> ApplyLimitsAsync(DbServer server, CancellationToken ct)
+    {
+        var platform = server.DataSource;
         var changes = new List<(string Role, int Limit)>();
         await using (var cmd = platform.CreateCommand("""
             SELECT r.rolname, w.wanted
-            FROM platform.projects p
+            FROM unnest($3::text[]) AS p("Id")
             CROSS JOIN LATERAL (VALUES ('proj_' || p."Id" || '_owner', $1), ('proj_' || p."Id" || '_rest', $2),
                 ('proj_' || p."Id" || '_rest_owner', $2)) w(name, wanted)
             JOIN pg_roles r ON r.rolname = w.name
@@ -68,6 +79,7 @@ public sealed class ConnectionGuard(NpgsqlDataSource platform, IOptions<DbStudio
         {
             cmd.Parameters.Add(new NpgsqlParameter { Value = _options.OwnerConnectionLimit });
             cmd.Parameters.Add(new NpgsqlParameter { Value = _options.Rest.EffectiveLoginConnectionLimit });
+            cmd.Parameters.Add(new NpgsqlParameter { Value = await servers.ProjectsOnAsync(server, ct) });
             await using var r = await cmd.ExecuteReaderAsync(ct);
             while (await r.ReadAsync(ct)) changes.Add((r.GetString(0), r.GetInt32(1)));
         }
@@ -86,7 +98,6 @@ public sealed class ConnectionGuard(NpgsqlDataSource platform, IOptions<DbStudio
                 log.LogDebug(e, "Could not set the connection limit of {Role}", role);
             }
         }
-        if (changed > 0) log.LogInformation("Applied connection limits to {Count} project logins", changed);
         return changed;
     }
 
@@ -96,15 +107,22 @@ public sealed class ConnectionGuard(NpgsqlDataSource platform, IOptions<DbStudio
     /// </summary>
     public async Task<int> KeepNotifyQueueAsync(CancellationToken ct = default)
     {
+        var ended = 0;
+        foreach (var server in servers.All) ended += await KeepNotifyQueueAsync(server, ct);
+        return ended;
+    }
+
+    private async Task<int> KeepNotifyQueueAsync(DbServer server, CancellationToken ct)
+    {
         var threshold = _options.Limits.NotifyQueueUsage;
         if (threshold <= 0) return 0;
-        await using (var usage = platform.CreateCommand("SELECT pg_notification_queue_usage()"))
+        await using (var usage = server.DataSource.CreateCommand("SELECT pg_notification_queue_usage()"))
             if ((double)(await usage.ExecuteScalarAsync(ct))! < threshold) return 0;
-        var (ended, _) = await EndSessionsAsync("""
+        var (ended, _) = await EndSessionsAsync(server.DataSource, """
             SELECT a.pid, a.usename FROM pg_stat_activity a
             WHERE a.usename LIKE 'proj\_%' AND a.xact_start < now() - $1 AND a.pid <> pg_backend_pid()
             ORDER BY a.xact_start
-            """, _options.Limits.NotifyHolderAge, ct);
+            """, [_options.Limits.NotifyHolderAge], ct);
         if (ended > 0)
             log.LogWarning("PostgreSQL's NOTIFY queue is filling: ended {Ended} project sessions open in one transaction for longer than {Age}",
                 ended, _options.Limits.NotifyHolderAge);
@@ -113,12 +131,13 @@ public sealed class ConnectionGuard(NpgsqlDataSource platform, IOptions<DbStudio
 
     /// <summary>Ends the sessions <paramref name="select"/> (pid, role; one parameter) names. Allowed is false when the
     /// platform role may not (no pg_signal_backend).</summary>
-    private async Task<(int Ended, bool Allowed)> EndSessionsAsync(string select, object parameter, CancellationToken ct)
+    private async Task<(int Ended, bool Allowed)> EndSessionsAsync(NpgsqlDataSource platform, string select, object[] parameters,
+        CancellationToken ct)
     {
         var victims = new List<(int Pid, string Role)>();
         await using (var cmd = platform.CreateCommand(select))
         {
-            cmd.Parameters.Add(new NpgsqlParameter { Value = parameter });
+            foreach (var parameter in parameters) cmd.Parameters.Add(new NpgsqlParameter { Value = parameter });
             await using var r = await cmd.ExecuteReaderAsync(ct);
             while (await r.ReadAsync(ct)) victims.Add((r.GetInt32(0), r.GetString(1)));
         }
@@ -142,8 +161,16 @@ public sealed class ConnectionGuard(NpgsqlDataSource platform, IOptions<DbStudio
     /// </summary>
     public async Task<int> KeepReserveAsync(CancellationToken ct = default)
     {
+        var ended = 0;
+        foreach (var server in servers.All) ended += await KeepReserveAsync(server, ct);
+        return ended;
+    }
+
+    private async Task<int> KeepReserveAsync(DbServer server, CancellationToken ct)
+    {
         var reserve = _options.Limits.ReservedConnections;
         if (reserve <= 0) return 0;
+        var platform = server.DataSource;
         // Sessions of other roles show only some columns to the platform role: count every row that has a role
         // (client backends; parallel workers too, which errs on the side of ending more).
         int free;
@@ -155,13 +182,13 @@ public sealed class ConnectionGuard(NpgsqlDataSource platform, IOptions<DbStudio
         if (free >= reserve) return 0;
 
         var need = reserve - free;
-        var (ended, allowed) = await EndSessionsAsync("""
+        var (ended, allowed) = await EndSessionsAsync(platform, """
             SELECT a.pid, a.usename
             FROM pg_stat_activity a
-            JOIN platform.projects p ON a.usename = 'proj_' || p."Id" || '_owner'
+            JOIN unnest($2::text[]) AS p("Id") ON a.usename = 'proj_' || p."Id" || '_owner'
             ORDER BY a.application_name = 'dbstudio-console', count(*) OVER (PARTITION BY a.usename) DESC, a.pid DESC
             LIMIT $1
-            """, need, ct);
+            """, [need, await servers.ProjectsOnAsync(server, ct)], ct);
         if (!allowed && !_warnedNoSignal)
         {
             log.LogWarning("Only {Free} connection slots are free (reserve: {Reserve}) but the platform role may not end " +

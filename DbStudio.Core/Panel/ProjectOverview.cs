@@ -9,14 +9,14 @@ namespace DbStudio.Core.Panel;
 
 public sealed record TableRows(string Table, long Rows, bool Estimated);
 
-public sealed class ProjectOverview(NpgsqlDataSource platform, Projects.RestConnections connections)
+public sealed class ProjectOverview(Platform.ProjectServers servers, Projects.RestConnections connections)
 {
     public const long ExactBelow = 100_000;
 
     public async Task<List<TableRows>> RowsPerTableAsync(string projectId, CancellationToken ct = default)
     {
         var estimates = new List<(string Table, long Estimate)>();
-        await using (var cmd = platform.CreateCommand(
+        await using (var cmd = (await servers.OfAsync(projectId, ct)).DataSource.CreateCommand(
             "SELECT c.relname, c.reltuples::bigint FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace " +
             "WHERE n.nspname = $1 AND c.relkind IN ('r', 'p') ORDER BY c.relname"))
         {

@@ -20,6 +20,10 @@ public sealed class Project
     public required string Name { get; set; }
     public required string OwnerUserId { get; set; }
     public DateTimeOffset CreatedAt { get; set; }
+    /// <summary>The PostgreSQL server its schema and roles live on (ProjectServers; DbStudio:Servers).</summary>
+    public string Server { get; set; } = ServersOptions.Main;
+    /// <summary>Set while the project is being moved to that server (its requests wait; ProjectMover).</summary>
+    public string? MovingTo { get; set; }
     public List<ProjectSecret> Secrets { get; set; } = [];
 }
 
@@ -107,6 +111,8 @@ public sealed class PlatformDbContext(DbContextOptions<PlatformDbContext> option
             e.HasKey(p => p.Id);
             e.Property(p => p.Id).HasMaxLength(32);
             e.Property(p => p.Name).HasMaxLength(200);
+            e.Property(p => p.Server).HasMaxLength(63);
+            e.Property(p => p.MovingTo).HasMaxLength(63);
             e.HasIndex(p => p.OwnerUserId);
             e.HasOne<PlatformUser>().WithMany().HasForeignKey(p => p.OwnerUserId).OnDelete(DeleteBehavior.Cascade);
             e.HasMany(p => p.Secrets).WithOne().HasForeignKey(s => s.ProjectId).OnDelete(DeleteBehavior.Cascade);

@@ -36,6 +36,10 @@ public sealed class PlatformSignals(NpgsqlDataSource platform, IDataProtectionPr
         public const string EndUser = "enduser";
         /// <summary>The project was deleted.</summary>
         public const string Project = "project";
+        /// <summary>The project is being moved to another server: its requests wait (ProjectServers).</summary>
+        public const string Moving = "moving";
+        /// <summary>The project's move ended (on its new server, or given up): caches, pools and streams of it start over.</summary>
+        public const string Moved = "moved";
     }
 
     /// <summary>Raised for every announcement, from any instance (on the listener's thread: keep handlers short).

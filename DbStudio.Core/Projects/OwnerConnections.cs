@@ -35,20 +35,18 @@ public sealed class OwnerConnection(NpgsqlConnection connection, ProjectConnecti
     }
 }
 
-public sealed class OwnerConnections(IDbContextFactory<PlatformDbContext> contexts, SecretProtector protector, NpgsqlDataSource platform,
-    ProjectConnectionPool pool, IOptions<DbStudioOptions> options)
+public sealed class OwnerConnections(IDbContextFactory<PlatformDbContext> contexts, SecretProtector protector, ProjectServers servers,
+    ServerPools pools, IOptions<DbStudioOptions> options)
 {
-    private readonly NpgsqlConnectionStringBuilder _platform = new(platform.ConnectionString);
     private readonly DbStudioOptions _options = options.Value;
     private PoolPolicy? _policy;
 
-    /// <summary>postgresql://proj_{id}_owner:password@host:port/database — works with psql as it is.</summary>
-    public string ConnectionUrl(string id, string password)
+    /// <summary>postgresql://proj_{id}_owner:password@host:port/database, on the project's server — works with psql as it is.</summary>
+    public static string ConnectionUrl(string id, string password, DbServer server)
     {
-        var host = _options.PublicDbHost ?? _platform.Host ?? "localhost";
-        var port = _options.PublicDbPort ?? _platform.Port;
+        var host = server.PublicHost;
         if (host.Contains(':') && !host.StartsWith('[')) host = $"[{host}]";
-        return $"postgresql://{Uri.EscapeDataString(ProjectNaming.OwnerRole(id))}:{Uri.EscapeDataString(password)}@{host}:{port}/{Uri.EscapeDataString(_platform.Database ?? "")}";
+        return $"postgresql://{Uri.EscapeDataString(ProjectNaming.OwnerRole(id))}:{Uri.EscapeDataString(password)}@{host}:{server.PublicPort}/{Uri.EscapeDataString(server.Database)}";
     }
 
     /// <summary>A connection logged in as proj_{id}_owner with search_path = proj_{id}; dispose it to give it back.</summary>
@@ -57,6 +55,7 @@ public sealed class OwnerConnections(IDbContextFactory<PlatformDbContext> contex
         // One policy for every project: nothing is kept per project outside the pool's keys in use.
         var policy = _policy ??= new PoolPolicy(_options.Console.PoolSize, _options.Console.PoolIdle, TimeSpan.FromSeconds(15), null,
             (key, source, token) => OpenNewAsync(key.Project, source, token));
+        var pool = pools.For(await servers.OfAsync(id, ct)); // the project's server's pool
         var conn = await pool.RentAsync(new PoolKey(id, ProjectNaming.OwnerRole(id)), policy, ct);
         return new OwnerConnection(conn, pool);
     }
@@ -65,7 +64,7 @@ public sealed class OwnerConnections(IDbContextFactory<PlatformDbContext> contex
     public void Forget(string id)
     {
         var login = ProjectNaming.OwnerRole(id);
-        pool.Forget(id, key => key.Login == login);
+        pools.Forget(id, key => key.Login == login);
     }
 
     private async Task<NpgsqlConnection> OpenNewAsync(string id, PoolSource source, CancellationToken ct)
@@ -97,9 +96,10 @@ public sealed class OwnerConnections(IDbContextFactory<PlatformDbContext> contex
                 ?? throw new KeyNotFoundException($"project {id} does not exist");
             password = protector.Unprotect(secret);
         }
+        var server = await servers.OfAsync(id);
         return new NpgsqlConnectionStringBuilder
         {
-            Host = _platform.Host, Port = _platform.Port, Database = _platform.Database,
+            Host = server.Host, Port = server.Port, Database = server.Database, SslMode = server.SslMode,
             Username = ProjectNaming.OwnerRole(id), Password = password,
             SearchPath = ProjectNaming.Schema(id),
             ApplicationName = "dbstudio-console",

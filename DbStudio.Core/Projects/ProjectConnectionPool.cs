@@ -125,9 +125,11 @@ public sealed class ProjectConnectionPool : IAsyncDisposable
     private readonly Timer _trim;
     private int _open;
 
-    public ProjectConnectionPool(IOptions<DbStudioOptions> options, TimeProvider? clock = null)
+    /// <param name="budget">Connections this pool holds at most (one pool per server: ServerPools); 0 = Rest:MaxConnections.</param>
+    public ProjectConnectionPool(IOptions<DbStudioOptions> options, TimeProvider? clock = null, int budget = 0)
     {
-        _budget = options.Value.Rest.MaxConnections > 0 ? options.Value.Rest.MaxConnections : RestOptions.DefaultMaxConnections;
+        _budget = budget > 0 ? budget
+            : options.Value.Rest.MaxConnections > 0 ? options.Value.Rest.MaxConnections : RestOptions.DefaultMaxConnections;
         _clock = clock ?? TimeProvider.System;
         var period = TimeSpan.FromSeconds(Math.Clamp(Math.Min(options.Value.Rest.PoolIdle.TotalSeconds,
             options.Value.Console.PoolIdle.TotalSeconds) / 4, 1, 15));

@@ -22,7 +22,8 @@ namespace DbStudio.Core.Projects;
 /// <summary>Which of the project's roles a REST connection acts as.</summary>
 public enum RestRole { Anon, User, UserAdmin, Owner }
 
-public sealed class ProjectLogins(IDbContextFactory<PlatformDbContext> contexts, SecretProtector protector, IOptions<DbStudioOptions> options)
+public sealed class ProjectLogins(IDbContextFactory<PlatformDbContext> contexts, SecretProtector protector, ProjectServers servers,
+    IOptions<DbStudioOptions> options)
 {
     public static readonly RestRole[] Roles = [RestRole.Anon, RestRole.User, RestRole.UserAdmin, RestRole.Owner];
 
@@ -80,10 +81,16 @@ public sealed class ProjectLogins(IDbContextFactory<PlatformDbContext> contexts,
     public async Task<string> EnsureAsync(string id, bool renew, CancellationToken ct)
     {
         if (!ProjectNaming.IsValidId(id)) throw new ArgumentException("invalid project id", nameof(id));
+        var server = await servers.OfAsync(id, ct);
         await using var db = await contexts.CreateDbContextAsync(ct);
         await using var tx = await db.Database.BeginTransactionAsync(ct);
-        var conn = (NpgsqlConnection)db.Database.GetDbConnection();
-        var npgsqlTx = (NpgsqlTransaction)tx.GetDbTransaction();
+        // The logins are roles of the project's server; their password is platform metadata. On another server than the
+        // platform's, the metadata commits first and the roles second, under the lock: a failure in between leaves a
+        // password the logins do not have, which the first connection that fails renews (RestConnections).
+        await using var on = await ServerTransaction.BeginAsync(server,
+            (NpgsqlConnection)db.Database.GetDbConnection(), (NpgsqlTransaction)tx.GetDbTransaction(), ct);
+        var conn = on.Connection;
+        var npgsqlTx = on.Transaction;
         // One lock for all projects: GRANT CONNECT of two projects at once would update the same pg_database row
         // ("tuple concurrently updated"). Logins are made once per project, so this is not a queue in practice.
         await using (var lockCmd = new NpgsqlCommand(LoginsLockSql, conn, npgsqlTx))
@@ -92,7 +99,10 @@ public sealed class ProjectLogins(IDbContextFactory<PlatformDbContext> contexts,
         var (current, legacy) = await CountLoginsAsync(conn, npgsqlTx, id, ct);
         if (secret is not null && current == 2 && legacy == 0 && !renew) return protector.Unprotect(secret.Protected);
 
-        if (!await db.Projects.AnyAsync(p => p.Id == id, ct)) throw new KeyNotFoundException($"project {id} does not exist");
+        var moving = await db.Projects.Where(p => p.Id == id).Select(p => new { p.MovingTo }).SingleOrDefaultAsync(ct)
+            ?? throw new KeyNotFoundException($"project {id} does not exist");
+        // A project being moved keeps its logins shut (ProjectMover) until the move ends.
+        if (moving.MovingTo is not null) throw new ProjectMovingException($"Project {id} is being moved to another server; try again shortly");
         var password = secret is not null && !renew ? protector.Unprotect(secret.Protected) : ProjectNaming.NewPassword();
         // PASSWORD takes no parameter: a SCRAM verifier is the literal, so neither the server nor its log sees the password.
         // The password is 32 random letters and digits (~190 bits): key stretching adds nothing to it, and cheap
@@ -145,6 +155,7 @@ public sealed class ProjectLogins(IDbContextFactory<PlatformDbContext> contexts,
         }
         await db.SaveChangesAsync(ct);
         await tx.CommitAsync(ct);
+        await on.CommitAsync(ct);
         return password;
     }
 

@@ -22,7 +22,7 @@ public sealed record ProjectInfo(string Id, string Name, string Schema, string R
 /// <summary>Safe to hold for a long time (Blazor circuits): every operation uses a DbContext of its own.</summary>
 public sealed class ProjectService(
     IDbContextFactory<PlatformDbContext> contexts,
-    NpgsqlDataSource platform,
+    ProjectServers servers,
     SecretProtector protector,
     OwnerConnections ownerConnections,
     Projects.RestConnections restConnections,
@@ -47,9 +47,10 @@ public sealed class ProjectService(
         var anonKey = ProjectNaming.NewAnonKey();
         var apiKey = ProjectNaming.NewApiKey();
         var now = DateTimeOffset.UtcNow;
+        var server = await servers.PlaceAsync(ct);
         var project = new Project
         {
-            Id = id, Name = name.Trim(), OwnerUserId = ownerUserId, CreatedAt = now,
+            Id = id, Name = name.Trim(), OwnerUserId = ownerUserId, CreatedAt = now, Server = server.Name,
             Secrets =
             [
                 Secret(id, ProjectSecretKind.OwnerPassword, password, hash: false, now),
@@ -58,17 +59,20 @@ public sealed class ProjectService(
             ],
         };
 
-        // Roles, schema and metadata commit together or not at all.
+        // Roles, schema and metadata commit together or not at all. On another server than the platform's, the roles and
+        // schema commit there first: a failure before the metadata commits leaves roles no project names (a new id is
+        // drawn next time), never a project without its schema.
         await using var db = await contexts.CreateDbContextAsync(ct);
         var strategy = db.Database.CreateExecutionStrategy();
         await strategy.ExecuteAsync(async () =>
         {
             await using var tx = await db.Database.BeginTransactionAsync(ct);
-            var conn = (NpgsqlConnection)db.Database.GetDbConnection();
-            await ProjectProvisioner.CreateAsync(conn, (NpgsqlTransaction)tx.GetDbTransaction(), id, password,
-                options.Value.OwnerConnectionLimit, ct);
+            await using var on = await ServerTransaction.BeginAsync(server,
+                (NpgsqlConnection)db.Database.GetDbConnection(), (NpgsqlTransaction)tx.GetDbTransaction(), ct);
+            await ProjectProvisioner.CreateAsync(on.Connection, on.Transaction, id, password, options.Value.OwnerConnectionLimit, ct);
             db.Projects.Add(project);
             await db.SaveChangesAsync(ct);
+            await on.CommitAsync(ct);
             await tx.CommitAsync(ct);
         });
         return ToInfo(project, publicBaseUrl, password, anonKey, apiKey);
@@ -104,8 +108,9 @@ public sealed class ProjectService(
     public async Task<bool> DeleteAsync(string ownerUserId, string id, CancellationToken ct = default)
     {
         if (!await IsOwnerAsync(ownerUserId, id, ct)) return false;
+        var server = await servers.OfAsync(id, ct); // its roles are that server's
         // No new sessions through the Connection URL; then end those open, the app's own pools included.
-        await using (var nologin = platform.CreateCommand($"ALTER ROLE {Sql.SqlText.Ident(ProjectNaming.OwnerRole(id))} NOLOGIN"))
+        await using (var nologin = server.DataSource.CreateCommand($"ALTER ROLE {Sql.SqlText.Ident(ProjectNaming.OwnerRole(id))} NOLOGIN"))
             await nologin.ExecuteNonQueryAsync(ct);
         ownerConnections.Forget(id);
         restConnections.Forget(id);
@@ -121,8 +126,10 @@ public sealed class ProjectService(
         await strategy.ExecuteAsync(async () =>
         {
             await using var tx = await db.Database.BeginTransactionAsync(ct);
-            var conn = (NpgsqlConnection)db.Database.GetDbConnection();
-            await ProjectProvisioner.DropAsync(conn, (NpgsqlTransaction)tx.GetDbTransaction(), id, ct);
+            await using var on = await ServerTransaction.BeginAsync(server,
+                (NpgsqlConnection)db.Database.GetDbConnection(), (NpgsqlTransaction)tx.GetDbTransaction(), ct);
+            await ProjectProvisioner.DropAsync(on.Connection, on.Transaction, id, ct);
+            await on.CommitAsync(ct);
             await db.Projects.Where(p => p.Id == id).ExecuteDeleteAsync(ct);
             await tx.CommitAsync(ct);
         });
@@ -159,20 +166,23 @@ public sealed class ProjectService(
     {
         if (!await IsOwnerAsync(ownerUserId, id, ct)) return null;
         var password = ProjectNaming.NewPassword();
+        var server = await servers.OfAsync(id, ct);
         await using (var db = await contexts.CreateDbContextAsync(ct))
         {
             var strategy = db.Database.CreateExecutionStrategy();
             await strategy.ExecuteAsync(async () =>
             {
                 await using var tx = await db.Database.BeginTransactionAsync(ct);
-                var conn = (NpgsqlConnection)db.Database.GetDbConnection();
+                await using var on = await ServerTransaction.BeginAsync(server,
+                    (NpgsqlConnection)db.Database.GetDbConnection(), (NpgsqlTransaction)tx.GetDbTransaction(), ct);
                 await using (var alter = new NpgsqlCommand(
                     $"ALTER ROLE {Sql.SqlText.Ident(ProjectNaming.OwnerRole(id))} PASSWORD {Sql.SqlText.Literal(Sql.Scram.Verifier(password))}",
-                    conn, (NpgsqlTransaction)tx.GetDbTransaction()))
+                    on.Connection, on.Transaction))
                     await alter.ExecuteNonQueryAsync(ct);
                 await db.ProjectSecrets.Where(s => s.ProjectId == id && s.Kind == ProjectSecretKind.OwnerPassword)
                     .ExecuteUpdateAsync(u => u.SetProperty(s => s.Protected, protector.Protect(password))
                         .SetProperty(s => s.CreatedAt, DateTimeOffset.UtcNow), ct);
+                await on.CommitAsync(ct);
                 await tx.CommitAsync(ct);
             });
         }
@@ -202,5 +212,5 @@ public sealed class ProjectService(
 
     private ProjectInfo ToInfo(Project p, string publicBaseUrl, string password, string anonKey, string apiKey) =>
         new(p.Id, p.Name, ProjectNaming.Schema(p.Id), $"{publicBaseUrl.TrimEnd('/')}/db/{p.Id}/rest", anonKey, apiKey,
-            ownerConnections.ConnectionUrl(p.Id, password), p.CreatedAt);
+            OwnerConnections.ConnectionUrl(p.Id, password, servers.Named(p.Server)), p.CreatedAt);
 }

@@ -16,10 +16,9 @@ using Npgsql;
 
 namespace DbStudio.Core.Projects;
 
-public sealed class RestConnections(ProjectConnectionPool pool, ProjectLogins logins, NpgsqlDataSource platform,
+public sealed class RestConnections(ServerPools pool, Platform.ProjectServers servers, ProjectLogins logins,
     IOptions<DbStudioOptions> options)
 {
-    private readonly NpgsqlConnectionStringBuilder _platformCsb = new(platform.ConnectionString);
     private readonly RestOptions _options = options.Value.Rest;
     private PoolPolicy[]? _policies;
 
@@ -77,10 +76,14 @@ public sealed class RestConnections(ProjectConnectionPool pool, ProjectLogins lo
     /// </summary>
     public async Task<NpgsqlConnection> RentForRequestAsync(string id, RestRole role, CancellationToken ct)
     {
-        try { return await pool.RentAsync(new PoolKey(id, LoginRole(id, role)), Policy(role), ct); }
+        // The project's server's pool: each server has a budget of its own. A project being moved waits for its move.
+        Platform.DbServer server;
+        try { server = await servers.OfAsync(id, ct); }
+        catch (Platform.ProjectMovingException e) { throw new BusyException(e.Message); }
+        try { return await pool.RentAsync(server, new PoolKey(id, LoginRole(id, role)), Policy(role), ct); }
         catch (ProjectConnectionPool.BusyException)
         {
-            throw new BusyException($"All {pool.Budget} REST connections are busy");
+            throw new BusyException($"All {pool.For(server).Budget} REST connections of server {server.Name} are busy");
         }
     }
 
@@ -136,9 +139,10 @@ public sealed class RestConnections(ProjectConnectionPool pool, ProjectLogins lo
         // The fast path reads the kept password; logging in then says whether the logins exist with it (else: renewed).
         var password = ensure ? await logins.EnsureAsync(id, renew: true, ct)
             : await logins.PasswordAsync(id, ct) ?? await logins.EnsureAsync(id, renew: false, ct);
+        var server = await servers.OfAsync(id, ct); // the logins are roles of the project's server
         return new NpgsqlConnectionStringBuilder
         {
-            Host = _platformCsb.Host, Port = _platformCsb.Port, Database = _platformCsb.Database, SslMode = _platformCsb.SslMode,
+            Host = server.Host, Port = server.Port, Database = server.Database, SslMode = server.SslMode,
             Username = LoginRole(id, role), Password = password,
             ApplicationName = "dbstudio-rest",
             // ProjectConnectionPool pools; a connection keeps its session — the role, the settings below and its

@@ -14,7 +14,7 @@ using Npgsql;
 
 namespace DbStudio.Core.Streams;
 
-public sealed class ChangeCapture(NpgsqlDataSource platform, RestConnections connections, ChangeLog changeLog)
+public sealed class ChangeCapture(Platform.ProjectServers servers, RestConnections connections, ChangeLog changeLog)
 {
     public const string TriggerName = "dbstudio_capture";
 
@@ -32,8 +32,8 @@ public sealed class ChangeCapture(NpgsqlDataSource platform, RestConnections con
     {
         var schema = ProjectNaming.Schema(projectId);
         var missing = new List<(uint Oid, string Name)>();
-        // The catalog is read on the platform's login (no project code runs); the trigger is made by the owner.
-        await using (var cmd = platform.CreateCommand("""
+        // The catalog is read on the platform's login on the project's server (no project code runs); the trigger is made by the owner.
+        await using (var cmd = (await servers.OfAsync(projectId, ct)).DataSource.CreateCommand("""
             SELECT c.oid, c.relname, EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = c.oid AND t.tgname = $2)
             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
             WHERE n.nspname = $1 AND c.relkind IN ('r', 'p') AND NOT c.relispartition

@@ -40,8 +40,15 @@ public sealed class ChangeHub(ChangeLog changeLog, StreamVisibility visibility, 
     /// The change id an event id given to <paramref name="identity"/> on <paramref name="table"/> stands for; null when
     /// it is not one (made up, or given to another credential or table).
     /// </summary>
-    public async Task<long?> ResumePointAsync(string projectId, TableInfo table, StreamIdentity identity, string eventId, CancellationToken ct) =>
-        StreamIds.Verify(await ids.KeyAsync(projectId, ct), table.Oid, identity, eventId);
+    public async Task<long?> ResumePointAsync(string projectId, TableInfo table, StreamIdentity identity, string eventId, CancellationToken ct)
+    {
+        var key = await ids.KeyAsync(projectId, ct);
+        if (StreamIds.Verify(key, table.Oid, identity, eventId) is { } change) return change;
+        // Given out before the project moved to another server, where the table has another OID.
+        foreach (var old in await ids.PreviousOidsAsync(projectId, table.Oid, ct))
+            if (StreamIds.Verify(key, old, identity, eventId) is { } moved) return moved;
+        return null;
+    }
 
     /// <summary>
     /// Subscribes an audience to a table. With <paramref name="resumeAfter"/> (a verified resume point) the stream
@@ -133,6 +140,16 @@ public sealed class ChangeHub(ChangeLog changeLog, StreamVisibility visibility, 
         if (_feeds.TryRemove(projectId, out var feed))
             foreach (var s in feed.Snapshot()) s.Revoke();
         ids.Forget(projectId);
+    }
+
+    /// <summary>
+    /// Ends every open stream of a project that moved to another server (its tables have new OIDs there) as a dropped
+    /// subscriber's: the client reconnects with Last-Event-ID and resumes there, with nothing missed.
+    /// </summary>
+    public void ReleaseProject(string projectId)
+    {
+        if (_feeds.TryRemove(projectId, out var feed))
+            foreach (var s in feed.Snapshot()) s.Release();
     }
 
     // ---- frames -------------------------------------------------------------------------------------------

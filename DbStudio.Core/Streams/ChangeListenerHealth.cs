@@ -5,10 +5,10 @@ using Microsoft.Extensions.Diagnostics.HealthChecks;
 
 namespace DbStudio.Core.Streams;
 
-public sealed class ChangeListenerHealth(PlatformListener listener, ChangeHub hub) : IHealthCheck
+public sealed class ChangeListenerHealth(PlatformListener listener, ServerChangeListeners servers, ChangeHub hub) : IHealthCheck
 {
     public Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken ct = default) =>
-        Task.FromResult(listener.Listening
+        Task.FromResult(listener.Listening && servers.Listening
             ? HealthCheckResult.Healthy($"listening; {hub.SubscriberCount} stream subscribers")
             : HealthCheckResult.Degraded("the notification listener is not connected to PostgreSQL (reconnecting)"));
 }

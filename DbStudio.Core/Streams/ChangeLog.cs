@@ -1,6 +1,8 @@
 // The change log (schema dbstudio_realtime, made by the ChangeLog, CaptureInBulk and Isolation migrations): every SQL
-// statement the platform runs on it lives here. The log is the platform's own table — reading and pruning it runs no
-// project code. Ids are per project and become visible in order (assigned at commit under the project's stream row
+// statement the platform runs on it lives here. Each PostgreSQL server keeps the log of its own projects (the capture
+// trigger writes it in the writing transaction): the platform's server has it from the migrations, every other server
+// gets the same schema at start-up (PrepareServerAsync), and each read goes to the project's server (ProjectServers).
+// The log is the platform's own table — reading and pruning it runs no project code. Ids are per project and become visible in order (assigned at commit under the project's stream row
 // lock), so a reader that has seen id N has seen everything below it: resuming after an id is exact.
 using System.Text.Json;
 using DbStudio.Core.Projects;
@@ -15,7 +17,7 @@ namespace DbStudio.Core.Streams;
 /// </summary>
 public sealed record Change(long Id, uint TableOid, uint[] Ancestors, char Op, string? Record, string? OldRecord, DateTimeOffset CommittedAt);
 
-public sealed class ChangeLog(NpgsqlDataSource platform)
+public sealed class ChangeLog(Platform.ProjectServers servers)
 {
     private static readonly System.Diagnostics.Metrics.Counter<long> Oversized = new System.Diagnostics.Metrics.Meter(ChangeHub.MeterName)
         .CreateCounter<long>("dbstudio.stream.oversized", "{change}", "Changes whose row image was too large to stream");
@@ -45,48 +47,152 @@ public sealed class ChangeLog(NpgsqlDataSource platform)
     private static string CreateStreamSql(string projectId) =>
         $"INSERT INTO dbstudio_realtime.streams (schema_name) VALUES ({SqlText.Literal(ProjectNaming.Schema(projectId))}) ON CONFLICT DO NOTHING;";
 
-    /// <summary>Drops a deleted project's log and stream row (at once on the deleting instance; pruning catches any left).</summary>
+    /// <summary>
+    /// The change log's schema on a server other than the platform's, as the migrations left it on the platform's (the
+    /// ChangeLog, CaptureInBulk and Isolation migrations' SQL in order): made once, when the schema is missing. A later
+    /// change to the log's SQL must be made here too.
+    /// </summary>
+    public static async Task PrepareServerAsync(Platform.DbServer server, CancellationToken ct = default)
+    {
+        if (server.IsPlatform) return; // the migrations made it
+        await using var conn = await server.DataSource.OpenConnectionAsync(ct);
+        await using var tx = await conn.BeginTransactionAsync(ct);
+        await using (var lockCmd = new NpgsqlCommand("SELECT pg_advisory_xact_lock(hashtext('dbstudio-change-log'))", conn, tx))
+            await lockCmd.ExecuteNonQueryAsync(ct);
+        await using (var exists = new NpgsqlCommand("SELECT to_regnamespace('dbstudio_realtime') IS NOT NULL", conn, tx))
+            if (await exists.ExecuteScalarAsync(ct) is true) return;
+        var isolation = Platform.Migrations.Isolation.Sql;
+        var sql = Platform.Migrations.ChangeLog.SchemaSql + "\n" + Platform.Migrations.CaptureInBulk.CaptureInBulkSql + "\n"
+                  + "ALTER TABLE dbstudio_realtime.changes ADD COLUMN table_oid oid NOT NULL;\n"
+                  + isolation[isolation.IndexOf("CREATE OR REPLACE FUNCTION", StringComparison.Ordinal)..];
+        await using (var create = new NpgsqlCommand(sql, conn, tx)) await create.ExecuteNonQueryAsync(ct);
+        await tx.CommitAsync(ct);
+    }
+
+    /// <summary>Drops a deleted project's log and stream row, on every server (at once on the deleting instance; pruning
+    /// catches any left).</summary>
     public async Task DropProjectAsync(string projectId, CancellationToken ct)
     {
-        await using var cmd = platform.CreateCommand(
-            "DELETE FROM dbstudio_realtime.changes WHERE schema_name = $1; DELETE FROM dbstudio_realtime.streams WHERE schema_name = $1");
-        cmd.Parameters.Add(new() { Value = ProjectNaming.Schema(projectId) });
-        await cmd.ExecuteNonQueryAsync(ct);
+        foreach (var server in servers.All) await DropOnAsync(server, projectId, ct);
     }
+
+    /// <summary>Drops a project's log and stream row on one server (deleted, or moved away from it).</summary>
+    public static async Task DropOnAsync(Platform.DbServer server, string projectId, CancellationToken ct)
+    {
+        // A batch of two: one command with two statements cannot take parameters (42601), which left every deleted
+        // project's log to pruning.
+        await using var batch = server.DataSource.CreateBatch();
+        foreach (var sql in (string[])["DELETE FROM dbstudio_realtime.changes WHERE schema_name = $1",
+                     "DELETE FROM dbstudio_realtime.streams WHERE schema_name = $1"])
+            batch.BatchCommands.Add(new NpgsqlBatchCommand(sql) { Parameters = { new() { Value = ProjectNaming.Schema(projectId) } } });
+        await batch.ExecuteNonQueryAsync(ct);
+    }
+
+    /// <summary>
+    /// Copies a project's log to the server it is moving to (ProjectMover; nothing is written on either meanwhile): its
+    /// stream row, so ids go on from where they were, and its changes, streamed with COPY. A moved table has another OID
+    /// there: <paramref name="oids"/> maps old to new, and a change of a table that no longer exists gets OID 0 (never a
+    /// table's). Returns how many changes were copied.
+    /// </summary>
+    public static async Task<long> CopyProjectAsync(string projectId, Platform.DbServer from, Platform.DbServer to,
+        IReadOnlyDictionary<uint, uint> oids, CancellationToken ct)
+    {
+        const string columns = "schema_name, id, table_name, table_oid, op, record, old_record, committed_at";
+        var schema = ProjectNaming.Schema(projectId);
+        await using var source = await from.DataSource.OpenConnectionAsync(ct);
+        await using var target = await to.DataSource.OpenConnectionAsync(ct);
+        await using var tx = await target.BeginTransactionAsync(ct);
+        long lastId = 0, prunedThrough = 0;
+        await using (var state = new NpgsqlCommand("SELECT last_id, pruned_through FROM dbstudio_realtime.streams WHERE schema_name = $1", source))
+        {
+            state.Parameters.Add(new() { Value = schema });
+            await using var r = await state.ExecuteReaderAsync(ct);
+            if (await r.ReadAsync(ct)) (lastId, prunedThrough) = (r.GetInt64(0), r.GetInt64(1));
+        }
+        await using (var stream = new NpgsqlCommand("""
+            INSERT INTO dbstudio_realtime.streams (schema_name, last_id, pruned_through) VALUES ($1, $2, $3)
+            ON CONFLICT (schema_name) DO UPDATE SET last_id = excluded.last_id, pruned_through = excluded.pruned_through
+            """, target, tx))
+        {
+            foreach (var v in new object[] { schema, lastId, prunedThrough }) stream.Parameters.Add(new() { Value = v });
+            await stream.ExecuteNonQueryAsync(ct);
+        }
+        await using (var clear = new NpgsqlCommand("DELETE FROM dbstudio_realtime.changes WHERE schema_name = $1", target, tx))
+        {
+            clear.Parameters.Add(new() { Value = schema });
+            await clear.ExecuteNonQueryAsync(ct);
+        }
+        {
+            using var reader = await source.BeginTextExportAsync(
+                $"COPY (SELECT {columns} FROM dbstudio_realtime.changes WHERE schema_name = {SqlText.Literal(schema)} ORDER BY id) TO STDOUT", ct);
+            await using var writer = await target.BeginTextImportAsync($"COPY dbstudio_realtime.changes ({columns}) FROM STDIN", ct);
+            var buffer = new char[64 * 1024];
+            int n;
+            while ((n = await reader.ReadAsync(buffer.AsMemory(), ct)) > 0) await writer.WriteAsync(buffer.AsMemory(0, n), ct);
+        }
+        long copied;
+        await using (var remap = new NpgsqlCommand("""
+            UPDATE dbstudio_realtime.changes c
+            SET table_oid = coalesce((SELECT m.new FROM unnest($2::oid[], $3::oid[]) AS m(old, new) WHERE m.old = c.table_oid), 0)
+            WHERE c.schema_name = $1
+            """, target, tx))
+        {
+            remap.Parameters.Add(new() { Value = schema });
+            remap.Parameters.Add(new() { Value = oids.Keys.ToArray(), NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Array | NpgsqlTypes.NpgsqlDbType.Oid });
+            remap.Parameters.Add(new() { Value = oids.Values.ToArray(), NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Array | NpgsqlTypes.NpgsqlDbType.Oid });
+            copied = await remap.ExecuteNonQueryAsync(ct);
+        }
+        await tx.CommitAsync(ct);
+        return copied;
+    }
+
+    /// <summary>The data source of the project's server, where its log is (while it is being moved: the server it leaves,
+    /// where nothing is written meanwhile — readers of other projects never wait for a move).</summary>
+    private async ValueTask<NpgsqlDataSource> LogOfAsync(string projectId, CancellationToken ct) =>
+        (await servers.OfAsync(projectId, ct, waitWhileMoving: false)).DataSource;
 
     /// <summary>Makes sure the project has its stream row (projects made before the log existed).</summary>
     public async Task EnsureStreamAsync(string projectId, CancellationToken ct)
     {
-        await using var cmd = platform.CreateCommand(CreateStreamSql(projectId));
+        await using var cmd = (await LogOfAsync(projectId, ct)).CreateCommand(CreateStreamSql(projectId));
         await cmd.ExecuteNonQueryAsync(ct);
     }
 
     /// <summary>The newest id given out, and the id up to which the log has been pruned.</summary>
     public async Task<(long LastId, long PrunedThrough)> StateAsync(string projectId, CancellationToken ct)
     {
-        await using var cmd = platform.CreateCommand(
+        await using var cmd = (await LogOfAsync(projectId, ct)).CreateCommand(
             $"SELECT {LastIdSql}, s.pruned_through FROM dbstudio_realtime.streams s WHERE s.schema_name = $1");
         cmd.Parameters.Add(new() { Value = ProjectNaming.Schema(projectId) });
         await using var r = await cmd.ExecuteReaderAsync(ct);
         return await r.ReadAsync(ct) ? (r.GetInt64(0), r.GetInt64(1)) : (0, 0);
     }
 
-    /// <summary>The newest id of each of these projects (one query for every project with subscribers).</summary>
+    /// <summary>The newest id of each of these projects (one query per server for every project with subscribers).</summary>
     public async Task<Dictionary<string, long>> LastIdsAsync(IReadOnlyCollection<string> projectIds, CancellationToken ct)
     {
         var result = new Dictionary<string, long>(projectIds.Count);
-        await using var cmd = platform.CreateCommand(
-            $"SELECT substr(s.schema_name, 6), {LastIdSql} FROM dbstudio_realtime.streams s WHERE s.schema_name = ANY($1)");
-        cmd.Parameters.Add(new() { Value = projectIds.Select(ProjectNaming.Schema).ToArray() });
-        await using var r = await cmd.ExecuteReaderAsync(ct);
-        while (await r.ReadAsync(ct)) result[r.GetString(0)] = r.GetInt64(1);
+        var byServer = new Dictionary<Platform.DbServer, List<string>>();
+        foreach (var id in projectIds)
+        {
+            var server = await servers.OfAsync(id, ct, waitWhileMoving: false);
+            (byServer.TryGetValue(server, out var ids) ? ids : byServer[server] = []).Add(id);
+        }
+        foreach (var (server, ids) in byServer)
+        {
+            await using var cmd = server.DataSource.CreateCommand(
+                $"SELECT substr(s.schema_name, 6), {LastIdSql} FROM dbstudio_realtime.streams s WHERE s.schema_name = ANY($1)");
+            cmd.Parameters.Add(new() { Value = ids.Select(ProjectNaming.Schema).ToArray() });
+            await using var r = await cmd.ExecuteReaderAsync(ct);
+            while (await r.ReadAsync(ct)) result[r.GetString(0)] = r.GetInt64(1);
+        }
         return result;
     }
 
     /// <summary>The project's changes after <paramref name="after"/>, every table, in id order; More when the read stopped
     /// short of the log's end (the row limit or the byte budget).</summary>
     public Task<(List<Change> Changes, bool More)> ReadAsync(string projectId, long after, int limit, CancellationToken ct) =>
-        QueryAsync($"{Columns} WHERE c.schema_name = $1 AND c.id > $2 ORDER BY c.id LIMIT {limit}", limit,
+        QueryAsync(projectId, $"{Columns} WHERE c.schema_name = $1 AND c.id > $2 ORDER BY c.id LIMIT {limit}", limit,
             [ProjectNaming.Schema(projectId), after], ct);
 
     /// <summary>
@@ -94,15 +200,22 @@ public sealed class ChangeLog(NpgsqlDataSource platform)
     /// made again under the same name has another OID, so its predecessor's rows never come back.
     /// </summary>
     public Task<(List<Change> Changes, bool More)> ReadTableAsync(string projectId, uint tableOid, long after, int limit, CancellationToken ct) =>
-        QueryAsync($"""
+        QueryAsync(projectId, $"""
             {Columns} WHERE c.schema_name = $1 AND c.id > $2
               AND (c.table_oid = $3 OR c.table_oid IN (SELECT t.relid::oid FROM pg_partition_tree($3) t))
             ORDER BY c.id LIMIT {limit}
             """, limit, [ProjectNaming.Schema(projectId), after, new NpgsqlParameter { Value = tableOid, NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Oid }], ct);
 
-    /// <summary>Drops changes older than <paramref name="retention"/> and records, per project, how far the log has been cut.</summary>
+    /// <summary>Drops changes older than <paramref name="retention"/> and records, per project, how far the log has been cut:
+    /// on every server.</summary>
     public async Task PruneAsync(TimeSpan retention, CancellationToken ct)
     {
+        foreach (var server in servers.All) await PruneAsync(server, retention, ct);
+    }
+
+    private static async Task PruneAsync(Platform.DbServer server, TimeSpan retention, CancellationToken ct)
+    {
+        var platform = server.DataSource;
         await using var cmd = platform.CreateCommand("""
             WITH gone AS (DELETE FROM dbstudio_realtime.changes WHERE committed_at < now() - $1 RETURNING schema_name, id)
             UPDATE dbstudio_realtime.streams s SET pruned_through = greatest(s.pruned_through, g.max_id)
@@ -110,20 +223,23 @@ public sealed class ChangeLog(NpgsqlDataSource platform)
             """);
         cmd.Parameters.Add(new() { Value = retention });
         await cmd.ExecuteNonQueryAsync(ct);
-        // The log of a project that no longer exists (its deletion's own clean-up did not get to it).
-        await using var orphans = platform.CreateCommand("""
+        // The log of a project that no longer exists (its deletion's own clean-up did not get to it): on another server than
+        // the platform's, one whose schema is gone there (deleted, or moved away).
+        await using var orphans = platform.CreateCommand($"""
             WITH gone AS (
               DELETE FROM dbstudio_realtime.streams s
-              WHERE NOT EXISTS (SELECT 1 FROM platform.projects p WHERE 'proj_' || p."Id" = s.schema_name) RETURNING s.schema_name)
+              WHERE NOT EXISTS ({(server.IsPlatform
+                  ? "SELECT 1 FROM platform.projects p WHERE 'proj_' || p.\"Id\" = s.schema_name"
+                  : "SELECT 1 FROM pg_namespace n WHERE n.nspname = s.schema_name")}) RETURNING s.schema_name)
             DELETE FROM dbstudio_realtime.changes c USING gone g WHERE c.schema_name = g.schema_name;
             """);
         await orphans.ExecuteNonQueryAsync(ct);
     }
 
-    private async Task<(List<Change> Changes, bool More)> QueryAsync(string sql, int limit, object[] args, CancellationToken ct)
+    private async Task<(List<Change> Changes, bool More)> QueryAsync(string projectId, string sql, int limit, object[] args, CancellationToken ct)
     {
         var list = new List<Change>();
-        await using var cmd = platform.CreateCommand(sql);
+        await using var cmd = (await LogOfAsync(projectId, ct)).CreateCommand(sql);
         foreach (var a in args) cmd.Parameters.Add(a as NpgsqlParameter ?? new NpgsqlParameter { Value = a });
         await using var r = await cmd.ExecuteReaderAsync(ct);
         long bytes = 0;

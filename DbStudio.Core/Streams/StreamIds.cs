@@ -33,6 +33,18 @@ public sealed class StreamIds(NpgsqlDataSource platform, SecretProtector protect
 
     public void Forget(string projectId) => _keys.TryRemove(projectId, out _);
 
+    /// <summary>The OIDs a table had before its project was moved to another server (ids given out then still resume).</summary>
+    public async Task<uint[]> PreviousOidsAsync(string projectId, uint tableOid, CancellationToken ct)
+    {
+        await using var cmd = platform.CreateCommand("SELECT old_oid FROM platform.table_moves WHERE project_id = $1 AND new_oid = $2");
+        cmd.Parameters.Add(new NpgsqlParameter { Value = projectId });
+        cmd.Parameters.Add(new NpgsqlParameter { Value = tableOid, NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Oid });
+        var oids = new List<uint>();
+        await using var r = await cmd.ExecuteReaderAsync(ct);
+        while (await r.ReadAsync(ct)) oids.Add(r.GetFieldValue<uint>(0));
+        return [.. oids];
+    }
+
     /// <summary>The id a frame carries for change <paramref name="changeId"/> on this table for this identity.</summary>
     public static string Format(byte[] key, uint tableOid, StreamIdentity identity, long changeId)
     {

@@ -198,6 +198,16 @@ public sealed class Subscription : IAsyncDisposable
         }
     }
 
+    /// <summary>Ends the stream as a dropped one (not counted as falling behind): the client resumes with Last-Event-ID.</summary>
+    public void Release()
+    {
+        lock (_lock)
+        {
+            if (Dropped || Revoked || _closed) return;
+            EndLocked(StreamEnd.Dropped, fellBehind: false);
+        }
+    }
+
     private bool DeliverLocked(in StreamFrame frame)
     {
         if (frame.Id >= 0)
@@ -210,9 +220,13 @@ public sealed class Subscription : IAsyncDisposable
         return false;
     }
 
-    private void EndLocked(StreamEnd end)
+    private void EndLocked(StreamEnd end, bool fellBehind = true)
     {
-        if (end == StreamEnd.Dropped) { Dropped = true; ChangeHub.DroppedCounter.Add(1); }
+        if (end == StreamEnd.Dropped)
+        {
+            Dropped = true;
+            if (fellBehind) ChangeHub.DroppedCounter.Add(1);
+        }
         else Revoked = true;
         _early = null;
         _sink?.Close(end);

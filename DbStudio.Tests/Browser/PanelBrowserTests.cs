@@ -619,6 +619,53 @@ public partial class PanelBrowserTests(TestApp app) : IAsyncLifetime
         await context.CloseAsync();
     }
 
+    [Fact]
+    public async Task The_panel_works_the_same_for_a_project_on_a_second_server()
+    {
+        // The platform database on a server of its own that takes no projects; projects go to a second one (issue 17).
+        var clusters = await Task.WhenAll(OwnCluster.StartAsync("panel-a"), OwnCluster.StartAsync("panel-b"));
+        await using var a = clusters[0];
+        await using var b = clusters[1];
+        await using var factory = new AppFactory(a.PlatformConnectionString, new Dictionary<string, string?>
+        {
+            ["DbStudio:Servers:Pool:main:AcceptsNewProjects"] = "false",
+            ["DbStudio:Servers:Pool:b:ConnectionString"] = b.PlatformConnectionString,
+        });
+        var url = factory.StartOnLoopback();
+        var (page, context, projectId) = await SignedInProjectAsync(url);
+
+        await page.GetByRole(AriaRole.Tab, new() { Name = "SQL" }).ClickAsync();
+        await SetSqlAsync(page, "create table notes (id serial primary key, title text);\n" +
+                                "insert into notes (title) select 'note ' || g from generate_series(1, 3) g");
+        await page.ClickAsync("#sql-run");
+        await Assertions.Expect(page.Locator("#sql-result-1")).ToContainTextAsync("INSERT · 3 rows");
+        await page.GetByRole(AriaRole.Tab, new() { Name = "Data" }).ClickAsync();
+        await Assertions.Expect(page.Locator("#data-range")).ToHaveTextAsync("Rows 1–3 of 3");
+
+        // A REST write shows live: the stream reads the second server's change log, woken by its listener.
+        using var http = new HttpClient { BaseAddress = url };
+        http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", await ApiKeyAsync(page));
+        (await http.PostAsync($"/db/{projectId}/rest/notes", new StringContent("{\"title\":\"from REST\"}", System.Text.Encoding.UTF8, "application/json")))
+            .EnsureSuccessStatusCode();
+        await Assertions.Expect(page.Locator("#data-grid tbody tr:nth-child(4) td[data-column=title]")).ToHaveTextAsync("from REST");
+        await Assertions.Expect(page.Locator("#data-range")).ToHaveTextAsync("Rows 1–4 of 4");
+
+        // The Connection URL names the second server, where the schema is (and not on the first).
+        await page.ClickAsync("#cred-conn-reveal");
+        await Assertions.Expect(page.Locator("#cred-conn")).ToContainTextAsync($"@127.0.0.1:{b.Cluster.Port}/dbstudio");
+        async Task<bool> HasSchema(OwnCluster c)
+        {
+            await using var conn = new Npgsql.NpgsqlConnection(c.Cluster.SuperuserConnectionString("dbstudio"));
+            await conn.OpenAsync();
+            await using var cmd = new Npgsql.NpgsqlCommand($"SELECT to_regnamespace('proj_{projectId}') IS NOT NULL", conn);
+            return await cmd.ExecuteScalarAsync() is true;
+        }
+        Assert.True(await HasSchema(b));
+        Assert.False(await HasSchema(a));
+        await page.ScreenshotAsync(new() { Path = Path.Combine(Shots, "second-server.png") });
+        await context.CloseAsync();
+    }
+
     private static async Task<string> ApiKeyAsync(IPage page)
     {
         await page.ClickAsync("#cred-api-reveal");

@@ -15,7 +15,7 @@ public class ArchitectureTests
         ["Postgres"] = ["Sql"],
         ["Limits"] = ["Platform", "Sql", "RateLimiting"],
         ["Projects"] = ["Limits", "Platform", "Sql", "RateLimiting"],
-        ["Catalog"] = ["Projects", "Sql"],
+        ["Catalog"] = ["Platform", "Projects", "Sql"],
         ["Auth"] = ["Platform", "Projects", "Sql", "RateLimiting"],
         ["Access"] = ["Catalog", "Platform", "Projects", "Sql"],
         ["Rest"] = ["Access", "Auth", "Catalog", "Platform", "Projects", "Sql"],
@@ -25,6 +25,7 @@ public class ArchitectureTests
         ["Csv"] = ["Catalog", "Projects", "Sql"],
         ["Panel"] = ["Access", "Auth", "Catalog", "Platform", "Projects", "Rest", "Sql", "Streams"],
         ["Assistant"] = ["Access", "Catalog", "Console", "Platform", "Projects", "Schema", "Sql"],
+        ["Servers"] = ["Platform", "Postgres", "Projects", "Sql", "Streams"],
     };
 
     private static string CoreDirectory()

@@ -13,6 +13,7 @@ namespace DbStudio.Web.Apis;
 public sealed record CreateProjectRequest(string? Name);
 public sealed record SqlRequest(string? Sql);
 public sealed record AssistantRequest(string? Text);
+public sealed record MoveRequest(string? Server);
 public sealed record SqlResponse(List<StatementResult> Results);
 
 public static class ProjectsApi
@@ -28,6 +29,7 @@ public static class ProjectsApi
         g.MapPost("/{id}/assistant/sql", RunAssistant);
         g.MapPost("/{id}/keys/{which}/rotate", RotateKey);
         g.MapPost("/{id}/owner/reset-password", ResetOwnerPassword);
+        g.MapPost("/{id}/move", Move);
         return g;
     }
 
@@ -85,6 +87,17 @@ public static class ProjectsApi
     public static async Task<Results<Ok<ProjectInfo>, NotFound>> ResetOwnerPassword(string id, ClaimsPrincipal user, ProjectService projects,
         HttpRequest req, IOptions<DbStudioOptions> opt, CancellationToken ct) =>
         await projects.ResetOwnerPasswordAsync(UserId(user), id, BaseUrl(req, opt), ct) is { } p ? TypedResults.Ok(p) : TypedResults.NotFound();
+
+    /// <summary>Moves the project to another PostgreSQL server of the pool (README: Several PostgreSQL servers).</summary>
+    public static async Task<Results<Ok<DbStudio.Core.Servers.MoveReport>, NotFound, ValidationProblem, Conflict<string>>> Move(string id,
+        Strict<MoveRequest> strict, ClaimsPrincipal user, ProjectService projects, DbStudio.Core.Servers.ProjectMover mover, CancellationToken ct)
+    {
+        if (!await projects.IsOwnerAsync(UserId(user), id, ct)) return TypedResults.NotFound();
+        if (string.IsNullOrWhiteSpace(strict.Value.Server))
+            return TypedResults.ValidationProblem(new Dictionary<string, string[]> { ["server"] = ["server is required"] });
+        try { return TypedResults.Ok(await mover.MoveAsync(id, strict.Value.Server, ct)); }
+        catch (DbStudio.Core.Servers.MoveRefusedException e) { return TypedResults.Conflict(e.Message); }
+    }
 
     internal static string UserId(ClaimsPrincipal user) =>
         user.FindFirstValue(ClaimTypes.NameIdentifier) ?? throw new InvalidOperationException("authenticated user has no id");

@@ -191,20 +191,24 @@ public static class HostingExtensions
                         .GetService<Microsoft.EntityFrameworkCore.Migrations.IHistoryRepository>(db).GetCreateIfNotExistsScript());
             await db.Database.MigrateAsync();
         }
-        await ProjectProvisioner.HardenDatabaseAsync(app.Services.GetRequiredService<NpgsqlDataSource>());
-
-        // The platform role keeps no standing membership in project roles (older versions granted it all four).
-        await ProjectProvisioner.DropStandingMembershipsAsync(app.Services.GetRequiredService<NpgsqlDataSource>());
-
-        // The project connection budget, unless configured: sized from the server's max_connections.
-        var studio = app.Services.GetRequiredService<Microsoft.Extensions.Options.IOptions<DbStudioOptions>>().Value;
-        if (studio.Rest.MaxConnections <= 0)
+        foreach (var server in app.Services.GetRequiredService<ProjectServers>().All)
         {
-            await using var cmd = app.Services.GetRequiredService<NpgsqlDataSource>().CreateCommand(
+            await ProjectProvisioner.HardenDatabaseAsync(server.DataSource);
+            await DbStudio.Core.Streams.ChangeLog.PrepareServerAsync(server); // the platform's has it from the migrations
+            // The platform role keeps no standing membership in project roles (older versions granted it all four).
+            await ProjectProvisioner.DropStandingMembershipsAsync(server.DataSource);
+        }
+
+        // Each server's project connection budget, unless configured: sized from that server's max_connections.
+        var studio = app.Services.GetRequiredService<Microsoft.Extensions.Options.IOptions<DbStudioOptions>>().Value;
+        foreach (var server in app.Services.GetRequiredService<ProjectServers>().All)
+        {
+            if (studio.Rest.MaxConnections > 0 || server.MaxConnections > 0) continue;
+            await using var cmd = server.DataSource.CreateCommand(
                 "SELECT current_setting('max_connections')::int, current_setting('superuser_reserved_connections')::int");
             await using var r = await cmd.ExecuteReaderAsync();
             await r.ReadAsync();
-            app.Services.GetRequiredService<ProjectConnectionPool>().SetBudget(
+            app.Services.GetRequiredService<ServerPools>().For(server).SetBudget(
                 ProjectConnectionPool.BudgetFor(r.GetInt32(0), r.GetInt32(1), studio.Limits.ReservedConnections));
         }
 
@@ -231,7 +235,21 @@ public static class HostingExtensions
                 case PlatformSignals.Topics.Owner: owners.Forget(projectId); break;
                 case PlatformSignals.Topics.Session: endUsers.Evict(detail); break;
                 case PlatformSignals.Topics.EndUser when Guid.TryParse(detail, out var user): endUsers.EvictUser(user); break;
+                case PlatformSignals.Topics.Moving: // its requests wait for the move (they read where it is again)
+                    app.Services.GetRequiredService<ProjectServers>().Forget(projectId);
+                    break;
+                case PlatformSignals.Topics.Moved: // on another server (or the move was given up): start over for it
+                    app.Services.GetRequiredService<ProjectServers>().Resume(projectId);
+                    accessPolicies.Forget(projectId);
+                    owners.Forget(projectId);
+                    app.Services.GetRequiredService<SchemaCache>().Invalidate(projectId);
+                    app.Services.GetRequiredService<FunctionCatalog>().Invalidate(projectId);
+                    app.Services.GetRequiredService<RestConnections>().Forget(projectId);
+                    app.Services.GetRequiredService<DbStudio.Core.Streams.ChangeCapture>().Forget(projectId);
+                    hub.ReleaseProject(projectId); // open streams end as dropped; clients resume with Last-Event-ID on the new server
+                    break;
                 case PlatformSignals.Topics.Project:
+                    app.Services.GetRequiredService<ProjectServers>().Forget(projectId);
                     credentials.Forget(projectId);
                     accessPolicies.Forget(projectId);
                     owners.Forget(projectId);

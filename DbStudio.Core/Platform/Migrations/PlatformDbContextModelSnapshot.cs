@@ -187,6 +187,10 @@ namespace DbStudio.Core.Platform.Migrations
                     b.Property<DateTimeOffset>("CreatedAt")
                         .HasColumnType("timestamp with time zone");
 
+                    b.Property<string>("MovingTo")
+                        .HasMaxLength(63)
+                        .HasColumnType("character varying(63)");
+
                     b.Property<string>("Name")
                         .IsRequired()
                         .HasMaxLength(200)
@@ -195,6 +199,11 @@ namespace DbStudio.Core.Platform.Migrations
                     b.Property<string>("OwnerUserId")
                         .IsRequired()
                         .HasColumnType("text");
+
+                    b.Property<string>("Server")
+                        .IsRequired()
+                        .HasMaxLength(63)
+                        .HasColumnType("character varying(63)");
 
                     b.HasKey("Id");
 
