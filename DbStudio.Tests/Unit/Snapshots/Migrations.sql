@@ -357,3 +357,19 @@ CREATE INDEX assistant_messages_project ON platform.assistant_messages (project_
 -- down
 DROP TABLE platform.assistant_messages;
 
+## 20261130120000_ServerPool
+-- up
+ALTER TABLE platform.projects ADD "Server" character varying(63) NOT NULL DEFAULT 'main';
+ALTER TABLE platform.projects ADD "MovingTo" character varying(63);
+CREATE TABLE platform.table_moves (
+    project_id varchar(32) NOT NULL REFERENCES platform.projects ("Id") ON DELETE CASCADE,
+    old_oid oid NOT NULL,
+    new_oid oid NOT NULL,
+    moved_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (project_id, new_oid, old_oid)
+);
+-- down
+DROP TABLE platform.table_moves;
+ALTER TABLE platform.projects DROP COLUMN "MovingTo";
+ALTER TABLE platform.projects DROP COLUMN "Server";
+
