@@ -53,7 +53,7 @@ public partial class PanelBrowserTests
 
         // The URL, opened in another page: the panel opens on the table with the same filter and rows.
         var other = await context.NewPageAsync();
-        other.SetDefaultTimeout(15_000);
+        other.SetDefaultTimeout(30_000);
         await other.GotoAsync(shared);
         // Once the circuit is up (the prerendered page does not answer clicks): a third condition box appears on a click.
         await UntilAsync(async () =>

@@ -40,7 +40,7 @@ public partial class PanelBrowserTests(TestApp app) : IAsyncLifetime
         var context = await _browser.NewContextAsync(new BrowserNewContextOptions { ViewportSize = new() { Width = 1400, Height = 900 } });
         var page = await context.NewPageAsync();
         _lastPage = page;
-        page.SetDefaultTimeout(15_000);
+        page.SetDefaultTimeout(30_000);
         var baseUrl = app.BaseUrl.ToString().TrimEnd('/');
         var email = $"ui{Guid.NewGuid():N}@example.com";
 
@@ -340,7 +340,7 @@ public partial class PanelBrowserTests(TestApp app) : IAsyncLifetime
 
         // A second page (same account) on the same table.
         var other = await context.NewPageAsync();
-        other.SetDefaultTimeout(15_000);
+        other.SetDefaultTimeout(30_000);
         await other.GotoAsync(page.Url);
         await UntilAsync(async () =>
         {
@@ -679,7 +679,7 @@ public partial class PanelBrowserTests(TestApp app) : IAsyncLifetime
         var context = await _browser.NewContextAsync(new BrowserNewContextOptions { ViewportSize = new() { Width = 1400, Height = 900 } });
         var page = await context.NewPageAsync();
         _lastPage = page;
-        page.SetDefaultTimeout(15_000);
+        page.SetDefaultTimeout(30_000);
         var baseUrl = (appUrl ?? app.BaseUrl).ToString().TrimEnd('/');
         var email = $"ui{Guid.NewGuid():N}@example.com";
         await page.GotoAsync($"{baseUrl}/account/register");

@@ -313,7 +313,7 @@ public class ServerPoolTests(TwoServers s) : IClassFixture<TwoServers>
         await TwoServers.UntilAsync(() => Task.FromResult(acknowledged.Count >= 30));
 
         var moved = await owner.PostAsJsonAsync($"/api/projects/{p.Id}/move", new { server = "b" });
-        Assert.True(moved.IsSuccessStatusCode, await moved.Content.ReadAsStringAsync());
+        Assert.True(moved.IsSuccessStatusCode, await moved.Content.ReadAsStringAsync() + " " + string.Join(" | ", s.App.Errors.Take(3)));
         var report = await moved.Content.ReadFromJsonAsync<JsonElement>();
         Assert.Equal("b", report.GetProperty("to").GetString());
         Assert.Equal(2, report.GetProperty("rows").GetProperty("quiet").GetInt64());
