@@ -34,6 +34,7 @@ public partial class PanelBrowserTests
         await Assertions.Expect(preview.Locator("th[data-column=age]")).ToContainTextAsync("→ age integer");
         await Assertions.Expect(preview.Locator("tbody tr")).ToHaveCountAsync(5);
         await page.ClickAsync("#csv-dry-run");
+        await Assertions.Expect(page.Locator("#csv-result")).ToContainTextAsync("Dry run: 3 bad rows of 6");
         var errors = page.Locator("#csv-errors tbody tr");
         await Assertions.Expect(errors).ToHaveCountAsync(3);
         Assert.Equal(["3", "5", "6"], await errors.EvaluateAllAsync<string[]>("rows => rows.map(r => r.dataset.line)"));
@@ -45,7 +46,7 @@ public partial class PanelBrowserTests
 
         // The real run refuses the file as a whole: nothing goes in.
         await page.ClickAsync("#csv-run");
-        await Assertions.Expect(page.Locator("#csv-result")).ToContainTextAsync("3 bad rows of 6: nothing was imported");
+        await Assertions.Expect(page.Locator("#csv-result")).ToContainTextAsync("Import refused: 3 bad rows of 6: nothing was imported");
         await Assertions.Expect(page.Locator("#data-range")).ToHaveTextAsync("No rows on this page of 0");
 
         // Fixed: the dry run passes and imports nothing, the real run imports every row.
