@@ -88,7 +88,6 @@ public static class CoreServices
         services.AddSingleton<CsvTransfer>();
         services.AddSingleton<SchemaEditor>();
         services.AddSingleton<TableBrowser>();
-        services.AddSingleton<TableExport>();
         services.AddSingleton<References>();
         services.AddSingleton<ProjectOverview>();
         services.AddSingleton<AssistantChat>();

@@ -74,6 +74,15 @@ public partial class PanelBrowserTests
         var filtered = await page.RunAndWaitForDownloadAsync(() => page.ClickAsync("#data-export-filtered"));
         var rows = (await System.IO.File.ReadAllTextAsync((await filtered.PathAsync())!)).TrimEnd().Split('\n');
         Assert.Equal(["id,name,age,born", "5,Di,50,1995-05-05", "6,Ed,60,1994-04-04"], rows);
+        // In the order shown: sorted by age, descending (the export API streams it with COPY, the filter and order in its URL).
+        await page.Locator("#data-grid th", new() { HasText = "age" }).ClickAsync();
+        await page.Locator("#data-grid th", new() { HasText = "age" }).ClickAsync();
+        await Assertions.Expect(page.Locator("#data-grid th", new() { HasText = "age" })).ToContainTextAsync("▼");
+        await Assertions.Expect(page.Locator("#data-export-filtered")).ToHaveAttributeAsync("href", new System.Text.RegularExpressions.Regex("where=age\\.gt\\.40.*order="));
+        filtered = await page.RunAndWaitForDownloadAsync(() => page.ClickAsync("#data-export-filtered"));
+        rows = (await System.IO.File.ReadAllTextAsync((await filtered.PathAsync())!)).TrimEnd().Split('\n');
+        Assert.Equal(["id,name,age,born", "6,Ed,60,1994-04-04", "5,Di,50,1995-05-05"], rows);
+        await page.ScreenshotAsync(new() { Path = Path.Combine(Shots, "csv-export-filtered.png") });
         await context.CloseAsync();
     }
 

@@ -30,7 +30,6 @@ public class PanelComponentTests : BunitContext
         Services.AddSingleton(app.Service<AccessPolicies>());
         Services.AddSingleton(app.Service<FunctionAccess>());
         Services.AddSingleton(app.Service<TableBrowser>());
-        Services.AddSingleton(app.Service<TableExport>());
         Services.AddSingleton(app.Service<References>());
         Services.AddSingleton(app.Service<Core.Csv.CsvTransfer>());
         Services.AddSingleton(Microsoft.Extensions.Options.Options.Create(app.Service<Microsoft.Extensions.Options.IOptions<Core.DbStudioOptions>>().Value));

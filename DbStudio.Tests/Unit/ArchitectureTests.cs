@@ -22,7 +22,7 @@ public class ArchitectureTests
         ["Streams"] = ["Auth", "Catalog", "Platform", "Projects", "Rest", "Sql"],
         ["Console"] = ["Access", "Catalog", "Platform", "Projects", "Rest", "Sql", "Streams"],
         ["Schema"] = ["Access", "Catalog", "Console", "Projects", "Rest", "Sql", "Streams"],
-        ["Csv"] = ["Catalog", "Projects", "Sql"],
+        ["Csv"] = ["Catalog", "Projects", "Rest", "Sql"],
         ["Panel"] = ["Access", "Auth", "Catalog", "Platform", "Projects", "Rest", "Sql", "Streams"],
         ["Assistant"] = ["Access", "Catalog", "Console", "Platform", "Projects", "Schema", "Sql"],
         ["Servers"] = ["Platform", "Postgres", "Projects", "Sql", "Streams"],

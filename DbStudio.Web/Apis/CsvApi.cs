@@ -4,7 +4,9 @@
 using System.Security.Claims;
 using DbStudio.Core;
 using DbStudio.Core.Csv;
+using DbStudio.Core.Panel;
 using DbStudio.Core.Projects;
+using DbStudio.Core.Rest;
 using Microsoft.AspNetCore.Http.Features;
 using Microsoft.Extensions.Options;
 
@@ -57,17 +59,43 @@ public static class CsvApi
     private static IResult Problem(string detail, int status = 400) =>
         TypedResults.Problem(detail, statusCode: status, title: "The import was refused");
 
+    /// <summary>
+    /// The table's rows as CSV streamed with COPY: every row, or those the query selects — the Data tab's filter form
+    /// (where=column.operator.value, any=1) or PostgREST's (filters, or=, select=, order=, limit=, offset=). A filter that
+    /// does not parse, or that PostgreSQL refuses (an unknown column, a value of the wrong type), is a 400 saying why.
+    /// </summary>
     private static async Task Export(string id, string table, HttpContext ctx, ClaimsPrincipal user, ProjectService projects,
-        Core.Catalog.SchemaCache schemas, CsvTransfer csv, CancellationToken ct)
+        CsvTransfer csv, CancellationToken ct)
     {
-        if (!await projects.IsOwnerAsync(ProjectsApi.UserId(user), id, ct) || await schemas.FindTableAsync(id, table, ct) is null)
+        if (!await projects.IsOwnerAsync(ProjectsApi.UserId(user), id, ct))
         {
             ctx.Response.StatusCode = 404;
+            return;
+        }
+        RestRequest request;
+        try
+        {
+            request = TableExport.Request(table,
+                ctx.Request.Query.SelectMany(kv => kv.Value.Select(v => new KeyValuePair<string, string>(kv.Key, v ?? ""))));
+        }
+        catch (RestException e)
+        {
+            await Refused(ctx, new ExportRefused(e.Status, e.Error));
             return;
         }
         ctx.Response.ContentType = "text/csv; charset=utf-8";
         ctx.Response.Headers.ContentDisposition = new System.Net.Mime.ContentDisposition { FileName = table + ".csv" }.ToString();
         ctx.Features.Get<IHttpResponseBodyFeature>()?.DisableBuffering();
-        await csv.ExportAsync(id, table, ctx.Response.Body, ct);
+        if (await csv.ExportAsync(id, table, ctx.Response.Body, request, ct) is { } refused)
+        {
+            ctx.Response.Clear(); // nothing was written: the CSV headers go
+            await Refused(ctx, refused);
+        }
     }
+
+    private static Task Refused(HttpContext ctx, ExportRefused refused) =>
+        TypedResults.Problem(
+            string.Join(" ", new[] { refused.Error.Message, refused.Error.Details?.ToString(), refused.Error.Hint }.Where(t => !string.IsNullOrEmpty(t))),
+            statusCode: refused.Status, title: "The export was refused",
+            extensions: new Dictionary<string, object?> { ["code"] = refused.Error.Code }).ExecuteAsync(ctx);
 }

@@ -56,7 +56,7 @@ public static class CsvBench
         var (oursOut, memOut) = await SampledAsync(async () =>
         {
             await using var output = File.Create(oursOutFile);
-            if (!await csv.ExportAsync(project.Id, "items", output, CancellationToken.None)) throw new InvalidOperationException("no table");
+            if (await csv.ExportAsync(project.Id, "items", output) is { } refused) throw new InvalidOperationException(refused.Error.Message);
         });
         if (new FileInfo(psqlOutFile).Length != new FileInfo(oursOutFile).Length)
             throw new InvalidOperationException("the two exports differ in length");

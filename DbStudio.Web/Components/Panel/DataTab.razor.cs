@@ -4,7 +4,6 @@ using DbStudio.Core.Catalog;
 using DbStudio.Core.Panel;
 using Microsoft.AspNetCore.Components;
 using Microsoft.AspNetCore.Components.Web;
-using Microsoft.JSInterop;
 using MudBlazor;
 
 namespace DbStudio.Web.Components.Panel;
@@ -19,9 +18,7 @@ public sealed partial class DataTab : IAsyncDisposable
     [Parameter] public string? Table { get; set; }
     /// <summary>A table was created here (a CSV imported as a new table): the panel lists and selects it.</summary>
     [Parameter] public EventCallback<string?> Changed { get; set; }
-    [Inject] private TableExport Export { get; set; } = null!;
     [Inject] private References References { get; set; } = null!;
-    [Inject] private IJSRuntime JS { get; set; } = null!;
 
     /// <summary>The filter to show the table with (the page URL's, or the one in force when the tab was left).</summary>
     [Parameter] public DataFilter? InitialFilter { get; set; }
@@ -61,9 +58,6 @@ public sealed partial class DataTab : IAsyncDisposable
     /// <summary>Enter in the page box: that page (OFFSET — next and previous use the primary key).</summary>
     private Task JumpAsync(KeyboardEventArgs e) =>
         e.Key == "Enter" && int.TryParse(_jump, out var n) && n >= 1 ? _state.GoAsync(n - 1) : Task.CompletedTask;
-
-    /// <summary>The whole table, streamed with COPY by the export API (the browser's sign-in cookie goes with it).</summary>
-    private string ExportUrl => $"/api/projects/{Uri.EscapeDataString(ProjectId)}/tables/{Uri.EscapeDataString(Table ?? "")}/export";
 
     private DataTabState _state = null!;
     private CancellationTokenSource? _follow;
@@ -137,15 +131,6 @@ public sealed partial class DataTab : IAsyncDisposable
     {
         if (await _state.DeleteSelectedAsync() is int deleted)
             Snackbar.Add($"{deleted} {(deleted == 1 ? "row" : "rows")} deleted", Severity.Success);
-    }
-
-    /// <summary>The rows of the current filter, as CSV, downloaded by the browser.</summary>
-    private async Task ExportFilteredAsync()
-    {
-        if (_state.Page is not { } page || _state.Filter is not { } filter) return;
-        var (csv, error) = await Export.FilteredAsync(ProjectId, page.Table, filter);
-        if (error is not null) { Snackbar.Add($"{error.Code}: {error.Message}", Severity.Error); return; }
-        await JS.InvokeVoidAsync("dbstudio.download", $"{page.Table.Name}-filtered.csv", System.Text.Encoding.UTF8.GetString(csv.Span));
     }
 
     private async Task SaveFormAsync()
