@@ -51,8 +51,73 @@ public sealed class CsvTransfer(OwnerConnections owners, SchemaCache schemas)
 
         await using var owner = await owners.OpenAsync(projectId, ct);
         var conn = owner.Connection;
-        await using var tx = await conn.BeginTransactionAsync(ct);
+        await using var tx = await BeginAsync(conn, ct);
+        return await CopyInAsync(conn, tx, info, columns, open, dryRun, ct);
+    }
+
+    /// <summary>
+    /// Creates table <paramref name="table"/> with <paramref name="createSql"/> (the Schema tab's CREATE TABLE for the file's
+    /// columns) and imports the file into it in the same transaction: all or nothing — a bad row, or a dry run, leaves no
+    /// table. Throws CsvImportException when the table cannot be created (PostgreSQL's code and message, line 1).
+    /// </summary>
+    public async Task<ImportResult> ImportAsNewTableAsync(string projectId, string table, string createSql, Func<Stream> open, bool dryRun,
+        CancellationToken ct)
+    {
+        await using var owner = await owners.OpenAsync(projectId, ct);
+        var conn = owner.Connection;
+        await using var tx = await BeginAsync(conn, ct);
+        try
+        {
+            await using var create = new NpgsqlCommand(createSql, conn, tx);
+            await create.ExecuteNonQueryAsync(ct);
+        }
+        catch (PostgresException e)
+        {
+            throw new CsvImportException($"The table \"{table}\" could not be created: {e.MessageText}",
+                [new ImportError(1, e.ColumnName, e.SqlState, e.MessageText)]);
+        }
+        var info = await ReadNewTableAsync(conn, tx, ProjectNaming.Schema(projectId), table, ct);
+        var columns = await ReadHeaderAsync(open, info, ct);
+        return await CopyInAsync(conn, tx, info, columns, open, dryRun, ct);
+    }
+
+    private static async Task<NpgsqlTransaction> BeginAsync(NpgsqlConnection conn, CancellationToken ct)
+    {
+        var tx = await conn.BeginTransactionAsync(ct);
         await using (var timeout = new NpgsqlCommand("SET LOCAL statement_timeout = 0", conn, tx)) await timeout.ExecuteNonQueryAsync(ct);
+        return tx;
+    }
+
+    /// <summary>A table created in this transaction, as its own connection sees it (the catalog cache cannot yet).</summary>
+    private static async Task<TableInfo> ReadNewTableAsync(NpgsqlConnection conn, NpgsqlTransaction tx, string schema, string table,
+        CancellationToken ct)
+    {
+        await using var cmd = new NpgsqlCommand("""
+            SELECT c.oid, a.attname, format_type(a.atttypid, a.atttypmod), a.atttypid, a.attnotnull
+            FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+            JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+            WHERE n.nspname = $1 AND c.relname = $2 ORDER BY a.attnum
+            """, conn, tx);
+        cmd.Parameters.Add(new NpgsqlParameter { Value = schema });
+        cmd.Parameters.Add(new NpgsqlParameter { Value = table });
+        uint oid = 0;
+        var columns = new List<ColumnInfo>();
+        await using (var r = await cmd.ExecuteReaderAsync(ct))
+            while (await r.ReadAsync(ct))
+            {
+                oid = r.GetFieldValue<uint>(0);
+                columns.Add(new ColumnInfo(r.GetString(1), r.GetString(2), r.GetFieldValue<uint>(3), r.GetBoolean(4), null, null, false));
+            }
+        return new TableInfo { Schema = schema, Name = table, Oid = oid, Kind = 'r', Columns = columns };
+    }
+
+    /// <summary>
+    /// COPY of the file into the table, in the caller's transaction, committed when every row went in (and it is no dry
+    /// run); otherwise every bad row is found and everything — the transaction's earlier work too — is rolled back.
+    /// </summary>
+    private static async Task<ImportResult> CopyInAsync(NpgsqlConnection conn, NpgsqlTransaction tx, TableInfo info, IReadOnlyList<ColumnInfo> columns,
+        Func<Stream> open, bool dryRun, CancellationToken ct)
+    {
         var target = SqlText.Qualified(info.Schema, info.Name);
         var columnList = string.Join(", ", columns.Select(c => SqlText.Ident(c.Name)));
 

@@ -17,13 +17,14 @@ public class CsvTransferTests(TestApp app)
         """;
 
     private async Task<(HttpStatusCode Status, JsonElement Body)> ImportAsync(HttpClient owner, string projectId, string table,
-        string csv, bool dryRun = false)
+        string csv, bool dryRun = false, bool create = false)
     {
         using var form = new MultipartFormDataContent();
         var file = new ByteArrayContent(Encoding.UTF8.GetBytes(csv));
         file.Headers.ContentType = new MediaTypeHeaderValue("text/csv");
         form.Add(file, "file", "books.csv");
-        var res = await owner.PostAsync($"/api/projects/{projectId}/tables/{table}/import{(dryRun ? "?dry_run=true" : "")}", form);
+        var query = string.Join("&", new[] { dryRun ? "dry_run=true" : null, create ? "create=true" : null }.OfType<string>());
+        var res = await owner.PostAsync($"/api/projects/{projectId}/tables/{table}/import{(query.Length > 0 ? "?" + query : "")}", form);
         var text = await res.Content.ReadAsStringAsync();
         Assert.True(res.StatusCode != HttpStatusCode.InternalServerError, string.Join("\n", app.Factory.Errors));
         return (res.StatusCode, text.Length == 0 ? default : JsonSerializer.Deserialize<JsonElement>(text));
@@ -126,6 +127,62 @@ public class CsvTransferTests(TestApp app)
         Assert.Equal(HttpStatusCode.NotFound, (await stranger.GetAsync($"/api/projects/{p.Id}/tables/books/export")).StatusCode);
         Assert.Equal(HttpStatusCode.Unauthorized, (await app.Factory.CreateClient().GetAsync($"/api/projects/{p.Id}/tables/books/export")).StatusCode);
         Assert.Equal("0", (await RowsAsync(owner, p.Id, "select count(*) from books")).GetProperty("rows")[0][0].ToString());
+    }
+
+    [Fact]
+    public async Task A_file_imported_as_a_new_table_is_created_with_its_rows_in_one_transaction_and_a_bad_row_leaves_no_table()
+    {
+        var owner = await app.NewUserClientAsync();
+        var p = await TestApp.CreateProjectAsync(owner);
+        async Task<string?> TableAsync() =>
+            (await RowsAsync(owner, p.Id, "select to_regclass('stock')::text")).GetProperty("rows")[0][0].GetString();
+        // Types are inferred from the first 1,000 rows: qty is an integer there; line 1,152 says "lots", line 1,101 repeats id 5.
+        var lines = new List<string> { "id,name,qty" };
+        for (var i = 1; i <= 1200; i++)
+            lines.Add(i == 1100 ? "5,dup,1" : i == 1151 ? $"{i},bad,lots" : $"{i},item {i},{i % 7}");
+        var bad = string.Join("\n", lines) + "\n";
+
+        foreach (var dryRun in new[] { true, false })
+        {
+            var (status, body) = await ImportAsync(owner, p.Id, "stock", bad, dryRun, create: true);
+            Assert.Equal((HttpStatusCode)422, status);
+            Assert.Equal(0, body.GetProperty("imported").GetInt64());
+            Assert.Equal(["1101:23505", "1152:22P02"], body.GetProperty("errors").EnumerateArray()
+                .Select(e => $"{e.GetProperty("line").GetInt64()}:{e.GetProperty("code").GetString()}"));
+            Assert.Null(await TableAsync()); // nothing: not the rows, not the table
+        }
+
+        var good = bad.Replace("5,dup,1", "1100,item 1100,1").Replace("bad,lots", "ok,3");
+        var dry = await ImportAsync(owner, p.Id, "stock", good, dryRun: true, create: true);
+        Assert.Equal(HttpStatusCode.OK, dry.Status);
+        Assert.Equal((1200L, 0L), (dry.Body.GetProperty("rows").GetInt64(), dry.Body.GetProperty("imported").GetInt64()));
+        Assert.Null(await TableAsync()); // a dry run creates, checks and rolls both back
+
+        var real = await ImportAsync(owner, p.Id, "stock", good, create: true);
+        Assert.Equal(HttpStatusCode.OK, real.Status);
+        Assert.Equal(1200, real.Body.GetProperty("imported").GetInt64());
+        var shape = (await RowsAsync(owner, p.Id, """
+            select string_agg(a.attname || ' ' || format_type(a.atttypid, a.atttypmod), ', ' order by a.attnum),
+                   (select relrowsecurity from pg_class where oid = 'stock'::regclass),
+                   (select count(*) from stock), (select pg_get_constraintdef(oid) from pg_constraint where conrelid = 'stock'::regclass and contype = 'p')
+            from pg_attribute a where a.attrelid = 'stock'::regclass and a.attnum > 0 and not a.attisdropped
+            """)).GetProperty("rows")[0];
+        Assert.Equal("id integer, name text, qty integer", shape[0].GetString());
+        Assert.True(shape[1].GetBoolean()); // the secure access defaults, once committed
+        Assert.Equal("1200", shape[2].ToString());
+        Assert.Equal("PRIMARY KEY (id)", shape[3].GetString());
+
+        // Again: the table exists, so create=true is refused; without it the file goes into the table (ids now clash).
+        var again = await ImportAsync(owner, p.Id, "stock", good, create: true);
+        Assert.Equal(HttpStatusCode.Conflict, again.Status);
+        Assert.Contains("exists already", again.Body.GetProperty("detail").GetString());
+        // A file without an id column gets an added id SERIAL; a header PostgreSQL refuses says so.
+        Assert.Equal(HttpStatusCode.OK, (await ImportAsync(owner, p.Id, "tags", "label\nred\nblue\n", create: true)).Status);
+        Assert.Equal("[[1,\"red\"],[2,\"blue\"]]",
+            (await RowsAsync(owner, p.Id, "select id, label from tags order by id")).GetProperty("rows").ToString().Replace(" ", ""));
+        var twice = await ImportAsync(owner, p.Id, "twice", "a,a\n1,2\n", create: true);
+        Assert.Equal((HttpStatusCode)422, twice.Status);
+        Assert.Equal("42701", twice.Body.GetProperty("errors")[0].GetProperty("code").GetString());
     }
 
     [Fact]

@@ -1,12 +1,15 @@
-// CSV in and out of a table (DESIGN §7): POST /api/projects/{id}/tables/{table}/import[?dry_run=true] (multipart, the
-// CSV in field `file`) and GET /api/projects/{id}/tables/{table}/export (text/csv, streamed with COPY). Owner only, as
-// every /api/projects route; the work is Core/Csv's, on the project's own login.
+// CSV in and out of a table (DESIGN §7): POST /api/projects/{id}/tables/{table}/import[?dry_run=true][&create=true]
+// (multipart, the CSV in field `file`; create: a new table made from the file, in the same transaction as its rows) and
+// GET /api/projects/{id}/tables/{table}/export[?filters] (text/csv, streamed with COPY). Owner only, as every
+// /api/projects route; the work is Core/Csv's (and Schema's for a new table), on the project's own login.
 using System.Security.Claims;
 using DbStudio.Core;
 using DbStudio.Core.Csv;
 using DbStudio.Core.Panel;
 using DbStudio.Core.Projects;
 using DbStudio.Core.Rest;
+using DbStudio.Core.Schema;
+using DbStudio.Core.Catalog;
 using Microsoft.AspNetCore.Http.Features;
 using Microsoft.Extensions.Options;
 
@@ -26,8 +29,13 @@ public static class CsvApi
         return g;
     }
 
+    /// <summary>
+    /// The CSV into the table, all or nothing; <c>?dry_run=true</c> checks every row and imports nothing. With
+    /// <c>?create=true</c> the table is made from the file (types inferred from its first 1,000 rows, its <c>id</c> column
+    /// as the primary key, else an added <c>id SERIAL</c>) in the same transaction as the rows: a bad row leaves no table.
+    /// </summary>
     private static async Task<IResult> Import(string id, string table, HttpContext ctx, ClaimsPrincipal user, ProjectService projects,
-        CsvTransfer csv, IOptions<DbStudioOptions> options, CancellationToken ct)
+        CsvTransfer csv, SchemaEditor editor, SchemaCache schemas, IOptions<DbStudioOptions> options, CancellationToken ct)
     {
         if (!await projects.IsOwnerAsync(ProjectsApi.UserId(user), id, ct)) return TypedResults.NotFound();
         var max = options.Value.Csv.MaxImportBytes;
@@ -41,10 +49,19 @@ public static class CsvApi
             return Problem($"The upload could not be read: {e.Message}", e is BadHttpRequestException { StatusCode: 413 } ? 413 : 400);
         }
         if (form.Files.GetFile("file") is not { } file) return Problem("The CSV must be in the form field \"file\"");
-        var dryRun = ctx.Request.Query["dry_run"].FirstOrDefault() is { } d && (d == "" || d.Equals("true", StringComparison.OrdinalIgnoreCase) || d == "1");
+        bool Flag(string name) => ctx.Request.Query[name].FirstOrDefault() is { } v
+                                  && (v == "" || v.Equals("true", StringComparison.OrdinalIgnoreCase) || v == "1");
+        var dryRun = Flag("dry_run");
+        var create = Flag("create");
+        if (create && await schemas.FindTableAsync(id, table, ct) is not null)
+            return Problem($"Table \"{table}\" exists already: import into it without ?create=true", 409);
 
         ImportResult? result;
-        try { result = await csv.ImportAsync(id, table, file.OpenReadStream, dryRun, ct); }
+        try
+        {
+            result = create ? await editor.CreateAndImportAsync(id, table, file.OpenReadStream, dryRun, ct)
+                : await csv.ImportAsync(id, table, file.OpenReadStream, dryRun, ct);
+        }
         catch (CsvImportException e)
         {
             return TypedResults.Json(new ImportResponse(dryRun, 0, 0, [.. e.Errors.Select(Json)]), statusCode: 422);
