@@ -60,6 +60,7 @@ public static class CoreServices
         services.AddSingleton<SchemaCache>();
         services.AddSingleton<FunctionCatalog>();
         services.AddSingleton<AccessPolicies>();
+        services.AddSingleton<HandWrittenPolicies>();
         services.AddSingleton<FunctionAccess>();
         services.AddSingleton<LoginThrottle>();
         services.AddSingleton<EndUserAuth>();
@@ -89,6 +90,7 @@ public static class CoreServices
         services.AddSingleton<SchemaEditor>();
         services.AddSingleton<TableBrowser>();
         services.AddSingleton<References>();
+        services.AddSingleton<ViewAsPolicies>();
         services.AddSingleton<ProjectOverview>();
         services.AddSingleton<AssistantChat>();
         services.AddSingleton<AssistantContext>();

@@ -20,7 +20,7 @@ public class ArchitectureTests
         ["Access"] = ["Catalog", "Platform", "Projects", "Sql"],
         ["Rest"] = ["Access", "Auth", "Catalog", "Platform", "Projects", "Sql"],
         ["Streams"] = ["Auth", "Catalog", "Platform", "Projects", "Rest", "Sql"],
-        ["Console"] = ["Access", "Catalog", "Platform", "Projects", "Rest", "Sql", "Streams"],
+        ["Console"] = ["Access", "Auth", "Catalog", "Platform", "Projects", "Rest", "Sql", "Streams"],
         ["Csv"] = ["Catalog", "Projects", "Rest", "Sql"],
         ["Schema"] = ["Access", "Catalog", "Console", "Csv", "Projects", "Rest", "Sql", "Streams"],
         ["Panel"] = ["Access", "Auth", "Catalog", "Platform", "Projects", "Rest", "Sql", "Streams"],

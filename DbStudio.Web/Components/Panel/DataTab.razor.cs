@@ -25,32 +25,17 @@ public sealed partial class DataTab : IAsyncDisposable
     /// <summary>The filter in force changed: the panel keeps it and puts it in the page URL.</summary>
     [Parameter] public EventCallback<DataFilter?> FilterChanged { get; set; }
 
-    [Inject] private DbStudio.Core.Auth.EndUserAuth EndUsers { get; set; } = null!;
-    [Inject] private DbStudio.Core.Access.AccessPolicies Access { get; set; } = null!;
+    [Inject] private ViewAsPolicies Why { get; set; } = null!;
 
     private bool _importing;
-    private List<DbStudio.Core.Auth.EndUserInfo> _users = [];
-    private DbStudio.Core.Access.AccessSettings? _access;
+    /// <summary>What decides the view as someone else (null as admin).</summary>
+    private ViewAsWhy? _why;
 
-    private static string ViewAsKey(ViewAs v) => v.Kind switch
+    /// <summary>View as: the table as that caller gets it from the REST API, and the policies that decide it.</summary>
+    private async Task ViewAsAsync(ViewAs? chosen)
     {
-        DbStudio.Core.Auth.CallerKind.Anon => "anon",
-        DbStudio.Core.Auth.CallerKind.User => v.UserId.ToString()!,
-        _ => "admin",
-    };
-
-    /// <summary>View as: the table as that caller gets it from the REST API, and the Access settings that decide it.</summary>
-    private async Task ViewAsAsync(ChangeEventArgs e)
-    {
-        var key = e.Value?.ToString();
-        if (key != "admin" && key != "anon") _users = await EndUsers.ListUsersAsync(ProjectId); // roles may have changed
-        var viewer = key switch
-        {
-            "anon" => ViewAs.Anon,
-            _ when _users.FirstOrDefault(u => u.id.ToString() == key) is { } user => ViewAs.User(user),
-            _ => ViewAs.Admin,
-        };
-        _access = Table is null || viewer.IsAdmin ? null : await Access.GetAsync(ProjectId, Table);
+        var viewer = chosen ?? ViewAs.Admin;
+        _why = Table is null || viewer.IsAdmin ? null : await Why.ForAsync(ProjectId, viewer, Table);
         await _state.ViewAsAsync(viewer);
     }
     private string? _jump;
@@ -68,8 +53,7 @@ public sealed partial class DataTab : IAsyncDisposable
         if (await _state.ShowAsync(Table))
         {
             Follow();
-            _users = await EndUsers.ListUsersAsync(ProjectId);
-            if (!_state.Viewer.IsAdmin && Table is not null) _access = await Access.GetAsync(ProjectId, Table);
+            if (!_state.Viewer.IsAdmin && Table is not null) _why = await Why.ForAsync(ProjectId, _state.Viewer, Table);
             if (InitialFilter is { } initial) await _state.ApplyFilterAsync(initial);
         }
         if (_following is { } f && f.Table == Table)
