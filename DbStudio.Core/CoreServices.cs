@@ -40,10 +40,11 @@ public static class CoreServices
         services.AddSingleton<DatabaseProbe>();
         services.AddSingleton<PlatformListener>();
 
-        // Fair shares and projects. (Hosted services start in this order: the connection guard, then the listener, then
-        // the stream's dispatcher; they stop in reverse.)
+        // Fair shares and projects. (Hosted services start in this order: the connection guard, the listener's routes
+        // (SignalRouting), the listener, then the stream's dispatcher; they stop in reverse.)
         services.AddSingleton<PlatformLimits>();
         services.AddHostedService<ConnectionGuard>();
+        services.AddHostedService<SignalRouting>();
         services.AddHostedService(sp => sp.GetRequiredService<PlatformListener>());
         // "main"'s pool; ServerPools makes one per other server, each with its own budget.
         services.AddSingleton(sp => new ProjectConnectionPool(sp.GetRequiredService<Microsoft.Extensions.Options.IOptions<DbStudioOptions>>(),

@@ -1,8 +1,6 @@
 // Service registration and the request pipeline, so Program.cs stays a few lines.
 using System.Threading.RateLimiting;
 using DbStudio.Core;
-using DbStudio.Core.Access;
-using DbStudio.Core.Auth;
 using DbStudio.Core.Platform;
 using OpenTelemetry.Metrics;
 using OpenTelemetry.Resources;
@@ -19,7 +17,6 @@ using Microsoft.AspNetCore.DataProtection;
 using Microsoft.EntityFrameworkCore;
 using MudBlazor.Services;
 using Npgsql;
-using DbStudio.Core.Catalog;
 
 namespace DbStudio.Web.Hosting;
 
@@ -211,60 +208,6 @@ public static class HostingExtensions
             app.Services.GetRequiredService<ServerPools>().For(server).SetBudget(
                 ProjectConnectionPool.BudgetFor(r.GetInt32(0), r.GetInt32(1), studio.Limits.ReservedConnections));
         }
-
-        // Announcements from any instance (PlatformSignals) drop the matching caches here; the one LISTEN connection
-        // routes them, and wakes the stream's dispatcher when the change log moves on.
-        var credentials = app.Services.GetRequiredService<DbStudio.Core.Auth.Credentials>();
-        var accessPolicies = app.Services.GetRequiredService<AccessPolicies>();
-        var owners = app.Services.GetRequiredService<OwnerConnections>();
-        var endUsers = app.Services.GetRequiredService<EndUserAuth>();
-        var hub = app.Services.GetRequiredService<DbStudio.Core.Streams.ChangeHub>();
-        var signals = app.Services.GetRequiredService<PlatformSignals>();
-        var listener = app.Services.GetRequiredService<PlatformListener>();
-        listener.Route(DbStudio.Core.Streams.ChangeLog.Channel, _ => hub.Wake());
-        listener.Route(PlatformSignals.Channel, signals.Raise);
-        signals.Received += (topic, projectId, detail) =>
-        {
-            switch (topic)
-            {
-                case PlatformSignals.Topics.Keys: credentials.Forget(projectId); break;
-                case PlatformSignals.Topics.Access:
-                    accessPolicies.Forget(projectId);
-                    app.Services.GetRequiredService<FunctionCatalog>().Invalidate(projectId); // function grants changed
-                    break;
-                case PlatformSignals.Topics.Owner: owners.Forget(projectId); break;
-                case PlatformSignals.Topics.Session: endUsers.Evict(detail); break;
-                case PlatformSignals.Topics.EndUser when Guid.TryParse(detail, out var user): endUsers.EvictUser(user); break;
-                case PlatformSignals.Topics.Moving: // its requests wait for the move (they read where it is again)
-                    app.Services.GetRequiredService<ProjectServers>().Forget(projectId);
-                    break;
-                case PlatformSignals.Topics.Moved: // on another server (or the move was given up): start over for it
-                    app.Services.GetRequiredService<ProjectServers>().Resume(projectId);
-                    accessPolicies.Forget(projectId);
-                    owners.Forget(projectId);
-                    app.Services.GetRequiredService<SchemaCache>().Invalidate(projectId);
-                    app.Services.GetRequiredService<FunctionCatalog>().Invalidate(projectId);
-                    app.Services.GetRequiredService<RestConnections>().Forget(projectId);
-                    app.Services.GetRequiredService<DbStudio.Core.Streams.ChangeCapture>().Forget(projectId);
-                    hub.ReleaseProject(projectId); // open streams end as dropped; clients resume with Last-Event-ID on the new server
-                    break;
-                case PlatformSignals.Topics.Project:
-                    app.Services.GetRequiredService<ProjectServers>().Forget(projectId);
-                    credentials.Forget(projectId);
-                    accessPolicies.Forget(projectId);
-                    owners.Forget(projectId);
-                    endUsers.EvictProject(projectId);
-                    app.Services.GetRequiredService<SchemaCache>().Invalidate(projectId);
-                    app.Services.GetRequiredService<FunctionCatalog>().Invalidate(projectId);
-                    app.Services.GetRequiredService<RestConnections>().Forget(projectId);
-                    hub.RevokeProject(projectId);
-                    app.Services.GetRequiredService<DbStudio.Core.Console.SqlHistory>().Forget(projectId);
-                    _ = app.Services.GetRequiredService<DbStudio.Core.Streams.ChangeLog>().DropProjectAsync(projectId, CancellationToken.None)
-                        .ContinueWith(t => app.Logger.LogWarning("Dropping a deleted project's change log failed: {Message}; pruning will",
-                            t.Exception!.GetBaseException().Message), TaskContinuationOptions.OnlyOnFaulted);
-                    break;
-            }
-        };
 
         app.UseExceptionHandler(new ExceptionHandlerOptions
         {
