@@ -21,8 +21,11 @@ namespace DbStudio.Core;
 public static class CoreServices
 {
     /// <summary>
-    /// Core's services and options. Needs from the host: an NpgsqlDataSource for the platform database, an
-    /// IDbContextFactory&lt;PlatformDbContext&gt; and Data Protection. Registers TimeProvider.System (tests replace it).
+    /// Core's services and options, and its hosted services (the connection guard, the platform listener and its routes,
+    /// the stream's dispatcher and the other servers' listeners), which the host starts. Needs from the host: an
+    /// NpgsqlDataSource for the platform database, an IDbContextFactory&lt;PlatformDbContext&gt; and Data Protection (Web's
+    /// HostingExtensions.AddPlatformDatabase registers the three), IConfiguration for the options, and logging.
+    /// Registers TimeProvider.System (tests replace it).
     /// </summary>
     public static IServiceCollection AddDbStudioCore(this IServiceCollection services)
     {

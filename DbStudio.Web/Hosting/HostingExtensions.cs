@@ -39,20 +39,7 @@ public static class HostingExtensions
             connectionString = cs;
         }
 
-        var dataSource = new NpgsqlDataSourceBuilder(connectionString) { Name = "platform" }.Build();
-        services.AddSingleton(dataSource);
-        void Platform(DbContextOptionsBuilder o) => o.UseNpgsql(dataSource,
-            npg => npg.MigrationsHistoryTable("__ef_migrations", PlatformDbContext.Schema));
-        // Scoped contexts for request handlers and Identity; a factory for long-lived Blazor circuits.
-        services.AddDbContext<PlatformDbContext>(Platform, optionsLifetime: ServiceLifetime.Singleton);
-        services.AddDbContextFactory<PlatformDbContext>(Platform);
-
-        // The key ring lives in the platform database so every instance shares it. Deployments should also
-        // encrypt it with a certificate kept outside the database (DataProtection:CertificatePath).
-        var dataProtection = services.AddDataProtection().SetApplicationName("DbStudio").PersistKeysToDbContext<PlatformDbContext>();
-        if (config["DataProtection:CertificatePath"] is { Length: > 0 } certPath)
-            dataProtection.ProtectKeysWithCertificate(System.Security.Cryptography.X509Certificates.X509CertificateLoader
-                .LoadPkcs12FromFile(certPath, config["DataProtection:CertificatePassword"]));
+        services.AddPlatformDatabase(connectionString, config);
         services.AddAuthorization();
         services.AddIdentityApiEndpoints<PlatformUser>(o =>
             {
@@ -163,6 +150,28 @@ public static class HostingExtensions
         services.AddMudServices();
         // supabase-js: /db/{id}/supabase/rest/v1/… is rewritten to the REST API's own paths before routing.
         services.AddSingleton<IStartupFilter, SupabaseRestPaths>();
+    }
+
+    /// <summary>
+    /// What Core needs from its host (CoreServices.AddDbStudioCore): the platform database's NpgsqlDataSource (owned by the
+    /// container), its EF contexts — scoped for request handlers and Identity, a factory for long-lived Blazor circuits and
+    /// Core — and Data Protection with its key ring in that database, so every instance (and every test's Core) shares it.
+    /// </summary>
+    public static IServiceCollection AddPlatformDatabase(this IServiceCollection services, string connectionString, IConfiguration config)
+    {
+        services.AddSingleton(_ => new NpgsqlDataSourceBuilder(connectionString) { Name = "platform" }.Build());
+        static void Platform(IServiceProvider sp, DbContextOptionsBuilder o) => o.UseNpgsql(sp.GetRequiredService<NpgsqlDataSource>(),
+            npg => npg.MigrationsHistoryTable("__ef_migrations", PlatformDbContext.Schema));
+        services.AddDbContext<PlatformDbContext>(Platform, optionsLifetime: ServiceLifetime.Singleton);
+        services.AddDbContextFactory<PlatformDbContext>(Platform);
+
+        // The key ring lives in the platform database so every instance shares it. Deployments should also
+        // encrypt it with a certificate kept outside the database (DataProtection:CertificatePath).
+        var dataProtection = services.AddDataProtection().SetApplicationName("DbStudio").PersistKeysToDbContext<PlatformDbContext>();
+        if (config["DataProtection:CertificatePath"] is { Length: > 0 } certPath)
+            dataProtection.ProtectKeysWithCertificate(System.Security.Cryptography.X509Certificates.X509CertificateLoader
+                .LoadPkcs12FromFile(certPath, config["DataProtection:CertificatePassword"]));
+        return services;
     }
 
     /// <summary>The credential a REST request carries (for its rate limit): the bearer token, else the apikey; at most 128 chars.</summary>
