@@ -51,4 +51,30 @@ public class CoreServicesTests
         var routes = hosted.IndexOf(typeof(SignalRouting));
         Assert.InRange(routes, 0, hosted.IndexOf(typeof(PlatformListener)) - 1);
     }
+
+    [Fact]
+    public async Task The_key_ring_is_encrypted_with_the_certificate_in_DataProtection_CertificatePath()
+    {
+        using var rsa = System.Security.Cryptography.RSA.Create(2048);
+        var request = new System.Security.Cryptography.X509Certificates.CertificateRequest("CN=dbstudio-test", rsa,
+            System.Security.Cryptography.HashAlgorithmName.SHA256, System.Security.Cryptography.RSASignaturePadding.Pkcs1);
+        using var cert = request.CreateSelfSigned(DateTimeOffset.UtcNow.AddDays(-1), DateTimeOffset.UtcNow.AddDays(1));
+        var path = Path.Combine(Path.GetTempPath(), $"dbstudio-dp-{Guid.NewGuid():N}.pfx");
+        await File.WriteAllBytesAsync(path, cert.Export(System.Security.Cryptography.X509Certificates.X509ContentType.Pfx, "pfx password"));
+        try
+        {
+            var config = new ConfigurationBuilder().AddConfiguration(Config()).AddInMemoryCollection(new Dictionary<string, string?>
+            {
+                ["DataProtection:CertificatePath"] = path,
+                ["DataProtection:CertificatePassword"] = "pfx password",
+            }).Build();
+            await using var provider = new ServiceCollection().AddCoreHost(config).BuildServiceProvider();
+            var keys = provider.GetRequiredService<IOptions<Microsoft.AspNetCore.DataProtection.KeyManagement.KeyManagementOptions>>().Value;
+            Assert.IsType<Microsoft.AspNetCore.DataProtection.XmlEncryption.CertificateXmlEncryptor>(keys.XmlEncryptor);
+
+            await using var plain = new ServiceCollection().AddCoreHost(Config()).BuildServiceProvider();
+            Assert.Null(plain.GetRequiredService<IOptions<Microsoft.AspNetCore.DataProtection.KeyManagement.KeyManagementOptions>>().Value.XmlEncryptor);
+        }
+        finally { File.Delete(path); }
+    }
 }

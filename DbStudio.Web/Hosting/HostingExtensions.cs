@@ -168,9 +168,10 @@ public static class HostingExtensions
         // The key ring lives in the platform database so every instance shares it. Deployments should also
         // encrypt it with a certificate kept outside the database (DataProtection:CertificatePath).
         var dataProtection = services.AddDataProtection().SetApplicationName("DbStudio").PersistKeysToDbContext<PlatformDbContext>();
-        if (config["DataProtection:CertificatePath"] is { Length: > 0 } certPath)
+        var keyRing = config.GetSection(KeyRingOptions.Section).Get<KeyRingOptions>() ?? new KeyRingOptions();
+        if (keyRing.CertificatePath is { Length: > 0 } certPath)
             dataProtection.ProtectKeysWithCertificate(System.Security.Cryptography.X509Certificates.X509CertificateLoader
-                .LoadPkcs12FromFile(certPath, config["DataProtection:CertificatePassword"]));
+                .LoadPkcs12FromFile(certPath, keyRing.CertificatePassword));
         return services;
     }
 
@@ -256,6 +257,15 @@ public static class HostingExtensions
 
         app.MapRazorComponents<App>().AddInteractiveServerRenderMode();
     }
+}
+
+/// <summary>Settings bound from configuration section "DataProtection": the certificate that encrypts the key ring.</summary>
+public sealed class KeyRingOptions
+{
+    public const string Section = "DataProtection";
+    /// <summary>A PKCS#12 file kept outside the database; none: the key ring is stored unencrypted.</summary>
+    public string? CertificatePath { get; set; }
+    public string? CertificatePassword { get; set; }
 }
 
 /// <summary>Stops the embedded cluster when the app shuts down.</summary>
