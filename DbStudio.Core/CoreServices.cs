@@ -21,8 +21,11 @@ namespace DbStudio.Core;
 public static class CoreServices
 {
     /// <summary>
-    /// Core's services and options. Needs from the host: an NpgsqlDataSource for the platform database, an
-    /// IDbContextFactory&lt;PlatformDbContext&gt; and Data Protection. Registers TimeProvider.System (tests replace it).
+    /// Core's services and options, and its hosted services (the connection guard, the platform listener and its routes,
+    /// the stream's dispatcher and the other servers' listeners), which the host starts. Needs from the host: an
+    /// NpgsqlDataSource for the platform database, an IDbContextFactory&lt;PlatformDbContext&gt; and Data Protection (Web's
+    /// HostingExtensions.AddPlatformDatabase registers the three), IConfiguration for the options, and logging.
+    /// Registers TimeProvider.System (tests replace it).
     /// </summary>
     public static IServiceCollection AddDbStudioCore(this IServiceCollection services)
     {
@@ -40,10 +43,11 @@ public static class CoreServices
         services.AddSingleton<DatabaseProbe>();
         services.AddSingleton<PlatformListener>();
 
-        // Fair shares and projects. (Hosted services start in this order: the connection guard, then the listener, then
-        // the stream's dispatcher; they stop in reverse.)
+        // Fair shares and projects. (Hosted services start in this order: the connection guard, the listener's routes
+        // (SignalRouting), the listener, then the stream's dispatcher; they stop in reverse.)
         services.AddSingleton<PlatformLimits>();
         services.AddHostedService<ConnectionGuard>();
+        services.AddHostedService<SignalRouting>();
         services.AddHostedService(sp => sp.GetRequiredService<PlatformListener>());
         // "main"'s pool; ServerPools makes one per other server, each with its own budget.
         services.AddSingleton(sp => new ProjectConnectionPool(sp.GetRequiredService<Microsoft.Extensions.Options.IOptions<DbStudioOptions>>(),

@@ -102,7 +102,8 @@ public sealed class ProjectConnectionPool : IAsyncDisposable
     /// <summary>What the pool hands a waiter: a connection ready to use, or (null) a budget slot to open one with.</summary>
     private readonly record struct Grant(NpgsqlConnection? Connection);
 
-    private sealed class KeyState(PoolKey key)
+    /// <summary>One key's connections; disposing it disposes its data source (once none of its connections is open).</summary>
+    private sealed class KeyState(PoolKey key) : IDisposable
     {
         public PoolKey Key { get; } = key;
         public PoolPolicy Policy = null!;
@@ -112,6 +113,7 @@ public sealed class ProjectConnectionPool : IAsyncDisposable
         public int Generation; // raised when the key is forgotten: its busy connections are closed when they come back
         public readonly Channel<Grant> Grants = Channel.CreateUnbounded<Grant>(new UnboundedChannelOptions { SingleWriter = true });
         public readonly PoolSource Source = new();
+        public void Dispose() => Source.Dispose();
     }
 
     private readonly Lock _lock = new();
@@ -389,7 +391,7 @@ public sealed class ProjectConnectionPool : IAsyncDisposable
             dropped = DropUnusedKeysLocked();
         }
         foreach (var c in close) c.Dispose();
-        foreach (var d in dropped ?? []) d.Source.Dispose();
+        foreach (var d in dropped ?? []) d.Dispose();
     }
 
     /// <summary>Closes every idle connection (the server restarted: they are all broken).</summary>
@@ -424,7 +426,7 @@ public sealed class ProjectConnectionPool : IAsyncDisposable
             dropped = dropUnusedKeys ? DropUnusedKeysLocked() : null;
         }
         foreach (var c in close) c.Dispose();
-        foreach (var d in dropped ?? []) d.Source.Dispose();
+        foreach (var d in dropped ?? []) d.Dispose();
     }
 
     /// <summary>Keys with nothing idle, busy or waiting are dropped, so the table does not grow with every project ever seen.</summary>

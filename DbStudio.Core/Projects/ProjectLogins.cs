@@ -76,9 +76,11 @@ public sealed class ProjectLogins(IDbContextFactory<PlatformDbContext> contexts,
 
     /// <summary>
     /// Makes sure the project's four REST logins exist with the password kept in platform metadata, creating them (and
-    /// the password) when missing; <paramref name="renew"/> sets a new password on all four. Returns the password.
+    /// the password) when missing; <paramref name="renew"/> sets a new password on all four — unless
+    /// <paramref name="failedPassword"/> (the one a login refused) is no longer the kept one: then another instance renewed
+    /// it meanwhile and the kept one is returned as it is. Returns the password.
     /// </summary>
-    public async Task<string> EnsureAsync(string id, bool renew, CancellationToken ct)
+    public async Task<string> EnsureAsync(string id, bool renew, CancellationToken ct, string? failedPassword = null)
     {
         if (!ProjectNaming.IsValidId(id)) throw new ArgumentException("invalid project id", nameof(id));
         var server = await servers.OfAsync(id, ct);
@@ -97,7 +99,11 @@ public sealed class ProjectLogins(IDbContextFactory<PlatformDbContext> contexts,
             await lockCmd.ExecuteNonQueryAsync(ct);
         var secret = await db.ProjectSecrets.SingleOrDefaultAsync(s => s.ProjectId == id && s.Kind == ProjectSecretKind.RestPassword, ct);
         var (current, legacy) = await CountLoginsAsync(conn, npgsqlTx, id, ct);
-        if (secret is not null && current == 2 && legacy == 0 && !renew) return protector.Unprotect(secret.Protected);
+        if (secret is not null && current == 2 && legacy == 0)
+        {
+            var kept = protector.Unprotect(secret.Protected);
+            if (!renew || failedPassword is not null && kept != failedPassword) return kept;
+        }
 
         var moving = await db.Projects.Where(p => p.Id == id).Select(p => new { p.MovingTo }).SingleOrDefaultAsync(ct)
             ?? throw new KeyNotFoundException($"project {id} does not exist");

@@ -26,7 +26,7 @@ public sealed class RestConnections(ServerPools pool, Platform.ProjectServers se
     private PoolPolicy Policy(RestRole role)
     {
         var all = _policies ??= ProjectLogins.Roles.Select(r => new PoolPolicy(_options.EffectiveLoginConnectionLimit, _options.PoolIdle,
-            _options.ProjectQueueTimeout, null, (key, source, ct) => OpenNewAsync(key.Project, r, source, renewed: false, ct))).ToArray();
+            _options.ProjectQueueTimeout, null, (key, source, ct) => OpenNewAsync(key.Project, r, source, ct))).ToArray();
         return all[(int)role];
     }
 
@@ -100,28 +100,36 @@ public sealed class RestConnections(ServerPools pool, Platform.ProjectServers se
     /// <summary>Closes a rented connection instead of keeping it: person-written SQL ran on it (the SQL tab's "run as").</summary>
     public void Discard(NpgsqlConnection conn) => pool.Return(conn, reusable: false);
 
-    private async Task<NpgsqlConnection> OpenNewAsync(string id, RestRole role, PoolSource source, bool renewed, CancellationToken ct)
+    private async Task<NpgsqlConnection> OpenNewAsync(string id, RestRole role, PoolSource source, CancellationToken ct)
     {
         // The project's secret is read once while it is active (the key's source keeps the connection string).
-        var cs = !renewed && source.ConnectionString is { } known ? known : await ConnectionStringAsync(id, role, ensure: renewed, ct);
-        var conn = source.Get(cs, BuildSource).CreateConnection();
-        try
+        var cs = source.ConnectionString ?? await ConnectionStringAsync(id, role, failedPassword: null, ct);
+        for (var attempt = 1; ; attempt++)
         {
-            await conn.OpenAsync(ct);
-            // The owner's login acts as the owner for its whole session; the shared login's role is set per use.
-            if (!ProjectLogins.IsShared(role)) await RestoreRoleAsync(conn, id, role, ct);
-            return conn;
-        }
-        catch (PostgresException e) when (!renewed && e.SqlState is PostgresErrorCodes.InvalidPassword or PostgresErrorCodes.InvalidAuthorizationSpecification)
-        {
-            // The login was changed or dropped behind our back: make it again (new password) and retry once.
-            await conn.DisposeAsync();
-            return await OpenNewAsync(id, role, source, renewed: true, ct);
-        }
-        catch
-        {
-            await conn.DisposeAsync();
-            throw;
+            var conn = source.Get(cs, BuildSource).CreateConnection();
+            try
+            {
+                await conn.OpenAsync(ct);
+                // The owner's login acts as the owner for its whole session; the shared login's role is set per use.
+                if (!ProjectLogins.IsShared(role)) await RestoreRoleAsync(conn, id, role, ct);
+                return conn;
+            }
+            catch (PostgresException e) when (e.SqlState is PostgresErrorCodes.InvalidPassword or PostgresErrorCodes.InvalidAuthorizationSpecification)
+            {
+                // The login's password is not the one we hold: another instance renewed it, a move made the logins anew on
+                // another server, or they were dropped behind our back. Take the kept password if it changed, else make a
+                // new one (ProjectLogins renews only when the kept one is the one that failed, so two instances that fail
+                // at once do not take turns invalidating each other's), and try again, a few times.
+                await conn.DisposeAsync();
+                if (attempt == 3)
+                    throw new BusyException($"The REST login of project {id} refused its password {attempt} times (it is being changed); retry shortly");
+                cs = await ConnectionStringAsync(id, role, failedPassword: new NpgsqlConnectionStringBuilder(cs).Password, ct);
+            }
+            catch
+            {
+                await conn.DisposeAsync();
+                throw;
+            }
         }
     }
 
@@ -137,10 +145,10 @@ public sealed class RestConnections(ServerPools pool, Platform.ProjectServers se
         return builder.Build();
     }
 
-    private async Task<string> ConnectionStringAsync(string id, RestRole role, bool ensure, CancellationToken ct)
+    private async Task<string> ConnectionStringAsync(string id, RestRole role, string? failedPassword, CancellationToken ct)
     {
-        // The fast path reads the kept password; logging in then says whether the logins exist with it (else: renewed).
-        var password = ensure ? await logins.EnsureAsync(id, renew: true, ct)
+        // The fast path reads the kept password; logging in then says whether the logins exist with it.
+        var password = failedPassword is not null ? await logins.EnsureAsync(id, renew: true, ct, failedPassword)
             : await logins.PasswordAsync(id, ct) ?? await logins.EnsureAsync(id, renew: false, ct);
         var server = await servers.OfAsync(id, ct); // the logins are roles of the project's server
         return new NpgsqlConnectionStringBuilder
@@ -191,7 +199,7 @@ public sealed class RestConnections(ServerPools pool, Platform.ProjectServers se
     public async Task WithDedicatedAsync(string id, RestRole role, Func<NpgsqlConnection, Task> work, CancellationToken ct)
     {
         using var source = new PoolSource();
-        await using var conn = await OpenNewAsync(id, role, source, renewed: false, ct);
+        await using var conn = await OpenNewAsync(id, role, source, ct);
         await work(conn);
     }
 

@@ -2,14 +2,10 @@
 // blocks as code with Run, nothing run before a click, Run all stopping at the first error with the error shown, a
 // DROP's typed confirmation; and without configuration, how to configure it.
 using Bunit;
-using DbStudio.Core.Access;
-using DbStudio.Core.Assistant;
-using DbStudio.Core.Console;
 using DbStudio.Tests.Infrastructure;
 using DbStudio.Web.Components.Panel;
+using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Logging;
-using Microsoft.Extensions.Options;
 using MudBlazor.Services;
 
 namespace DbStudio.Tests.Assistant;
@@ -26,17 +22,9 @@ public class AssistantDrawerTests : BunitContext, IClassFixture<AssistantFixture
         JSInterop.Mode = JSRuntimeMode.Loose;
     }
 
-    /// <summary>The drawer's services from <paramref name="app"/> (the configured one unless said otherwise).</summary>
-    private void UseServicesOf(IServiceProvider app)
-    {
-        Services.AddSingleton(app.GetRequiredService<AssistantChat>());
-        Services.AddSingleton(app.GetRequiredService<AssistantContext>());
-        Services.AddSingleton(app.GetRequiredService<Conversations>());
-        Services.AddSingleton(app.GetRequiredService<SqlConsole>());
-        Services.AddSingleton(app.GetRequiredService<AccessPolicies>());
-        Services.AddSingleton(app.GetRequiredService<IOptions<AssistantOptions>>());
-        Services.AddSingleton(app.GetRequiredService<ILoggerFactory>());
-    }
+    /// <summary>Core of its own, configured as <paramref name="app"/> is (the configured one unless said otherwise). The
+    /// drawer needs none of Core's hosted services: nothing here listens or streams.</summary>
+    private void UseServicesOf(IServiceProvider app) => Services.AddCoreHost(app.GetRequiredService<IConfiguration>());
 
     private IRenderedComponent<AssistantDrawer> Ask(Core.Projects.ProjectInfo p, string question)
     {

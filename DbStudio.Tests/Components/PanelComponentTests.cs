@@ -14,9 +14,10 @@ using DbStudio.Core.Catalog;
 
 namespace DbStudio.Tests.Components;
 
-public class PanelComponentTests : BunitContext
+public class PanelComponentTests : BunitContext, IAsyncLifetime
 {
     private readonly TestApp _app;
+    private IReadOnlyList<Microsoft.Extensions.Hosting.IHostedService> _hosted = [];
 
     public PanelComponentTests(TestApp app)
     {
@@ -24,22 +25,20 @@ public class PanelComponentTests : BunitContext
         Services.AddMudServices();
         JSInterop.Mode = JSRuntimeMode.Loose;
         JSInterop.Setup<string[]>(_ => true).SetResult([]); // Monaco's decoration ids (no Monaco in bUnit)
-        Services.AddSingleton(app.Service<SqlConsole>());
-        Services.AddSingleton(app.Service<SchemaCache>());
-        Services.AddSingleton(app.Service<SchemaEditor>());
-        Services.AddSingleton(app.Service<AccessPolicies>());
-        Services.AddSingleton(app.Service<FunctionAccess>());
-        Services.AddSingleton(app.Service<TableBrowser>());
-        Services.AddSingleton(app.Service<References>());
-        Services.AddSingleton(app.Service<ViewAsPolicies>());
-        Services.AddSingleton(app.Service<Core.Csv.CsvTransfer>());
-        Services.AddSingleton(Microsoft.Extensions.Options.Options.Create(app.Service<Microsoft.Extensions.Options.IOptions<Core.DbStudioOptions>>().Value));
-        Services.AddSingleton(app.Service<DbStudio.Core.Auth.EndUserAuth>());
-        Services.AddSingleton(app.Service<SqlHistory>());
-        Services.AddSingleton(app.Service<ProjectOverview>());
+        // Core of its own, configured as the app (its settings, its platform database, its Data Protection keys).
+        Services.AddCoreHost(app.Service<Microsoft.Extensions.Configuration.IConfiguration>());
+        // Requests are counted by the instance that served them: the charts show what the app answered over HTTP.
         Services.AddSingleton(app.Service<RestMetrics>());
-        // Scoped in the app, but safe to hold (it makes a DbContext per call): one from an app scope.
-        Services.AddSingleton(app.Services.CreateScope().ServiceProvider.GetRequiredService<Core.Projects.ProjectService>());
+    }
+
+    /// <summary>Core's hosted services (the platform listener and its routes, the stream's dispatcher, …) run for the test.</summary>
+    public async ValueTask InitializeAsync() => _hosted = await CoreHost.StartAsync(Services);
+
+    protected override async ValueTask DisposeAsyncCore()
+    {
+        await DisposeComponentsAsync(); // their subscriptions end before the dispatcher stops
+        await CoreHost.StopAsync(_hosted);
+        await base.DisposeAsyncCore();
     }
 
     private async Task<(HttpClient Client, Core.Projects.ProjectInfo Project)> ProjectAsync(string? sql = null)
@@ -264,7 +263,7 @@ public class PanelComponentTests : BunitContext
         Click(cut, "#sql-run");
         cut.WaitForAssertion(() => Assert.Single(cut.FindAll("[id^=sql-result-]")), TimeSpan.FromSeconds(10));
         // The assistant runs a block elsewhere; the open tab's history shows it.
-        await _app.Service<AssistantSql>().RunAsync(p.Id, "<sql>select 2 as two</sql>");
+        await Services.GetRequiredService<AssistantSql>().RunAsync(p.Id, "<sql>select 2 as two</sql>");
         Click(cut, "#sql-history-toggle"); // the history re-renders live when the assistant's run lands
         cut.WaitForAssertion(() => Assert.Equal(2, cut.FindAll(".history-entry").Count));
         Assert.Contains("assistant", cut.Find("#sql-history-0").TextContent);

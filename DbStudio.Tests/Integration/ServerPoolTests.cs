@@ -310,7 +310,11 @@ public class ServerPoolTests(TwoServers s) : IClassFixture<TwoServers>
         await Task.WhenAny(following.Task, follower).WaitAsync(TimeSpan.FromSeconds(30));
         if (follower.IsFaulted) await follower; // its failure, as it is
         var writers = new[] { Task.Run(() => Writer(s.BaseUrl)), Task.Run(() => Writer(s.SecondUrl)) };
-        await TwoServers.UntilAsync(() => Task.FromResult(acknowledged.Count >= 30));
+        await TwoServers.UntilAsync(async () =>
+        {
+            if (writers.FirstOrDefault(w => w.IsFaulted) is { } failed) await failed;
+            return acknowledged.Count >= 30;
+        });
 
         var moved = await owner.PostAsJsonAsync($"/api/projects/{p.Id}/move", new { server = "b" });
         Assert.True(moved.IsSuccessStatusCode, await moved.Content.ReadAsStringAsync() + " " + string.Join(" | ", s.App.Errors.Take(3)));
@@ -319,7 +323,12 @@ public class ServerPoolTests(TwoServers s) : IClassFixture<TwoServers>
         Assert.Equal(2, report.GetProperty("rows").GetProperty("quiet").GetInt64());
         Assert.True(report.GetProperty("oldCopyDropped").GetBoolean());
         var atMove = acknowledged.Count;
-        await TwoServers.UntilAsync(() => Task.FromResult(acknowledged.Count >= atMove + 30)); // writes go on, on the new server
+        // writes go on, on the new server (a writer that failed says why rather than leaving the count short)
+        await TwoServers.UntilAsync(async () =>
+        {
+            if (writers.FirstOrDefault(w => w.IsFaulted) is { } failed) await failed;
+            return acknowledged.Count >= atMove + 30;
+        });
         await stopWriters.CancelAsync();
         await Task.WhenAll(writers);
 

@@ -1,8 +1,6 @@
 // Service registration and the request pipeline, so Program.cs stays a few lines.
 using System.Threading.RateLimiting;
 using DbStudio.Core;
-using DbStudio.Core.Access;
-using DbStudio.Core.Auth;
 using DbStudio.Core.Platform;
 using OpenTelemetry.Metrics;
 using OpenTelemetry.Resources;
@@ -19,7 +17,6 @@ using Microsoft.AspNetCore.DataProtection;
 using Microsoft.EntityFrameworkCore;
 using MudBlazor.Services;
 using Npgsql;
-using DbStudio.Core.Catalog;
 
 namespace DbStudio.Web.Hosting;
 
@@ -42,20 +39,7 @@ public static class HostingExtensions
             connectionString = cs;
         }
 
-        var dataSource = new NpgsqlDataSourceBuilder(connectionString) { Name = "platform" }.Build();
-        services.AddSingleton(dataSource);
-        void Platform(DbContextOptionsBuilder o) => o.UseNpgsql(dataSource,
-            npg => npg.MigrationsHistoryTable("__ef_migrations", PlatformDbContext.Schema));
-        // Scoped contexts for request handlers and Identity; a factory for long-lived Blazor circuits.
-        services.AddDbContext<PlatformDbContext>(Platform, optionsLifetime: ServiceLifetime.Singleton);
-        services.AddDbContextFactory<PlatformDbContext>(Platform);
-
-        // The key ring lives in the platform database so every instance shares it. Deployments should also
-        // encrypt it with a certificate kept outside the database (DataProtection:CertificatePath).
-        var dataProtection = services.AddDataProtection().SetApplicationName("DbStudio").PersistKeysToDbContext<PlatformDbContext>();
-        if (config["DataProtection:CertificatePath"] is { Length: > 0 } certPath)
-            dataProtection.ProtectKeysWithCertificate(System.Security.Cryptography.X509Certificates.X509CertificateLoader
-                .LoadPkcs12FromFile(certPath, config["DataProtection:CertificatePassword"]));
+        services.AddPlatformDatabase(connectionString, config);
         services.AddAuthorization();
         services.AddIdentityApiEndpoints<PlatformUser>(o =>
             {
@@ -168,6 +152,29 @@ public static class HostingExtensions
         services.AddSingleton<IStartupFilter, SupabaseRestPaths>();
     }
 
+    /// <summary>
+    /// What Core needs from its host (CoreServices.AddDbStudioCore): the platform database's NpgsqlDataSource (owned by the
+    /// container), its EF contexts — scoped for request handlers and Identity, a factory for long-lived Blazor circuits and
+    /// Core — and Data Protection with its key ring in that database, so every instance (and every test's Core) shares it.
+    /// </summary>
+    public static IServiceCollection AddPlatformDatabase(this IServiceCollection services, string connectionString, IConfiguration config)
+    {
+        services.AddSingleton(_ => new NpgsqlDataSourceBuilder(connectionString) { Name = "platform" }.Build());
+        static void Platform(IServiceProvider sp, DbContextOptionsBuilder o) => o.UseNpgsql(sp.GetRequiredService<NpgsqlDataSource>(),
+            npg => npg.MigrationsHistoryTable("__ef_migrations", PlatformDbContext.Schema));
+        services.AddDbContext<PlatformDbContext>(Platform, optionsLifetime: ServiceLifetime.Singleton);
+        services.AddDbContextFactory<PlatformDbContext>(Platform);
+
+        // The key ring lives in the platform database so every instance shares it. Deployments should also
+        // encrypt it with a certificate kept outside the database (DataProtection:CertificatePath).
+        var dataProtection = services.AddDataProtection().SetApplicationName("DbStudio").PersistKeysToDbContext<PlatformDbContext>();
+        var keyRing = config.GetSection(KeyRingOptions.Section).Get<KeyRingOptions>() ?? new KeyRingOptions();
+        if (keyRing.CertificatePath is { Length: > 0 } certPath)
+            dataProtection.ProtectKeysWithCertificate(System.Security.Cryptography.X509Certificates.X509CertificateLoader
+                .LoadPkcs12FromFile(certPath, keyRing.CertificatePassword));
+        return services;
+    }
+
     /// <summary>The credential a REST request carries (for its rate limit): the bearer token, else the apikey; at most 128 chars.</summary>
     private static string? CredentialOf(HttpContext ctx)
     {
@@ -212,60 +219,6 @@ public static class HostingExtensions
                 ProjectConnectionPool.BudgetFor(r.GetInt32(0), r.GetInt32(1), studio.Limits.ReservedConnections));
         }
 
-        // Announcements from any instance (PlatformSignals) drop the matching caches here; the one LISTEN connection
-        // routes them, and wakes the stream's dispatcher when the change log moves on.
-        var credentials = app.Services.GetRequiredService<DbStudio.Core.Auth.Credentials>();
-        var accessPolicies = app.Services.GetRequiredService<AccessPolicies>();
-        var owners = app.Services.GetRequiredService<OwnerConnections>();
-        var endUsers = app.Services.GetRequiredService<EndUserAuth>();
-        var hub = app.Services.GetRequiredService<DbStudio.Core.Streams.ChangeHub>();
-        var signals = app.Services.GetRequiredService<PlatformSignals>();
-        var listener = app.Services.GetRequiredService<PlatformListener>();
-        listener.Route(DbStudio.Core.Streams.ChangeLog.Channel, _ => hub.Wake());
-        listener.Route(PlatformSignals.Channel, signals.Raise);
-        signals.Received += (topic, projectId, detail) =>
-        {
-            switch (topic)
-            {
-                case PlatformSignals.Topics.Keys: credentials.Forget(projectId); break;
-                case PlatformSignals.Topics.Access:
-                    accessPolicies.Forget(projectId);
-                    app.Services.GetRequiredService<FunctionCatalog>().Invalidate(projectId); // function grants changed
-                    break;
-                case PlatformSignals.Topics.Owner: owners.Forget(projectId); break;
-                case PlatformSignals.Topics.Session: endUsers.Evict(detail); break;
-                case PlatformSignals.Topics.EndUser when Guid.TryParse(detail, out var user): endUsers.EvictUser(user); break;
-                case PlatformSignals.Topics.Moving: // its requests wait for the move (they read where it is again)
-                    app.Services.GetRequiredService<ProjectServers>().Forget(projectId);
-                    break;
-                case PlatformSignals.Topics.Moved: // on another server (or the move was given up): start over for it
-                    app.Services.GetRequiredService<ProjectServers>().Resume(projectId);
-                    accessPolicies.Forget(projectId);
-                    owners.Forget(projectId);
-                    app.Services.GetRequiredService<SchemaCache>().Invalidate(projectId);
-                    app.Services.GetRequiredService<FunctionCatalog>().Invalidate(projectId);
-                    app.Services.GetRequiredService<RestConnections>().Forget(projectId);
-                    app.Services.GetRequiredService<DbStudio.Core.Streams.ChangeCapture>().Forget(projectId);
-                    hub.ReleaseProject(projectId); // open streams end as dropped; clients resume with Last-Event-ID on the new server
-                    break;
-                case PlatformSignals.Topics.Project:
-                    app.Services.GetRequiredService<ProjectServers>().Forget(projectId);
-                    credentials.Forget(projectId);
-                    accessPolicies.Forget(projectId);
-                    owners.Forget(projectId);
-                    endUsers.EvictProject(projectId);
-                    app.Services.GetRequiredService<SchemaCache>().Invalidate(projectId);
-                    app.Services.GetRequiredService<FunctionCatalog>().Invalidate(projectId);
-                    app.Services.GetRequiredService<RestConnections>().Forget(projectId);
-                    hub.RevokeProject(projectId);
-                    app.Services.GetRequiredService<DbStudio.Core.Console.SqlHistory>().Forget(projectId);
-                    _ = app.Services.GetRequiredService<DbStudio.Core.Streams.ChangeLog>().DropProjectAsync(projectId, CancellationToken.None)
-                        .ContinueWith(t => app.Logger.LogWarning("Dropping a deleted project's change log failed: {Message}; pruning will",
-                            t.Exception!.GetBaseException().Message), TaskContinuationOptions.OnlyOnFaulted);
-                    break;
-            }
-        };
-
         app.UseExceptionHandler(new ExceptionHandlerOptions
         {
             StatusCodeSelector = ex => ex switch
@@ -304,6 +257,15 @@ public static class HostingExtensions
 
         app.MapRazorComponents<App>().AddInteractiveServerRenderMode();
     }
+}
+
+/// <summary>Settings bound from configuration section "DataProtection": the certificate that encrypts the key ring.</summary>
+public sealed class KeyRingOptions
+{
+    public const string Section = "DataProtection";
+    /// <summary>A PKCS#12 file kept outside the database; none: the key ring is stored unencrypted.</summary>
+    public string? CertificatePath { get; set; }
+    public string? CertificatePassword { get; set; }
 }
 
 /// <summary>Stops the embedded cluster when the app shuts down.</summary>

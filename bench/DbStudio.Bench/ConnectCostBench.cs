@@ -14,7 +14,7 @@ public static class ConnectCostBench
     {
         var root = Path.Combine(Path.GetTempPath(), $"dbstudio-bench-{Guid.NewGuid():N}");
         Directory.CreateDirectory(root);
-        File.SetUnixFileMode(root, (UnixFileMode)0b111_101_101);
+        if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(root, (UnixFileMode)0b111_101_101);
         await using var cluster = await LocalCluster.StartAsync(new LocalClusterOptions
         {
             DataDir = Path.Combine(root, "pgdata"), Ephemeral = true, SuperuserPassword = "bench",

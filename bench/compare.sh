@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark of this checkout against an older commit, in the same run on the same machine (issue 13:
+# "benchmarks unchanged or better, side by side with the commit before the restructuring").
+#
+#   bench/compare.sh BASE rest   [rounds]   # default 5 rounds of 5 s per query and build
+#   bench/compare.sh BASE stream [rounds]   # default 2 runs of `stream 1000 200 30` per build
+#
+# BASE is any commit (e.g. 3682b0f, the last one before the restructuring). It is checked out in a temporary worktree
+# and both builds are compiled in Release.
+#  - rest: both builds serve at once (`rest-serve`, each build with its own embedded PostgreSQL), and wrk
+#    (16 connections) alternates between them round by round: GET by primary key, a 50-row page and the one-to-many
+#    embed. One build's req/s swings ±20 % between rounds on a 2-core machine, so each round also measures this
+#    build's hand-written endpoint (Npgsql + role switch, no framework) between the two, and each REST figure is
+#    divided by it; medians over rounds are printed for both builds, and their ratio (this build / BASE).
+#  - stream: `stream 1000 200 30` runs alternately on each build; medians of p50/p99, lost events and stages printed.
+# Needs wrk (apt-get install wrk).
+set -euo pipefail
+base=${1:?usage: bench/compare.sh BASE rest|stream [rounds]}
+what=${2:-rest}
+here=$(cd "$(dirname "$0")/.." && pwd)
+work=$(mktemp -d /tmp/dbstudio-compare.XXXXXX)
+trap 'pkill -9 -f "DbStudio.Bench rest-serve" 2>/dev/null || true; git -C "$here" worktree remove --force "$work/base" >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
+
+git -C "$here" worktree add --detach "$work/base" "$base" >/dev/null 2>&1
+echo "base $(git -C "$work/base" log --oneline -1)"
+echo "this $(git -C "$here" log --oneline -1)$(git -C "$here" diff --quiet HEAD || echo ' (+ uncommitted changes)')"
+for dir in "$work/base" "$here"; do
+  dotnet build -c Release "$dir/bench/DbStudio.Bench" -v q -nologo 2>&1 | grep -E " error |rror\(s\)" || true
+done
+bin() { echo "$1/bench/DbStudio.Bench/bin/Release/net10.0/DbStudio.Bench"; }
+median() { python3 -c 'import sys,statistics; v=[float(x) for x in sys.argv[1:] if x not in ("", "nan")]; print(f"{statistics.median(v):.1f}" if v else "nan")' "$@"; }
+
+if [ "$what" = rest ]; then
+  command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk" >&2; exit 2; }
+  rounds=${3:-5}
+  cat > "$work/rnd.lua" <<'LUA'
+request = function()
+  local p = string.gsub(wrk.path, "{r}", tostring(math.random(1, 100000)))
+  p = string.gsub(p, "{o}", tostring(math.random(0, 950)))
+  return wrk.format("GET", p)
+end
+LUA
+  declare -A rest key hand
+  for l in base this; do
+    dir=$([ $l = base ] && echo "$work/base" || echo "$here")
+    (cd "$dir" && exec "$(bin "$dir")" rest-serve > "$work/serve-$l.log" 2>&1) &
+  done
+  for l in base this; do
+    for _ in $(seq 1 300); do grep -q "^HAND" "$work/serve-$l.log" && break; sleep 1; done
+    grep -q "^HAND" "$work/serve-$l.log" || { echo "the $l build did not start:"; tail -20 "$work/serve-$l.log"; exit 1; }
+    rest[$l]=$(awk '/^REST/ {print $2}' "$work/serve-$l.log"); key[$l]=$(awk '/^REST/ {print $4}' "$work/serve-$l.log")
+    hand[$l]=$(awk '/^HAND/ {print $2}' "$work/serve-$l.log")
+  done
+  w() { # url apikey seconds -> req/s
+    local args=(-t2 -c16 -d"$3"s -s "$work/rnd.lua"); [ -n "$2" ] && args+=(-H "apikey: $2")
+    wrk "${args[@]}" "$1" | awk '/Requests\/sec/ {print $2}'
+  }
+  rest[base]=${rest[base]%/items} # older builds printed the table's address
+  # The reference: this build's hand-written endpoint (older builds' baselines connected as the platform login,
+  # refused since the schema lockdown), measured in every round between the two REST runs.
+  printf '\n%-10s %-10s %12s %16s\n' query build "REST req/s" "% of hand-written"
+  for q in pk page embed; do
+    case $q in
+      pk) rp='/items?id=eq.{r}'; hp='/rls/items/{r}' ;;
+      page) rp='/items?limit=50&offset={o}'; hp='/rls/items?offset={o}' ;;
+      embed) rp='/parents?select=id,name,children(id,name,qty)&order=id'; hp='/rls/parents' ;;
+    esac
+    ok=1
+    for u in "${rest[base]}$rp|${key[base]}" "${rest[this]}$rp|${key[this]}" "${hand[this]}$hp|"; do
+      k=${u#*|}; u=${u%|*}; u=${u//\{r\}/1}; u=${u//\{o\}/0}
+      [ "$(curl -s -o /dev/null -w '%{http_code}' -H "apikey: $k" "$u")" = 200 ] || { echo "$q: $u does not answer 200 (an older build without it?): skipped"; ok=0; }
+    done
+    [ $ok = 1 ] || continue
+    for l in base this; do w "${rest[$l]}$rp" "${key[$l]}" 8 >/dev/null; done; w "${hand[this]}$hp" "" 4 >/dev/null # JIT warm-up
+    declare -A rps=() ratio=(); hrps=""
+    for r in $(seq 1 "$rounds"); do
+      # the order alternates, so neither build always runs right after the warm hand-written endpoint
+      if [ $((r % 2)) = 1 ]; then
+        a=$(w "${rest[base]}$rp" "${key[base]}" 5); h=$(w "${hand[this]}$hp" "" 5); b=$(w "${rest[this]}$rp" "${key[this]}" 5)
+      else
+        b=$(w "${rest[this]}$rp" "${key[this]}" 5); h=$(w "${hand[this]}$hp" "" 5); a=$(w "${rest[base]}$rp" "${key[base]}" 5)
+      fi
+      echo "  $q round $r: base $a, hand-written $h, this $b req/s" >&2
+      rps[base]+="$a "; rps[this]+="$b "; hrps+="$h "
+      ratio[base]+="$(python3 -c "print($a / $h * 100)") "; ratio[this]+="$(python3 -c "print($b / $h * 100)") "
+    done
+    for l in base this; do
+      # shellcheck disable=SC2086
+      printf '%-10s %-10s %12s %16s\n' "$q" "$l" "$(median ${rps[$l]})" "$(median ${ratio[$l]})"
+    done
+    # shellcheck disable=SC2086
+    printf '%-10s %-10s %12s %16s\n' "$q" "hand" "$(median $hrps)" ""
+    # shellcheck disable=SC2086
+    printf '%-10s %-10s %12s %16s\n' "$q" "this/base" "" "$(python3 -c "print(f'{$(median ${ratio[this]}) / $(median ${ratio[base]}) * 100:.0f} %')")"
+    unset rps ratio
+  done
+  echo "(medians of $rounds rounds; each round: 5 s of wrk -c16 per build and variant, builds alternating)"
+elif [ "$what" = stream ]; then
+  rounds=${3:-2}
+  declare -A p50 p99 lost
+  for r in $(seq 1 "$rounds"); do
+    for l in base this; do
+      dir=$([ $l = base ] && echo "$work/base" || echo "$here")
+      out="$work/stream-$l-$r.log"
+      (cd "$dir" && "$(bin "$dir")" stream 1000 200 30 > "$out" 2>&1) || { echo "stream bench failed on $l:"; tail -20 "$out"; exit 1; }
+      line=$(grep -A3 "DbStudio stream" "$out" | grep "commit→client")
+      p50[$l]+="$(sed -E 's/.*p50 ([0-9.]+) ms.*/\1/' <<<"$line") "; p99[$l]+="$(sed -E 's/.*p99 ([0-9.]+) ms.*/\1/' <<<"$line") "
+      lost[$l]+="$(grep -A2 "DbStudio stream" "$out" | grep "delivered / lost" | sed -E 's/.*\/ ([0-9,]+) \(.*/\1/' | tr -d ,) "
+      echo "round $r $l: $line; lost $(tail -c 12 <<<"${lost[$l]}")"
+    done
+  done
+  printf '\n%-6s %10s %10s %10s\n' build "p50 ms" "p99 ms" lost
+  # shellcheck disable=SC2086
+  for l in base this; do printf '%-6s %10s %10s %10s\n' "$l" "$(median ${p50[$l]})" "$(median ${p99[$l]})" "${lost[$l]}"; done
+  echo "(medians of $rounds runs of stream 1000 200 30 per build, alternating; full outputs were in $work)"
+else
+  echo "usage: bench/compare.sh BASE rest|stream [rounds]" >&2; exit 2
+fi
