@@ -64,6 +64,7 @@ public static class CoreServices
         services.AddSingleton<SchemaCache>();
         services.AddSingleton<FunctionCatalog>();
         services.AddSingleton<AccessPolicies>();
+        services.AddSingleton<HandWrittenPolicies>();
         services.AddSingleton<FunctionAccess>();
         services.AddSingleton<LoginThrottle>();
         services.AddSingleton<EndUserAuth>();
@@ -92,8 +93,8 @@ public static class CoreServices
         services.AddSingleton<CsvTransfer>();
         services.AddSingleton<SchemaEditor>();
         services.AddSingleton<TableBrowser>();
-        services.AddSingleton<TableExport>();
         services.AddSingleton<References>();
+        services.AddSingleton<ViewAsPolicies>();
         services.AddSingleton<ProjectOverview>();
         services.AddSingleton<AssistantChat>();
         services.AddSingleton<AssistantContext>();

@@ -21,6 +21,11 @@ public sealed record AccessSettings(
 public sealed class AccessPolicies(NpgsqlDataSource platform, ProjectServers servers, SchemaCache schemas, PlatformSignals signals,
     RestConnections connections, TimeProvider clock) : IDisposable
 {
+    /// <summary>The policies the Access tab's settings make (every other policy on a table was written by hand).</summary>
+    public static readonly IReadOnlyList<string> GeneratedPolicies = [.. new[] { "anon_select", "anon_insert", "auth_insert",
+        "auth_select_own", "auth_update_own", "auth_delete_own", "admin_insert", "admin_select", "admin_update", "admin_delete" }
+        .Select(p => "dbstudio_" + p)];
+
     /// <summary>Column types an owner column may have: end-user ids are UUIDs.</summary>
     public static bool IsOwnerColumnType(ColumnInfo c) => c.TypeOid is PgType.Uuid or PgType.Text or PgType.Varchar;
 
@@ -195,9 +200,8 @@ public sealed class AccessPolicies(NpgsqlDataSource platform, ProjectServers ser
         var sb = new StringBuilder();
         sb.Append($"ALTER TABLE {t} ENABLE ROW LEVEL SECURITY;\n");
         sb.Append($"REVOKE ALL ON {t} FROM {anon}, {user}, {admin};\n");
-        foreach (var p in new[] { "anon_select", "anon_insert", "auth_insert", "auth_select_own", "auth_update_own", "auth_delete_own",
-                     "admin_insert", "admin_select", "admin_update", "admin_delete" })
-            sb.Append($"DROP POLICY IF EXISTS {SqlText.Ident("dbstudio_" + p)} ON {t};\n");
+        foreach (var p in GeneratedPolicies)
+            sb.Append($"DROP POLICY IF EXISTS {SqlText.Ident(p)} ON {t};\n");
         if (s.anon_select)
         {
             sb.Append($"GRANT SELECT ON {t} TO {anon}, {user}, {admin};\n");

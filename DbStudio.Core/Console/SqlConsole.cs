@@ -14,8 +14,12 @@ using DbStudio.Core.Catalog;
 
 namespace DbStudio.Core.Console;
 
+/// <summary>A statement run as a REST caller (<see cref="SqlConsole.RunAsAsync"/>): its result, and the project's tables its
+/// plan reads (for the policies that decided what it got).</summary>
+public sealed record ViewAsRun(StatementResult Result, IReadOnlyList<string> Tables);
+
 public sealed class SqlConsole(OwnerConnections owners, SchemaCache schemas, AccessPolicies access, Streams.ChangeCapture capture, SqlHistory history,
-    IOptions<DbStudioOptions> options, ILogger<SqlConsole> log, FunctionCatalog functions)
+    IOptions<DbStudioOptions> options, ILogger<SqlConsole> log, FunctionCatalog functions, RestConnections connections)
 {
     private readonly ConsoleOptions _opt = options.Value.Console;
     private readonly int _ownerLimit = options.Value.OwnerConnectionLimit;
@@ -95,6 +99,85 @@ public sealed class SqlConsole(OwnerConnections owners, SchemaCache schemas, Acc
             results.Count, statements.Count, projectId, total.ElapsedMilliseconds);
         history.Add(projectId, script, source, results);
         return results;
+    }
+
+    /// <summary>
+    /// Runs one statement as <paramref name="caller"/> would reach the database through the REST API: on the project's REST
+    /// login, in a READ ONLY transaction that takes the caller's role and claims exactly as a REST request does (the REST
+    /// executor's prelude), so PostgreSQL's privileges and RLS decide what it reads and PostgreSQL refuses any write (25006,
+    /// shown as its message). The transaction is rolled back and the connection closed, never given back to the pool:
+    /// nothing the statement did to the session (a role, a setting, a prepared statement, a lock) outlives it. Also lists
+    /// the project's tables the statement's plan reads (EXPLAIN on the owner's login, read-only, as console SQL runs).
+    /// </summary>
+    public async Task<ViewAsRun> RunAsAsync(string projectId, string sql, Auth.RestCaller caller, CancellationToken ct = default)
+    {
+        if (sql.Length > _opt.MaxScriptLength)
+            return new ViewAsRun(new StatementResult { Statement = "", Error = new SqlError("54000",
+                $"The statement is {sql.Length:N0} characters long; the most the console takes is {_opt.MaxScriptLength:N0}.") }, []);
+        var statements = StatementSplitter.Split(sql);
+        if (statements.Count != 1)
+            return new ViewAsRun(new StatementResult
+            {
+                Statement = sql, Error = new SqlError(PostgresErrorCodes.FeatureNotSupported,
+                    statements.Count == 0 ? "Nothing to run." : $"\"Run as\" runs one statement at a time; this has {statements.Count}.",
+                    null, "Run them one by one, or as the owner (the console) for a script."),
+            }, []);
+        var stmt = statements[0];
+        var role = RestExecutor.RoleOf(caller);
+        StatementResult result;
+        NpgsqlConnection conn;
+        try { conn = await connections.RentForRequestAsync(projectId, role, ct); }
+        catch (NpgsqlException e)
+        {
+            return new ViewAsRun(new StatementResult { Statement = stmt.Text, Offset = stmt.Offset,
+                Error = new SqlError(e is PostgresException pg ? pg.SqlState : "08006", "Could not connect as the REST API does: " + e.Message) }, []);
+        }
+        try
+        {
+            await using (var begin = new NpgsqlCommand("BEGIN READ ONLY", conn)) await begin.ExecuteNonQueryAsync(ct);
+            // The REST request's own prelude (role, claims, read-only), and the project's schema first in the search path,
+            // as on the console: both for this transaction only.
+            var searchPath = new NpgsqlBatchCommand("SELECT pg_catalog.set_config('search_path', $1, true)")
+                { Parameters = { new NpgsqlParameter { Value = SqlText.Ident(ProjectNaming.Schema(projectId)) } } };
+            await using (var prelude = new NpgsqlBatch(conn) { BatchCommands = { RestExecutor.PreludeCommand(caller, role, readOnly: true), searchPath } })
+                await prelude.ExecuteNonQueryAsync(ct);
+            result = await RunOneAsync(conn, stmt, new Budget(_opt.MaxRunBytes), ct);
+        }
+        catch (PostgresException e) { result = new StatementResult { Statement = stmt.Text, Offset = stmt.Offset, Error = SqlError.From(e, stmt.Offset) }; }
+        finally { connections.Discard(conn); }
+        log.LogInformation("Console ran one statement as {Kind} for project {Project}", caller.Kind, projectId);
+        return new ViewAsRun(result, await TablesReadAsync(projectId, stmt.Text, ct));
+    }
+
+    /// <summary>The project's tables (and views) a statement's plan reads, in plan order; none when it cannot be planned.</summary>
+    private async Task<IReadOnlyList<string>> TablesReadAsync(string projectId, string statement, CancellationToken ct)
+    {
+        var schema = ProjectNaming.Schema(projectId);
+        try
+        {
+            await using var lease = await owners.OpenAsync(projectId, ct);
+            using var deadline = CancellationTokenSource.CreateLinkedTokenSource(ct);
+            deadline.CancelAfter(_opt.StatementTimeout);
+            await using (var begin = new NpgsqlCommand("BEGIN READ ONLY", lease.Connection)) await begin.ExecuteNonQueryAsync(deadline.Token);
+            await using var explain = new NpgsqlCommand("EXPLAIN (VERBOSE, FORMAT JSON) " + statement, lease.Connection);
+            using var plan = System.Text.Json.JsonDocument.Parse(await explain.ExecuteScalarAsync(deadline.Token) as string ?? "[]");
+            var tables = new List<string>();
+            void Walk(System.Text.Json.JsonElement e)
+            {
+                if (e.ValueKind == System.Text.Json.JsonValueKind.Array) foreach (var x in e.EnumerateArray()) Walk(x);
+                if (e.ValueKind != System.Text.Json.JsonValueKind.Object) return;
+                if (e.TryGetProperty("Relation Name", out var name) && e.TryGetProperty("Schema", out var s) && s.GetString() == schema
+                    && !tables.Contains(name.GetString()!))
+                    tables.Add(name.GetString()!);
+                foreach (var p in e.EnumerateObject()) Walk(p.Value);
+            }
+            Walk(plan.RootElement);
+            return tables;
+        }
+        catch (Exception e) when (e is NpgsqlException or OperationCanceledException or System.Text.Json.JsonException or InvalidCastException)
+        {
+            return []; // not a plannable statement (SHOW, SET, …), or it does not parse: no tables to explain
+        }
     }
 
     /// <summary>What a run may still keep, in bytes of values (ConsoleOptions.MaxResultBytes), across its statements.</summary>

@@ -6,12 +6,15 @@
 //    each record's line number), and a PL/pgSQL loop inserts row by row, each in its own subtransaction, recording
 //    PostgreSQL's SQLSTATE, message and column for each refusal; then everything is rolled back. A dry run does the
 //    same and always rolls back. Memory stays flat in the row count: the file is streamed, twice at most.
-//  - Export is COPY (SELECT …) TO STDOUT with a header line, streamed to the caller as PostgreSQL writes it.
+//  - Export is COPY (SELECT …) TO STDOUT with a header line, streamed to the caller as PostgreSQL writes it; the SELECT
+//    (columns, filters, order) is REST's planner's (RestSql.ForCopy), so a filter means the same in the API, the Data tab
+//    and the export.
 using System.Globalization;
 using System.Text;
 using CsvHelper;
 using DbStudio.Core.Catalog;
 using DbStudio.Core.Projects;
+using DbStudio.Core.Rest;
 using DbStudio.Core.Sql;
 using Npgsql;
 
@@ -48,8 +51,73 @@ public sealed class CsvTransfer(OwnerConnections owners, SchemaCache schemas)
 
         await using var owner = await owners.OpenAsync(projectId, ct);
         var conn = owner.Connection;
-        await using var tx = await conn.BeginTransactionAsync(ct);
+        await using var tx = await BeginAsync(conn, ct);
+        return await CopyInAsync(conn, tx, info, columns, open, dryRun, ct);
+    }
+
+    /// <summary>
+    /// Creates table <paramref name="table"/> with <paramref name="createSql"/> (the Schema tab's CREATE TABLE for the file's
+    /// columns) and imports the file into it in the same transaction: all or nothing — a bad row, or a dry run, leaves no
+    /// table. Throws CsvImportException when the table cannot be created (PostgreSQL's code and message, line 1).
+    /// </summary>
+    public async Task<ImportResult> ImportAsNewTableAsync(string projectId, string table, string createSql, Func<Stream> open, bool dryRun,
+        CancellationToken ct)
+    {
+        await using var owner = await owners.OpenAsync(projectId, ct);
+        var conn = owner.Connection;
+        await using var tx = await BeginAsync(conn, ct);
+        try
+        {
+            await using var create = new NpgsqlCommand(createSql, conn, tx);
+            await create.ExecuteNonQueryAsync(ct);
+        }
+        catch (PostgresException e)
+        {
+            throw new CsvImportException($"The table \"{table}\" could not be created: {e.MessageText}",
+                [new ImportError(1, e.ColumnName, e.SqlState, e.MessageText)]);
+        }
+        var info = await ReadNewTableAsync(conn, tx, ProjectNaming.Schema(projectId), table, ct);
+        var columns = await ReadHeaderAsync(open, info, ct);
+        return await CopyInAsync(conn, tx, info, columns, open, dryRun, ct);
+    }
+
+    private static async Task<NpgsqlTransaction> BeginAsync(NpgsqlConnection conn, CancellationToken ct)
+    {
+        var tx = await conn.BeginTransactionAsync(ct);
         await using (var timeout = new NpgsqlCommand("SET LOCAL statement_timeout = 0", conn, tx)) await timeout.ExecuteNonQueryAsync(ct);
+        return tx;
+    }
+
+    /// <summary>A table created in this transaction, as its own connection sees it (the catalog cache cannot yet).</summary>
+    private static async Task<TableInfo> ReadNewTableAsync(NpgsqlConnection conn, NpgsqlTransaction tx, string schema, string table,
+        CancellationToken ct)
+    {
+        await using var cmd = new NpgsqlCommand("""
+            SELECT c.oid, a.attname, format_type(a.atttypid, a.atttypmod), a.atttypid, a.attnotnull
+            FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+            JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+            WHERE n.nspname = $1 AND c.relname = $2 ORDER BY a.attnum
+            """, conn, tx);
+        cmd.Parameters.Add(new NpgsqlParameter { Value = schema });
+        cmd.Parameters.Add(new NpgsqlParameter { Value = table });
+        uint oid = 0;
+        var columns = new List<ColumnInfo>();
+        await using (var r = await cmd.ExecuteReaderAsync(ct))
+            while (await r.ReadAsync(ct))
+            {
+                oid = r.GetFieldValue<uint>(0);
+                columns.Add(new ColumnInfo(r.GetString(1), r.GetString(2), r.GetFieldValue<uint>(3), r.GetBoolean(4), null, null, false));
+            }
+        return new TableInfo { Schema = schema, Name = table, Oid = oid, Kind = 'r', Columns = columns };
+    }
+
+    /// <summary>
+    /// COPY of the file into the table, in the caller's transaction, committed when every row went in (and it is no dry
+    /// run); otherwise every bad row is found and everything — the transaction's earlier work too — is rolled back.
+    /// </summary>
+    private static async Task<ImportResult> CopyInAsync(NpgsqlConnection conn, NpgsqlTransaction tx, TableInfo info, IReadOnlyList<ColumnInfo> columns,
+        Func<Stream> open, bool dryRun, CancellationToken ct)
+    {
         var target = SqlText.Qualified(info.Schema, info.Name);
         var columnList = string.Join(", ", columns.Select(c => SqlText.Ident(c.Name)));
 
@@ -226,32 +294,81 @@ public sealed class CsvTransfer(OwnerConnections owners, SchemaCache schemas)
     }
 
     /// <summary>
-    /// Writes the table as CSV (header line, then every row, as COPY writes it) to <paramref name="output"/> as PostgreSQL
-    /// sends it. False when the table does not exist.
+    /// Writes the rows <paramref name="request"/> reads (its filters, select, order, limit, offset — REST's planner writes the
+    /// statement; null: the whole table) as CSV — a header line, then every row as COPY writes it, in the order asked, else by
+    /// primary key — to <paramref name="output"/> as PostgreSQL sends it: no row cap, nothing held but a buffer. Null when
+    /// it was written; otherwise why it was refused (an unknown table or column, a bad filter value), and then nothing was
+    /// written: the first 32 K characters are held back until PostgreSQL has sent them without error.
     /// </summary>
-    public async Task<bool> ExportAsync(string projectId, string table, Stream output, CancellationToken ct)
+    public async Task<ExportRefused?> ExportAsync(string projectId, string table, Stream output, RestRequest? request = null,
+        CancellationToken ct = default)
     {
         var info = await schemas.FindTableAsync(projectId, table, ct);
-        if (info is null) return false;
+        if (info is null)
+            return new ExportRefused(404, new RestError("PGRST205", $"Could not find the table '{RestParser.Trim(table)}'", null, null));
+        request ??= new RestRequest { Verb = RestVerb.Get, Table = table };
+        var (query, refused) = Plan(request, info);
+        // A column added since the catalog was read (a direct connection)? Read it again, once.
+        if (refused?.Error.Code == "42703"
+            && (await schemas.ReloadIfOlderAsync(projectId, await schemas.GetAsync(projectId, ct))).Tables.GetValueOrDefault(table) is { } fresh)
+            (query, refused) = Plan(request, fresh);
+        if (refused is not null || query is null) return refused;
+
         await using var owner = await owners.OpenAsync(projectId, ct);
         var conn = owner.Connection;
         await using var tx = await conn.BeginTransactionAsync(System.Data.IsolationLevel.RepeatableRead, ct);
         await using (var setup = new NpgsqlCommand("SET LOCAL statement_timeout = 0; SET LOCAL transaction_read_only = on", conn, tx))
             await setup.ExecuteNonQueryAsync(ct);
-        var order = info.PrimaryKey.Count > 0 ? " ORDER BY " + string.Join(", ", info.PrimaryKey.Select(c => SqlText.Ident(c.Name))) : "";
-        var select = $"SELECT {string.Join(", ", info.Columns.Select(c => SqlText.Ident(c.Name)))} FROM {SqlText.Qualified(info.Schema, info.Name)}{order}";
-        using (var copy = await conn.BeginTextExportAsync($"COPY ({select}) TO STDOUT WITH (FORMAT csv, HEADER true)", ct))
+        await using (var args = new NpgsqlCommand(query.SetArguments, conn, tx))
         {
-            var chars = new char[64 * 1024];
-            var bytes = new byte[Encoding.UTF8.GetMaxByteCount(chars.Length)];
-            int n;
-            while ((n = await copy.ReadAsync(chars.AsMemory(), ct)) > 0)
+            args.Parameters.Add(new NpgsqlParameter { Value = query.Arguments, NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Text });
+            await args.ExecuteNonQueryAsync(ct);
+        }
+        var chars = new char[32 * 1024];
+        var bytes = new byte[Encoding.UTF8.GetMaxByteCount(chars.Length)];
+        var utf8 = new UTF8Encoding(false).GetEncoder(); // keeps a surrogate pair cut by the buffer whole
+        var held = 0;
+        var ended = false;
+        TextReader? copy = null;
+        try
+        {
+            try
             {
-                var length = Encoding.UTF8.GetBytes(chars, 0, n, bytes, 0);
-                await output.WriteAsync(bytes.AsMemory(0, length), ct);
+                copy = await conn.BeginTextExportAsync($"COPY ({query.Select}) TO STDOUT WITH (FORMAT csv, HEADER true)", ct);
+                // COPY sends the header before the query runs: a value that does not convert fails at the first row.
+                while (held < chars.Length && !ended)
+                {
+                    var n = await copy.ReadAsync(chars.AsMemory(held), ct);
+                    if (n == 0) ended = true;
+                    held += n;
+                }
+            }
+            catch (PostgresException e)
+            {
+                var (status, error) = SqlStateHttp.From(e, anonymous: false);
+                return new ExportRefused(status, error);
+            }
+            var read = held;
+            while (true)
+            {
+                var length = utf8.GetBytes(chars, 0, read, bytes, 0, flush: ended);
+                if (length > 0) await output.WriteAsync(bytes.AsMemory(0, length), ct);
+                if (ended) break;
+                read = await copy.ReadAsync(chars.AsMemory(), ct);
+                ended = read == 0;
             }
         }
+        finally { copy?.Dispose(); }
         await tx.CommitAsync(ct);
-        return true;
+        return null;
+    }
+
+    private static (CopyQuery? Query, ExportRefused? Refused) Plan(RestRequest request, TableInfo table)
+    {
+        try { return (RestSql.ForCopy(request, table), null); }
+        catch (RestException e) { return (null, new ExportRefused(e.Status, e.Error)); }
     }
 }
+
+/// <summary>Why an export was refused before anything was written: the HTTP status and the error, as the REST API answers them.</summary>
+public sealed record ExportRefused(int Status, RestError Error);

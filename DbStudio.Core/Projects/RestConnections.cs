@@ -97,6 +97,9 @@ public sealed class RestConnections(ServerPools pool, Platform.ProjectServers se
     /// <summary>Gives a rented connection back: kept for its project and kind when healthy, else closed.</summary>
     public void Return(NpgsqlConnection conn) => pool.Return(conn);
 
+    /// <summary>Closes a rented connection instead of keeping it: person-written SQL ran on it (the SQL tab's "run as").</summary>
+    public void Discard(NpgsqlConnection conn) => pool.Return(conn, reusable: false);
+
     private async Task<NpgsqlConnection> OpenNewAsync(string id, RestRole role, PoolSource source, CancellationToken ct)
     {
         // The project's secret is read once while it is active (the key's source keeps the connection string).

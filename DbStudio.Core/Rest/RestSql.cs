@@ -34,6 +34,15 @@ public sealed record RestPlan(string Sql, IReadOnlyList<NpgsqlParameter> Paramet
     public IReadOnlyCollection<string> EmbeddedTables { get; init; } = [];
 }
 
+/// <summary>
+/// A read for `COPY (<see cref="Select"/>) TO STDOUT`: its values are <see cref="Arguments"/> (a JSON array), stored in the
+/// same transaction first by <see cref="SetArguments"/> with <see cref="Arguments"/> as its parameter $1.
+/// </summary>
+public sealed record CopyQuery(string Select, string Arguments)
+{
+    public string SetArguments => $"SELECT pg_catalog.set_config('{RestSql.CopyArgumentsSetting}', $1, true)";
+}
+
 public sealed partial class RestSql
 {
     /// <summary>count=estimated: from this many rows (the planner's estimate) on, the estimate stands in for count(*).</summary>
@@ -80,6 +89,47 @@ public sealed partial class RestSql
         var b = new RestSql(new RestRequest { Verb = RestVerb.Get, Table = table.Name, Filters = filters }, table, caller, alias, parameters);
         var where = b.Where(b.Root);
         return where.Length == 0 ? "true" : where;
+    }
+
+    /// <summary>
+    /// The read of <paramref name="req"/> (its select, filters, order, limit and offset; no embedded resources) as one SELECT
+    /// that `COPY (…) TO STDOUT` can run, in the order asked, else by primary key. COPY takes no bind parameters, so the
+    /// values go in as one: the JSON array <see cref="CopyQuery.Arguments"/>, which <see cref="CopyQuery.SetArguments"/>
+    /// stores, parameter $1, in a setting local to the transaction; the statement reads each value back from it (once, as a
+    /// scalar sub-select) and casts it as the planner would cast the parameter. No value is ever written into SQL text.
+    /// </summary>
+    public static CopyQuery ForCopy(RestRequest req, TableInfo table, RestCaller? caller = null)
+    {
+        if (req.Embeds.Count > 0)
+            throw RestException.BadRequest("A CSV export has no embedded resources", null, "Select the table's own columns, e.g. select=id,title");
+        var b = new RestSql(req, table, caller) { _copyArguments = true };
+        var sql = new StringBuilder("SELECT ").Append(b.SelectList(req.Select, b.Root)).Append(" FROM ").Append(b.Target()).Append(" AS ").Append(T);
+        var where = b.Where(b.Root);
+        if (where.Length > 0) sql.Append(" WHERE ").Append(where);
+        sql.Append(b.OrderBy(req.Order.Count > 0 ? req.Order : [.. table.PrimaryKey.Select(c => new OrderTerm(c.Name, false, null))], b.Root));
+        if (req.Limit is long limit) sql.Append(" LIMIT ").Append(b.Param(limit, NpgsqlDbType.Bigint));
+        if (req.Offset > 0) sql.Append(" OFFSET ").Append(b.Param(req.Offset, NpgsqlDbType.Bigint));
+        return new CopyQuery(sql.ToString(), JsonSerializer.Serialize(b._params.Select(p => p.Value is DBNull ? null : p.Value)));
+    }
+
+    /// <summary>Values of a COPY statement are read from this transaction-local setting (ForCopy).</summary>
+    internal const string CopyArgumentsSetting = "dbstudio.copy_args";
+
+    /// <summary>ForCopy: parameters are references into the arguments' JSON rather than $n.</summary>
+    private bool _copyArguments;
+
+    /// <summary>Parameter <paramref name="index"/> (0-based) of a COPY statement: read from the arguments, typed as the parameter.</summary>
+    private static string CopyArgument(int index, NpgsqlDbType type)
+    {
+        var args = $"pg_catalog.current_setting('{CopyArgumentsSetting}')::jsonb";
+        return type switch
+        {
+            NpgsqlDbType.Text => $"(SELECT {args} ->> {index})",
+            NpgsqlDbType.Integer => $"(SELECT ({args} ->> {index})::integer)",
+            NpgsqlDbType.Bigint => $"(SELECT ({args} ->> {index})::bigint)",
+            NpgsqlDbType.Array | NpgsqlDbType.Text => $"(SELECT ARRAY(SELECT pg_catalog.jsonb_array_elements_text({args} -> {index})))",
+            _ => throw new InvalidOperationException($"a COPY statement takes no {type} parameter"),
+        };
     }
 
     /// <summary>The columns <paramref name="filters"/> name (checked against the table).</summary>
@@ -518,7 +568,7 @@ public sealed partial class RestSql
     private string Param(object? value, NpgsqlDbType type)
     {
         _params.Add(new NpgsqlParameter { Value = value ?? DBNull.Value, NpgsqlDbType = type });
-        return "$" + _params.Count;
+        return _copyArguments ? CopyArgument(_params.Count - 1, type) : "$" + _params.Count;
     }
 
     /// <summary>Checks the body is JSON of the right shape and returns it (an object is wrapped as [obj]) with its keys.</summary>

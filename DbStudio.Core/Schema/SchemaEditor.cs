@@ -2,9 +2,10 @@
 // NOT NULL); unique constraints, indexes and foreign keys; the table's DDL, read-only. The panel's 13 column types.
 // Names are quoted, types come from a fixed list, defaults are SQL expressions a person typed (run as the project's
 // owner role, like the console). Every change is one statement, or one transaction; errors come back as PostgreSQL's,
-// as data, and then nothing changed.
+// as data, and then nothing changed. A CSV file becomes a new table in one transaction with its rows (CreateAndImportAsync).
 using DbStudio.Core.Access;
 using DbStudio.Core.Console;
+using DbStudio.Core.Csv;
 using DbStudio.Core.Projects;
 using DbStudio.Core.Rest;
 using DbStudio.Core.Sql;
@@ -30,7 +31,8 @@ public sealed record IndexInfo(string Name, string Definition, bool Unique, stri
 /// <summary>The table's constraints, indexes and DDL (CREATE TABLE, then its constraints and other indexes).</summary>
 public sealed record TableDetails(IReadOnlyList<ConstraintInfo> Constraints, IReadOnlyList<IndexInfo> Indexes, string Ddl);
 
-public sealed class SchemaEditor(OwnerConnections owners, SchemaCache schemas, AccessPolicies access, Streams.ChangeCapture capture)
+public sealed class SchemaEditor(OwnerConnections owners, SchemaCache schemas, AccessPolicies access, Streams.ChangeCapture capture,
+    CsvTransfer csv)
 {
     /// <summary>The column types offered in the panel (others still display).</summary>
     public static readonly IReadOnlyList<string> Types =
@@ -155,6 +157,46 @@ public sealed class SchemaEditor(OwnerConnections owners, SchemaCache schemas, A
     public Task<SqlError?> CreateTableAsync(string projectId, string table, IReadOnlyList<NewColumn> columns, bool ownerColumn, CancellationToken ct = default) =>
         RunAsync(projectId, [table, .. columns.Select(c => c.Name)], () => CreateTableSql(ProjectNaming.Schema(projectId), table, columns, ownerColumn), ct);
 
+    /// <summary>
+    /// The columns of a table made from a CSV file: the file's columns with <paramref name="types"/> (one of <see cref="Types"/>
+    /// each), <paramref name="key"/> as the primary key — or, when it names none of them, an added <c>id SERIAL</c>.
+    /// </summary>
+    public static IReadOnlyList<NewColumn> FileColumns(IReadOnlyList<string> header, IReadOnlyList<string> types, string? key)
+    {
+        var columns = header.Select((h, i) => new NewColumn(h, types[i], PrimaryKey: h == key)).ToList();
+        if (!columns.Any(c => c.PrimaryKey)) columns.Insert(0, new NewColumn("id", "SERIAL", Nullable: false, PrimaryKey: true));
+        return columns;
+    }
+
+    /// <summary>
+    /// Creates <paramref name="table"/> with <paramref name="columns"/> and imports the CSV into it in one transaction on
+    /// the owner's login: all or nothing — a bad row leaves no table, and a dry run creates and imports, reports, and rolls
+    /// both back. A new table gets its secure access defaults and change capture once it is committed. Throws
+    /// CsvImportException when the table cannot be made (a bad name or type, a name taken: PostgreSQL's message).
+    /// </summary>
+    public async Task<ImportResult> CreateAndImportAsync(string projectId, string table, IReadOnlyList<NewColumn> columns, Func<Stream> open,
+        bool dryRun, CancellationToken ct = default)
+    {
+        var sql = table.Contains('\0') || columns.Any(c => c.Name.Contains('\0')) ? Validated<string>.Invalid(NulInName)
+            : CreateTableSql(ProjectNaming.Schema(projectId), table, columns, ownerColumn: false);
+        if (!sql.IsValid) throw new CsvImportException(sql.Problem!, [new ImportError(1, null, "22023", sql.Problem!)]);
+        var result = await csv.ImportAsNewTableAsync(projectId, table, sql.Value, open, dryRun, ct);
+        if (!dryRun && result.Errors.Count == 0) await AfterCreateAsync(projectId, ct);
+        return result;
+    }
+
+    /// <summary>
+    /// <see cref="CreateAndImportAsync"/> with the types inferred from the file's first 1,000 rows (as the import dialog
+    /// proposes them) and its <c>id</c> column as the primary key, else an added <c>id SERIAL</c>: the import API's
+    /// <c>?create=true</c>.
+    /// </summary>
+    public async Task<ImportResult> CreateAndImportAsync(string projectId, string table, Func<Stream> open, bool dryRun, CancellationToken ct = default)
+    {
+        CsvPreview preview;
+        await using (var source = open()) preview = await CsvPreviewReader.ReadAsync(source, ct: ct);
+        return await CreateAndImportAsync(projectId, table, FileColumns(preview.Header, preview.Types, "id"), open, dryRun, ct);
+    }
+
     public Task<SqlError?> AddColumnAsync(string projectId, string table, NewColumn column, CancellationToken ct = default) =>
         RunAsync(projectId, [table, column.Name], () => AddColumnSql(ProjectNaming.Schema(projectId), table, column), ct);
 
@@ -270,9 +312,14 @@ public sealed class SchemaEditor(OwnerConnections owners, SchemaCache schemas, A
             if (tx is not null) await tx.CommitAsync(ct);
         }
         catch (PostgresException e) { return SqlError.From(e, 0) with { Position = null }; }
+        await AfterCreateAsync(projectId, ct);
+        return null;
+    }
+
+    private async Task AfterCreateAsync(string projectId, CancellationToken ct)
+    {
         schemas.Invalidate(projectId);
         await access.EnsureAllAsync(projectId, ct); // a new table gets the secure defaults at once
         await capture.EnsureProjectAsync(projectId, ct); // and records its changes for the live stream
-        return null;
     }
 }

@@ -1,6 +1,7 @@
 // CSV in and out of the Data tab in Chromium (issue 14): a file with 3 bad rows shows their lines in the dry run and
-// imports nothing until fixed; a file as a new table with types inferred (one changed before creating); export of the
-// whole table and of the current filter. Screenshots under TestResults/screenshots.
+// imports nothing until fixed; a file as a new table with types inferred (one changed before creating), created with its
+// rows in one transaction (a bad row leaves no table); export of the whole table and of the current filter, in the order
+// shown. Screenshots under TestResults/screenshots.
 using System.Text;
 using Microsoft.Playwright;
 
@@ -74,11 +75,20 @@ public partial class PanelBrowserTests
         var filtered = await page.RunAndWaitForDownloadAsync(() => page.ClickAsync("#data-export-filtered"));
         var rows = (await System.IO.File.ReadAllTextAsync((await filtered.PathAsync())!)).TrimEnd().Split('\n');
         Assert.Equal(["id,name,age,born", "5,Di,50,1995-05-05", "6,Ed,60,1994-04-04"], rows);
+        // In the order shown: sorted by age, descending (the export API streams it with COPY, the filter and order in its URL).
+        await page.Locator("#data-grid th", new() { HasText = "age" }).ClickAsync();
+        await page.Locator("#data-grid th", new() { HasText = "age" }).ClickAsync();
+        await Assertions.Expect(page.Locator("#data-grid th", new() { HasText = "age" })).ToContainTextAsync("▼");
+        await Assertions.Expect(page.Locator("#data-export-filtered")).ToHaveAttributeAsync("href", new System.Text.RegularExpressions.Regex("where=age\\.gt\\.40.*order="));
+        filtered = await page.RunAndWaitForDownloadAsync(() => page.ClickAsync("#data-export-filtered"));
+        rows = (await System.IO.File.ReadAllTextAsync((await filtered.PathAsync())!)).TrimEnd().Split('\n');
+        Assert.Equal(["id,name,age,born", "6,Ed,60,1994-04-04", "5,Di,50,1995-05-05"], rows);
+        await page.ScreenshotAsync(new() { Path = Path.Combine(Shots, "csv-export-filtered.png") });
         await context.CloseAsync();
     }
 
     [Fact]
-    public async Task Data_tab_imports_a_csv_as_a_new_table_with_types_inferred_and_one_changed_before_creating()
+    public async Task Data_tab_imports_a_csv_as_a_new_table_with_types_inferred_and_one_changed_and_a_bad_row_leaves_no_table()
     {
         var (page, context, _) = await SignedInProjectAsync();
         await page.GetByRole(AriaRole.Tab, new() { Name = "Data" }).ClickAsync();
@@ -93,10 +103,23 @@ public partial class PanelBrowserTests
             await Assertions.Expect(page.Locator($"#csv-type-{index}")).ToHaveValueAsync(type);
         await page.SelectOptionAsync("#csv-type-1", "BIGINT");
         await page.ScreenshotAsync(new() { Path = Path.Combine(Shots, "csv-new-table-types.png") });
-        await page.ClickAsync("#csv-create");
-        await Assertions.Expect(page.Locator("#table-list")).ToContainTextAsync("sales_2024");
+
+        // sku made an INTEGER: every row is bad. The table is created with its rows in one transaction, so neither the dry
+        // run nor the refused real run leaves a table behind.
+        await page.SelectOptionAsync("#csv-type-0", "INTEGER");
+        await page.ClickAsync("#csv-dry-run");
+        await Assertions.Expect(page.Locator("#csv-result")).ToContainTextAsync("Dry run: 3 bad rows of 3: nothing was imported and no table was created");
+        await Assertions.Expect(page.Locator("#csv-errors tr[data-line='2']")).ToContainTextAsync("invalid input syntax for type integer");
+        await Assertions.Expect(page.Locator("#csv-run")).ToContainTextAsync("Create sales_2024 and import");
         await page.ClickAsync("#csv-run");
-        await Assertions.Expect(page.Locator("#csv-result")).ToContainTextAsync("Imported 3 rows");
+        await Assertions.Expect(page.Locator("#csv-result[data-run=real]")).ToContainTextAsync("Import refused: 3 bad rows of 3: nothing was imported and no table was created");
+        await page.ScreenshotAsync(new() { Path = Path.Combine(Shots, "csv-new-table-refused.png") });
+        await Assertions.Expect(page.Locator("#table-list")).Not.ToContainTextAsync("sales_2024");
+
+        await page.SelectOptionAsync("#csv-type-0", "TEXT");
+        await page.ClickAsync("#csv-run");
+        await Assertions.Expect(page.Locator("#csv-result[data-run=real]")).ToContainTextAsync("Created sales_2024 and imported 3 rows");
+        await Assertions.Expect(page.Locator("#table-list")).ToContainTextAsync("sales_2024");
         await page.ScreenshotAsync(new() { Path = Path.Combine(Shots, "csv-new-table-imported.png") });
         await Assertions.Expect(page.Locator("#data-range")).ToHaveTextAsync("Rows 1–3 of 3");
         await Assertions.Expect(page.Locator("#data-grid tbody tr:nth-child(3) td[data-column=sku]")).ToHaveTextAsync("C-3");

@@ -102,6 +102,43 @@ public class PanelComponentTests : BunitContext, IAsyncLifetime
     }
 
     [Fact]
+    public async Task Sql_tab_runs_a_select_as_an_end_user_read_only_with_the_policies_that_applied_beside_it()
+    {
+        var (client, p) = await ProjectAsync();
+        var ann = (await _app.Service<DbStudio.Core.Auth.EndUserAuth>().SignupAsync(p.Id, $"ann{Guid.NewGuid():N}@example.com", "a user password")).user;
+        await TestApp.SqlAsync(client, p.Id, $"""
+            create table notes (id serial primary key, body text, user_id uuid);
+            insert into notes (body, user_id) values ('ann''s', '{ann.id}'), ('someone''s', gen_random_uuid()), ('team plan', null);
+            create policy team_notes on notes for select to proj_{p.Id}_user using (body like 'team%');
+            """);
+        IRenderedComponent<SqlTab> RunAs(string sql, string who)
+        {
+            var cut = Render<SqlTab>(ps => ps.Add(c => c.ProjectId, p.Id).Add(c => c.Sql, sql));
+            cut.WaitForElement($"#sql-run-as option[value='{who}']");
+            Fire(cut, "#sql-run-as", e => e.Change(who));
+            cut.WaitForAssertion(() => Assert.Equal(who, cut.Find("#sql-run-as").GetAttribute("value"))); // chosen (end users are read again)
+            Click(cut, "#sql-run");
+            cut.WaitForElement("#sql-result-0", TimeSpan.FromSeconds(30));
+            return cut;
+        }
+
+        var asAnn = RunAs("select body from notes order by id", ann.id.ToString());
+        asAnn.WaitForAssertion(() => Assert.Contains("SELECT · 2 rows", asAnn.Find("#sql-result-0").TextContent), TimeSpan.FromSeconds(30));
+        Assert.Equal(["ann's", "team plan"], asAnn.FindAll("#sql-result-0 tbody td").Select(td => td.TextContent.Trim()));
+        var why = asAnn.Find("#sql-view-as-policies").TextContent;
+        Assert.Contains(ann.email, why);
+        Assert.Contains("auth_select_own", why);
+        Assert.Contains("body ~~ 'team%'::text", asAnn.Find("#sql-view-as-policies [data-policy=team_notes]").TextContent);
+
+        // A write is PostgreSQL's to refuse: the transaction is read-only.
+        var write = RunAs("delete from notes", "admin");
+        write.WaitForAssertion(() => Assert.Contains("25006", write.Find("#sql-result-0 .sql-error").TextContent), TimeSpan.FromSeconds(30));
+        Assert.Contains("read-only transaction", write.Find("#sql-result-0 .sql-error").TextContent);
+        Assert.Contains("every policy bypassed", write.Find("#sql-view-as-policies").TextContent);
+        Assert.Equal("3", (await TestApp.SqlAsync(client, p.Id, "select count(*) from notes"))[0].GetProperty("rows")[0][0].ToString());
+    }
+
+    [Fact]
     public async Task Sql_tab_marks_cut_values_and_says_what_was_left_out()
     {
         var (_, p) = await ProjectAsync();

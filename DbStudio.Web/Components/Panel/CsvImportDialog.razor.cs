@@ -1,5 +1,5 @@
-// The import dialog's steps: preview (CsvPreviewReader), create the new table (SchemaEditor), dry run and import
-// (CsvTransfer). The file is opened from the browser for each read and streamed; the progress bar counts its bytes.
+// The import dialog's steps: preview (CsvPreviewReader), dry run and import (CsvTransfer) — as a new table, created with
+// its rows in one transaction (SchemaEditor.CreateAndImportAsync). The file is opened from the browser for each read and streamed; the progress bar counts its bytes.
 using DbStudio.Core;
 using DbStudio.Core.Catalog;
 using DbStudio.Core.Csv;
@@ -88,21 +88,16 @@ public sealed partial class CsvImportDialog
         return name.Length == 0 || char.IsAsciiDigit(name[0]) ? "t_" + name : name;
     }
 
-    private async Task CreateTableAsync()
-    {
-        var columns = _preview!.Header.Select((h, i) => new NewColumn(h, _types[i], PrimaryKey: h == _key)).ToList();
-        if (_key.Length == 0) columns.Insert(0, new NewColumn("id", "SERIAL", Nullable: false, PrimaryKey: true));
-        var error = await Editor.CreateTableAsync(ProjectId, _tableName, columns, ownerColumn: false);
-        if (error is not null) { _problem = $"{error.Code}: {error.Message}"; return; }
-        _problem = null;
-        _created = _tableName;
-        await LoadTargetAsync();
-        await TableCreated.InvokeAsync(_tableName);
-    }
+    /// <summary>The run creates the table from the file (as a new table, not created yet).</summary>
+    private bool CreatesTable => _newTable && _created is null && _preview is not null;
+
+    /// <summary>The result shown is of a run that created (or, dry, would have created) the table.</summary>
+    private bool _ranAsNew;
 
     private async Task RunAsync(bool dryRun)
     {
-        if (_file is null || _target is null) return;
+        if (_file is null || (_target is null && !CreatesTable)) return;
+        var create = CreatesTable;
         _running = true;
         _result = null;
         _problem = null;
@@ -123,12 +118,29 @@ public sealed partial class CsvImportDialog
         }
         try
         {
-            _result = await Csv.ImportAsync(ProjectId, _target.Name, OpenCounting, dryRun, CancellationToken.None);
-            if (_result is null) _problem = $"The table {_target.Name} no longer exists.";
-            else if (!dryRun && _result.Errors.Count == 0) await Imported.InvokeAsync();
+            _ranAsNew = create;
+            if (create)
+            {
+                var name = _tableName;
+                _result = await Editor.CreateAndImportAsync(ProjectId, name,
+                    SchemaEditor.FileColumns(_preview!.Header, _types, _key), OpenCounting, dryRun, CancellationToken.None);
+                if (!dryRun && _result.Errors.Count == 0)
+                {
+                    _created = name;
+                    await LoadTargetAsync();
+                    await TableCreated.InvokeAsync(name);
+                }
+            }
+            else
+            {
+                _result = await Csv.ImportAsync(ProjectId, _target!.Name, OpenCounting, dryRun, CancellationToken.None);
+                if (_result is null) _problem = $"The table {_target.Name} no longer exists.";
+                else if (!dryRun && _result.Errors.Count == 0) await Imported.InvokeAsync();
+            }
         }
         catch (CsvImportException ex)
         {
+            _problem = ex.Message;
             _result = new ImportResult(dryRun, 0, 0, ex.Errors);
         }
         finally

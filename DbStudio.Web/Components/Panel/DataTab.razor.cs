@@ -4,7 +4,6 @@ using DbStudio.Core.Catalog;
 using DbStudio.Core.Panel;
 using Microsoft.AspNetCore.Components;
 using Microsoft.AspNetCore.Components.Web;
-using Microsoft.JSInterop;
 using MudBlazor;
 
 namespace DbStudio.Web.Components.Panel;
@@ -19,41 +18,24 @@ public sealed partial class DataTab : IAsyncDisposable
     [Parameter] public string? Table { get; set; }
     /// <summary>A table was created here (a CSV imported as a new table): the panel lists and selects it.</summary>
     [Parameter] public EventCallback<string?> Changed { get; set; }
-    [Inject] private TableExport Export { get; set; } = null!;
     [Inject] private References References { get; set; } = null!;
-    [Inject] private IJSRuntime JS { get; set; } = null!;
 
     /// <summary>The filter to show the table with (the page URL's, or the one in force when the tab was left).</summary>
     [Parameter] public DataFilter? InitialFilter { get; set; }
     /// <summary>The filter in force changed: the panel keeps it and puts it in the page URL.</summary>
     [Parameter] public EventCallback<DataFilter?> FilterChanged { get; set; }
 
-    [Inject] private DbStudio.Core.Auth.EndUserAuth EndUsers { get; set; } = null!;
-    [Inject] private DbStudio.Core.Access.AccessPolicies Access { get; set; } = null!;
+    [Inject] private ViewAsPolicies Why { get; set; } = null!;
 
     private bool _importing;
-    private List<DbStudio.Core.Auth.EndUserInfo> _users = [];
-    private DbStudio.Core.Access.AccessSettings? _access;
+    /// <summary>What decides the view as someone else (null as admin).</summary>
+    private ViewAsWhy? _why;
 
-    private static string ViewAsKey(ViewAs v) => v.Kind switch
+    /// <summary>View as: the table as that caller gets it from the REST API, and the policies that decide it.</summary>
+    private async Task ViewAsAsync(ViewAs? chosen)
     {
-        DbStudio.Core.Auth.CallerKind.Anon => "anon",
-        DbStudio.Core.Auth.CallerKind.User => v.UserId.ToString()!,
-        _ => "admin",
-    };
-
-    /// <summary>View as: the table as that caller gets it from the REST API, and the Access settings that decide it.</summary>
-    private async Task ViewAsAsync(ChangeEventArgs e)
-    {
-        var key = e.Value?.ToString();
-        if (key != "admin" && key != "anon") _users = await EndUsers.ListUsersAsync(ProjectId); // roles may have changed
-        var viewer = key switch
-        {
-            "anon" => ViewAs.Anon,
-            _ when _users.FirstOrDefault(u => u.id.ToString() == key) is { } user => ViewAs.User(user),
-            _ => ViewAs.Admin,
-        };
-        _access = Table is null || viewer.IsAdmin ? null : await Access.GetAsync(ProjectId, Table);
+        var viewer = chosen ?? ViewAs.Admin;
+        _why = Table is null || viewer.IsAdmin ? null : await Why.ForAsync(ProjectId, viewer, Table);
         await _state.ViewAsAsync(viewer);
     }
     private string? _jump;
@@ -61,9 +43,6 @@ public sealed partial class DataTab : IAsyncDisposable
     /// <summary>Enter in the page box: that page (OFFSET — next and previous use the primary key).</summary>
     private Task JumpAsync(KeyboardEventArgs e) =>
         e.Key == "Enter" && int.TryParse(_jump, out var n) && n >= 1 ? _state.GoAsync(n - 1) : Task.CompletedTask;
-
-    /// <summary>The whole table, streamed with COPY by the export API (the browser's sign-in cookie goes with it).</summary>
-    private string ExportUrl => $"/api/projects/{Uri.EscapeDataString(ProjectId)}/tables/{Uri.EscapeDataString(Table ?? "")}/export";
 
     private DataTabState _state = null!;
     private CancellationTokenSource? _follow;
@@ -74,8 +53,7 @@ public sealed partial class DataTab : IAsyncDisposable
         if (await _state.ShowAsync(Table))
         {
             Follow();
-            _users = await EndUsers.ListUsersAsync(ProjectId);
-            if (!_state.Viewer.IsAdmin && Table is not null) _access = await Access.GetAsync(ProjectId, Table);
+            if (!_state.Viewer.IsAdmin && Table is not null) _why = await Why.ForAsync(ProjectId, _state.Viewer, Table);
             if (InitialFilter is { } initial) await _state.ApplyFilterAsync(initial);
         }
         if (_following is { } f && f.Table == Table)
@@ -137,15 +115,6 @@ public sealed partial class DataTab : IAsyncDisposable
     {
         if (await _state.DeleteSelectedAsync() is int deleted)
             Snackbar.Add($"{deleted} {(deleted == 1 ? "row" : "rows")} deleted", Severity.Success);
-    }
-
-    /// <summary>The rows of the current filter, as CSV, downloaded by the browser.</summary>
-    private async Task ExportFilteredAsync()
-    {
-        if (_state.Page is not { } page || _state.Filter is not { } filter) return;
-        var (csv, error) = await Export.FilteredAsync(ProjectId, page.Table, filter);
-        if (error is not null) { Snackbar.Add($"{error.Code}: {error.Message}", Severity.Error); return; }
-        await JS.InvokeVoidAsync("dbstudio.download", $"{page.Table.Name}-filtered.csv", System.Text.Encoding.UTF8.GetString(csv.Span));
     }
 
     private async Task SaveFormAsync()
