@@ -297,5 +297,21 @@ public class CsvTransferTests(TestApp app)
         (await owner.GetAsync($"/api/projects/{p.Id}/tables/books/export")).EnsureSuccessStatusCode();
         var seen = (await RowsAsync(owner, p.Id, "select distinct who, acting from seen")).GetProperty("rows");
         Assert.Equal($"[[\"proj_{p.Id}_owner\",\"proj_{p.Id}_owner\"]]", seen.ToString().Replace(" ", ""));
+
+        // A forced policy whose function refuses any other session: the filtered export (COPY of the planner's SELECT)
+        // runs it, and it only succeeds in the project owner's session.
+        var r = await TestApp.SqlAsync(owner, p.Id, $$"""
+            create function only_owner() returns boolean language plpgsql as $$
+            begin
+              if session_user <> 'proj_{{p.Id}}_owner' then raise exception 'ran in %', session_user; end if;
+              return true;
+            end $$;
+            alter table books enable row level security; alter table books force row level security;
+            create policy guard on books using (only_owner());
+            """);
+        Assert.All(r, x => Assert.False(x.TryGetProperty("error", out var e), e.ToString()));
+        var filtered = await owner.GetAsync($"/api/projects/{p.Id}/tables/books/export?title=eq.A&select=title");
+        Assert.True(filtered.IsSuccessStatusCode, await filtered.Content.ReadAsStringAsync());
+        Assert.Equal("title\nA", (await filtered.Content.ReadAsStringAsync()).Trim());
     }
 }
