@@ -9,6 +9,8 @@
 //  - waiters are served first come, first served, as in Npgsql's PoolingDataSource: each key's waiters read from a
 //    Channel (whose readers are served in order), and a freed budget slot goes to the oldest waiter of any key. A
 //    returned connection is handed to exactly one waiter — nobody else is woken to look.
+//  - idle connections past their lifetime are closed a few at a time, every second (TrimIdle): a burst of traffic
+//    that opened a thousand sessions does not end in a thousand PostgreSQL backends exiting in the same instant.
 // Broken connections (not Open when returned) and those of a forgotten project are closed, not kept.
 using System.Threading.Channels;
 using Microsoft.Extensions.Options;
@@ -124,7 +126,7 @@ public sealed class ProjectConnectionPool : IAsyncDisposable
     private readonly Dictionary<NpgsqlConnection, (KeyState Key, int Generation)> _busy = new(ReferenceEqualityComparer.Instance);
     private int _budget;
     private readonly TimeProvider _clock;
-    private readonly Timer _trim;
+    private readonly ITimer _trim;
     private int _open;
 
     /// <param name="budget">Connections this pool holds at most (one pool per server: ServerPools); 0 = Rest:MaxConnections.</param>
@@ -134,8 +136,8 @@ public sealed class ProjectConnectionPool : IAsyncDisposable
             : options.Value.Rest.MaxConnections > 0 ? options.Value.Rest.MaxConnections : RestOptions.DefaultMaxConnections;
         _clock = clock ?? TimeProvider.System;
         var period = TimeSpan.FromSeconds(Math.Clamp(Math.Min(options.Value.Rest.PoolIdle.TotalSeconds,
-            options.Value.Console.PoolIdle.TotalSeconds) / 4, 1, 15));
-        _trim = new Timer(_ => TrimIdle(), null, period, period);
+            options.Value.Console.PoolIdle.TotalSeconds) / 4, 0.25, 1));
+        _trim = _clock.CreateTimer(_ => TrimIdle(), null, period, period);
     }
 
     /// <summary>Connections this pool opens at most, all projects together.</summary>
@@ -397,19 +399,27 @@ public sealed class ProjectConnectionPool : IAsyncDisposable
     /// <summary>Closes every idle connection (the server restarted: they are all broken).</summary>
     public void ClearAll() => CloseIdle(_ => true, dropUnusedKeys: false); // keys (their connection strings) stay for the reconnect
 
-    private void TrimIdle()
+    /// <summary>
+    /// Closes idle connections past their lifetime, oldest first, at most <see cref="TrimBatch"/> a tick: a backend's
+    /// exit costs PostgreSQL about as much CPU as its start, and a thousand at once stall everyone's requests.
+    /// </summary>
+    internal void TrimIdle()
     {
         var now = _clock.GetTimestamp();
-        CloseIdle(idle => _clock.GetElapsedTime(idle.Since, now) > idle.Key.Policy.IdleLifetime, dropUnusedKeys: true);
+        CloseIdle(idle => _clock.GetElapsedTime(idle.Since, now) > idle.Key.Policy.IdleLifetime, dropUnusedKeys: true,
+            limit: TrimBatch(Budget));
     }
 
-    private void CloseIdle(Func<Idle, bool> expired, bool dropUnusedKeys)
+    /// <summary>Idle connections closed per trim tick: a thirty-second of the budget, at least 8 (about 30 s to shed a full pool).</summary>
+    internal static int TrimBatch(int budget) => Math.Max(8, budget / 32);
+
+    private void CloseIdle(Func<Idle, bool> expired, bool dropUnusedKeys, int limit = int.MaxValue)
     {
         List<NpgsqlConnection> close = [];
         List<KeyState>? dropped;
         lock (_lock)
         {
-            for (var n = _lru.First; n is not null;)
+            for (var n = _lru.First; n is not null && close.Count < limit;)
             {
                 var next = n.Next;
                 if (expired(n.Value))

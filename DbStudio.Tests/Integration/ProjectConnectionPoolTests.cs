@@ -124,6 +124,28 @@ public class ProjectConnectionPoolTests(TestApp app)
         Assert.Equal(System.Data.ConnectionState.Closed, retired.State);
         Assert.Equal(1, pool.OpenCount);
     }
+
+    [Fact]
+    public async Task Idle_connections_past_their_lifetime_close_a_few_at_a_time_oldest_first()
+    {
+        var clock = new Microsoft.Extensions.Time.Testing.FakeTimeProvider(DateTimeOffset.Parse("2026-11-30T08:00:00Z"));
+        await using var pool = new ProjectConnectionPool(
+            Options.Create(new DbStudioOptions { Rest = new RestOptions { MaxConnections = 16 } }), clock);
+        Assert.Equal(8, ProjectConnectionPool.TrimBatch(16));
+        var policy = Policy(limit: 16);
+        var ct = TestContext.Current.CancellationToken;
+        var conns = new List<NpgsqlConnection>();
+        for (var i = 0; i < 12; i++) conns.Add(await pool.RentAsync(Key($"p{i}"), policy, ct));
+        foreach (var c in conns) pool.Return(c); // all idle since the same instant; p0 went back first
+        // Tick by tick (the pool's timer runs on its TimeProvider) until the lifetime is past: all twelve at once.
+        for (var tick = 0; tick < 400 && pool.OpenCount == 12; tick++) clock.Advance(TimeSpan.FromSeconds(1));
+        Assert.True(clock.GetUtcNow() > DateTimeOffset.Parse("2026-11-30T08:05:00Z")); // not before the lifetime
+        Assert.Equal(4, pool.OpenCount); // one tick closed a batch, not everything at once
+        Assert.All(conns.Take(8), c => Assert.Equal(System.Data.ConnectionState.Closed, c.State));
+        Assert.All(conns.Skip(8), c => Assert.Equal(System.Data.ConnectionState.Open, c.State));
+        clock.Advance(TimeSpan.FromSeconds(1)); // the next tick
+        Assert.Equal(0, pool.OpenCount);
+    }
 }
 
 public class ConsoleConnectionResetTests(TestApp app)

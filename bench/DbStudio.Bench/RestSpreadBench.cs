@@ -51,6 +51,16 @@ public static partial class RestSpreadBench
         Console.WriteLine($"project connection budget {services.GetRequiredService<ProjectConnectionPool>().Budget} " +
                           $"(server max_connections {(maxConnections > 0 ? maxConnections : 500)})");
         Console.WriteLine($"made {n} projects in {sw.Elapsed.TotalSeconds:F0} s (3 at a time); load {ServerStats.Load()}");
+        // The sessions the set-up opened would otherwise close during the first runs (after the pool's idle time): close
+        // them now and wait for PostgreSQL's backends to be gone, so every run starts from the same quiet server.
+        services.GetRequiredService<ServerPools>().ClearAll();
+        for (var settle = System.Diagnostics.Stopwatch.StartNew(); settle.Elapsed < TimeSpan.FromMinutes(2);)
+        {
+            if ((await server.PostgresAsync()).Connections < 50) break;
+            await Task.Delay(500);
+        }
+        await Task.Delay(TimeSpan.FromSeconds(5));
+        Console.WriteLine($"set-up sessions closed; PG sessions {(await server.PostgresAsync()).Connections}; load {ServerStats.Load()}");
 
         var results = new List<(string Name, double Rps, double P50, double P99, long Errors, long Conns, double PgMb, string Load)>();
         foreach (var k in new[] { 1, 100, 1000, n }.Where(k => k <= n).Distinct())
