@@ -51,7 +51,7 @@ switch (what)
         return 0;
     case "rest-spread":
         await RestSpreadBench.RunAsync(args.Length > 1 ? int.Parse(args[1]) : 2000, args.Length > 2 ? int.Parse(args[2]) : 10,
-            args.Length > 3 ? int.Parse(args[3]) : 0);
+            args.Length > 3 ? int.Parse(args[3]) : 0, args.Length > 4 ? int.Parse(args[4]) : 3);
         return 0;
     case "connect-cost":
         await ConnectCostBench.RunAsync(args.Length > 1 ? int.Parse(args[1]) : 4000, args.Length > 2 ? int.Parse(args[2]) : 200);
