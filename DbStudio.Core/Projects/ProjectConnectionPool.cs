@@ -403,7 +403,7 @@ public sealed class ProjectConnectionPool : IAsyncDisposable
     /// Closes idle connections past their lifetime, oldest first, at most <see cref="TrimBatch"/> a tick: a backend's
     /// exit costs PostgreSQL about as much CPU as its start, and a thousand at once stall everyone's requests.
     /// </summary>
-    internal void TrimIdle()
+    private void TrimIdle()
     {
         var now = _clock.GetTimestamp();
         CloseIdle(idle => _clock.GetElapsedTime(idle.Since, now) > idle.Key.Policy.IdleLifetime, dropUnusedKeys: true,
