@@ -80,11 +80,7 @@ public partial class PanelBrowserTests(TestApp app) : IAsyncLifetime
         var projectId = page.Url[(page.Url.LastIndexOf('/') + 1)..];
 
         // The footer's DB button opens the panel; the credentials box is bottom-left.
-        await UntilAsync(async () =>
-        {
-            await page.ClickAsync("#db-button");
-            await Assertions.Expect(page.Locator("#db-panel")).ToBeVisibleAsync(new() { Timeout = 3000 });
-        });
+        await OpenPanelAsync(page);
         await Assertions.Expect(page.Locator("#cred-schema")).ToHaveTextAsync($"proj_{projectId}");
         await Assertions.Expect(page.Locator("#cred-rest")).ToHaveTextAsync($"{baseUrl}/db/{projectId}/rest");
         var anonKey = await page.Locator("#cred-anon").InnerTextAsync();
@@ -342,11 +338,7 @@ public partial class PanelBrowserTests(TestApp app) : IAsyncLifetime
         var other = await context.NewPageAsync();
         other.SetDefaultTimeout(30_000);
         await other.GotoAsync(page.Url);
-        await UntilAsync(async () =>
-        {
-            await other.ClickAsync("#db-button");
-            await Assertions.Expect(other.Locator("#db-panel")).ToBeVisibleAsync(new() { Timeout = 3000 });
-        });
+        await OpenPanelAsync(other);
         await other.GetByRole(AriaRole.Tab, new() { Name = "Data" }).ClickAsync();
         await Assertions.Expect(other.Locator("#data-range")).ToHaveTextAsync("Rows 1–3 of 3");
         ILocator Cell(IPage p, int row, string column) => p.Locator($"#data-grid tbody tr:nth-child({row}) td[data-column={column}]");
@@ -697,11 +689,7 @@ public partial class PanelBrowserTests(TestApp app) : IAsyncLifetime
             await page.ClickAsync("#create-project");
             await Assertions.Expect(page).ToHaveURLAsync(new Regex("/projects/[a-z0-9]+$"), new() { Timeout = 3000 });
         });
-        await UntilAsync(async () =>
-        {
-            await page.ClickAsync("#db-button");
-            await Assertions.Expect(page.Locator("#db-panel")).ToBeVisibleAsync(new() { Timeout = 3000 });
-        });
+        await OpenPanelAsync(page);
         return (page, context, page.Url[(page.Url.LastIndexOf('/') + 1)..]);
     }
 
@@ -742,6 +730,16 @@ public partial class PanelBrowserTests(TestApp app) : IAsyncLifetime
 
     /// <summary>The first clicks can land before the Blazor circuit is up: retry the step a few times.</summary>
     private static IPage? _lastPage; // the page a failing step belongs to
+    /// <summary>
+    /// Opens the DB panel. A click can land before the page is interactive and be lost, so it is retried — but only
+    /// while the panel is not showing: the button toggles, and a second click on a panel still opening would close it.
+    /// </summary>
+    private static Task OpenPanelAsync(IPage page) => UntilAsync(async () =>
+    {
+        if (!await page.Locator("#db-panel").IsVisibleAsync()) await page.ClickAsync("#db-button");
+        await Assertions.Expect(page.Locator("#db-panel")).ToBeVisibleAsync(new() { Timeout = 10_000 });
+    });
+
     private static async Task UntilAsync(Func<Task> step, int attempts = 6)
     {
         for (var i = 1; ; i++)
