@@ -49,8 +49,9 @@ public sealed class ChangeLog(Platform.ProjectServers servers)
 
     /// <summary>
     /// The change log's schema on a server other than the platform's, as the migrations left it on the platform's (the
-    /// ChangeLog, CaptureInBulk and Isolation migrations' SQL in order): made once, when the schema is missing. A later
-    /// change to the log's SQL must be made here too.
+    /// ChangeLog, CaptureInBulk, Isolation and InlineCallerSchema migrations' SQL in order): made when the schema is
+    /// missing; a server that has it gets the later migrations' replaced functions (they are idempotent). A later change
+    /// to the log's SQL must be made here too.
     /// </summary>
     public static async Task PrepareServerAsync(Platform.DbServer server, CancellationToken ct = default)
     {
@@ -59,12 +60,16 @@ public sealed class ChangeLog(Platform.ProjectServers servers)
         await using var tx = await conn.BeginTransactionAsync(ct);
         await using (var lockCmd = new NpgsqlCommand("SELECT pg_advisory_xact_lock(hashtext('dbstudio-change-log'))", conn, tx))
             await lockCmd.ExecuteNonQueryAsync(ct);
-        await using (var exists = new NpgsqlCommand("SELECT to_regnamespace('dbstudio_realtime') IS NOT NULL", conn, tx))
-            if (await exists.ExecuteScalarAsync(ct) is true) return;
+        bool exists;
+        await using (var check = new NpgsqlCommand("SELECT to_regnamespace('dbstudio_realtime') IS NOT NULL", conn, tx))
+            exists = await check.ExecuteScalarAsync(ct) is true;
         var isolation = Platform.Migrations.Isolation.Sql;
-        var sql = Platform.Migrations.ChangeLog.SchemaSql + "\n" + Platform.Migrations.CaptureInBulk.CaptureInBulkSql + "\n"
-                  + "ALTER TABLE dbstudio_realtime.changes ADD COLUMN table_oid oid NOT NULL;\n"
-                  + isolation[isolation.IndexOf("CREATE OR REPLACE FUNCTION", StringComparison.Ordinal)..];
+        var sql = exists
+            ? Platform.Migrations.InlineCallerSchema.Sql
+            : Platform.Migrations.ChangeLog.SchemaSql + "\n" + Platform.Migrations.CaptureInBulk.CaptureInBulkSql + "\n"
+              + "ALTER TABLE dbstudio_realtime.changes ADD COLUMN table_oid oid NOT NULL;\n"
+              + isolation[isolation.IndexOf("CREATE OR REPLACE FUNCTION", StringComparison.Ordinal)..] + "\n"
+              + Platform.Migrations.InlineCallerSchema.Sql;
         await using (var create = new NpgsqlCommand(sql, conn, tx)) await create.ExecuteNonQueryAsync(ct);
         await tx.CommitAsync(ct);
     }

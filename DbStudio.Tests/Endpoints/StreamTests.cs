@@ -356,9 +356,19 @@ public class StreamTests(TestApp app)
             $"update dbstudio_realtime.streams set last_id = last_id + 100 where schema_name = 'proj_{victim.Project.Id}'",
             "select * from dbstudio_realtime.changes",
             $"select pg_notify('dbstudio_changes', 'proj_{victim.Project.Id}')",
+            // The log's row security asks caller_schema(), which PostgreSQL inlines into the writer's own statement: a
+            // function of the writer's that shadows what it calls, first on the search_path, must not make it answer
+            // the victim's schema.
+            $"create or replace function proj_{w.Project.Id}.substring(text, text) returns text language sql as $$ select 'proj_{victim.Project.Id}' $$; " +
+            $"create or replace function proj_{w.Project.Id}.substring(name, text) returns text language sql as $$ select 'proj_{victim.Project.Id}' $$; " +
+            $"set search_path = proj_{w.Project.Id}, pg_catalog; " +
+            "insert into dbstudio_realtime.changes (schema_name, id, table_name, table_oid, op, record, committed_at) " +
+            $"values ('proj_{victim.Project.Id}', 999998, 'tasks', 0, 'i', '{{}}', now())",
         };
         foreach (var sql in attempts) await TestApp.SqlAsync(w.Owner, w.Project.Id, sql);
         var errors = (await TestApp.SqlAsync(w.Owner, w.Project.Id, attempts[0])).Concat(await TestApp.SqlAsync(w.Owner, w.Project.Id, attempts[2]));
+        // (42501: refused by the log's row security, not by a missing column.)
+        Assert.Equal("42501", (await TestApp.SqlAsync(w.Owner, w.Project.Id, attempts[^1]))[^1].GetProperty("error").GetProperty("code").GetString());
         Assert.All(errors, r => Assert.True(r.TryGetProperty("error", out _) || r.GetProperty("rows").GetArrayLength() == 0, r.ToString()));
         // Nothing reached the victim's stream; its own changes still do, with the next id in sequence.
         Assert.Empty(await s.DrainAsync(TimeSpan.FromMilliseconds(500)));

@@ -137,6 +137,11 @@ public class ServerPoolTests(TwoServers s) : IClassFixture<TwoServers>
         // Platform metadata lives on the first server only; the second has the change log (its projects' captures write it).
         Assert.False(await TwoServers.ScalarAsync<bool>(s.B, "SELECT to_regnamespace('platform') IS NOT NULL"));
         Assert.True(await TwoServers.ScalarAsync<bool>(s.B, "SELECT to_regnamespace('dbstudio_realtime') IS NOT NULL"));
+        // Both have the log's row-security function as the latest migration left it: an SQL-standard body, no SET clause
+        // (so PostgreSQL inlines it into every captured write's checks), whichever instance made the schema first.
+        foreach (var c in new[] { s.A, s.B })
+            Assert.True(await TwoServers.ScalarAsync<bool>(c,
+                "SELECT prosqlbody IS NOT NULL AND proconfig IS NULL FROM pg_proc WHERE oid = 'dbstudio_realtime.caller_schema()'::regprocedure"));
         // The platform role holds no membership in any project role on either server (DESIGN §2).
         foreach (var c in new[] { s.A, s.B })
             Assert.Equal(0L, await TwoServers.ScalarAsync<long>(c, """

@@ -373,3 +373,13 @@ DROP TABLE platform.table_moves;
 ALTER TABLE platform.projects DROP COLUMN "MovingTo";
 ALTER TABLE platform.projects DROP COLUMN "Server";
 
+## 20261130200000_InlineCallerSchema
+-- up
+CREATE OR REPLACE FUNCTION dbstudio_realtime.caller_schema() RETURNS text LANGUAGE sql STABLE
+    RETURN pg_catalog."substring"(CURRENT_USER::pg_catalog.text,
+                                  '^(proj_[a-z0-9]+)_(?:owner|anon|user|user_admin)$'::pg_catalog.text);
+-- down
+CREATE OR REPLACE FUNCTION dbstudio_realtime.caller_schema() RETURNS text LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
+    AS $$ SELECT substring(current_user::text from '^(proj_[a-z0-9]+)_(?:owner|anon|user|user_admin)$') $$;
+
