@@ -124,13 +124,20 @@ public sealed class ProjectServers : IAsyncDisposable
             if (name == ServersOptions.Main) continue;
             if (string.IsNullOrWhiteSpace(server.ConnectionString))
                 throw new OptionsValidationException(ServersOptions.Section, typeof(ServersOptions), [$"Server \"{name}\" has no ConnectionString"]);
-            var source = new NpgsqlDataSourceBuilder(server.ConnectionString) { Name = "server-" + name }.Build();
+            var source = PlatformLoginSource(server.ConnectionString, "server-" + name);
             _byName[name] = new DbServer(name, source, isPlatform: false, server, null, null);
         }
         All = [.. _byName.Values];
         if (!All.Any(s => s.AcceptsNewProjects))
             throw new OptionsValidationException(ServersOptions.Section, typeof(ServersOptions), ["No server accepts new projects"]);
     }
+
+    /// <summary>
+    /// The platform login's data source on a server. Its statements (the change log's reads, above all: each stream's
+    /// every batch) are prepared once they repeat, so PostgreSQL does not parse and plan them again for each read.
+    /// </summary>
+    public static NpgsqlDataSource PlatformLoginSource(string connectionString, string name) =>
+        new NpgsqlDataSourceBuilder(connectionString) { Name = name, ConnectionStringBuilder = { MaxAutoPrepare = 64, AutoPrepareMinUsages = 2 } }.Build();
 
     /// <summary>The platform database's server ("main").</summary>
     public DbServer Platform { get; }

@@ -283,15 +283,14 @@ public sealed class ChangeHub(ChangeLog changeLog, StreamVisibility visibility, 
             var key = await ids.KeyAsync(feed.ProjectId, ct);
             var runs = byTable.Select(async kv =>
             {
-                var subs = feed.SubscribersOf(kv.Key);
-                if (subs.Length == 0) return [];
-                var table = subs[0].Table;
-                var audiences = subs.Select(s => s.Audience).Distinct().ToList();
-                var seen = await visibility.EvaluateAsync(feed.ProjectId, table, kv.Value, audiences, ct);
+                var groups = feed.AudiencesOf(kv.Key);
+                if (groups.Length == 0) return [];
+                var table = groups[0].To[0].Table;
+                var seen = await visibility.EvaluateAsync(feed.ProjectId, table, kv.Value, [.. groups.Select(g => g.Audience)], ct);
                 var ready = new List<(StreamFrame[], List<Subscription>)>();
-                foreach (var group in subs.GroupBy(s => s.Audience))
-                    if (seen.TryGetValue(group.Key, out var visible) && visible.Count > 0)
-                        ready.Add(([.. visible.Select(v => Frame(v, table, group.Key.Identity, key))], group.ToList()));
+                foreach (var (audience, to) in groups)
+                    if (seen.TryGetValue(audience, out var visible) && visible.Count > 0)
+                        ready.Add(([.. visible.Select(v => Frame(v, table, audience.Identity, key))], to));
                 return ready;
             }).ToList();
             foreach (var run in runs) posts.AddRange(await run);
@@ -317,8 +316,9 @@ public sealed class ChangeHub(ChangeLog changeLog, StreamVisibility visibility, 
             {
                 var woken = await _sweep.WaitAsync(TimeSpan.FromSeconds(5), stop);
                 var notified = Volatile.Read(ref _wokenAt);
-                // A feed that began reading after the latest notification has seen that change (and those before it).
-                var active = _feeds.Values.Where(f => f.Count > 0 && !(woken && f.ReadStarted > notified)).ToList();
+                // A feed that began reading after the latest notification has seen that change (and those before it),
+                // and one with a read still to come (a local write asked for it) will: neither needs the log's state.
+                var active = _feeds.Values.Where(f => f.Count > 0 && !(woken && (f.ReadStarted > notified || Volatile.Read(ref f.Again) == 1))).ToList();
                 if (active.Count == 0) continue;
                 var last = await changeLog.LastIdsAsync([.. active.Select(f => f.ProjectId)], stop);
                 foreach (var f in active)
@@ -410,6 +410,9 @@ public sealed class ChangeHub(ChangeLog changeLog, StreamVisibility visibility, 
     {
         private readonly Lock _lock = new();
         private readonly Dictionary<uint, Subscription[]> _byTable = [];
+        /// <summary>A table's subscribers by audience, made when first asked for after its subscribers changed (not
+        /// for every batch: with a thousand subscribers, grouping them was a thousand hash lookups a batch).</summary>
+        private readonly Dictionary<uint, (Audience Audience, List<Subscription> To)[]> _audiences = [];
         private int _count;
 
         public string ProjectId { get; } = projectId;
@@ -438,6 +441,7 @@ public sealed class ChangeHub(ChangeLog changeLog, StreamVisibility visibility, 
                 // Nobody listened: the cursor may be far behind; the newcomer starts at the log's end (or its replay).
                 if (_count == 0) Cursor = Math.Max(Cursor, lastId);
                 _byTable[s.Table.Oid] = _byTable.TryGetValue(s.Table.Oid, out var list) ? [.. list, s] : [s];
+                _audiences.Remove(s.Table.Oid);
                 _count++;
             }
         }
@@ -449,6 +453,7 @@ public sealed class ChangeHub(ChangeLog changeLog, StreamVisibility visibility, 
                 if (!_byTable.TryGetValue(s.Table.Oid, out var list) || Array.IndexOf(list, s) < 0) return;
                 var rest = list.Where(x => !ReferenceEquals(x, s)).ToArray();
                 if (rest.Length == 0) _byTable.Remove(s.Table.Oid); else _byTable[s.Table.Oid] = rest;
+                _audiences.Remove(s.Table.Oid);
                 _count--;
             }
         }
@@ -458,9 +463,16 @@ public sealed class ChangeHub(ChangeLog changeLog, StreamVisibility visibility, 
             lock (_lock) return _byTable.ContainsKey(tableOid);
         }
 
-        public Subscription[] SubscribersOf(uint tableOid)
+        /// <summary>The table's subscribers grouped by audience (each group gets the same frames); never changed once
+        /// handed out.</summary>
+        public (Audience Audience, List<Subscription> To)[] AudiencesOf(uint tableOid)
         {
-            lock (_lock) return _byTable.GetValueOrDefault(tableOid) ?? [];
+            lock (_lock)
+            {
+                if (_audiences.TryGetValue(tableOid, out var groups)) return groups;
+                if (!_byTable.TryGetValue(tableOid, out var subs)) return [];
+                return _audiences[tableOid] = [.. subs.GroupBy(x => x.Audience).Select(g => (g.Key, g.ToList()))];
+            }
         }
 
         public Subscription[] Snapshot()

@@ -159,7 +159,7 @@ public static class HostingExtensions
     /// </summary>
     public static IServiceCollection AddPlatformDatabase(this IServiceCollection services, string connectionString, IConfiguration config)
     {
-        services.AddSingleton(_ => new NpgsqlDataSourceBuilder(connectionString) { Name = "platform" }.Build());
+        services.AddSingleton(_ => ProjectServers.PlatformLoginSource(connectionString, "platform"));
         static void Platform(IServiceProvider sp, DbContextOptionsBuilder o) => o.UseNpgsql(sp.GetRequiredService<NpgsqlDataSource>(),
             npg => npg.MigrationsHistoryTable("__ef_migrations", PlatformDbContext.Schema));
         services.AddDbContext<PlatformDbContext>(Platform, optionsLifetime: ServiceLifetime.Singleton);
