@@ -345,6 +345,41 @@ public class StreamTests(TestApp app)
     }
 
     [Fact]
+    public async Task A_table_that_grew_after_its_stream_began_is_looked_up_by_key_not_read_whole_for_each_change()
+    {
+        // A stream that begins on a small table: PostgreSQL plans the visibility statement while the table is small (a
+        // whole-table read is the cheaper plan then) and keeps that plan for the session. Once the table has grown —
+        // without an ANALYZE in between — every later batch must still look its rows up by key.
+        var w = await NewProjectAsync("grow");
+        var p = w.Project;
+        await TestApp.SqlAsync(w.Owner, p.Id, "alter table grow set (autovacuum_enabled = false)");
+        await using var s = await OpenAsync(p, bearer: p.ApiKey, table: "grow");
+        for (var i = 0; i < 8; i++)
+        {
+            await RestAsync(HttpMethod.Post, $"/db/{p.Id}/rest/grow", p.ApiKey, new { title = $"small {i}" });
+            Assert.Equal($"insert:small {i}", Describe(await s.NextAsync()));
+        }
+        var bulk = await TestApp.SqlAsync(w.Owner, p.Id, "insert into grow (title) select 'bulk' from generate_series(1, 5000)");
+        Assert.False(bulk[0].TryGetProperty("error", out var e), e.ToString());
+        for (var n = 0; n < 5000; n++) Assert.Equal("insert:bulk", Describe(await s.NextAsync()));
+        for (var i = 0; i < 5; i++)
+        {
+            await RestAsync(HttpMethod.Post, $"/db/{p.Id}/rest/grow", p.ApiKey, new { title = $"large {i}" });
+            Assert.Equal($"insert:large {i}", Describe(await s.NextAsync()));
+        }
+        // Every change was read back by its key: 5,013 index lookups in all, once the sessions have reported them
+        // (when idle, up to seconds later) — and no read of the whole grown table meanwhile.
+        long tuplesReadWhole = 0, lookups = 0;
+        for (var deadline = DateTime.UtcNow.AddSeconds(30); lookups < 5013 && DateTime.UtcNow < deadline; await Task.Delay(200))
+        {
+            var r = await TestApp.SqlAsync(w.Owner, p.Id,
+                "select seq_tup_read, coalesce(idx_scan, 0) from pg_stat_user_tables where relid = 'grow'::regclass");
+            (tuplesReadWhole, lookups) = (r[0].GetProperty("rows")[0][0].GetInt64(), r[0].GetProperty("rows")[0][1].GetInt64());
+        }
+        Assert.True(lookups >= 5013 && tuplesReadWhole < 5000, $"index lookups {lookups} (5,013 changes), rows read by whole-table reads {tuplesReadWhole}");
+    }
+
+    [Fact]
     public async Task A_project_cannot_write_into_another_projects_change_log()
     {
         var w = await NewProjectAsync();
