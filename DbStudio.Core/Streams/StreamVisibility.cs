@@ -250,13 +250,16 @@ public sealed class StreamVisibility(RestConnections connections, Microsoft.Exte
     {
         var target = SqlText.Qualified(table.Schema, policies.TableName);
         var key = table.PrimaryKey.Select(k => SqlText.Ident(k.Name)).ToList();
+        // One lookup by key per change, as a subquery of its own (OFFSET 0 keeps PostgreSQL from turning it into a join
+        // of the changes with every row the role may see, which it did for signed-in users — their whole own rows read
+        // and hashed for each batch).
         return $"""
             LEFT JOIN LATERAL (
-              SELECT to_jsonb(x) AS j FROM (
+              SELECT (SELECT to_jsonb(x) FROM (
                 SELECT {string.Join(", ", policies.Readable.Select(c => "pgrst_live." + SqlText.Ident(c)))} FROM {target} AS pgrst_live
                 WHERE ({string.Join(", ", key.Select(k => "pgrst_live." + k))}) =
                       (SELECT {string.Join(", ", key.Select(k => "pgrst_key." + k))} FROM jsonb_populate_record(NULL::{target}, c.n) AS pgrst_key)
-              ) x WHERE c.n IS NOT NULL) cur ON true
+              ) x) AS j WHERE c.n IS NOT NULL OFFSET 0) cur ON true
             """;
     }
 
