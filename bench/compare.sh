@@ -106,7 +106,8 @@ elif [ "$what" = stream ]; then
       line=$(grep -A3 "DbStudio stream" "$out" | grep "commit→client")
       p50[$l]+="$(sed -E 's/.*p50 ([0-9.]+) ms.*/\1/' <<<"$line") "; p99[$l]+="$(sed -E 's/.*p99 ([0-9.]+) ms.*/\1/' <<<"$line") "
       lost[$l]+="$(grep -A2 "DbStudio stream" "$out" | grep "delivered / lost" | sed -E 's/.*\/ ([0-9,]+) \(.*/\1/' | tr -d ,) "
-      echo "round $r $l: $line; lost $(tail -c 12 <<<"${lost[$l]}")"
+      hand=$(grep -A3 "hand-written SSE broadcast" "$out" | grep "commit→client" | sed -E 's/.*(p99 [0-9.]+ ms).*/\1/')
+      echo "round $r $l: $line; lost $(tail -c 12 <<<"${lost[$l]}"); hand-written broadcast in the same run: $hand"
     done
   done
   printf '\n%-6s %10s %10s %10s\n' build "p50 ms" "p99 ms" lost

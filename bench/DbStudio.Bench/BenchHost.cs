@@ -23,7 +23,10 @@ public sealed class BenchHost : IAsyncDisposable
         if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(root, (UnixFileMode)0b111_101_101);
         var cluster = await LocalCluster.StartAsync(new LocalClusterOptions
         {
-            DataDir = Path.Combine(root, "pgdata"), Ephemeral = true, SuperuserPassword = "bench", ServerOptions = serverOptions,
+            DataDir = Path.Combine(root, "pgdata"), Ephemeral = true, SuperuserPassword = "bench",
+            // BENCH_PG_OPTS: more server settings for any benchmark's cluster, e.g. to see where PostgreSQL's time goes:
+            // "-c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track=all"
+            ServerOptions = string.Join(' ', new[] { serverOptions, Environment.GetEnvironmentVariable("BENCH_PG_OPTS") }.Where(o => !string.IsNullOrWhiteSpace(o))),
         });
         var cs = await PlatformBootstrap.EnsureRoleAndDatabaseAsync(cluster.SuperuserConnectionString(), "dbstudio", "bench", "dbstudio");
         var builder = WebApplication.CreateBuilder(new WebApplicationOptions { EnvironmentName = "Production" });

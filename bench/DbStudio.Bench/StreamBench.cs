@@ -69,6 +69,21 @@ public static class StreamBench
         {
             lock (delays)
             {
+                // BENCH_PGSS=file (with BENCH_PG_OPTS loading pg_stat_statements): after each phase, where PostgreSQL's
+                // time went — the 25 dearest statements, then the counters start again.
+                if (Environment.GetEnvironmentVariable("BENCH_PGSS") is { Length: > 0 } pgssFile)
+                {
+                    using var su = new Npgsql.NpgsqlConnection(host.Cluster.SuperuserConnectionString("dbstudio"));
+                    su.Open();
+                    using (var ext = new Npgsql.NpgsqlCommand("CREATE EXTENSION IF NOT EXISTS pg_stat_statements", su)) ext.ExecuteNonQuery();
+                    using var q = new Npgsql.NpgsqlCommand("SELECT round(total_exec_time::numeric,1), round(total_plan_time::numeric,1), calls, plans, round((total_exec_time/greatest(calls,1))::numeric,3), left(regexp_replace(query, '[[:space:]]+', ' ', 'g'), 160) FROM pg_stat_statements ORDER BY total_exec_time + total_plan_time DESC LIMIT 25", su);
+                    using var r = q.ExecuteReader();
+                    var lines = new List<string> { "=== exec ms, plan ms, calls, plans, exec ms per call, statement" };
+                    while (r.Read()) lines.Add($"{r.GetValue(0)}\t{r.GetValue(1)}\t{r.GetValue(2)}\t{r.GetValue(3)}\t{r.GetValue(4)}\t{r.GetValue(5)}");
+                    System.IO.File.AppendAllLines(pgssFile, lines);
+                    r.Close();
+                    using var reset = new Npgsql.NpgsqlCommand("SELECT pg_stat_statements_reset()", su); reset.ExecuteNonQuery();
+                }
                 var result = new Dictionary<string, object?>
                 {
                     ["gcPauseMs"] = GC.GetTotalPauseDuration().TotalMilliseconds, ["gen2"] = GC.CollectionCount(2), ["gen0"] = GC.CollectionCount(0),
@@ -181,8 +196,10 @@ public static class StreamBench
             await Task.Delay(2000);
             return ((after.Rss - before.Rss) / (double)subscribers / 1024, (after.Heap - before.Heap) / (double)subscribers / 1024);
         }
-        var (baselineRss, baselineHeap) = await PerSubscriberAsync("/bench/idle");
-        var (perSubscriber, perSubscriberHeap) = await PerSubscriberAsync($"/db/{projectId}/rest/events/stream?apikey={anonKey}");
+        // BENCH_QUICK=1: latency only (no memory phases), for trying changes out.
+        var quick = Environment.GetEnvironmentVariable("BENCH_QUICK") == "1";
+        var (baselineRss, baselineHeap) = quick ? (1.0, 1.0) : await PerSubscriberAsync("/bench/idle");
+        var (perSubscriber, perSubscriberHeap) = quick ? (1.0, 1.0) : await PerSubscriberAsync($"/db/{projectId}/rest/events/stream?apikey={anonKey}");
 
         // Delivery: first the hand-written broadcast (no database), then DbStudio with REST inserts, same load.
         using var writer = new HttpClient(new SocketsHttpHandler()) { BaseAddress = baseUrl };
@@ -210,7 +227,8 @@ public static class StreamBench
         }
         Console.WriteLine($"  DbStudio lost {ours.Expected - ours.Delivered:N0} (goal 0); p99 {ours.P99:F1} ms (goal < 50 ms); " +
                           $"p99 ratio to the hand-written broadcast {ours.P99 / baseline.P99:F2}×");
-        Console.WriteLine($"  memory per idle subscriber     DbStudio {perSubscriber:F1} KB RSS / {perSubscriberHeap:F1} KB managed heap (goal < 20 KB); " +
+        if (quick) Console.WriteLine("  memory per idle subscriber     not measured (BENCH_QUICK=1)");
+        else Console.WriteLine($"  memory per idle subscriber     DbStudio {perSubscriber:F1} KB RSS / {perSubscriberHeap:F1} KB managed heap (goal < 20 KB); " +
                           $"hand-written idle SSE {baselineRss:F1} KB RSS / {baselineHeap:F1} KB heap; ratio {perSubscriber / baselineRss:F2}× RSS");
     }
 
@@ -296,6 +314,8 @@ public static class StreamBench
         }
 
         var gcBefore = System.Text.Json.JsonDocument.Parse(await http.GetStringAsync("/bench/dispatch")).RootElement.Clone();
+        var clientPause0 = GC.GetTotalPauseDuration();
+        var clientGcs0 = (GC.CollectionCount(0), GC.CollectionCount(1), GC.CollectionCount(2));
         // Load: `rate` writes a second, paced, a few in flight at once.
         var total = rate * seconds;
         var acknowledged = 0;
@@ -336,6 +356,7 @@ public static class StreamBench
         if (listen is not null) await listen.DisposeAsync();
         foreach (var s in streams) s.Dispose();
 
+        Console.Error.WriteLine($"client gc during {path}: pause {(GC.GetTotalPauseDuration() - clientPause0).TotalMilliseconds:F0} ms, gen0 {GC.CollectionCount(0) - clientGcs0.Item1}, gen1 {GC.CollectionCount(1) - clientGcs0.Item2}, gen2 {GC.CollectionCount(2) - clientGcs0.Item3}");
         var latencies = receivers.SelectMany(r => r.Latencies).ToList();
         latencies.Sort();
         notifyLatencies.Sort();
