@@ -11,7 +11,9 @@
 #    (16 connections) alternates between them round by round: GET by primary key, a 50-row page and the one-to-many
 #    embed. One build's req/s swings ±20 % between rounds on a 2-core machine, so each round also measures this
 #    build's hand-written endpoint (Npgsql + role switch, no framework) between the two, and each REST figure is
-#    divided by it; medians over rounds are printed for both builds, and their ratio (this build / BASE).
+#    divided by it; medians over rounds are printed for both builds, and their ratio (this build / BASE). Beside it,
+#    each build's own CPU time per request (/proc, user + system): the server's cost, which the machine's noise
+#    sways less than req/s does (wrk and PostgreSQL share the two cores).
 #  - stream: `stream 1000 200 30` runs alternately on each build; medians of p50/p99, lost events and stages printed.
 # Needs wrk (apt-get install wrk).
 set -euo pipefail
@@ -40,10 +42,11 @@ request = function()
   return wrk.format("GET", p)
 end
 LUA
-  declare -A rest key hand
+  declare -A rest key hand pid
   for l in base this; do
     dir=$([ $l = base ] && echo "$work/base" || echo "$here")
     (cd "$dir" && exec "$(bin "$dir")" rest-serve > "$work/serve-$l.log" 2>&1) &
+    pid[$l]=$!
   done
   for l in base this; do
     for _ in $(seq 1 300); do grep -q "^HAND" "$work/serve-$l.log" && break; sleep 1; done
@@ -55,10 +58,20 @@ LUA
     local args=(-t2 -c16 -d"$3"s -s "$work/rnd.lua"); [ -n "$2" ] && args+=(-H "apikey: $2")
     wrk "${args[@]}" "$1" | awk '/Requests\/sec/ {print $2}'
   }
+  # The server's own CPU time (user + system, from /proc) for each request of a run: less swayed than req/s by what
+  # else the two cores were doing, since it leaves out wrk's and PostgreSQL's share. Sets $rps and $cpu (µs/request).
+  wc() { # url apikey seconds pid
+    local before after out n
+    before=$(awk '{print $14 + $15}' "/proc/$4/stat")
+    out=$(wrk -t2 -c16 -d"$3"s -s "$work/rnd.lua" -H "apikey: $2" "$1")
+    after=$(awk '{print $14 + $15}' "/proc/$4/stat")
+    n=$(awk '/requests in/ {print $1}' <<<"$out"); rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+    cpu=$(python3 -c "print(($after - $before) * 1e6 / $(getconf CLK_TCK) / max(1, $n))")
+  }
   rest[base]=${rest[base]%/items} # older builds printed the table's address
   # The reference: this build's hand-written endpoint (older builds' baselines connected as the platform login,
   # refused since the schema lockdown), measured in every round between the two REST runs.
-  printf '\n%-10s %-10s %12s %16s\n' query build "REST req/s" "% of hand-written"
+  printf '\n%-10s %-10s %12s %16s %16s\n' query build "REST req/s" "% of hand-written" "server µs/req"
   for q in pk page embed; do
     case $q in
       pk) rp='/items?id=eq.{r}'; hp='/rls/items/{r}' ;;
@@ -72,29 +85,34 @@ LUA
     done
     [ $ok = 1 ] || continue
     for l in base this; do w "${rest[$l]}$rp" "${key[$l]}" 8 >/dev/null; done; w "${hand[this]}$hp" "" 4 >/dev/null # JIT warm-up
-    declare -A rps=() ratio=(); hrps=""
+    declare -A rps=() ratio=() cpus=(); hrps=""
     for r in $(seq 1 "$rounds"); do
       # the order alternates, so neither build always runs right after the warm hand-written endpoint
       if [ $((r % 2)) = 1 ]; then
-        a=$(w "${rest[base]}$rp" "${key[base]}" 5); h=$(w "${hand[this]}$hp" "" 5); b=$(w "${rest[this]}$rp" "${key[this]}" 5)
+        wc "${rest[base]}$rp" "${key[base]}" 5 "${pid[base]}"; a=$rps; ca=$cpu
+        h=$(w "${hand[this]}$hp" "" 5)
+        wc "${rest[this]}$rp" "${key[this]}" 5 "${pid[this]}"; b=$rps; cb=$cpu
       else
-        b=$(w "${rest[this]}$rp" "${key[this]}" 5); h=$(w "${hand[this]}$hp" "" 5); a=$(w "${rest[base]}$rp" "${key[base]}" 5)
+        wc "${rest[this]}$rp" "${key[this]}" 5 "${pid[this]}"; b=$rps; cb=$cpu
+        h=$(w "${hand[this]}$hp" "" 5)
+        wc "${rest[base]}$rp" "${key[base]}" 5 "${pid[base]}"; a=$rps; ca=$cpu
       fi
-      echo "  $q round $r: base $a, hand-written $h, this $b req/s" >&2
-      rps[base]+="$a "; rps[this]+="$b "; hrps+="$h "
+      echo "  $q round $r: base $a, hand-written $h, this $b req/s; server CPU base $(printf %.0f "$ca"), this $(printf %.0f "$cb") µs/request" >&2
+      rps[base]+="$a "; rps[this]+="$b "; hrps+="$h "; cpus[base]+="$ca "; cpus[this]+="$cb "
       ratio[base]+="$(python3 -c "print($a / $h * 100)") "; ratio[this]+="$(python3 -c "print($b / $h * 100)") "
     done
     for l in base this; do
       # shellcheck disable=SC2086
-      printf '%-10s %-10s %12s %16s\n' "$q" "$l" "$(median ${rps[$l]})" "$(median ${ratio[$l]})"
+      printf '%-10s %-10s %12s %16s %16s\n' "$q" "$l" "$(median ${rps[$l]})" "$(median ${ratio[$l]})" "$(median ${cpus[$l]})"
     done
     # shellcheck disable=SC2086
     printf '%-10s %-10s %12s %16s\n' "$q" "hand" "$(median $hrps)" ""
     # shellcheck disable=SC2086
-    printf '%-10s %-10s %12s %16s\n' "$q" "this/base" "" "$(python3 -c "print(f'{$(median ${ratio[this]}) / $(median ${ratio[base]}) * 100:.0f} %')")"
-    unset rps ratio
+    printf '%-10s %-10s %12s %16s %16s\n' "$q" "this/base" "" "$(python3 -c "print(f'{$(median ${ratio[this]}) / $(median ${ratio[base]}) * 100:.0f} %')")" \
+      "$(python3 -c "print(f'{$(median ${cpus[this]}) / $(median ${cpus[base]}) * 100:.0f} %')")"
+    unset rps ratio cpus
   done
-  echo "(medians of $rounds rounds; each round: 5 s of wrk -c16 per build and variant, builds alternating)"
+  echo "(medians of $rounds rounds; each round: 5 s of wrk -c16 per build and variant, builds alternating; server µs/req: the build's own CPU time per request, lower is better)"
 elif [ "$what" = stream ]; then
   rounds=${3:-2}
   declare -A p50 p99 lost

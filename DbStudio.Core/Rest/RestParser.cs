@@ -7,12 +7,15 @@ public static class RestParser
     public const string SingularMediaType = "application/vnd.pgrst.object+json";
     private static readonly HashSet<string> Reserved = ["select", "order", "limit", "offset", "columns", "on_conflict", "apikey", "access_token", "last_event_id"];
 
+    /// <summary>No select=: every column (shared by every such request; nothing changes it).</summary>
+    private static readonly IReadOnlyList<SelectItem> AllColumns = [new SelectItem("*", null, null)];
+
     public static RestRequest Parse(RestVerb verb, string table, IEnumerable<KeyValuePair<string, string>> query,
         IReadOnlyList<string> prefer, string? range, string? accept, string? body)
     {
-        var select = (IReadOnlyList<SelectItem>)[new SelectItem("*", null, null)];
+        var select = AllColumns;
         IReadOnlyList<Embed> embeds = [];
-        var nested = new Dictionary<string, EmbedParams>();
+        Dictionary<string, EmbedParams>? nested = null;
         var filters = new List<Filter>();
         IReadOnlyList<OrderTerm> order = [];
         long? limit = null;
@@ -40,6 +43,7 @@ public static class RestParser
                     if (EmbeddedKey(key) is var (path, name))
                     {
                         var pathKey = string.Join('.', path);
+                        nested ??= [];
                         if (!nested.TryGetValue(pathKey, out var np)) nested[pathKey] = np = new EmbedParams(path);
                         np.Add(name, value);
                     }
@@ -47,7 +51,7 @@ public static class RestParser
                     break;
             }
         }
-        if (nested.Count > 0) embeds = AttachParams(embeds, nested, []);
+        if (nested is { Count: > 0 }) embeds = AttachParams(embeds, nested, []);
 
         var prefs = ParsePrefer(prefer);
         if (range is { Length: > 0 })

@@ -52,7 +52,7 @@ public sealed partial class RestSql
     private const string Src = "pgrst_source"; // the CTE holding the statement's rows
     private const string Body = "pgrst_body";  // the request body as a record set
 
-    private readonly StringBuilder _sql = new();
+    private readonly StringBuilder _sql = new(256); // sized for a usual statement: no chunk-by-chunk growth
     private readonly List<NpgsqlParameter> _params = [];
     private readonly RestRequest _req;
     private readonly TableInfo _table;
@@ -182,7 +182,7 @@ public sealed partial class RestSql
         // outer SELECT list only for the rows that survive OFFSET/LIMIT (a cast in the inner list would run for every
         // skipped row too).
         var plain = _req.Csv ? null : PlainColumns();
-        var inner = new StringBuilder("SELECT ").Append(SelectList(_req.Select, Root));
+        var inner = new StringBuilder(256).Append("SELECT ").Append(SelectList(_req.Select, Root));
         var joins = new StringBuilder();
         foreach (var output in EmbedJoins(_req.Embeds, Root, joins)) inner.Append(", ").Append(output);
         inner.Append(" FROM ").Append(Target()).Append(" AS ").Append(T).Append(joins);
@@ -315,7 +315,7 @@ public sealed partial class RestSql
         // Embeds (or CSV, or an order): the written rows' columns that the select, the order and the relationships need,
         // then the same select as a read over them: SELECT … FROM pgrst_source AS pgrst_t LEFT JOIN LATERAL (…) ORDER BY ….
         _sql.Append(" RETURNING ").Append(ReturnedColumns()).Append(") ");
-        var inner = new StringBuilder("SELECT ").Append(SelectList(_req.Select, Root));
+        var inner = new StringBuilder(256).Append("SELECT ").Append(SelectList(_req.Select, Root));
         var joins = new StringBuilder();
         foreach (var output in EmbedJoins(_req.Embeds, Root, joins)) inner.Append(", ").Append(output);
         inner.Append(" FROM ").Append(Src).Append(" AS ").Append(T).Append(joins);
@@ -381,21 +381,26 @@ public sealed partial class RestSql
     }
 
     /// <summary>The output columns with their JSON kinds, when every one has a direct JSON form (RowJson).</summary>
-    private List<PlainColumn>? PlainColumns()
+    private IReadOnlyList<PlainColumn>? PlainColumns()
     {
+        var shapes = PlainShapes.Of(_table);
+        // The default shape (select=*, nothing embedded): the table's list as it was made once.
+        if (_req.Select is [{ IsStar: true }] && _req.Embeds.Count == 0) return shapes.Star;
         var result = new List<PlainColumn>();
         foreach (var item in _req.Select)
         {
             if (item.IsStar)
             {
-                foreach (var c in _table.Columns)
-                {
-                    if (RowJson.KindOf(c.TypeOid) is not { } k) return null;
-                    result.Add(new PlainColumn(c.Name, k));
-                }
+                if (shapes.Star is null) return null;
+                result.AddRange(shapes.Star);
                 continue;
             }
             var col = Column(_table, item.Column);
+            if (item is { Cast: null, Alias: null, Path.Count: 0 } && shapes.Column(col.Name) is { } same)
+            {
+                result.Add(same);
+                continue;
+            }
             var kind = item.Cast is not null ? RowJson.KindOfCast(item.Cast)
                 : item.Path.Count > 0 ? (item.Path[^1].AsText ? JsonKind.String : RowJson.KindOf(col.TypeOid) is JsonKind.Json ? JsonKind.Json : null)
                 : RowJson.KindOf(col.TypeOid);
@@ -413,7 +418,13 @@ public sealed partial class RestSql
     }
 
     /// <summary>The outer SELECT list for <paramref name="plain"/>: the subquery's columns, as text where the kind says so.</summary>
-    private static string PlainSelectList(IReadOnlyList<PlainColumn> plain) =>
+    private string PlainSelectList(IReadOnlyList<PlainColumn> plain)
+    {
+        var shapes = PlainShapes.Of(_table);
+        return ReferenceEquals(plain, shapes.Star) ? shapes.StarSelect(MakePlainSelectList) : MakePlainSelectList(plain);
+    }
+
+    private static string MakePlainSelectList(IReadOnlyList<PlainColumn> plain) =>
         string.Join(", ", plain.Select(c => c.SelectAsText ? $"({Src}.{SqlText.Ident(c.Name)})::text" : $"{Src}.{SqlText.Ident(c.Name)}"));
 
     private string SelectList(IReadOnlyList<SelectItem> select, Scope scope)

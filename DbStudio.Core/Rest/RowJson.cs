@@ -35,6 +35,40 @@ public sealed record PlainColumn(string Name, JsonKind Kind)
     public JsonEncodedText Key { get; } = JsonEncodedText.Encode(Name, JavaScriptEncoder.UnsafeRelaxedJsonEscaping);
 }
 
+/// <summary>
+/// A table's plain output columns, made once per catalog snapshot (a reload makes new TableInfo objects, and the entry
+/// goes with the old one): each column's <see cref="PlainColumn"/> — its escaped JSON key — and the whole list and SELECT
+/// list of `select=*`, which every request of the default shape would otherwise build again.
+/// </summary>
+internal sealed class PlainShapes
+{
+    private static readonly System.Runtime.CompilerServices.ConditionalWeakTable<TableInfo, PlainShapes> Cache = new();
+
+    public static PlainShapes Of(TableInfo table) => Cache.GetValue(table, static t => new PlainShapes(t));
+
+    private readonly Dictionary<string, PlainColumn> _byName = new(StringComparer.Ordinal);
+
+    /// <summary>Every column of the table in order, or null when one has no plain kind.</summary>
+    public IReadOnlyList<PlainColumn>? Star { get; }
+
+    /// <summary><see cref="Star"/>'s output list over <paramref name="source"/> — made by the caller's function, once.</summary>
+    public string? StarSelectList { get; private set; }
+
+    private PlainShapes(TableInfo table)
+    {
+        var all = new List<PlainColumn>(table.Columns.Count);
+        foreach (var c in table.Columns)
+            if (RowJson.KindOf(c.TypeOid) is { } kind) all.Add(_byName[c.Name] = new PlainColumn(c.Name, kind));
+        Star = all.Count == table.Columns.Count ? all : null;
+    }
+
+    /// <summary>The column's plain output under its own name, or null when it has no plain kind.</summary>
+    public PlainColumn? Column(string name) => _byName.GetValueOrDefault(name);
+
+    /// <summary>The SELECT list of <see cref="Star"/>, made by <paramref name="make"/> the first time.</summary>
+    public string StarSelect(Func<IReadOnlyList<PlainColumn>, string> make) => StarSelectList ??= make(Star!);
+}
+
 public static class RowJson
 {
     /// <summary>The kind for a column type, or null when row_to_json must do it (arrays, composites, char(n), …).</summary>

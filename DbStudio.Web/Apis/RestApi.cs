@@ -26,6 +26,10 @@ public static class RestApi
         return app;
     }
 
+    /// <summary>Each verb's span name ("rest GET") and tag ("Get"), made once rather than for every request.</summary>
+    private static readonly string[] SpanNames = [.. Enum.GetValues<RestVerb>().Select(v => "rest " + v.ToString().ToUpperInvariant())];
+    private static readonly string[] VerbTags = [.. Enum.GetValues<RestVerb>().Select(v => v.ToString())];
+
     private static async Task Handle(HttpContext ctx, string id, string table, Credentials credentials, RestExecutor executor,
         RestMetrics metrics, IOptions<DbStudioOptions> options)
     {
@@ -62,7 +66,8 @@ public static class RestApi
         try
         {
             var query = ctx.Request.Query.SelectMany(kv => kv.Value.Select(v => new KeyValuePair<string, string>(kv.Key, v ?? "")));
-            req = RestParser.Parse(verb, table, query, ctx.Request.Headers["Prefer"].Select(p => p ?? "").ToList(),
+            var prefer = ctx.Request.Headers["Prefer"];
+            req = RestParser.Parse(verb, table, query, prefer.Count == 0 ? [] : prefer.Select(p => p ?? "").ToList(),
                 ctx.Request.Headers.Range.FirstOrDefault(), ctx.Request.Headers.Accept.FirstOrDefault(), body);
         }
         catch (RestException e)
@@ -71,7 +76,7 @@ public static class RestApi
             return;
         }
 
-        var result = await RestResponses.TracedAsync("rest " + verb.ToString().ToUpperInvariant(), verb.ToString(), caller, "dbstudio.table", req.Table,
+        var result = await RestResponses.TracedAsync(SpanNames[(int)verb], VerbTags[(int)verb], caller, "dbstudio.table", req.Table,
             () => executor.ExecuteAsync(caller, req, ctx.RequestAborted));
         await RestResponses.WriteAsync(ctx, result, head: verb == RestVerb.Head);
     }
