@@ -29,7 +29,17 @@ public sealed class ProjectGates : IAsyncDisposable
     /// Waits for the project's turn; the lease is the turn (dispose it when done). Null when the project's queue is full
     /// or the turn did not come within the queue timeout.
     /// </summary>
-    public async ValueTask<RateLimitLease?> EnterAsync(string projectId, CancellationToken ct)
+    public ValueTask<RateLimitLease?> EnterAsync(string projectId, CancellationToken ct)
+    {
+        // A free turn with nobody waiting before it (the limiter keeps first come, first served) is taken at once:
+        // no timer is started for the queue timeout, which the usual request — its project not busy — never needs.
+        var now = _limiter.AttemptAcquire(projectId);
+        if (now.IsAcquired) return ValueTask.FromResult<RateLimitLease?>(now);
+        now.Dispose();
+        return WaitAsync(projectId, ct);
+    }
+
+    private async ValueTask<RateLimitLease?> WaitAsync(string projectId, CancellationToken ct)
     {
         using var deadline = CancellationTokenSource.CreateLinkedTokenSource(ct);
         deadline.CancelAfter(_options.ProjectQueueTimeout);

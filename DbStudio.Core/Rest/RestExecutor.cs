@@ -307,7 +307,11 @@ public sealed class RestExecutor(RestConnections connections, SchemaCache schema
     /// The preferences this request ran with, in PostgREST's sense: resolution and missing=default only where rows were
     /// inserted (POST), return=headers-only only on POST (no other verb answers with headers only), tx as asked.
     /// </summary>
-    private static AppliedPreferences Applied(RestRequest req) => new()
+    private static AppliedPreferences Applied(RestRequest req) => req is
+    {
+        Count: CountPref.None, Return: ReturnPref.Default, Resolution: ResolutionPref.None, MissingDefault: false, Rollback: false,
+        CommitAsked: false,
+    } ? AppliedPreferences.None : new()
     {
         Resolution = req.Verb == RestVerb.Post ? req.Resolution : ResolutionPref.None,
         MissingDefault = req.MissingDefault && req.Verb == RestVerb.Post,

@@ -37,6 +37,7 @@ public static class RestResponses
     /// <summary>In PostgREST's order: resolution, missing, return, count, tx, then params.</summary>
     public static string? PreferenceApplied(AppliedPreferences a)
     {
+        if (a == AppliedPreferences.None) return null; // the usual request: no list made
         var applied = new List<string>();
         if (a.Resolution == ResolutionPref.MergeDuplicates) applied.Add("resolution=merge-duplicates");
         if (a.Resolution == ResolutionPref.IgnoreDuplicates) applied.Add("resolution=ignore-duplicates");
