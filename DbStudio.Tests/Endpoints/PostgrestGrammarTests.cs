@@ -145,6 +145,31 @@ public class PostgrestGrammarTests(TestApp app)
     }
 
     [Fact]
+    public async Task Bodies_of_every_size_come_back_whole_and_writes_without_a_representation_have_none()
+    {
+        var p = await SetupAsync();
+        // 3 MB of text in one row: larger than the pooled body buffers (1 MB), so it takes a buffer of its own.
+        var big = await SendAsync(p, HttpMethod.Post, "docs", $$"""{"title":"big","body":"{{new string('x', 3_000_000)}}"}""");
+        Assert.Equal(HttpStatusCode.Created, big.StatusCode);
+        var plain = await GetAsync(p, "docs?select=id,body&title=eq.big");                // plain columns: .NET writes the JSON
+        Assert.Equal(3_000_000, plain[0].GetProperty("body").GetString()!.Length);
+        var asJson = await GetAsync(p, "docs?select=id,body,tags&title=eq.big");          // an array column: row_to_json
+        Assert.Equal(3_000_000, asJson[0].GetProperty("body").GetString()!.Length);
+        var csv = await SendAsync(p, HttpMethod.Get, "docs?select=title,body&title=eq.big", accept: "text/csv");
+        Assert.Equal("title,body\nbig," + new string('x', 3_000_000), await csv.Content.ReadAsStringAsync());
+        // Small answers after the big one: nothing of it shows through a reused buffer.
+        AssertJson("""[{"id":1,"title":"cats"}]""", await GetAsync(p, "docs?select=id,title&id=eq.1"));
+        AssertJson("""[]""", await GetAsync(p, "docs?select=id,title&id=eq.999"));
+
+        // A write without return=representation answers 204 with no body (not an empty one).
+        var patched = await SendAsync(p, HttpMethod.Patch, "docs?id=eq.1", """{"title":"cats!"}""");
+        Assert.Equal(HttpStatusCode.NoContent, patched.StatusCode);
+        Assert.Equal("", await patched.Content.ReadAsStringAsync());
+        var deleted = await SendAsync(p, HttpMethod.Delete, "docs?title=eq.big");
+        Assert.Equal(HttpStatusCode.NoContent, deleted.StatusCode);
+    }
+
+    [Fact]
     public async Task Missing_keys_of_a_bulk_insert_take_the_column_default_with_missing_default()
     {
         var p = await SetupAsync();
