@@ -21,7 +21,8 @@ base=${1:?usage: bench/compare.sh BASE rest|stream [rounds]}
 what=${2:-rest}
 here=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d /tmp/dbstudio-compare.XXXXXX)
-trap 'pkill -9 -f "DbStudio.Bench rest-serve" 2>/dev/null || true; git -C "$here" worktree remove --force "$work/base" >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
+serve_pids="" # this run's own servers only: a rest-serve started by hand elsewhere on the machine is left alone
+trap 'for p in $serve_pids; do kill -9 "$p" 2>/dev/null || true; done; git -C "$here" worktree remove --force "$work/base" >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
 
 git -C "$here" worktree add --detach "$work/base" "$base" >/dev/null 2>&1
 echo "base $(git -C "$work/base" log --oneline -1)"
@@ -46,7 +47,7 @@ LUA
   for l in base this; do
     dir=$([ $l = base ] && echo "$work/base" || echo "$here")
     (cd "$dir" && exec "$(bin "$dir")" rest-serve > "$work/serve-$l.log" 2>&1) &
-    pid[$l]=$!
+    pid[$l]=$!; serve_pids+=" $!"
   done
   for l in base this; do
     for _ in $(seq 1 300); do grep -q "^HAND" "$work/serve-$l.log" && break; sleep 1; done
