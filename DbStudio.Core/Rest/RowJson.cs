@@ -51,8 +51,7 @@ internal sealed class PlainShapes
     /// <summary>Every column of the table in order, or null when one has no plain kind.</summary>
     public IReadOnlyList<PlainColumn>? Star { get; }
 
-    /// <summary><see cref="Star"/>'s output list over <paramref name="source"/> — made by the caller's function, once.</summary>
-    public string? StarSelectList { get; private set; }
+    private string? _starSelect;
 
     private PlainShapes(TableInfo table)
     {
@@ -66,7 +65,7 @@ internal sealed class PlainShapes
     public PlainColumn? Column(string name) => _byName.GetValueOrDefault(name);
 
     /// <summary>The SELECT list of <see cref="Star"/>, made by <paramref name="make"/> the first time.</summary>
-    public string StarSelect(Func<IReadOnlyList<PlainColumn>, string> make) => StarSelectList ??= make(Star!);
+    public string StarSelect(Func<IReadOnlyList<PlainColumn>, string> make) => _starSelect ??= make(Star!);
 }
 
 public static class RowJson
