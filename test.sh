@@ -39,6 +39,12 @@ status=${PIPESTATUS[0]}
 set -e
 # A plain summary line: "N passed, N failed, N skipped" (summed over test assemblies).
 count() { grep -E "^ +$1: +[0-9]+$" "$log" | awk '{s+=$2} END {print s+0}'; }
+# CI keeps only the end of the output: name every failed test again there, with its message and stack.
+if grep -qE "^ +Failed [A-Za-z]" "$log"; then
+  echo "---- failed tests (repeated from above) ----"
+  awk '/^  (Passed|Skipped) |^\[xUnit|^Test Run|^Total tests/ {show=0} /^  Failed [A-Za-z]/ {show=1; n=0} show && n++ < 60' "$log"
+  echo "----"
+fi
 if grep -qE "^Total tests: +[0-9]+" "$log"; then
   echo "tests: $(count Passed) passed, $(count Failed) failed, $(count Skipped) skipped"
 fi
