@@ -221,6 +221,8 @@ public class StreamRevocationTests(TestApp app)
         listen.Notification += (_, e) => heard.Enqueue($"{e.Channel}:{e.Payload}");
         await using (var cmd = new Npgsql.NpgsqlCommand("LISTEN dbstudio_changes; LISTEN dbstudio_platform", listen)) await cmd.ExecuteNonQueryAsync();
 
+        // Another project signals first (as other tests' projects do at any time): its signal is not the victim's.
+        (await attacker.Owner.PostAsync($"/api/projects/{attacker.P.Id}/keys/anon/rotate", null)).EnsureSuccessStatusCode();
         // The victim is busy: writes, a logout, a key rotation.
         await using var s = await SseClient.OpenAsync(app.BaseUrl, $"/db/{victim.P.Id}/rest/notes/stream", victim.P.ApiKey);
         await Send(app.BaseUrl, HttpMethod.Post, $"/db/{victim.P.Id}/rest/notes", victim.P.ApiKey, null, new { title = "busy" });
@@ -228,18 +230,26 @@ public class StreamRevocationTests(TestApp app)
         var (token, _) = await SignupAsync(victim.P);
         await Send(app.BaseUrl, HttpMethod.Post, $"/db/{victim.P.Id}/auth/logout", token, victim.P.AnonKey, null);
         (await victim.Owner.PostAsync($"/api/projects/{victim.P.Id}/keys/anon/rotate", null)).EnsureSuccessStatusCode();
-        var deadline = DateTime.UtcNow.AddSeconds(20);
-        while (!heard.Any(h => h.StartsWith("dbstudio_platform:")) && DateTime.UtcNow < deadline)
+        // Wait for the victim's own traffic: its write's change signal and a platform signal after it (its logout and
+        // rotation come later). Other tests' projects signal on the same channels at any time, so a platform signal
+        // heard first may be theirs, from before the victim's write.
+        bool HeardVictimsTraffic()
+        {
+            var all = heard.ToArray();
+            var change = Array.FindIndex(all, h => h.StartsWith("dbstudio_changes:"));
+            return change >= 0 && Array.FindIndex(all, change + 1, h => h.StartsWith("dbstudio_platform:")) > change;
+        }
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while (!HeardVictimsTraffic() && DateTime.UtcNow < deadline)
             await listen.WaitAsync(TimeSpan.FromMilliseconds(200));
-        Assert.Contains(heard, h => h.StartsWith("dbstudio_changes:"));
-        Assert.Contains(heard, h => h.StartsWith("dbstudio_platform:"));
+        Assert.True(HeardVictimsTraffic(), "heard: " + string.Join(" | ", heard));
         Assert.DoesNotContain(heard, h => h.Contains(victim.P.Id)); // nothing names the victim
 
         // Forged signals (the old plain form) change nothing, and a replayed one is ignored (PlatformSignalsTests): the victim's stream
         // stays open and live.
         await using (var forge = new Npgsql.NpgsqlCommand(
             $"SELECT pg_notify('dbstudio_platform', 'project:{victim.P.Id}:'), pg_notify('dbstudio_platform', 'keys:{victim.P.Id}:'), " +
-            $"pg_notify('dbstudio_platform', '{heard.First(h => h.StartsWith("dbstudio_platform:"))["dbstudio_platform:".Length..]}')", listen))
+            $"pg_notify('dbstudio_platform', '{heard.Last(h => h.StartsWith("dbstudio_platform:"))["dbstudio_platform:".Length..]}')", listen))
             await forge.ExecuteNonQueryAsync();
         await app.Service<ChangeHub>().CheckCredentialsAsync();
         await Send(app.BaseUrl, HttpMethod.Post, $"/db/{victim.P.Id}/rest/notes", victim.P.ApiKey, null, new { title = "still live" });
