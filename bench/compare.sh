@@ -8,9 +8,9 @@
 # BASE is any commit (e.g. 3682b0f, the last one before the restructuring). It is checked out in a temporary worktree
 # and both builds are compiled in Release.
 #  - rest: both builds serve at once (`rest-serve`, each build with its own embedded PostgreSQL), and wrk
-#    (16 connections) alternates between them round by round: GET by primary key, a 50-row page and the one-to-many
+#    (16 connections, or BENCH_CONNECTIONS) alternates between them round by round: GET by primary key, a 50-row page and the one-to-many
 #    embed. One build's req/s swings ±20 % between rounds on a 2-core machine, so each round also measures this
-#    build's hand-written endpoint (Npgsql + role switch, no framework) between the two, and each REST figure is
+#    build's hand-written endpoint (Npgsql + role switch, no framework; in a third process) between the two, and each REST figure is
 #    divided by it; medians over rounds are printed for both builds, and their ratio (this build / BASE). Beside it,
 #    each build's own CPU time per request (/proc, user + system): the server's cost, which the machine's noise
 #    sways less than req/s does (wrk and PostgreSQL share the two cores).
@@ -36,6 +36,7 @@ median() { python3 -c 'import sys,statistics; v=[float(x) for x in sys.argv[1:] 
 if [ "$what" = rest ]; then
   command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk" >&2; exit 2; }
   rounds=${3:-5}
+  conns=${BENCH_CONNECTIONS:-16} # 16: the project's gate (4 at a time on 2 cores) keeps 12 waiting; 4: nobody waits
   cat > "$work/rnd.lua" <<'LUA'
 request = function()
   local p = string.gsub(wrk.path, "{r}", tostring(math.random(1, 100000)))
@@ -44,19 +45,22 @@ request = function()
 end
 LUA
   declare -A rest key hand pid
-  for l in base this; do
+  # "ref": a third process of this build, serving only the hand-written reference, so that neither measured process
+  # does work the other does not (with the reference inside this build's process, that process alone served a
+  # third of the load between its own REST rounds).
+  for l in base this ref; do
     dir=$([ $l = base ] && echo "$work/base" || echo "$here")
     (cd "$dir" && exec "$(bin "$dir")" rest-serve > "$work/serve-$l.log" 2>&1) &
     pid[$l]=$!; serve_pids+=" $!"
   done
-  for l in base this; do
+  for l in base this ref; do
     for _ in $(seq 1 300); do grep -q "^HAND" "$work/serve-$l.log" && break; sleep 1; done
     grep -q "^HAND" "$work/serve-$l.log" || { echo "the $l build did not start:"; tail -20 "$work/serve-$l.log"; exit 1; }
     rest[$l]=$(awk '/^REST/ {print $2}' "$work/serve-$l.log"); key[$l]=$(awk '/^REST/ {print $4}' "$work/serve-$l.log")
     hand[$l]=$(awk '/^HAND/ {print $2}' "$work/serve-$l.log")
   done
   w() { # url apikey seconds -> req/s
-    local args=(-t2 -c16 -d"$3"s -s "$work/rnd.lua"); [ -n "$2" ] && args+=(-H "apikey: $2")
+    local args=(-t2 -c"$conns" -d"$3"s -s "$work/rnd.lua"); [ -n "$2" ] && args+=(-H "apikey: $2")
     wrk "${args[@]}" "$1" | awk '/Requests\/sec/ {print $2}'
   }
   # The server's own CPU time (user + system, from /proc) for each request of a run: less swayed than req/s by what
@@ -64,7 +68,7 @@ LUA
   wc() { # url apikey seconds pid
     local before after out n
     before=$(awk '{print $14 + $15}' "/proc/$4/stat")
-    out=$(wrk -t2 -c16 -d"$3"s -s "$work/rnd.lua" -H "apikey: $2" "$1")
+    out=$(wrk -t2 -c"$conns" -d"$3"s -s "$work/rnd.lua" -H "apikey: $2" "$1")
     after=$(awk '{print $14 + $15}' "/proc/$4/stat")
     n=$(awk '/requests in/ {print $1}' <<<"$out"); rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
     cpu=$(python3 -c "print(($after - $before) * 1e6 / $(getconf CLK_TCK) / max(1, $n))")
@@ -80,22 +84,23 @@ LUA
       embed) rp='/parents?select=id,name,children(id,name,qty)&order=id'; hp='/rls/parents' ;;
     esac
     ok=1
-    for u in "${rest[base]}$rp|${key[base]}" "${rest[this]}$rp|${key[this]}" "${hand[this]}$hp|"; do
+    for u in "${rest[base]}$rp|${key[base]}" "${rest[this]}$rp|${key[this]}" "${hand[ref]}$hp|"; do
       k=${u#*|}; u=${u%|*}; u=${u//\{r\}/1}; u=${u//\{o\}/0}
       [ "$(curl -s -o /dev/null -w '%{http_code}' -H "apikey: $k" "$u")" = 200 ] || { echo "$q: $u does not answer 200 (an older build without it?): skipped"; ok=0; }
     done
     [ $ok = 1 ] || continue
-    for l in base this; do w "${rest[$l]}$rp" "${key[$l]}" 8 >/dev/null; done; w "${hand[this]}$hp" "" 4 >/dev/null # JIT warm-up
+    # Warm-up: 15 s per build and query (BENCH_WARMUP), so that tiered JIT and dynamic PGO have settled in both.
+    for l in base this; do w "${rest[$l]}$rp" "${key[$l]}" "${BENCH_WARMUP:-15}" >/dev/null; done; w "${hand[ref]}$hp" "" 4 >/dev/null
     declare -A rps=() ratio=() cpus=(); hrps=""
     for r in $(seq 1 "$rounds"); do
       # the order alternates, so neither build always runs right after the warm hand-written endpoint
       if [ $((r % 2)) = 1 ]; then
         wc "${rest[base]}$rp" "${key[base]}" 5 "${pid[base]}"; a=$rps; ca=$cpu
-        h=$(w "${hand[this]}$hp" "" 5)
+        h=$(w "${hand[ref]}$hp" "" 5)
         wc "${rest[this]}$rp" "${key[this]}" 5 "${pid[this]}"; b=$rps; cb=$cpu
       else
         wc "${rest[this]}$rp" "${key[this]}" 5 "${pid[this]}"; b=$rps; cb=$cpu
-        h=$(w "${hand[this]}$hp" "" 5)
+        h=$(w "${hand[ref]}$hp" "" 5)
         wc "${rest[base]}$rp" "${key[base]}" 5 "${pid[base]}"; a=$rps; ca=$cpu
       fi
       echo "  $q round $r: base $a, hand-written $h, this $b req/s; server CPU base $(printf %.0f "$ca"), this $(printf %.0f "$cb") µs/request" >&2
@@ -113,7 +118,7 @@ LUA
       "$(python3 -c "print(f'{$(median ${cpus[this]}) / $(median ${cpus[base]}) * 100:.0f} %')")"
     unset rps ratio cpus
   done
-  echo "(medians of $rounds rounds; each round: 5 s of wrk -c16 per build and variant, builds alternating; server µs/req: the build's own CPU time per request, lower is better)"
+  echo "(medians of $rounds rounds; each round: 5 s of wrk -c$conns per build and variant, builds alternating; server µs/req: the build's own CPU time per request, lower is better)"
 elif [ "$what" = stream ]; then
   rounds=${3:-2}
   declare -A p50 p99 lost
