@@ -38,10 +38,13 @@ public sealed class AccessPolicies(NpgsqlDataSource platform, ProjectServers ser
     /// The settings in force for a table, making sure its policies exist: a table the platform has not seen
     /// (or one dropped and re-created, so RLS is off) gets its stored settings or the secure defaults first.
     /// </summary>
-    public async Task<AccessSettings> EnsureAsync(string projectId, TableInfo table, CancellationToken ct = default)
+    public ValueTask<AccessSettings> EnsureAsync(string projectId, TableInfo table, CancellationToken ct = default) =>
+        _applied.TryGet((projectId, table.Oid), out var s) ? ValueTask.FromResult(s) // the usual request: no state machine, no Task
+        : !table.IsTable ? ValueTask.FromResult(AccessSettings.Defaults(null)) // views: only the DB_API_KEY reaches them
+        : new ValueTask<AccessSettings>(ApplyAsync(projectId, table, ct));
+
+    private async Task<AccessSettings> ApplyAsync(string projectId, TableInfo table, CancellationToken ct)
     {
-        if (_applied.TryGet((projectId, table.Oid), out var s)) return s;
-        if (!table.IsTable) return AccessSettings.Defaults(null); // views: only the DB_API_KEY reaches them
         var stored = await StoredAsync(projectId, table, ct);
         var settings = stored ?? AccessSettings.Defaults(DefaultOwnerColumn(table));
         if (stored is null || !await RlsEnabledAsync(projectId, table.Oid, ct))

@@ -168,7 +168,7 @@ public sealed class ProjectConnectionPool : IAsyncDisposable
     public int OpenCount { get { lock (_lock) return _open; } }
 
     /// <summary>A connection of <paramref name="key"/>; give it back with <see cref="Return"/>.</summary>
-    public async Task<NpgsqlConnection> RentAsync(PoolKey key, PoolPolicy policy, CancellationToken ct)
+    public async ValueTask<NpgsqlConnection> RentAsync(PoolKey key, PoolPolicy policy, CancellationToken ct)
     {
         KeyState state;
         NpgsqlConnection? victim = null;

@@ -74,7 +74,7 @@ public sealed class RestConnections(ServerPools pool, Platform.ProjectServers se
     /// A connection of project <paramref name="id"/>'s login for <paramref name="role"/>, whose session may act as any role
     /// the login may take: the caller sets the role in each transaction it runs (<see cref="RoleSetting"/>).
     /// </summary>
-    public async Task<NpgsqlConnection> RentForRequestAsync(string id, RestRole role, CancellationToken ct)
+    public async ValueTask<NpgsqlConnection> RentForRequestAsync(string id, RestRole role, CancellationToken ct)
     {
         // The project's server's pool: each server has a budget of its own. A project being moved waits for its move.
         Platform.DbServer server;

@@ -26,7 +26,7 @@ public sealed class ServerPools(ProjectConnectionPool main, IOptions<DbStudioOpt
     public int OpenCount => All.Sum(p => p.OpenCount);
 
     /// <summary>A connection of <paramref name="key"/> on <paramref name="server"/>; give it back with <see cref="Return"/>.</summary>
-    public async Task<NpgsqlConnection> RentAsync(DbServer server, PoolKey key, PoolPolicy policy, CancellationToken ct)
+    public async ValueTask<NpgsqlConnection> RentAsync(DbServer server, PoolKey key, PoolPolicy policy, CancellationToken ct)
     {
         var pool = For(server);
         var conn = await pool.RentAsync(key, policy, ct);

@@ -26,12 +26,15 @@ public sealed class RestExecutor(RestConnections connections, SchemaCache schema
     {
         try
         {
-            var table = await schemas.FindTableAsync(caller.ProjectId, req.Table, ct);
+            var snapshot = await schemas.GetAsync(caller.ProjectId, ct);
+            // A table the snapshot does not know: looked for again in a reloaded catalog (at most a few times a second).
+            if (!snapshot.Tables.TryGetValue(req.Table, out var table)
+                && (table = await schemas.FindTableAsync(caller.ProjectId, req.Table, ct)) is not null)
+                snapshot = await schemas.GetAsync(caller.ProjectId, ct);
             if (table is null)
                 return RestResult.Fail(404, new RestError("PGRST205",
                     $"Could not find the table '{ProjectNaming.Schema(caller.ProjectId)}.{RestParser.Trim(req.Table)}' in the schema cache", null, null));
             var settings = await access.EnsureAsync(caller.ProjectId, table, ct);
-            var snapshot = await schemas.GetAsync(caller.ProjectId, ct);
             RestPlan plan;
             try { plan = RestSql.Build(req, table, caller, settings.user_id_col, Opt.MaxRows, snapshot); }
             catch (RestException e) when (e.Error.Code is "42703" or "PGRST200")
@@ -96,17 +99,11 @@ public sealed class RestExecutor(RestConnections connections, SchemaCache schema
             "The database is restarting or unreachable; retry in a moment"));
     }
 
+    /// <summary>Rents a connection of the caller's login, runs the plan on it in one round trip and gives it back.</summary>
     private async Task<RestResult> RunAsync(RestCaller caller, RestRequest req, RestPlan plan, CancellationToken ct)
     {
         var role = RoleOf(caller);
         var conn = await connections.RentForRequestAsync(caller.ProjectId, role, ct);
-        try { return await RunOnAsync(conn, role, caller, req, plan, ct); }
-        finally { connections.Return(conn); }
-    }
-
-    private async Task<RestResult> RunOnAsync(NpgsqlConnection conn, RestRole role, RestCaller caller, RestRequest req, RestPlan plan,
-        CancellationToken ct)
-    {
         var batch = new NpgsqlBatch(conn);
         NpgsqlTransaction? tx = null;
         try
@@ -209,8 +206,12 @@ public sealed class RestExecutor(RestConnections connections, SchemaCache schema
         }
         finally
         {
-            if (tx is not null) await tx.DisposeAsync();
-            if (batch is not null) await batch.DisposeAsync();
+            try
+            {
+                if (tx is not null) await tx.DisposeAsync();
+                if (batch is not null) await batch.DisposeAsync();
+            }
+            finally { connections.Return(conn); }
         }
     }
 

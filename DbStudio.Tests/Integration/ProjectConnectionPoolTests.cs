@@ -77,7 +77,7 @@ public class ProjectConnectionPoolTests(TestApp app)
         var policy = Policy(limit: 1);
         var ct = TestContext.Current.CancellationToken;
         var a = await pool.RentAsync(Key("a"), policy, ct);
-        var waiting = pool.RentAsync(Key("b"), policy, ct);
+        var waiting = pool.RentAsync(Key("b"), policy, ct).AsTask();
         Assert.False(waiting.IsCompleted);
         pool.Return(a);
         var b = await waiting.WaitAsync(TimeSpan.FromSeconds(30), ct);
@@ -93,7 +93,7 @@ public class ProjectConnectionPoolTests(TestApp app)
         var ct = TestContext.Current.CancellationToken;
         var a = await pool.RentAsync(Key("a"), Policy(limit: 1), ct);
         await Assert.ThrowsAsync<ProjectConnectionPool.BusyException>(() =>
-            pool.RentAsync(Key("a"), Policy(limit: 1, queue: TimeSpan.FromMilliseconds(100)), ct));
+            pool.RentAsync(Key("a"), Policy(limit: 1, queue: TimeSpan.FromMilliseconds(100)), ct).AsTask());
         var other = await pool.RentAsync(Key("a", "other login"), Policy(limit: 1), ct); // its own limit
         Assert.Equal(2, pool.OpenCount);
         pool.Return(a);

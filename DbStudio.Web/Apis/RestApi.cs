@@ -76,8 +76,10 @@ public static class RestApi
             return;
         }
 
-        var result = await RestResponses.TracedAsync(SpanNames[(int)verb], VerbTags[(int)verb], caller, "dbstudio.table", req.Table,
-            () => executor.ExecuteAsync(caller, req, ctx.RequestAborted));
+        using var span = RestResponses.StartSpan(SpanNames[(int)verb]);
+        var started = System.Diagnostics.Stopwatch.GetTimestamp();
+        var result = await executor.ExecuteAsync(caller, req, ctx.RequestAborted);
+        RestResponses.Finish(span, started, VerbTags[(int)verb], caller, "dbstudio.table", req.Table, result);
         await RestResponses.WriteAsync(ctx, result, head: verb == RestVerb.Head);
     }
 

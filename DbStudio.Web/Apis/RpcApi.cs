@@ -69,8 +69,10 @@ public static class RpcApi
             return;
         }
 
-        var result = await RestResponses.TracedAsync("rest rpc", "Rpc", caller, "dbstudio.function", req.Function,
-            () => executor.ExecuteAsync(caller, req, ctx.RequestAborted));
+        using var span = RestResponses.StartSpan("rest rpc");
+        var started = System.Diagnostics.Stopwatch.GetTimestamp();
+        var result = await executor.ExecuteAsync(caller, req, ctx.RequestAborted);
+        RestResponses.Finish(span, started, "Rpc", caller, "dbstudio.function", req.Function, result);
         await RestResponses.WriteAsync(ctx, result, head: verb == RestVerb.Head);
     }
 }
