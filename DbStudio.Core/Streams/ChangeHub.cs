@@ -106,13 +106,18 @@ public sealed class ChangeHub(ChangeLog changeLog, StreamVisibility visibility, 
         [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken ct = default)
     {
         const int batch = 500;
+        // From the start of the last sent change's transaction, so that it is netted whole as it was when sent; what
+        // was sent already (up to that change) is not sent again.
+        var sent = after;
+        after = await changeLog.TransactionStartAsync(sub.ProjectId, after, ct);
         while (true)
         {
             var (changes, more) = await changeLog.ReadTableAsync(sub.ProjectId, sub.Table.Oid, after, batch, ct);
             if (changes.Count == 0) yield break;
             var seen = await visibility.EvaluateAsync(sub.ProjectId, sub.Table, changes, [sub.Audience], ct);
             var key = await ids.KeyAsync(sub.ProjectId, ct);
-            foreach (var v in seen[sub.Audience]) yield return Frame(v, sub.Table, sub.Identity, key);
+            foreach (var v in seen[sub.Audience])
+                if (v.Change.Id > sent) yield return Frame(v, sub.Table, sub.Identity, key);
             after = changes[^1].Id;
             if (!more) yield break;
         }

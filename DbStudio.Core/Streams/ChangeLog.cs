@@ -15,7 +15,10 @@ namespace DbStudio.Core.Streams;
 /// One committed change as the log holds it: whole row images (record, old_record) as JSON text, the changed relation
 /// (a partition, for a partitioned table) and the relations above it, whose subscribers it reaches too.
 /// </summary>
-public sealed record Change(long Id, uint TableOid, uint[] Ancestors, char Op, string? Record, string? OldRecord, DateTimeOffset CommittedAt);
+/// <summary>One captured row change. <paramref name="Tx"/>: the writing transaction (a change logged before transactions
+/// were recorded has one of its own) — its changes of one row are netted before anybody is shown them (<see cref="ChangeNetting"/>).</summary>
+public sealed record Change(long Id, uint TableOid, uint[] Ancestors, char Op, string? Record, string? OldRecord, DateTimeOffset CommittedAt,
+    long Tx = 0);
 
 public sealed class ChangeLog(Platform.ProjectServers servers)
 {
@@ -38,7 +41,7 @@ public sealed class ChangeLog(Platform.ProjectServers servers)
     private static readonly string Columns = $"""
         SELECT c.id, c.table_oid, ARRAY(SELECT a.relid::oid FROM pg_partition_ancestors(c.table_oid) a WHERE a.relid <> c.table_oid),
                c.op, CASE WHEN octet_length(t.rt) <= {MaxImageBytes} THEN t.rt END, CASE WHEN octet_length(t.ot) <= {MaxImageBytes} THEN t.ot END,
-               c.committed_at, octet_length(t.rt) > {MaxImageBytes} OR octet_length(t.ot) > {MaxImageBytes}
+               c.committed_at, octet_length(t.rt) > {MaxImageBytes} OR octet_length(t.ot) > {MaxImageBytes}, coalesce(c.xact::text::int8, -c.id)
         FROM dbstudio_realtime.changes c
         CROSS JOIN LATERAL (SELECT c.record::text AS rt, c.old_record::text AS ot OFFSET 0) t
         """;
@@ -65,11 +68,11 @@ public sealed class ChangeLog(Platform.ProjectServers servers)
             exists = await check.ExecuteScalarAsync(ct) is true;
         var isolation = Platform.Migrations.Isolation.Sql;
         var sql = exists
-            ? Platform.Migrations.InlineCallerSchema.Sql
+            ? Platform.Migrations.InlineCallerSchema.Sql + "\n" + Platform.Migrations.ChangeTransactions.Sql
             : Platform.Migrations.ChangeLog.SchemaSql + "\n" + Platform.Migrations.CaptureInBulk.CaptureInBulkSql + "\n"
               + "ALTER TABLE dbstudio_realtime.changes ADD COLUMN table_oid oid NOT NULL;\n"
               + isolation[isolation.IndexOf("CREATE OR REPLACE FUNCTION", StringComparison.Ordinal)..] + "\n"
-              + Platform.Migrations.InlineCallerSchema.Sql;
+              + Platform.Migrations.InlineCallerSchema.Sql + "\n" + Platform.Migrations.ChangeTransactions.Sql;
         await using (var create = new NpgsqlCommand(sql, conn, tx)) await create.ExecuteNonQueryAsync(ct);
         await tx.CommitAsync(ct);
     }
@@ -102,7 +105,7 @@ public sealed class ChangeLog(Platform.ProjectServers servers)
     public static async Task<long> CopyProjectAsync(string projectId, Platform.DbServer from, Platform.DbServer to,
         IReadOnlyDictionary<uint, uint> oids, CancellationToken ct)
     {
-        const string columns = "schema_name, id, table_name, table_oid, op, record, old_record, committed_at";
+        const string columns = "schema_name, id, table_name, table_oid, op, record, old_record, committed_at, xact";
         var schema = ProjectNaming.Schema(projectId);
         await using var source = await from.DataSource.OpenConnectionAsync(ct);
         await using var target = await to.DataSource.OpenConnectionAsync(ct);
@@ -194,6 +197,26 @@ public sealed class ChangeLog(Platform.ProjectServers servers)
         return result;
     }
 
+    /// <summary>
+    /// Where the transaction of change <paramref name="id"/> begins: the last change of the transaction before it (or
+    /// <paramref name="id"/> itself when it is gone). A resumed stream reads from there, so that the change's transaction
+    /// is netted whole (ChangeNetting).
+    /// </summary>
+    public async Task<long> TransactionStartAsync(string projectId, long id, CancellationToken ct)
+    {
+        await using var cmd = (await LogOfAsync(projectId, ct)).CreateCommand("""
+            WITH t AS (SELECT c.xact FROM dbstudio_realtime.changes c WHERE c.schema_name = $1 AND c.id = $2 AND c.xact IS NOT NULL)
+            SELECT coalesce(
+              (SELECT c.id FROM dbstudio_realtime.changes c, t WHERE c.schema_name = $1 AND c.id < $2 AND c.xact IS DISTINCT FROM t.xact
+               ORDER BY c.id DESC LIMIT 1),
+              (SELECT min(c.id) - 1 FROM dbstudio_realtime.changes c WHERE c.schema_name = $1 AND EXISTS (SELECT FROM t)),
+              $2)
+            """);
+        cmd.Parameters.Add(new NpgsqlParameter { Value = ProjectNaming.Schema(projectId) });
+        cmd.Parameters.Add(new NpgsqlParameter { Value = id });
+        return (long)(await cmd.ExecuteScalarAsync(ct))!;
+    }
+
     /// <summary>The project's changes after <paramref name="after"/>, every table, in id order; More when the read stopped
     /// short of the log's end (the row limit or the byte budget).</summary>
     public Task<(List<Change> Changes, bool More)> ReadAsync(string projectId, long after, int limit, CancellationToken ct) =>
@@ -260,8 +283,18 @@ public sealed class ChangeLog(Platform.ProjectServers servers)
             }
             bytes += (record?.Length ?? 0) + (old?.Length ?? 0);
             list.Add(new Change(r.GetInt64(0), r.GetFieldValue<uint>(1), r.GetFieldValue<uint[]>(2), r.GetChar(3),
-                record, old, r.GetFieldValue<DateTimeOffset>(6)));
+                record, old, r.GetFieldValue<DateTimeOffset>(6), r.GetInt64(8)));
         }
-        return (list, list.Count == limit || bytes >= BatchBytes);
+        var more = list.Count == limit || bytes >= BatchBytes;
+        // A read that stopped short ends with the last whole transaction: a transaction's changes of one row are netted
+        // together (ChangeNetting), so none of them may wait for the next read. (One transaction larger than a whole
+        // read is netted read by read.)
+        if (more && list.Count > 0)
+        {
+            var lastTx = list[^1].Tx;
+            var whole = list.FindLastIndex(c => c.Tx != lastTx) + 1;
+            if (whole > 0) list.RemoveRange(whole, list.Count - whole);
+        }
+        return (list, more);
     }
 }

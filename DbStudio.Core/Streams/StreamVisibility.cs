@@ -59,6 +59,8 @@ public sealed class StreamVisibility(RestConnections connections, Microsoft.Exte
         IReadOnlyList<Change> changes, IReadOnlyCollection<Audience> audiences, CancellationToken ct)
     {
         var result = new Dictionary<Audience, List<VisibleChange>>();
+        // Only what committed: a row's versions inside its writer's transaction are never shown (ChangeNetting).
+        changes = ChangeNetting.Net(changes);
         // One connection per role; many identities of one role (signed-in users) are shared out over a few connections,
         // whose statements PostgreSQL runs side by side.
         var runs = new List<Task<List<(Audience, List<VisibleChange>)>>>();
@@ -359,19 +361,19 @@ public sealed class StreamVisibility(RestConnections connections, Microsoft.Exte
             .Select(g => (Identity: g.Key, Chunks: g.Chunk(AudiencesPerStatement).Select(c => c.ToList()).ToList())).ToList();
         foreach (var (identity, chunks) in groups)
         {
-            if (identity.UserId is { } user)
-                // The role again with each identity's claims: code of the project's that ran for the identity before (a
-                // policy function) cannot leave the next one in another role of the shared login.
-                batch.BatchCommands.Add(new NpgsqlBatchCommand(
-                    "SELECT set_config('role', $3, true), set_config('request.user_id', $1, true), set_config('request.user_role', $2, true)")
+            // The role again with each identity's claims — empty ones for an identity that is not signed in: code of the
+            // project's that ran before (a policy function, or a request's, set_config(…, false)) cannot leave the next
+            // identity in another role of the shared login or with another user's claims.
+            batch.BatchCommands.Add(new NpgsqlBatchCommand(
+                "SELECT set_config('role', $3, true), set_config('request.user_id', $1, true), set_config('request.user_role', $2, true)")
+            {
+                Parameters =
                 {
-                    Parameters =
-                    {
-                        new NpgsqlParameter { Value = user.ToString(), NpgsqlDbType = NpgsqlDbType.Text },
-                        new NpgsqlParameter { Value = identity.UserRole ?? "", NpgsqlDbType = NpgsqlDbType.Text },
-                        new NpgsqlParameter { Value = acting, NpgsqlDbType = NpgsqlDbType.Text },
-                    },
-                });
+                    new NpgsqlParameter { Value = identity.UserId?.ToString() ?? "", NpgsqlDbType = NpgsqlDbType.Text },
+                    new NpgsqlParameter { Value = identity.UserRole ?? "", NpgsqlDbType = NpgsqlDbType.Text },
+                    new NpgsqlParameter { Value = acting, NpgsqlDbType = NpgsqlDbType.Text },
+                },
+            });
             foreach (var chunk in chunks) batch.BatchCommands.Add(Statement(table, changes, chunk, policies));
         }
 
@@ -381,7 +383,7 @@ public sealed class StreamVisibility(RestConnections connections, Microsoft.Exte
         await r.NextResultAsync(ct); // past the settings
         foreach (var (identity, chunks) in groups)
         {
-            if (identity.UserId is not null) await r.NextResultAsync(ct); // past the claims
+            await r.NextResultAsync(ct); // past the claims
             foreach (var list in chunks)
             {
                 var seen = list.Select(_ => new List<VisibleChange>()).ToList();

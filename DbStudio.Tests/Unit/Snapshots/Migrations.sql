@@ -383,3 +383,10 @@ CREATE OR REPLACE FUNCTION dbstudio_realtime.caller_schema() RETURNS text LANGUA
     SET search_path = pg_catalog, pg_temp
     AS $$ SELECT substring(current_user::text from '^(proj_[a-z0-9]+)_(?:owner|anon|user|user_admin)$') $$;
 
+## 20261201000000_ChangeTransactions
+-- up
+ALTER TABLE dbstudio_realtime.changes ADD COLUMN IF NOT EXISTS xact xid8;
+ALTER TABLE dbstudio_realtime.changes ALTER COLUMN xact SET DEFAULT pg_catalog.pg_current_xact_id();
+-- down
+ALTER TABLE dbstudio_realtime.changes DROP COLUMN IF EXISTS xact;
+

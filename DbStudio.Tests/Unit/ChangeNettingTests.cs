@@ -1,0 +1,50 @@
+// A transaction's changes of one row are netted to what committed (Streams/ChangeNetting): no version a row had only
+// inside its writer's transaction reaches anybody.
+using DbStudio.Core.Streams;
+
+namespace DbStudio.Tests.Unit;
+
+public class ChangeNettingTests
+{
+    private static long _id;
+    private static Change C(long tx, char op, string? record, string? old, uint table = 1) =>
+        new(Interlocked.Increment(ref _id), table, [], op, record, old, DateTimeOffset.UnixEpoch, tx);
+
+    private static string Show(IEnumerable<Change> changes) =>
+        string.Join(" ", changes.Select(c => $"{c.Op}:{c.OldRecord ?? "-"}>{c.Record ?? "-"}"));
+
+    [Fact]
+    public void Changes_of_one_row_in_one_transaction_become_what_committed()
+    {
+        var inserted = C(1, 'i', "v1", null);
+        var updated = C(1, 'u', "v2", "v1");
+        var netted = ChangeNetting.Net([inserted, updated]);
+        Assert.Equal("i:->v2", Show(netted));
+        Assert.Equal(updated.Id, netted[0].Id); // the last change's place in the log
+
+        Assert.Empty(ChangeNetting.Net([C(2, 'i', "v1", null), C(2, 'u', "v2", "v1"), C(2, 'd', null, "v2")]));
+        Assert.Equal("u:v0>v2", Show(ChangeNetting.Net([C(3, 'u', "v1", "v0"), C(3, 'u', "v2", "v1")])));
+        Assert.Equal("d:v0>-", Show(ChangeNetting.Net([C(4, 'u', "v1", "v0"), C(4, 'd', null, "v1")])));
+        // Deleted, then inserted again: both happened to committed rows (the one before and the one after).
+        Assert.Equal("d:v0>- i:->v0", Show(ChangeNetting.Net([C(5, 'd', null, "v0"), C(5, 'i', "v0", null)])));
+    }
+
+    [Fact]
+    public void Changes_of_other_transactions_other_rows_and_other_tables_stay_apart()
+    {
+        // Two transactions: each committed, each seen by GET in turn.
+        Assert.Equal("i:->v1 u:v1>v2", Show(ChangeNetting.Net([C(10, 'i', "v1", null), C(11, 'u', "v2", "v1")])));
+        // Two rows of one transaction, interleaved: each netted on its own, in the order of their last change.
+        Assert.Equal("i:->a2 i:->b2", Show(ChangeNetting.Net(
+            [C(12, 'i', "a1", null), C(12, 'i', "b1", null), C(12, 'u', "a2", "a1"), C(12, 'u', "b2", "b1")])));
+        // The same image in another table is another row.
+        Assert.Equal("i:->v1 u:v1>v2", Show(ChangeNetting.Net([C(13, 'i', "v1", null, table: 1), C(13, 'u', "v2", "v1", table: 2)])));
+    }
+
+    [Fact]
+    public void A_batch_without_repeats_is_handed_back_as_it_is()
+    {
+        IReadOnlyList<Change> batch = [C(20, 'i', "a", null), C(20, 'i', "b", null), C(21, 'u', "c", "a")];
+        Assert.Same(batch, ChangeNetting.Net(batch));
+    }
+}
