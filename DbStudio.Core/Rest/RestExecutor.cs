@@ -110,7 +110,7 @@ public sealed class RestExecutor(RestConnections connections, SchemaCache schema
         {
             // The transaction takes the caller's role; only signed-in users carry claims. Reads run READ ONLY
             // (as PostgREST's do): code of the project's that a read sets off cannot write.
-            batch.BatchCommands.Add(PreludeCommand(caller, role, readOnly: !plan.IsWrite));
+            batch.BatchCommands.Add(PreludeCommand(caller, role, readOnly: !plan.IsWrite, Opt.StatementTimeout));
             if (plan.CountSql is not null)
             {
                 var count = new NpgsqlBatchCommand(plan.CountSql);
@@ -338,25 +338,44 @@ public sealed class RestExecutor(RestConnections connections, SchemaCache schema
 
     /// <summary>
     /// The request's settings, transaction-local — they end with the request: the role it acts as (the project's shared
-    /// login serves every kind of caller), a signed-in user's id and role for the policies, and read-only for reads.
+    /// login serves every kind of caller), the caller's claims for the policies (empty ones for callers who are not
+    /// signed in), read-only for reads, and — given <paramref name="statementTimeout"/> — the statement timeout, which
+    /// code of the project's may have changed for the whole session (set_config(…, false)).
     /// </summary>
-    internal static NpgsqlBatchCommand PreludeCommand(RestCaller caller, RestRole role, bool readOnly)
+    internal static NpgsqlBatchCommand PreludeCommand(RestCaller caller, RestRole role, bool readOnly, TimeSpan? statementTimeout = null)
     {
         var (_, roleParameter) = RestConnections.RoleSetting(caller.ProjectId, role, 1);
         var user = caller.Kind == CallerKind.User;
-        var cmd = new NpgsqlBatchCommand(Preludes[(user ? 2 : 0) + (readOnly ? 1 : 0)]) { Parameters = { roleParameter } };
+        var cmd = new NpgsqlBatchCommand(Preludes[(user ? 2 : 0) + (readOnly ? 1 : 0) + (statementTimeout is null ? 0 : 4)])
+            { Parameters = { roleParameter } };
         if (user)
         {
             cmd.Parameters.Add(new NpgsqlParameter { Value = caller.UserId?.ToString() ?? "", NpgsqlDbType = NpgsqlDbType.Text });
             cmd.Parameters.Add(new NpgsqlParameter { Value = caller.UserRole ?? "", NpgsqlDbType = NpgsqlDbType.Text });
         }
+        if (statementTimeout is { } timeout)
+            cmd.Parameters.Add(new NpgsqlParameter { Value = TimeoutText(timeout), NpgsqlDbType = NpgsqlDbType.Text });
         return cmd;
     }
 
-    /// <summary>The prelude's text for (signed-in user?, read only?), made once: the role is $1, a user's claims $2 and $3.</summary>
+    /// <summary>The timeout in milliseconds as set_config takes it (made once per value: it is the same for every request;
+    /// kept as one object, so a reader never sees one value's timeout with another's text).</summary>
+    private static string TimeoutText(TimeSpan timeout)
+    {
+        if (_timeoutText is { } last && last.Timeout == timeout) return last.Text;
+        var made = new TimeoutSetting(timeout, ((long)timeout.TotalMilliseconds).ToString(System.Globalization.CultureInfo.InvariantCulture));
+        _timeoutText = made;
+        return made.Text;
+    }
+    private sealed record TimeoutSetting(TimeSpan Timeout, string Text);
+    private static TimeoutSetting? _timeoutText;
+
+    /// <summary>The prelude's text for (statement timeout?, signed-in user?, read only?), made once: the role is $1, a
+    /// user's claims $2 and $3, the timeout the last parameter.</summary>
     private static readonly string[] Preludes =
     [
-        .. from user in new[] { false, true }
+        .. from timeout in new[] { false, true }
+           from user in new[] { false, true }
            from readOnly in new[] { false, true }
            select "SELECT " + RestConnections.RoleSetting("", RestRole.Anon, 1).Sql
                   // Every caller's claims are set, empty ones for callers who are not signed in: a session-level value that
@@ -364,6 +383,7 @@ public sealed class RestExecutor(RestConnections connections, SchemaCache schema
                   // policies read (as PostgREST sets its claims on every request).
                   + (user ? ", set_config('request.user_id', $2, true), set_config('request.user_role', $3, true)"
                           : ", set_config('request.user_id', '', true), set_config('request.user_role', '', true)")
-                  + (readOnly ? ", set_config('transaction_read_only', 'on', true)" : ""),
+                  + (readOnly ? ", set_config('transaction_read_only', 'on', true)" : "")
+                  + (timeout ? $", set_config('statement_timeout', ${(user ? 4 : 2)}, true)" : ""),
     ];
 }

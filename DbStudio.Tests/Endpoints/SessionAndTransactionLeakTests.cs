@@ -231,4 +231,33 @@ public class SessionAndTransactionLeakTests(TestApp app)
         Assert.Equal("final b", next.RecordText("secret"));
         Assert.DoesNotContain("draft", next.Data.GetRawText());
     }
+
+    /// <summary>
+    /// Code of the project's can lift the statement timeout for the whole pooled session (set_config(…, false)); every
+    /// REST and RPC request sets it again for its own transaction, so no later request on that session runs unbounded.
+    /// </summary>
+    [Fact]
+    public async Task A_statement_timeout_lifted_by_project_code_is_set_again_for_every_request()
+    {
+        var owner = await app.NewUserClientAsync();
+        var p = await TestApp.CreateProjectAsync(owner, "timeout lifted");
+        var setup = await TestApp.SqlAsync(owner, p.Id, """
+            create function loosen() returns text language sql volatile as $$ select set_config('statement_timeout', '0', false) $$;
+            create function timeout_now() returns text language sql volatile as $$ select current_setting('statement_timeout') $$;
+            """);
+        Assert.All(setup, x => Assert.False(x.TryGetProperty("error", out var e) && e.ValueKind == JsonValueKind.Object, x.ToString()));
+        foreach (var fn in new[] { "loosen", "timeout_now" })
+            (await owner.PutAsJsonAsync($"/api/projects/{p.Id}/functions/{fn}/access", new { anon_execute = true, auth_execute = true }))
+                .EnsureSuccessStatusCode();
+
+        for (var i = 0; i < 5; i++)
+        {
+            var loosened = await SendAsync(app.BaseUrl, HttpMethod.Post, $"/db/{p.Id}/rest/rpc/loosen", null, p.AnonKey, new { });
+            Assert.True(loosened.IsSuccessStatusCode, await loosened.Content.ReadAsStringAsync());
+            var now = await SendAsync(app.BaseUrl, HttpMethod.Post, $"/db/{p.Id}/rest/rpc/timeout_now", null, p.AnonKey, new { });
+            var text = await now.Content.ReadAsStringAsync();
+            Assert.True(now.IsSuccessStatusCode, text);
+            Assert.NotEqual("\"0\"", text);
+        }
+    }
 }
