@@ -66,7 +66,7 @@ public sealed class ChangeHub(ChangeLog changeLog, StreamVisibility visibility, 
         {
             feed.Remove(s);
             Telemetry.StreamSubscribers.Add(-1);
-        }) { Reset = reset };
+        }) { Reset = reset, Resumed = resumeAfter is not null && !reset };
         feed.Add(sub, lastId);
         Telemetry.StreamSubscribers.Add(1);
         Activity.Current?.SetTag("dbstudio.stream.start_after", start).SetTag("dbstudio.stream.reset", reset);
@@ -109,7 +109,8 @@ public sealed class ChangeHub(ChangeLog changeLog, StreamVisibility visibility, 
         // From the start of the last sent change's transaction, so that it is netted whole as it was when sent; what
         // was sent already (up to that change) is not sent again.
         var sent = after;
-        after = await changeLog.TransactionStartAsync(sub.ProjectId, after, ct);
+        // (A stream that starts now starts between two transactions: nothing to back up for.)
+        if (sub.Resumed && after == sub.StartAfter) after = await changeLog.TransactionStartAsync(sub.ProjectId, after, ct);
         while (true)
         {
             var (changes, more) = await changeLog.ReadTableAsync(sub.ProjectId, sub.Table.Oid, after, batch, ct);

@@ -18,7 +18,17 @@ namespace DbStudio.Core.Streams;
 /// <summary>One captured row change. <paramref name="Tx"/>: the writing transaction (a change logged before transactions
 /// were recorded has one of its own) — its changes of one row are netted before anybody is shown them (<see cref="ChangeNetting"/>).</summary>
 public sealed record Change(long Id, uint TableOid, uint[] Ancestors, char Op, string? Record, string? OldRecord, DateTimeOffset CommittedAt,
-    long Tx = 0);
+    long Tx = 0)
+{
+    /// <summary>For a change too large to stream (its images are null): what identifies each image — the image itself
+    /// where it is small, its digest where it is the large one — so that netting still follows the row through it.</summary>
+    public string? RecordDigest { get; init; }
+    public string? OldRecordDigest { get; init; }
+
+    /// <summary>What identifies the new (old) image when following a row: the image itself, else its digest.</summary>
+    internal string? NewImage => Record ?? RecordDigest;
+    internal string? OldImage => OldRecord ?? OldRecordDigest;
+}
 
 public sealed class ChangeLog(Platform.ProjectServers servers)
 {
@@ -41,7 +51,11 @@ public sealed class ChangeLog(Platform.ProjectServers servers)
     private static readonly string Columns = $"""
         SELECT c.id, c.table_oid, ARRAY(SELECT a.relid::oid FROM pg_partition_ancestors(c.table_oid) a WHERE a.relid <> c.table_oid),
                c.op, CASE WHEN octet_length(t.rt) <= {MaxImageBytes} THEN t.rt END, CASE WHEN octet_length(t.ot) <= {MaxImageBytes} THEN t.ot END,
-               c.committed_at, octet_length(t.rt) > {MaxImageBytes} OR octet_length(t.ot) > {MaxImageBytes}, coalesce(c.xact::text::int8, -c.id)
+               c.committed_at, octet_length(t.rt) > {MaxImageBytes} OR octet_length(t.ot) > {MaxImageBytes}, coalesce(c.xact::text::int8, -c.id),
+               CASE WHEN octet_length(t.rt) > {MaxImageBytes} OR octet_length(t.ot) > {MaxImageBytes}
+                    THEN CASE WHEN octet_length(t.rt) <= {MaxImageBytes} THEN t.rt ELSE 'md5:' || md5(t.rt) END END,
+               CASE WHEN octet_length(t.rt) > {MaxImageBytes} OR octet_length(t.ot) > {MaxImageBytes}
+                    THEN CASE WHEN octet_length(t.ot) <= {MaxImageBytes} THEN t.ot ELSE 'md5:' || md5(t.ot) END END
         FROM dbstudio_realtime.changes c
         CROSS JOIN LATERAL (SELECT c.record::text AS rt, c.old_record::text AS ot OFFSET 0) t
         """;
@@ -68,12 +82,19 @@ public sealed class ChangeLog(Platform.ProjectServers servers)
             exists = await check.ExecuteScalarAsync(ct) is true;
         var isolation = Platform.Migrations.Isolation.Sql;
         var sql = exists
-            ? Platform.Migrations.InlineCallerSchema.Sql + "\n" + Platform.Migrations.ChangeTransactions.Sql
+            ? Platform.Migrations.InlineCallerSchema.Sql
             : Platform.Migrations.ChangeLog.SchemaSql + "\n" + Platform.Migrations.CaptureInBulk.CaptureInBulkSql + "\n"
               + "ALTER TABLE dbstudio_realtime.changes ADD COLUMN table_oid oid NOT NULL;\n"
               + isolation[isolation.IndexOf("CREATE OR REPLACE FUNCTION", StringComparison.Ordinal)..] + "\n"
-              + Platform.Migrations.InlineCallerSchema.Sql + "\n" + Platform.Migrations.ChangeTransactions.Sql;
+              + Platform.Migrations.InlineCallerSchema.Sql;
         await using (var create = new NpgsqlCommand(sql, conn, tx)) await create.ExecuteNonQueryAsync(ct);
+        // The ChangeTransactions migration only where the log lacks its column: ALTER TABLE locks the log (every captured
+        // write of the server) even when it changes nothing, and instances start while projects write.
+        await using (var has = new NpgsqlCommand(
+            "SELECT EXISTS (SELECT FROM pg_catalog.pg_attribute WHERE attrelid = 'dbstudio_realtime.changes'::regclass AND attname = 'xact' AND NOT attisdropped)",
+            conn, tx))
+            if (await has.ExecuteScalarAsync(ct) is not true)
+                await using (var add = new NpgsqlCommand(Platform.Migrations.ChangeTransactions.Sql, conn, tx)) await add.ExecuteNonQueryAsync(ct);
         await tx.CommitAsync(ct);
     }
 
@@ -283,7 +304,10 @@ public sealed class ChangeLog(Platform.ProjectServers servers)
             }
             bytes += (record?.Length ?? 0) + (old?.Length ?? 0);
             list.Add(new Change(r.GetInt64(0), r.GetFieldValue<uint>(1), r.GetFieldValue<uint[]>(2), r.GetChar(3),
-                record, old, r.GetFieldValue<DateTimeOffset>(6), r.GetInt64(8)));
+                record, old, r.GetFieldValue<DateTimeOffset>(6), r.GetInt64(8))
+            {
+                RecordDigest = r.IsDBNull(9) ? null : r.GetString(9), OldRecordDigest = r.IsDBNull(10) ? null : r.GetString(10),
+            });
         }
         var more = list.Count == limit || bytes >= BatchBytes;
         // A read that stopped short ends with the last whole transaction: a transaction's changes of one row are netted

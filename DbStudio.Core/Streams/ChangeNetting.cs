@@ -42,14 +42,15 @@ public static class ChangeNetting
         for (var i = start; i < end; i++)
         {
             var c = changes[i];
-            if (c.Op is 'u' or 'd' && c.OldRecord is { } old && open.Remove((c.TableOid, old), out var chain))
+            if (c.Op is 'u' or 'd' && c.OldImage is { } old && open.Remove((c.TableOid, old), out var chain))
                 chains[chain] = (chains[chain].First, c);
             else
             {
                 chain = chains.Count;
                 chains.Add((c, c));
             }
-            if (c.Op is not 'd' && c.Record is { } image) open[(c.TableOid, image)] = chain;
+            // Followed by its image, or by the image's digest where it is too large to stream (its images are null).
+            if (c.Op is not 'd' && c.NewImage is { } image) open[(c.TableOid, image)] = chain;
         }
         foreach (var (first, last) in chains)
         {
@@ -57,10 +58,14 @@ public static class ChangeNetting
             Change? net = (first.Op, last.Op) switch
             {
                 ('i', 'd') => null,                                                    // never committed
-                ('i', _) => last with { Op = 'i', OldRecord = null },                  // inserted as it committed
-                (_, 'd') => last with { Op = 'd', Record = null, OldRecord = first.OldRecord }, // the version before the transaction
-                _ => last with { Op = 'u', OldRecord = first.OldRecord },              // from the version before to the one committed
+                ('i', _) => last with { Op = 'i', OldRecord = null, OldRecordDigest = null }, // inserted as it committed
+                // (_, 'd'): a delete of the version before the transaction; otherwise an update from it to the one committed
+                (_, 'd') => last with { Op = 'd', Record = null, OldRecord = first.OldRecord, OldRecordDigest = first.OldRecordDigest },
+                _ => last with { Op = 'u', OldRecord = first.OldRecord, OldRecordDigest = first.OldRecordDigest },
             };
+            // A version too large to stream at either end: nobody is shown the change (as for one such change alone).
+            if (net is not null && (last.RecordDigest is not null || first.OldRecordDigest is not null))
+                net = net with { Record = null, OldRecord = null };
             if (net is not null) netted.Add(net);
         }
     }

@@ -125,6 +125,8 @@ public sealed class Subscription : IAsyncDisposable
     public int Capacity { get; }
     /// <summary>The last change id before this subscription's stream begins (replay starts after it).</summary>
     public long StartAfter { get; }
+    /// <summary>Whether it resumes after a change the client was sent (Last-Event-ID), which may be in the middle of a transaction.</summary>
+    public bool Resumed { get; init; }
     /// <summary>Set when the requested Last-Event-ID was outside the retained change log: the client must reload.</summary>
     public bool Reset { get; init; }
     public bool Dropped { get; private set; }

@@ -42,6 +42,20 @@ public class ChangeNettingTests
     }
 
     [Fact]
+    public void A_change_too_large_to_stream_is_followed_by_its_digests_and_shows_nothing_of_the_versions_around_it()
+    {
+        // Too large to stream: images null; kept to follow the row, the small image itself and the large one's digest (ChangeLog).
+        Change Big(long tx, char op, string? digest, string? oldDigest) =>
+            C(tx, op, null, null) with { RecordDigest = digest, OldRecordDigest = oldDigest };
+        Assert.Empty(ChangeNetting.Net([C(30, 'i', "secret", null), Big(30, 'u', "md5:big", "secret"), Big(30, 'd', null, "md5:big")]));
+        // Inserted small, committed large: an insert nobody is shown.
+        var netted = ChangeNetting.Net([C(31, 'i', "secret", null), Big(31, 'u', "md5:big", "secret")]);
+        Assert.Equal("i:->-", Show(netted));
+        // Updated from a committed version to a large one: no old image either (nobody is shown it).
+        Assert.Equal("u:->-", Show(ChangeNetting.Net([C(32, 'u', "v1", "v0"), Big(32, 'u', "md5:big", "v1")])));
+    }
+
+    [Fact]
     public void A_batch_without_repeats_is_handed_back_as_it_is()
     {
         IReadOnlyList<Change> batch = [C(20, 'i', "a", null), C(20, 'i', "b", null), C(21, 'u', "c", "a")];
