@@ -279,4 +279,69 @@ public class NotifyQueueGuardTests
         }));
         Assert.Equal(0, await calm.KeepNotifyQueueAsync());
     }
+
+    /// <summary>
+    /// A listener that never reads its socket (review of session 11): PostgreSQL hands notifications out inside a
+    /// transaction, so once the client's socket is full the backend waits there (ClientWrite) with the queue's tail
+    /// held — an old transaction like any other, which the guard ends once the queue fills.
+    /// </summary>
+    [Fact]
+    public async Task A_listener_that_never_reads_holds_a_transaction_and_is_ended_when_the_queue_fills()
+    {
+        await using var own = await OwnCluster.StartAsync("notifyr");
+        await using var factory = new AppFactory(own.PlatformConnectionString);
+        factory.StartOnLoopback();
+        var owner = factory.CreateClient();
+        var creds = new { email = $"r{Guid.NewGuid():N}@example.com", password = "a long enough password" };
+        (await owner.PostAsJsonAsync("/api/auth/register", creds)).EnsureSuccessStatusCode();
+        var login = await (await owner.PostAsJsonAsync("/api/auth/login", creds)).Content.ReadFromJsonAsync<JsonElement>();
+        owner.DefaultRequestHeaders.Authorization = new("Bearer", login.GetProperty("accessToken").GetString());
+        var p = await TestApp.CreateProjectAsync(owner, "reader");
+
+        // The listener: LISTEN, then nothing is ever read from its connection.
+        await using var listener = new NpgsqlConnection(ConnectionSharesTests.FromUrl(p.ConnectionUrl));
+        await listener.OpenAsync();
+        int pid = listener.ProcessID;
+        await using (var listen = new NpgsqlCommand("LISTEN flood", listener)) await listen.ExecuteNonQueryAsync();
+        // More than the sockets between them hold (about 24 MB).
+        await using (var flood = new NpgsqlConnection(ConnectionSharesTests.FromUrl(p.ConnectionUrl)))
+        {
+            await flood.OpenAsync();
+            for (var i = 0; i < 4; i++)
+            {
+                await using var cmd = new NpgsqlCommand($"SELECT pg_notify('flood', repeat('x', 7900) || {i} || '-' || g) FROM generate_series(1, 800) g", flood);
+                await cmd.ExecuteNonQueryAsync();
+            }
+        }
+
+        await using var platform = new NpgsqlConnection(own.PlatformConnectionString);
+        await platform.OpenAsync();
+        var deadline = DateTime.UtcNow.AddSeconds(60);
+        var stuck = false;
+        while (!stuck && DateTime.UtcNow < deadline)
+        {
+            await using var cmd = new NpgsqlCommand(
+                "SELECT xact_start IS NOT NULL AND wait_event = 'ClientWrite' FROM pg_stat_activity WHERE pid = $1", platform)
+                { Parameters = { new() { Value = pid } } };
+            stuck = await cmd.ExecuteScalarAsync() is true;
+            if (!stuck) await Task.Delay(100);
+        }
+        Assert.True(stuck, "the listener's backend should wait on its client inside a transaction");
+
+        var guard = ActivatorUtilities.CreateInstance<ConnectionGuard>(factory.Services, Options.Create(new DbStudioOptions
+        {
+            Limits = new LimitsOptions { NotifyQueueUsage = 1e-9, NotifyHolderAge = TimeSpan.Zero, ReservedConnections = 0 },
+        }));
+        Assert.True(await guard.KeepNotifyQueueAsync() >= 1);
+        await using (var gone = new NpgsqlCommand("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", platform) { Parameters = { new() { Value = pid } } })
+        {
+            var left = 1L;
+            for (var i = 0; i < 100 && left > 0; i++)
+            {
+                left = (long)(await gone.ExecuteScalarAsync())!;
+                if (left > 0) await Task.Delay(100);
+            }
+            Assert.Equal(0, left);
+        }
+    }
 }
