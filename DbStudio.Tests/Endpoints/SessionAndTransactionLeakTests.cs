@@ -23,6 +23,20 @@ public class SessionAndTransactionLeakTests(TestApp app)
         return await http.SendAsync(req);
     }
 
+    /// <summary>A project with one table, made by <paramref name="createSql"/>, that anonymous callers may read (and nothing else).</summary>
+    private async Task<(HttpClient Owner, ProjectInfo P)> AnonReadableAsync(string name, string createSql, string table)
+    {
+        var owner = await app.NewUserClientAsync();
+        var p = await TestApp.CreateProjectAsync(owner, name);
+        await TestApp.SqlAsync(owner, p.Id, createSql);
+        (await owner.PutAsJsonAsync($"/api/projects/{p.Id}/tables/{table}/access", new
+        {
+            anon_select = true, anon_insert = false, auth_insert = false, auth_select_own = false, auth_update_own = false,
+            auth_delete_own = false, user_id_col = (string?)null,
+        })).EnsureSuccessStatusCode();
+        return (owner, p);
+    }
+
     /// <summary>
     /// DESIGN §6: an event reaches a subscriber only if GET with the same credential at that moment would return that row.
     /// A table without a primary key is judged on the log's row image — which is the row as it was at that statement,
@@ -32,14 +46,7 @@ public class SessionAndTransactionLeakTests(TestApp app)
     [Fact]
     public async Task A_stream_on_a_table_without_primary_key_sends_row_versions_no_GET_ever_returned()
     {
-        var owner = await app.NewUserClientAsync();
-        var p = await TestApp.CreateProjectAsync(owner, "no pk stream");
-        await TestApp.SqlAsync(owner, p.Id, "create table posts (title text, secret text, public boolean not null default true)");
-        (await owner.PutAsJsonAsync($"/api/projects/{p.Id}/tables/posts/access", new
-        {
-            anon_select = true, anon_insert = false, auth_insert = false, auth_select_own = false, auth_update_own = false,
-            auth_delete_own = false, user_id_col = (string?)null,
-        })).EnsureSuccessStatusCode();
+        var (owner, p) = await AnonReadableAsync("no pk stream", "create table posts (title text, secret text, public boolean not null default true)", "posts");
         // Anonymous callers see public rows only.
         var policy = await TestApp.SqlAsync(owner, p.Id,
             $"create policy only_public on posts as restrictive for select to {ProjectNaming.AnonRole(p.Id)} using (public)");
@@ -93,14 +100,7 @@ public class SessionAndTransactionLeakTests(TestApp app)
     [Fact]
     public async Task A_stream_sends_the_key_of_a_row_no_GET_ever_returned()
     {
-        var owner = await app.NewUserClientAsync();
-        var p = await TestApp.CreateProjectAsync(owner, "pk stream");
-        await TestApp.SqlAsync(owner, p.Id, "create table members (email text primary key, public boolean not null default true)");
-        (await owner.PutAsJsonAsync($"/api/projects/{p.Id}/tables/members/access", new
-        {
-            anon_select = true, anon_insert = false, auth_insert = false, auth_select_own = false, auth_update_own = false,
-            auth_delete_own = false, user_id_col = (string?)null,
-        })).EnsureSuccessStatusCode();
+        var (owner, p) = await AnonReadableAsync("pk stream", "create table members (email text primary key, public boolean not null default true)", "members");
         await TestApp.SqlAsync(owner, p.Id,
             $"create policy only_public on members as restrictive for select to {ProjectNaming.AnonRole(p.Id)} using (public)");
 
@@ -203,14 +203,8 @@ public class SessionAndTransactionLeakTests(TestApp app)
     [Fact]
     public async Task A_stream_resumed_in_the_middle_of_a_transaction_still_shows_only_what_committed()
     {
-        var owner = await app.NewUserClientAsync();
-        var p = await TestApp.CreateProjectAsync(owner, "resume mid tx");
-        await TestApp.SqlAsync(owner, p.Id, "create table notes (title text, secret text)"); // no primary key: images are sent
-        (await owner.PutAsJsonAsync($"/api/projects/{p.Id}/tables/notes/access", new
-        {
-            anon_select = true, anon_insert = false, auth_insert = false, auth_select_own = false, auth_update_own = false,
-            auth_delete_own = false, user_id_col = (string?)null,
-        })).EnsureSuccessStatusCode();
+        // No primary key: the images themselves are sent.
+        var (owner, p) = await AnonReadableAsync("resume mid tx", "create table notes (title text, secret text)", "notes");
 
         string? firstId;
         await using (var s = await SseClient.OpenAsync(app.BaseUrl, $"/db/{p.Id}/rest/notes/stream?apikey={p.AnonKey}"))

@@ -236,18 +236,24 @@ public class TwentyProjectsTests(ITestOutputHelper output)
 /// </summary>
 public class NotifyQueueGuardTests
 {
-    [Fact]
-    public async Task A_session_that_holds_the_notify_queue_is_ended_when_it_fills()
+    /// <summary>A new account's project on the app <paramref name="factory"/> serves (started here).</summary>
+    private static async Task<ProjectInfo> ProjectAsync(AppFactory factory, string name)
     {
-        await using var own = await OwnCluster.StartAsync("notifyq");
-        await using var factory = new AppFactory(own.PlatformConnectionString);
         factory.StartOnLoopback();
         var owner = factory.CreateClient();
         var creds = new { email = $"q{Guid.NewGuid():N}@example.com", password = "a long enough password" };
         (await owner.PostAsJsonAsync("/api/auth/register", creds)).EnsureSuccessStatusCode();
         var login = await (await owner.PostAsJsonAsync("/api/auth/login", creds)).Content.ReadFromJsonAsync<JsonElement>();
         owner.DefaultRequestHeaders.Authorization = new("Bearer", login.GetProperty("accessToken").GetString());
-        var p = await TestApp.CreateProjectAsync(owner, "holder");
+        return await TestApp.CreateProjectAsync(owner, name);
+    }
+
+    [Fact]
+    public async Task A_session_that_holds_the_notify_queue_is_ended_when_it_fills()
+    {
+        await using var own = await OwnCluster.StartAsync("notifyq");
+        await using var factory = new AppFactory(own.PlatformConnectionString);
+        var p = await ProjectAsync(factory, "holder");
 
         // The holder: listens, then keeps one transaction open.
         await using var holder = new NpgsqlConnection(ConnectionSharesTests.FromUrl(p.ConnectionUrl));
@@ -290,13 +296,7 @@ public class NotifyQueueGuardTests
     {
         await using var own = await OwnCluster.StartAsync("notifyr");
         await using var factory = new AppFactory(own.PlatformConnectionString);
-        factory.StartOnLoopback();
-        var owner = factory.CreateClient();
-        var creds = new { email = $"r{Guid.NewGuid():N}@example.com", password = "a long enough password" };
-        (await owner.PostAsJsonAsync("/api/auth/register", creds)).EnsureSuccessStatusCode();
-        var login = await (await owner.PostAsJsonAsync("/api/auth/login", creds)).Content.ReadFromJsonAsync<JsonElement>();
-        owner.DefaultRequestHeaders.Authorization = new("Bearer", login.GetProperty("accessToken").GetString());
-        var p = await TestApp.CreateProjectAsync(owner, "reader");
+        var p = await ProjectAsync(factory, "reader");
 
         // The listener: LISTEN, then nothing is ever read from its connection.
         await using var listener = new NpgsqlConnection(ConnectionSharesTests.FromUrl(p.ConnectionUrl));
