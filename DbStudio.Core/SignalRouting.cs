@@ -16,7 +16,7 @@ namespace DbStudio.Core;
 
 internal sealed class SignalRouting(PlatformListener listener, PlatformSignals signals, ChangeHub hub, ChangeLog changeLog,
     ChangeCapture capture, Credentials credentials, AccessPolicies accessPolicies, FunctionCatalog functions, OwnerConnections owners,
-    EndUserAuth endUsers, ProjectServers servers, SchemaCache schemas, RestConnections restConnections, SqlHistory history,
+    EndUserAuth endUsers, ProjectServers servers, SchemaCache schemas, RestConnections restConnections, SqlHistory history, StreamVisibility visibility,
     ILogger<SignalRouting> log) : IHostedService
 {
     public Task StartAsync(CancellationToken cancellationToken)
@@ -56,6 +56,7 @@ internal sealed class SignalRouting(PlatformListener listener, PlatformSignals s
                 functions.Invalidate(projectId);
                 restConnections.Forget(projectId);
                 capture.Forget(projectId);
+                visibility.Forget(projectId); // its tables have other OIDs there
                 hub.ReleaseProject(projectId); // open streams end as dropped; clients resume with Last-Event-ID on the new server
                 break;
             case PlatformSignals.Topics.Project:
@@ -69,6 +70,7 @@ internal sealed class SignalRouting(PlatformListener listener, PlatformSignals s
                 restConnections.Forget(projectId);
                 hub.RevokeProject(projectId);
                 history.Forget(projectId);
+                visibility.Forget(projectId);
                 _ = changeLog.DropProjectAsync(projectId, CancellationToken.None)
                     .ContinueWith(t => log.LogWarning("Dropping a deleted project's change log failed: {Message}; pruning will",
                         t.Exception!.GetBaseException().Message), TaskContinuationOptions.OnlyOnFaulted);

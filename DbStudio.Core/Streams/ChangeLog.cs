@@ -25,6 +25,10 @@ public sealed record Change(long Id, uint TableOid, uint[] Ancestors, char Op, s
     public string? RecordDigest { get; init; }
     public string? OldRecordDigest { get; init; }
 
+    /// <summary>For a change of a transaction larger than one read: where it stands in its row's chain, as the log followed
+    /// the transaction whole (null otherwise: netted with the rest of its read).</summary>
+    public ChainPlace? Place { get; init; }
+
     /// <summary>What identifies the new (old) image when following a row: the image itself, else its digest.</summary>
     internal string? NewImage => Record ?? RecordDigest;
     internal string? OldImage => OldRecord ?? OldRecordDigest;
@@ -34,6 +38,8 @@ public sealed class ChangeLog(Platform.ProjectServers servers)
 {
     private static readonly System.Diagnostics.Metrics.Counter<long> Oversized = new System.Diagnostics.Metrics.Meter(ChangeHub.MeterName)
         .CreateCounter<long>("dbstudio.stream.oversized", "{change}", "Changes whose row image was too large to stream");
+    private static readonly System.Diagnostics.Metrics.Counter<long> TooLarge = new System.Diagnostics.Metrics.Meter(ChangeHub.MeterName)
+        .CreateCounter<long>("dbstudio.stream.transactions_too_large", "{transaction}", "Transactions with more changes than the stream follows whole");
     /// <summary>The notification channel the capture trigger notifies (with no payload).</summary>
     public const string Channel = "dbstudio_changes";
 
@@ -56,8 +62,41 @@ public sealed class ChangeLog(Platform.ProjectServers servers)
                     THEN CASE WHEN octet_length(t.rt) <= {MaxImageBytes} THEN t.rt ELSE 'md5:' || md5(t.rt) END END,
                CASE WHEN octet_length(t.rt) > {MaxImageBytes} OR octet_length(t.ot) > {MaxImageBytes}
                     THEN CASE WHEN octet_length(t.ot) <= {MaxImageBytes} THEN t.ot ELSE 'md5:' || md5(t.ot) END END
+               , c.xact = (SELECT p.xact FROM dbstudio_realtime.changes p WHERE p.schema_name = $1 AND p.id = $2)
         FROM dbstudio_realtime.changes c
         CROSS JOIN LATERAL (SELECT c.record::text AS rt, c.old_record::text AS ot OFFSET 0) t
+        """;
+
+    /// <summary>The most changes of one transaction the log follows whole (a larger one is shown to nobody: see README).</summary>
+    public const int MaxFollowedTransaction = 1_000_000;
+
+    /// <summary>
+    /// Every change of transaction $3 (whose change $2 is), in order: its table, kind and images' hashes (the first 16
+    /// bytes of SHA-256 of their text; jsonb's text is canonical). Ids of one project's transaction are consecutive
+    /// (given out under its stream row's lock), so the transaction is the run of ids around $2 with its xact.
+    /// </summary>
+    private static readonly string TransactionSql = $"""
+        WITH b AS (SELECT
+          coalesce((SELECT c.id FROM dbstudio_realtime.changes c WHERE c.schema_name = $1 AND c.id < $2 AND c.xact IS DISTINCT FROM $3::xid8
+                    ORDER BY c.id DESC LIMIT 1), 0) AS lo,
+          coalesce((SELECT c.id FROM dbstudio_realtime.changes c WHERE c.schema_name = $1 AND c.id > $2 AND c.xact IS DISTINCT FROM $3::xid8
+                    ORDER BY c.id LIMIT 1), 9223372036854775807) AS hi)
+        SELECT c.id, c.table_oid, c.op, substr(sha256(convert_to(c.record::text, 'UTF8')), 1, 16),
+               substr(sha256(convert_to(c.old_record::text, 'UTF8')), 1, 16)
+        FROM dbstudio_realtime.changes c, b WHERE c.schema_name = $1 AND c.id > b.lo AND c.id < b.hi
+        ORDER BY c.id LIMIT {MaxFollowedTransaction + 1}
+        """;
+
+    /// <summary>What chains' first changes say of their rows before the transaction: the old image as a change's own read
+    /// gives it (null and a digest where the change is too large to stream).</summary>
+    private static readonly string FirstChangesSql = $"""
+        SELECT c.id, CASE WHEN NOT t.big THEN t.ot END,
+               CASE WHEN t.big THEN CASE WHEN octet_length(t.ot) <= {MaxImageBytes} THEN t.ot ELSE 'md5:' || md5(t.ot) END END
+        FROM dbstudio_realtime.changes c
+        CROSS JOIN LATERAL (SELECT c.old_record::text AS ot,
+                                   octet_length(c.record::text) > {MaxImageBytes} OR octet_length(c.old_record::text) > {MaxImageBytes} AS big
+                            OFFSET 0) t
+        WHERE c.schema_name = $1 AND c.id = ANY($2)
         """;
 
     /// <summary>The project's stream row (made when a project is first followed or captured).</summary>
@@ -292,8 +331,11 @@ public sealed class ChangeLog(Platform.ProjectServers servers)
         foreach (var a in args) cmd.Parameters.Add(a as NpgsqlParameter ?? new NpgsqlParameter { Value = a });
         await using var r = await cmd.ExecuteReaderAsync(ct);
         long bytes = 0;
+        var continues = false;
         while (bytes < BatchBytes && await r.ReadAsync(ct))
         {
+            // Whether the read begins inside the transaction of the change it reads after.
+            if (list.Count == 0) continues = !r.IsDBNull(11) && r.GetBoolean(11);
             var record = r.IsDBNull(4) ? null : r.GetString(4);
             var old = r.IsDBNull(5) ? null : r.GetString(5);
             if (!r.IsDBNull(7) && r.GetBoolean(7))
@@ -311,14 +353,112 @@ public sealed class ChangeLog(Platform.ProjectServers servers)
         }
         var more = list.Count == limit || bytes >= BatchBytes;
         // A read that stopped short ends with the last whole transaction: a transaction's changes of one row are netted
-        // together (ChangeNetting), so none of them may wait for the next read. (One transaction larger than a whole
-        // read is netted read by read.)
+        // together (ChangeNetting), so none of them may wait for the next read.
+        long? followed = continues && list[0].Tx > 0 ? list[0].Tx : null;
         if (more && list.Count > 0)
         {
             var lastTx = list[^1].Tx;
             var whole = list.FindLastIndex(c => c.Tx != lastTx) + 1;
             if (whole > 0) list.RemoveRange(whole, list.Count - whole);
+            else if (lastTx > 0) followed = lastTx;
         }
+        // A transaction larger than one read (this read is part of it, or goes on with one begun before it): its rows are
+        // followed through the whole transaction, and each of its changes here is told its place.
+        if (followed is { } tx) await PlaceAsync(projectId, tx, list, ct);
         return (list, more);
+    }
+
+    /// <summary>A few transactions larger than one read, followed whole: read page by page by every feed of the project.</summary>
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<(string Project, long Tx), Lazy<Task<Followed>>> _followed = new();
+    private const int FollowedKept = 4;
+
+    /// <summary>A transaction's chains: each chain's last change (with its first's id and kind), the changes within chains.</summary>
+    private sealed record Followed(Dictionary<long, (long FirstId, char FirstOp)> Last, HashSet<long> Within, bool TooLarge);
+
+    private async Task PlaceAsync(string projectId, long tx, List<Change> list, CancellationToken ct)
+    {
+        var key = (projectId, tx);
+        var anyId = list.First(c => c.Tx == tx).Id;
+        var lazy = _followed.GetOrAdd(key, _ => new Lazy<Task<Followed>>(() => FollowAsync(projectId, tx, anyId)));
+        Followed followed;
+        try { followed = await lazy.Value.WaitAsync(ct); }
+        catch (Exception) when (!ct.IsCancellationRequested)
+        {
+            _followed.TryRemove(key, out _);
+            throw;
+        }
+        if (_followed.Count > FollowedKept)
+            foreach (var k in _followed.Keys.Where(k => k != key).Take(_followed.Count - FollowedKept)) _followed.TryRemove(k, out _);
+
+        var firsts = followed.TooLarge ? [] : list
+            .Where(c => c.Tx == tx && followed.Last.TryGetValue(c.Id, out var f) && f.FirstOp != 'i')
+            .Select(c => followed.Last[c.Id].FirstId).Distinct().ToArray();
+        var before = new Dictionary<long, (string? Old, string? Digest)>();
+        if (firsts.Length > 0)
+        {
+            await using var cmd = (await LogOfAsync(projectId, ct)).CreateCommand(FirstChangesSql);
+            cmd.Parameters.Add(new NpgsqlParameter { Value = ProjectNaming.Schema(projectId) });
+            cmd.Parameters.Add(new NpgsqlParameter { Value = firsts });
+            await using var r = await cmd.ExecuteReaderAsync(ct);
+            while (await r.ReadAsync(ct)) before[r.GetInt64(0)] = (r.IsDBNull(1) ? null : r.GetString(1), r.IsDBNull(2) ? null : r.GetString(2));
+        }
+        for (var i = 0; i < list.Count; i++)
+        {
+            var c = list[i];
+            if (c.Tx != tx) continue;
+            ChainPlace place;
+            if (followed.TooLarge || followed.Within.Contains(c.Id)) place = ChainPlace.Within;
+            else if (!followed.Last.TryGetValue(c.Id, out var first)) place = ChainPlace.Alone;
+            else if (first.FirstOp == 'i') place = new LastOfChain('i', null, null);
+            // (A first change pruned from the log meanwhile: what the row was before is unknown, so nobody is shown it.)
+            else place = before.TryGetValue(first.FirstId, out var old) ? new LastOfChain(first.FirstOp, old.Old, old.Digest) : ChainPlace.Within;
+            list[i] = c with { Place = place };
+        }
+    }
+
+    /// <summary>Follows each row through a whole transaction, as ChangeNetting does within one read: an update or delete
+    /// continues the chain whose current image is its old one.</summary>
+    private async Task<Followed> FollowAsync(string projectId, long tx, long anyId)
+    {
+        await using var cmd = (await LogOfAsync(projectId, CancellationToken.None)).CreateCommand(TransactionSql);
+        cmd.Parameters.Add(new NpgsqlParameter { Value = ProjectNaming.Schema(projectId) });
+        cmd.Parameters.Add(new NpgsqlParameter { Value = anyId });
+        cmd.Parameters.Add(new NpgsqlParameter { Value = tx.ToString(System.Globalization.CultureInfo.InvariantCulture), NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Text });
+        var ids = new List<long>();
+        var chainOf = new List<int>();
+        var chains = new List<(long FirstId, char FirstOp, long LastId, int Length)>();
+        var open = new Dictionary<(uint Table, UInt128 Image), int>();
+        await using (var r = await cmd.ExecuteReaderAsync())
+            while (await r.ReadAsync())
+            {
+                if (ids.Count == MaxFollowedTransaction)
+                {
+                    TooLarge.Add(1);
+                    return new Followed([], [], TooLarge: true);
+                }
+                var (id, table, op) = (r.GetInt64(0), r.GetFieldValue<uint>(1), r.GetChar(2));
+                UInt128? image = r.IsDBNull(3) ? null : System.Buffers.Binary.BinaryPrimitives.ReadUInt128LittleEndian(r.GetFieldValue<byte[]>(3));
+                UInt128? old = r.IsDBNull(4) ? null : System.Buffers.Binary.BinaryPrimitives.ReadUInt128LittleEndian(r.GetFieldValue<byte[]>(4));
+                if (op is 'u' or 'd' && old is { } o && open.Remove((table, o), out var chain))
+                    chains[chain] = chains[chain] with { LastId = id, Length = chains[chain].Length + 1 };
+                else
+                {
+                    chain = chains.Count;
+                    chains.Add((id, op, id, 1));
+                }
+                if (op is not 'd' && image is { } n) open[(table, n)] = chain;
+                ids.Add(id);
+                chainOf.Add(chain);
+            }
+        var last = new Dictionary<long, (long, char)>();
+        var within = new HashSet<long>();
+        for (var i = 0; i < ids.Count; i++)
+        {
+            var chain = chains[chainOf[i]];
+            if (chain.Length == 1) continue;
+            if (chain.LastId == ids[i]) last[ids[i]] = (chain.FirstId, chain.FirstOp);
+            else within.Add(ids[i]);
+        }
+        return new Followed(last, within, TooLarge: false);
     }
 }

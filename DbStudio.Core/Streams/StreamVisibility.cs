@@ -48,8 +48,10 @@ public sealed class StreamVisibility(RestConnections connections, Microsoft.Exte
     /// (a table renamed since its subscribers came keeps being followed: it is the OID that counts).</summary>
     private sealed record Policies(string Fingerprint, string Expression, string TableName, string[] Readable);
 
-    /// <summary>The SELECT policies that apply to a role on a table, as last read (checked against a fingerprint every time).</summary>
-    private readonly ConcurrentDictionary<(uint Table, RestRole Role), Policies> _policies = new();
+    /// <summary>The SELECT policies that apply to a role on a table, as last read (checked against a fingerprint every time).
+    /// Keyed by project too: an OID is one server's, and another server (or the server a project moved to) gives the same
+    /// number to another project's table.</summary>
+    private readonly ConcurrentDictionary<(string Project, uint Table, RestRole Role), Policies> _policies = new();
 
     /// <summary>
     /// For each audience, what it sees of <paramref name="changes"/> (changes of <paramref name="table"/> or of its
@@ -90,7 +92,7 @@ public sealed class StreamVisibility(RestConnections connections, Microsoft.Exte
             var acting = RestConnections.ActingRole(projectId, role);
             try
             {
-                try { return await DecideAsync(conn, table, changes, role, acting, audiences, ct); }
+                try { return await DecideAsync(conn, projectId, table, changes, role, acting, audiences, ct); }
                 catch (PostgresException e) when (!Transient(e))
                 {
                     await RecoverAsync(conn, projectId, role);
@@ -100,7 +102,7 @@ public sealed class StreamVisibility(RestConnections connections, Microsoft.Exte
                     var each = new List<(Audience, List<VisibleChange>)>();
                     foreach (var a in audiences)
                     {
-                        try { each.AddRange(await DecideAsync(conn, table, changes, role, acting, [a], ct)); }
+                        try { each.AddRange(await DecideAsync(conn, projectId, table, changes, role, acting, [a], ct)); }
                         catch (PostgresException one) when (!Transient(one))
                         {
                             await RecoverAsync(conn, projectId, role);
@@ -129,10 +131,10 @@ public sealed class StreamVisibility(RestConnections connections, Microsoft.Exte
     }
 
     /// <summary>Runs the statements, reading the policies again when the table was renamed or they changed since.</summary>
-    private async Task<List<(Audience, List<VisibleChange>)>> DecideAsync(NpgsqlConnection conn, TableInfo table,
+    private async Task<List<(Audience, List<VisibleChange>)>> DecideAsync(NpgsqlConnection conn, string projectId, TableInfo table,
         IReadOnlyList<Change> changes, RestRole role, string acting, List<Audience> audiences, CancellationToken ct)
     {
-        var key = (table.Oid, role);
+        var key = (projectId, table.Oid, role);
         if (!_policies.TryGetValue(key, out var policies)) policies = _policies[key] = await ReadPoliciesAsync(conn, acting, table.Oid, ct);
         List<(Audience, List<VisibleChange>)> rows;
         string fingerprint;
@@ -176,7 +178,7 @@ public sealed class StreamVisibility(RestConnections connections, Microsoft.Exte
         var conn = await connections.RentAsync(projectId, audience.Identity.Role, ct);
         try
         {
-            var policies = _policies[(table.Oid, audience.Identity.Role)] =
+            var policies = _policies[(projectId, table.Oid, audience.Identity.Role)] =
                 await ReadPoliciesAsync(conn, RestConnections.ActingRole(projectId, audience.Identity.Role), table.Oid, ct);
             await using var cmd = new NpgsqlCommand("""
                 SELECT coalesce(array_agg(a.attname::text) FILTER (WHERE has_column_privilege($1, a.attnum, 'SELECT')), '{}'),
@@ -265,11 +267,12 @@ public sealed class StreamVisibility(RestConnections connections, Microsoft.Exte
             """;
     }
 
-    /// <summary>Forgets what was read of a project's policies (deleted). Stale entries are harmless: fingerprints catch them.</summary>
-    public void Forget(IEnumerable<uint> tableOids)
+    /// <summary>Forgets what was read of a project's policies (deleted or moved). Stale entries are harmless otherwise:
+    /// fingerprints catch them.</summary>
+    public void Forget(string projectId)
     {
-        foreach (var oid in tableOids)
-            foreach (RestRole role in Enum.GetValues<RestRole>()) _policies.TryRemove((oid, role), out _);
+        foreach (var key in _policies.Keys)
+            if (key.Project == projectId) _policies.TryRemove(key, out _);
     }
 
     /// <summary>The SELECT policies that apply to the connection's role, and their fingerprint.</summary>

@@ -142,6 +142,71 @@ public class SessionAndTransactionLeakTests(TestApp app)
     }
 
     /// <summary>
+    /// The same for a transaction larger than one read of the log (1,000 changes live, 500 per table on a resume): its
+    /// changes of one row came in different reads, and each read was netted on its own — so the secret every row was
+    /// inserted with, redacted before commit, and a row made public and hidden again before commit (its key in the
+    /// DELETE) reached anon subscribers. A resumed stream reads the transaction again from its start, in pages of 500.
+    /// </summary>
+    [Fact]
+    public async Task A_transaction_larger_than_one_read_of_the_log_shows_only_what_committed()
+    {
+        var (owner, p) = await AnonReadableAsync("big tx stream", """
+            create table notes (n int, secret text);
+            create table members (email text primary key, public boolean not null default true);
+            """, "notes");
+        (await owner.PutAsJsonAsync($"/api/projects/{p.Id}/tables/members/access", new
+        {
+            anon_select = true, anon_insert = false, auth_insert = false, auth_select_own = false, auth_update_own = false,
+            auth_delete_own = false, user_id_col = (string?)null,
+        })).EnsureSuccessStatusCode();
+        await TestApp.SqlAsync(owner, p.Id,
+            $"create policy only_public on members as restrictive for select to {ProjectNaming.AnonRole(p.Id)} using (public)");
+
+        await using var notes = await SseClient.OpenAsync(app.BaseUrl, $"/db/{p.Id}/rest/notes/stream?apikey={p.AnonKey}");
+        await using var members = await SseClient.OpenAsync(app.BaseUrl, $"/db/{p.Id}/rest/members/stream?apikey={p.AnonKey}");
+        Assert.Equal(HttpStatusCode.OK, notes.Response.StatusCode);
+        Assert.Equal(HttpStatusCode.OK, members.Response.StatusCode);
+        const int rows = 1100;
+        var r = await TestApp.SqlAsync(owner, p.Id, $$"""
+            do $$ begin
+              insert into members (email) values ('ceo-private@victim.example');
+              insert into notes select g, 'SECRET ' || g from generate_series(1, {{rows}}) g;
+              update notes set secret = 'redacted';
+              update members set public = false where email = 'ceo-private@victim.example';
+            end $$;
+            insert into notes values (0, 'marker');
+            insert into members (email) values ('marker@example.com');
+            """);
+        Assert.All(r, x => Assert.False(x.TryGetProperty("error", out var e) && e.ValueKind == JsonValueKind.Object, x.ToString()));
+
+        async Task<List<SseEvent>> UpToMarkerAsync(SseClient s, string column, string marker)
+        {
+            var seen = new List<SseEvent>();
+            while (true)
+            {
+                var e = await s.NextAsync(TimeSpan.FromSeconds(30));
+                seen.Add(e);
+                if (e.RecordText(column) == marker) return seen;
+            }
+        }
+        var seenNotes = await UpToMarkerAsync(notes, "secret", "marker");
+        var seenMembers = await UpToMarkerAsync(members, "email", "marker@example.com");
+        var all = string.Join("\n", seenNotes.Concat(seenMembers).Select(e => e.Data.GetRawText()));
+        Assert.False(all.Contains("SECRET") || all.Contains("ceo-private"), "anon stream events:\n" + all[..Math.Min(all.Length, 4000)]);
+        // Nothing lost: each row once, as it committed.
+        Assert.Equal(rows, seenNotes.Count(e => e.Data.GetProperty("type").GetString() == "INSERT" && e.RecordText("secret") == "redacted"));
+        Assert.Equal(rows + 1, seenNotes.Count);
+
+        // Resumed from the first of those events: the rest of the transaction again, read in pages of 500.
+        await using var resumed = await SseClient.OpenAsync(app.BaseUrl, $"/db/{p.Id}/rest/notes/stream?apikey={p.AnonKey}",
+            lastEventId: seenNotes[0].Id);
+        var replay = await UpToMarkerAsync(resumed, "secret", "marker");
+        var replayed = string.Join("\n", replay.Select(e => e.Data.GetRawText()));
+        Assert.DoesNotContain("SECRET", replayed);
+        Assert.Equal(rows, replay.Count);
+    }
+
+    /// <summary>
     /// The shared login serves anon and signed-in users on one pooled session. A user's request sets request.user_id
     /// transaction-locally, an anonymous one sets nothing: so a session-level value that project code left (here an RPC
     /// function a signed-in user may call) is what the next anonymous caller's policies read — they see that user's rows.
