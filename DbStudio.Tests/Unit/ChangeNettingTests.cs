@@ -29,6 +29,25 @@ public class ChangeNettingTests
         Assert.Equal("d:v0>- i:->v0", Show(ChangeNetting.Net([C(5, 'd', null, "v0"), C(5, 'i', "v0", null)])));
     }
 
+    /// <summary>A part of a transaction larger than one read, its places told by the log (which followed it whole): each
+    /// change as its place says — not chained again with the others of the part.</summary>
+    [Fact]
+    public void A_part_of_a_transaction_followed_whole_by_the_log_is_netted_by_the_places_it_was_told()
+    {
+        Change P(char op, string? record, string? old, ChainPlace place) => C(20, op, record, old) with { Place = place };
+        var netted = ChangeNetting.Net([
+            P('i', "a1", null, ChainPlace.Within),                         // a version inside the transaction
+            P('i', "b1", null, ChainPlace.Alone),                          // b's only change
+            P('u', "a2", "a1", new LastOfChain('i', null, null)),          // a: inserted in an earlier read, updated here
+            P('d', null, "c1", new LastOfChain('u', "c0", null)),          // c: updated from c0 earlier, deleted here
+            P('u', "b1", "x", new LastOfChain('u', "big", "md5:1")),       // a version too large to stream before: shown to nobody
+            P('d', null, "d1", new LastOfChain('i', null, null)),          // inserted and deleted: nothing
+            C(21, 'i', "e1", null),                                        // the next transaction: as before
+            C(21, 'u', "e2", "e1"),
+        ]);
+        Assert.Equal("i:->b1 i:->a2 d:c0>- u:->- i:->e2", Show(netted));
+    }
+
     [Fact]
     public void Changes_of_other_transactions_other_rows_and_other_tables_stay_apart()
     {
