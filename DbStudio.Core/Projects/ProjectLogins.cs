@@ -28,7 +28,7 @@ public sealed class ProjectLogins(IDbContextFactory<PlatformDbContext> contexts,
     public static readonly RestRole[] Roles = [RestRole.Anon, RestRole.User, RestRole.UserAdmin, RestRole.Owner];
 
     /// <summary>Taken (transaction-scoped) by whatever grants or revokes the logins' CONNECT: one pg_database row.</summary>
-    public const string LoginsLockSql = "SELECT pg_advisory_xact_lock(hashtext('dbstudio-rest-logins'));";
+    public static readonly string LoginsLockSql = Platform.PlatformLocks.RestLogins;
 
     /// <summary>The login role REST uses for <paramref name="role"/> in project <paramref name="id"/>: the owner's, or the shared one.</summary>
     public static string LoginRole(string id, RestRole role) => role == RestRole.Owner ? $"proj_{id}_rest_owner" : $"proj_{id}_rest";

@@ -20,7 +20,7 @@ public sealed class ProjectProvisioner
         await using var conn = await platform.OpenConnectionAsync(ct);
         await using var tx = await conn.BeginTransactionAsync(ct);
         // The second lock: REST logins' CONNECT grants change the same pg_database row (RestConnections).
-        await using (var lockCmd = new NpgsqlCommand("SELECT pg_advisory_xact_lock(7220411); " + Projects.RestConnections.LoginsLockSql, conn, tx))
+        await using (var lockCmd = new NpgsqlCommand(Platform.PlatformLocks.Database + Projects.RestConnections.LoginsLockSql, conn, tx))
             await lockCmd.ExecuteNonQueryAsync(ct);
         var db = conn.Database;
         var group = OwnersGroup(db);

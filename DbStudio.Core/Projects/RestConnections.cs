@@ -42,7 +42,7 @@ public sealed class RestConnections(ServerPools pool, Platform.ProjectServers se
     public static IEnumerable<string> LegacyLoginRoles(string id) => ProjectLogins.LegacyLoginRoles(id);
 
     /// <summary>Taken (transaction-scoped) by whatever grants or revokes the logins' CONNECT: one pg_database row.</summary>
-    public const string LoginsLockSql = ProjectLogins.LoginsLockSql;
+    public static readonly string LoginsLockSql = ProjectLogins.LoginsLockSql;
 
     /// <summary>Every connection stayed busy for the whole queue timeout (nothing is broken: retry later).</summary>
     public sealed class BusyException(string message) : NpgsqlException(message);
@@ -92,7 +92,7 @@ public sealed class RestConnections(ServerPools pool, Platform.ProjectServers se
     /// name as its parameter: it ends with the transaction, so nothing a request's code does to the session role outlives it.
     /// </summary>
     public static (string Sql, NpgsqlParameter Parameter) RoleSetting(string id, RestRole role, int parameter) =>
-        ($"set_config('role', ${parameter}, true)", new NpgsqlParameter { Value = ActingRole(id, role), NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Text });
+        ($"pg_catalog.set_config('role', ${parameter}, true)", new NpgsqlParameter { Value = ActingRole(id, role), NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Text });
 
     /// <summary>Gives a rented connection back: kept for its project and kind when healthy, else closed.</summary>
     public void Return(NpgsqlConnection conn) => pool.Return(conn);

@@ -381,9 +381,9 @@ public sealed class RestExecutor(RestConnections connections, SchemaCache schema
                   // Every caller's claims are set, empty ones for callers who are not signed in: a session-level value that
                   // code of the project's left on the shared login (set_config(…, false)) is never what the next caller's
                   // policies read (as PostgREST sets its claims on every request).
-                  + (user ? ", set_config('request.user_id', $2, true), set_config('request.user_role', $3, true)"
-                          : ", set_config('request.user_id', '', true), set_config('request.user_role', '', true)")
-                  + (readOnly ? ", set_config('transaction_read_only', 'on', true)" : "")
-                  + (timeout ? $", set_config('statement_timeout', ${(user ? 4 : 2)}, true)" : ""),
+                  + (user ? ", pg_catalog.set_config('request.user_id', $2, true), pg_catalog.set_config('request.user_role', $3, true)"
+                          : ", pg_catalog.set_config('request.user_id', '', true), pg_catalog.set_config('request.user_role', '', true)")
+                  + (readOnly ? ", pg_catalog.set_config('transaction_read_only', 'on', true)" : "")
+                  + (timeout ? $", pg_catalog.set_config('statement_timeout', ${(user ? 4 : 2)}, true)" : ""),
     ];
 }

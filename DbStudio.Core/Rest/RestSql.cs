@@ -458,8 +458,8 @@ public sealed partial class RestSql
 
     /// <summary>
     /// The count statement: `SELECT count`, or for planned/estimated counts without filters `SELECT count, estimated`
-    /// — the planner's row estimate where it stands in (any table for planned, 100,000 rows and more for estimated), else
-    /// the exact count — so the result can say which it is.
+    /// — the planner's row estimate where it stands in (any table for planned, 100,000 rows and more for estimated; never
+    /// where row security applies to the caller), else the exact count — so the result can say which it is.
     /// </summary>
     private string CountStatement(string where)
     {
@@ -467,7 +467,8 @@ public sealed partial class RestSql
         if (_req.Count == CountPref.Exact || where.Length > 0) return "SELECT " + exact;
         var oid = Param((long)_table.Oid, NpgsqlDbType.Bigint);
         var estimate = $"(SELECT reltuples::bigint FROM pg_catalog.pg_class WHERE oid = {oid}::oid)";
-        var stands = _req.Count == CountPref.Planned ? "e >= 0" : $"e >= {EstimatedFrom}";
+        // Not where row security applies to the caller: the table's estimate counts the rows its policies hide.
+        var stands = (_req.Count == CountPref.Planned ? "e >= 0" : $"e >= {EstimatedFrom}") + $" AND NOT pg_catalog.row_security_active({oid}::oid)";
         return $"SELECT CASE WHEN {stands} THEN e ELSE {exact} END, {stands} FROM (SELECT {estimate} AS e) pgrst_e";
     }
 

@@ -85,7 +85,7 @@ public sealed class RpcExecutor(RestConnections connections, FunctionCatalog fun
             batch.BatchCommands.Add(RestExecutor.PreludeCommand(caller, role, readOnly: !plan.IsWrite, options.Value.Rest.StatementTimeout));
             // The function's body names the project's objects as the owner wrote them in the console (search_path = the
             // project's schema), so the call runs with that search_path, transaction-local (as PostgREST sets it).
-            batch.BatchCommands.Add(new NpgsqlBatchCommand("SELECT set_config('search_path', $1, true)")
+            batch.BatchCommands.Add(new NpgsqlBatchCommand("SELECT pg_catalog.set_config('search_path', $1, true)")
             {
                 Parameters = { new NpgsqlParameter { Value = Sql.SqlText.Ident(plan.Function.Schema) } },
             });

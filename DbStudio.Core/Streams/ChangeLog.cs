@@ -114,7 +114,7 @@ public sealed class ChangeLog(Platform.ProjectServers servers)
         if (server.IsPlatform) return; // the migrations made it
         await using var conn = await server.DataSource.OpenConnectionAsync(ct);
         await using var tx = await conn.BeginTransactionAsync(ct);
-        await using (var lockCmd = new NpgsqlCommand("SELECT pg_advisory_xact_lock(hashtext('dbstudio-change-log'))", conn, tx))
+        await using (var lockCmd = new NpgsqlCommand(Platform.PlatformLocks.ChangeLog, conn, tx))
             await lockCmd.ExecuteNonQueryAsync(ct);
         bool exists;
         await using (var check = new NpgsqlCommand("SELECT to_regnamespace('dbstudio_realtime') IS NOT NULL", conn, tx))

@@ -181,8 +181,8 @@ public sealed class StreamVisibility(RestConnections connections, Microsoft.Exte
             var policies = _policies[(projectId, table.Oid, audience.Identity.Role)] =
                 await ReadPoliciesAsync(conn, RestConnections.ActingRole(projectId, audience.Identity.Role), table.Oid, ct);
             await using var cmd = new NpgsqlCommand("""
-                SELECT coalesce(array_agg(a.attname::text) FILTER (WHERE has_column_privilege($1, a.attnum, 'SELECT')), '{}'),
-                       row_security_active($1)
+                SELECT coalesce(array_agg(a.attname::text) FILTER (WHERE pg_catalog.has_column_privilege($1, a.attnum, 'SELECT')), '{}'),
+                       pg_catalog.row_security_active($1)
                 FROM pg_attribute a WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped
                 """, conn);
             cmd.Parameters.Add(new() { Value = table.Oid, NpgsqlDbType = NpgsqlDbType.Oid });
@@ -298,7 +298,7 @@ public sealed class StreamVisibility(RestConnections connections, Microsoft.Exte
         var permissive = new List<string>();
         var restrictive = new List<string>();
         await using var batch = new NpgsqlBatch(conn);
-        batch.BatchCommands.Add(new NpgsqlBatchCommand("SELECT set_config('role', $1, true)")
+        batch.BatchCommands.Add(new NpgsqlBatchCommand("SELECT pg_catalog.set_config('role', $1, true)")
         {
             Parameters = { new NpgsqlParameter { Value = acting, NpgsqlDbType = NpgsqlDbType.Text } },
         });
@@ -351,8 +351,8 @@ public sealed class StreamVisibility(RestConnections connections, Microsoft.Exte
         // fills: 31 ms a batch at 20,000 rows, 0.4 ms by its key); left to choose, it also planned the statement again
         // for about half of the batches (0.6 ms each).
         batch.BatchCommands.Add(new NpgsqlBatchCommand(
-            "SELECT set_config('role', $2, true), set_config('transaction_read_only', 'on', true), set_config('statement_timeout', $1, true), " +
-            "set_config('enable_seqscan', 'off', true), set_config('plan_cache_mode', 'force_generic_plan', true)")
+            "SELECT pg_catalog.set_config('role', $2, true), pg_catalog.set_config('transaction_read_only', 'on', true), pg_catalog.set_config('statement_timeout', $1, true), " +
+            "pg_catalog.set_config('enable_seqscan', 'off', true), pg_catalog.set_config('plan_cache_mode', 'force_generic_plan', true)")
         {
             Parameters =
             {
@@ -368,7 +368,7 @@ public sealed class StreamVisibility(RestConnections connections, Microsoft.Exte
             // project's that ran before (a policy function, or a request's, set_config(…, false)) cannot leave the next
             // identity in another role of the shared login or with another user's claims.
             batch.BatchCommands.Add(new NpgsqlBatchCommand(
-                "SELECT set_config('role', $3, true), set_config('request.user_id', $1, true), set_config('request.user_role', $2, true)")
+                "SELECT pg_catalog.set_config('role', $3, true), pg_catalog.set_config('request.user_id', $1, true), pg_catalog.set_config('request.user_role', $2, true)")
             {
                 Parameters =
                 {

@@ -200,6 +200,7 @@ public static class HostingExtensions
         }
         foreach (var server in app.Services.GetRequiredService<ProjectServers>().All)
         {
+            await DbStudio.Core.Platform.PlatformLocks.EnsureAsync(server.DataSource);
             await ProjectProvisioner.HardenDatabaseAsync(server.DataSource);
             await DbStudio.Core.Streams.ChangeLog.PrepareServerAsync(server); // the platform's has it from the migrations
             // The platform role keeps no standing membership in project roles (older versions granted it all four).
