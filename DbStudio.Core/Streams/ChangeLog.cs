@@ -105,7 +105,7 @@ public sealed class ChangeLog(Platform.ProjectServers servers)
 
     /// <summary>
     /// The change log's schema on a server other than the platform's, as the migrations left it on the platform's (the
-    /// ChangeLog, CaptureInBulk, Isolation and InlineCallerSchema migrations' SQL in order): made when the schema is
+    /// ChangeLog, CaptureInBulk, Isolation, InlineCallerSchema, ChangeTransactions and CaptureSettings migrations' SQL in order): made when the schema is
     /// missing; a server that has it gets the later migrations' replaced functions (they are idempotent). A later change
     /// to the log's SQL must be made here too.
     /// </summary>
@@ -120,12 +120,13 @@ public sealed class ChangeLog(Platform.ProjectServers servers)
         await using (var check = new NpgsqlCommand("SELECT to_regnamespace('dbstudio_realtime') IS NOT NULL", conn, tx))
             exists = await check.ExecuteScalarAsync(ct) is true;
         var isolation = Platform.Migrations.Isolation.Sql;
-        var sql = exists
+        var sql = (exists
             ? Platform.Migrations.InlineCallerSchema.Sql
             : Platform.Migrations.ChangeLog.SchemaSql + "\n" + Platform.Migrations.CaptureInBulk.CaptureInBulkSql + "\n"
               + "ALTER TABLE dbstudio_realtime.changes ADD COLUMN table_oid oid NOT NULL;\n"
               + isolation[isolation.IndexOf("CREATE OR REPLACE FUNCTION", StringComparison.Ordinal)..] + "\n"
-              + Platform.Migrations.InlineCallerSchema.Sql;
+              + Platform.Migrations.InlineCallerSchema.Sql)
+            + "\n" + Platform.Migrations.CaptureSettings.Sql; // (ALTER FUNCTION … SET: the same again changes nothing)
         await using (var create = new NpgsqlCommand(sql, conn, tx)) await create.ExecuteNonQueryAsync(ct);
         // The ChangeTransactions migration only where the log lacks its column: ALTER TABLE locks the log (every captured
         // write of the server) even when it changes nothing, and instances start while projects write.
@@ -304,8 +305,16 @@ public sealed class ChangeLog(Platform.ProjectServers servers)
     private static async Task PruneAsync(Platform.DbServer server, TimeSpan retention, CancellationToken ct)
     {
         var platform = server.DataSource;
+        // Whole transactions: a cut inside one (its changes were captured on both sides of the cut-off) would leave its
+        // tail to be netted on its own — a resumed stream would get its updates from versions inside the transaction. So
+        // the rest of each project's last cut transaction goes too (ids of a transaction are consecutive), and pruned_through
+        // moves past it: a stream resuming in it is reset.
         await using var cmd = platform.CreateCommand("""
-            WITH gone AS (DELETE FROM dbstudio_realtime.changes WHERE committed_at < now() - $1 RETURNING schema_name, id)
+            WITH cut AS (DELETE FROM dbstudio_realtime.changes WHERE committed_at < now() - $1 RETURNING schema_name, id, xact),
+                 edge AS (SELECT DISTINCT ON (schema_name) schema_name, id, xact FROM cut ORDER BY schema_name, id DESC),
+                 rest AS (DELETE FROM dbstudio_realtime.changes c USING edge e
+                          WHERE c.schema_name = e.schema_name AND c.id > e.id AND c.xact = e.xact RETURNING c.schema_name, c.id),
+                 gone AS (SELECT schema_name, id FROM cut UNION ALL SELECT schema_name, id FROM rest)
             UPDATE dbstudio_realtime.streams s SET pruned_through = greatest(s.pruned_through, g.max_id)
             FROM (SELECT schema_name, max(id) AS max_id FROM gone GROUP BY schema_name) g WHERE s.schema_name = g.schema_name
             """);
@@ -368,9 +377,20 @@ public sealed class ChangeLog(Platform.ProjectServers servers)
         return (list, more);
     }
 
-    /// <summary>A few transactions larger than one read, followed whole: read page by page by every feed of the project.</summary>
-    private readonly System.Collections.Concurrent.ConcurrentDictionary<(string Project, long Tx), Lazy<Task<Followed>>> _followed = new();
-    private const int FollowedKept = 4;
+    /// <summary>Transactions larger than one read, followed whole: read page by page by every feed of the project (and by
+    /// resumed streams), so each is followed once while it is read — the least recently used go first, past a count and
+    /// a budget of chain entries (what they hold).</summary>
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<(string Project, long Tx), FollowedEntry> _followed = new();
+    private const int FollowedKept = 64;
+    private const long FollowedBudget = 2_000_000;
+
+    private sealed class FollowedEntry(Lazy<Task<Followed>> follow)
+    {
+        public Lazy<Task<Followed>> Follow { get; } = follow;
+        public long LastUsed;
+        public long Weight => Follow.IsValueCreated && Follow.Value.IsCompletedSuccessfully
+            ? Follow.Value.Result.Last.Count + Follow.Value.Result.Within.Count + 1 : 1;
+    }
 
     /// <summary>A transaction's chains: each chain's last change (with its first's id and kind), the changes within chains.</summary>
     private sealed record Followed(Dictionary<long, (long FirstId, char FirstOp)> Last, HashSet<long> Within, bool TooLarge);
@@ -379,16 +399,16 @@ public sealed class ChangeLog(Platform.ProjectServers servers)
     {
         var key = (projectId, tx);
         var anyId = list.First(c => c.Tx == tx).Id;
-        var lazy = _followed.GetOrAdd(key, _ => new Lazy<Task<Followed>>(() => FollowAsync(projectId, tx, anyId)));
+        var entry = _followed.GetOrAdd(key, _ => new FollowedEntry(new Lazy<Task<Followed>>(() => FollowAsync(projectId, tx, anyId))));
+        Volatile.Write(ref entry.LastUsed, System.Diagnostics.Stopwatch.GetTimestamp());
         Followed followed;
-        try { followed = await lazy.Value.WaitAsync(ct); }
+        try { followed = await entry.Follow.Value.WaitAsync(ct); }
         catch (Exception) when (!ct.IsCancellationRequested)
         {
-            _followed.TryRemove(key, out _);
+            _followed.TryRemove(new KeyValuePair<(string, long), FollowedEntry>(key, entry));
             throw;
         }
-        if (_followed.Count > FollowedKept)
-            foreach (var k in _followed.Keys.Where(k => k != key).Take(_followed.Count - FollowedKept)) _followed.TryRemove(k, out _);
+        KeepFollowedWithinBounds(key);
 
         var firsts = followed.TooLarge ? [] : list
             .Where(c => c.Tx == tx && followed.Last.TryGetValue(c.Id, out var f) && f.FirstOp != 'i')
@@ -416,6 +436,21 @@ public sealed class ChangeLog(Platform.ProjectServers servers)
         }
     }
 
+    private void KeepFollowedWithinBounds((string, long) inUse)
+    {
+        var entries = _followed.ToArray();
+        var weight = entries.Sum(e => e.Value.Weight);
+        if (entries.Length <= FollowedKept && weight <= FollowedBudget) return;
+        var count = entries.Length;
+        foreach (var (k, e) in entries.OrderBy(e => Volatile.Read(ref e.Value.LastUsed)))
+        {
+            if (count <= FollowedKept && weight <= FollowedBudget) break;
+            if (k == inUse || !_followed.TryRemove(new KeyValuePair<(string, long), FollowedEntry>(k, e))) continue;
+            count--;
+            weight -= e.Weight;
+        }
+    }
+
     /// <summary>Follows each row through a whole transaction, as ChangeNetting does within one read: an update or delete
     /// continues the chain whose current image is its old one.</summary>
     private async Task<Followed> FollowAsync(string projectId, long tx, long anyId)
@@ -427,7 +462,7 @@ public sealed class ChangeLog(Platform.ProjectServers servers)
         var ids = new List<long>();
         var chainOf = new List<int>();
         var chains = new List<(long FirstId, char FirstOp, long LastId, int Length)>();
-        var open = new Dictionary<(uint Table, UInt128 Image), int>();
+        var open = new OpenChains<(uint Table, UInt128 Image)>();
         await using (var r = await cmd.ExecuteReaderAsync())
             while (await r.ReadAsync())
             {
@@ -439,14 +474,14 @@ public sealed class ChangeLog(Platform.ProjectServers servers)
                 var (id, table, op) = (r.GetInt64(0), r.GetFieldValue<uint>(1), r.GetChar(2));
                 UInt128? image = r.IsDBNull(3) ? null : System.Buffers.Binary.BinaryPrimitives.ReadUInt128LittleEndian(r.GetFieldValue<byte[]>(3));
                 UInt128? old = r.IsDBNull(4) ? null : System.Buffers.Binary.BinaryPrimitives.ReadUInt128LittleEndian(r.GetFieldValue<byte[]>(4));
-                if (op is 'u' or 'd' && old is { } o && open.Remove((table, o), out var chain))
+                if (op is 'u' or 'd' && old is { } o && open.TryTake((table, o), out var chain))
                     chains[chain] = chains[chain] with { LastId = id, Length = chains[chain].Length + 1 };
                 else
                 {
                     chain = chains.Count;
                     chains.Add((id, op, id, 1));
                 }
-                if (op is not 'd' && image is { } n) open[(table, n)] = chain;
+                if (op is not 'd' && image is { } n) open.Add((table, n), chain);
                 ids.Add(id);
                 chainOf.Add(chain);
             }

@@ -69,11 +69,11 @@ public static class ChangeNetting
     {
         // Chains of one row: (first change, last change); open ones are found by (table, current image).
         var chains = new List<(Change First, Change Last)>();
-        var open = new Dictionary<(uint Table, string Image), int>();
+        var open = new OpenChains<(uint Table, string Image)>();
         for (var i = start; i < end; i++)
         {
             var c = changes[i];
-            if (c.Op is 'u' or 'd' && c.OldImage is { } old && open.Remove((c.TableOid, old), out var chain))
+            if (c.Op is 'u' or 'd' && c.OldImage is { } old && open.TryTake((c.TableOid, old), out var chain))
                 chains[chain] = (chains[chain].First, c);
             else
             {
@@ -81,7 +81,7 @@ public static class ChangeNetting
                 chains.Add((c, c));
             }
             // Followed by its image, or by the image's digest where it is too large to stream (its images are null).
-            if (c.Op is not 'd' && c.NewImage is { } image) open[(c.TableOid, image)] = chain;
+            if (c.Op is not 'd' && c.NewImage is { } image) open.Add((c.TableOid, image), chain);
         }
         foreach (var (first, last) in chains)
         {
@@ -94,17 +94,58 @@ public static class ChangeNetting
     /// transaction to the last change's version. Null when the row never committed.</summary>
     private static Change? Chain(char firstOp, string? firstOldRecord, string? firstOldRecordDigest, Change last)
     {
-        Change? net = (firstOp, last.Op) switch
+        // Only the two ends count: the version before the transaction and the one committed. A change with an image too
+        // large to stream carries each image as its small text or as a digest ("md5:…"), so an end that is small is
+        // shown even where the version next to it, inside the transaction, was too large.
+        var (record, recordTooLarge) = End(last.Record, last.RecordDigest);
+        var (old, oldTooLarge) = End(firstOldRecord, firstOldRecordDigest);
+        var net = (firstOp, last.Op) switch
         {
-            ('i', 'd') => null,                                                    // never committed
-            ('i', _) => last with { Op = 'i', OldRecord = null, OldRecordDigest = null }, // inserted as it committed
+            ('i', 'd') => null,                                                                       // never committed
+            ('i', _) => last with { Op = 'i', Record = record, OldRecord = null },                    // inserted as it committed
             // (_, 'd'): a delete of the version before the transaction; otherwise an update from it to the one committed
-            (_, 'd') => last with { Op = 'd', Record = null, OldRecord = firstOldRecord, OldRecordDigest = firstOldRecordDigest },
-            _ => last with { Op = 'u', OldRecord = firstOldRecord, OldRecordDigest = firstOldRecordDigest },
+            (_, 'd') => last with { Op = 'd', Record = null, OldRecord = old },
+            _ => last with { Op = 'u', Record = record, OldRecord = old },
         };
-        // A version too large to stream at either end: nobody is shown the change (as for one such change alone).
-        if (net is not null && (last.RecordDigest is not null || firstOldRecordDigest is not null))
-            net = net with { Record = null, OldRecord = null };
-        return net;
+        if (net is null) return null;
+        net = net with { RecordDigest = null, OldRecordDigest = null };
+        // A version too large to stream at an end that is shown: nobody is shown the change (as for one such change alone).
+        var tooLarge = net.Op switch { 'i' => recordTooLarge, 'd' => oldTooLarge, _ => recordTooLarge || oldTooLarge };
+        return tooLarge ? net with { Record = null, OldRecord = null } : net;
+    }
+
+    /// <summary>An end's image and whether it was too large to stream.</summary>
+    private static (string? Image, bool TooLarge) End(string? image, string? digest) =>
+        image is not null ? (image, false)
+        : digest is null ? (null, false)
+        : digest.StartsWith("md5:", StringComparison.Ordinal) ? (null, true) : (digest, false);
+}
+
+/// <summary>
+/// The chains whose row has an image now, by (table, image). Identical rows (of a table without a key) have the same
+/// image, so an image holds every chain that has it, and an update or delete of that image continues one of them —
+/// which one does not matter, since they cannot be told apart; none is dropped (each would otherwise be shown with the
+/// version it had inside the transaction).
+/// </summary>
+internal sealed class OpenChains<TKey> where TKey : notnull
+{
+    private readonly Dictionary<TKey, int> _top = new();
+    /// <summary>Per chain: the chain below it with the same image (-1: none). A chain is open under one image at a time.</summary>
+    private readonly List<int> _below = [];
+
+    public void Add(TKey key, int chain)
+    {
+        while (_below.Count <= chain) _below.Add(-1);
+        _below[chain] = _top.TryGetValue(key, out var top) ? top : -1;
+        _top[key] = chain;
+    }
+
+    public bool TryTake(TKey key, out int chain)
+    {
+        if (!_top.TryGetValue(key, out chain)) return false;
+        var below = _below[chain];
+        if (below >= 0) _top[key] = below;
+        else _top.Remove(key);
+        return true;
     }
 }

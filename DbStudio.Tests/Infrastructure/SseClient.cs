@@ -14,7 +14,7 @@ public sealed record SseEvent(string? Id, string Type, JsonElement Data)
     public long? Change { get; init; }
     public long IdNumber => Change ?? throw new InvalidOperationException("ids are opaque: open the stream with TestApp.StreamIdDecoderAsync");
     public string? RecordText(string column) =>
-        Data.GetProperty("record") is { ValueKind: JsonValueKind.Object } r && r.TryGetProperty(column, out var v) && v.ValueKind != JsonValueKind.Null
+        Data.ValueKind == JsonValueKind.Object && Data.TryGetProperty("record", out var r) && r.ValueKind == JsonValueKind.Object && r.TryGetProperty(column, out var v) && v.ValueKind != JsonValueKind.Null
             ? v.ToString() : null;
 }
 

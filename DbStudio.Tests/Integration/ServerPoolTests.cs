@@ -142,6 +142,10 @@ public class ServerPoolTests(TwoServers s) : IClassFixture<TwoServers>
         foreach (var c in new[] { s.A, s.B })
             Assert.True(await TwoServers.ScalarAsync<bool>(c,
                 "SELECT prosqlbody IS NOT NULL AND proconfig IS NULL FROM pg_proc WHERE oid = 'dbstudio_realtime.caller_schema()'::regprocedure"));
+        // ... and the capture trigger writes images under the same output settings on both (CaptureSettings).
+        foreach (var c in new[] { s.A, s.B })
+            Assert.True(await TwoServers.ScalarAsync<bool>(c,
+                "SELECT proconfig @> '{TimeZone=UTC,IntervalStyle=postgres,extra_float_digits=1}' FROM pg_proc WHERE oid = 'dbstudio_realtime.capture()'::regprocedure"));
         // The platform role holds no membership in any project role on either server (DESIGN §2).
         foreach (var c in new[] { s.A, s.B })
             Assert.Equal(0L, await TwoServers.ScalarAsync<long>(c, """

@@ -390,3 +390,17 @@ ALTER TABLE dbstudio_realtime.changes ALTER COLUMN xact SET DEFAULT pg_catalog.p
 -- down
 ALTER TABLE dbstudio_realtime.changes DROP COLUMN IF EXISTS xact;
 
+## 20261201010000_CaptureSettings
+-- up
+ALTER FUNCTION dbstudio_realtime.capture() SET "TimeZone" TO 'UTC';
+ALTER FUNCTION dbstudio_realtime.capture() SET "IntervalStyle" TO 'postgres';
+ALTER FUNCTION dbstudio_realtime.capture() SET extra_float_digits TO 1;
+ALTER FUNCTION dbstudio_realtime.capture() SET bytea_output TO 'hex';
+ALTER FUNCTION dbstudio_realtime.capture() SET lc_monetary TO 'C';
+-- down
+ALTER FUNCTION dbstudio_realtime.capture() RESET "TimeZone";
+ALTER FUNCTION dbstudio_realtime.capture() RESET "IntervalStyle";
+ALTER FUNCTION dbstudio_realtime.capture() RESET extra_float_digits;
+ALTER FUNCTION dbstudio_realtime.capture() RESET bytea_output;
+ALTER FUNCTION dbstudio_realtime.capture() RESET lc_monetary;
+
