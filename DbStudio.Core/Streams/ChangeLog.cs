@@ -38,6 +38,8 @@ public sealed class ChangeLog(Platform.ProjectServers servers)
 {
     private static readonly System.Diagnostics.Metrics.Counter<long> Oversized = new System.Diagnostics.Metrics.Meter(ChangeHub.MeterName)
         .CreateCounter<long>("dbstudio.stream.oversized", "{change}", "Changes whose row image was too large to stream");
+    private static readonly System.Diagnostics.Metrics.Counter<long> Unreadable = new System.Diagnostics.Metrics.Meter(ChangeHub.MeterName)
+        .CreateCounter<long>("dbstudio.stream.unreadable_reads", "{read}", "Reads of the log made again without the text of large images");
     private static readonly System.Diagnostics.Metrics.Counter<long> TooLarge = new System.Diagnostics.Metrics.Meter(ChangeHub.MeterName)
         .CreateCounter<long>("dbstudio.stream.transactions_too_large", "{transaction}", "Transactions with more changes than the stream follows whole");
     /// <summary>The notification channel the capture trigger notifies (with no payload).</summary>
@@ -54,25 +56,54 @@ public sealed class ChangeLog(Platform.ProjectServers servers)
 
     // Images are sized in PostgreSQL and only those up to MaxImageBytes come back: a row whose compressed 2 MB stand for
     // 150 MB of text never reaches the app's memory.
-    private static readonly string Columns = $"""
-        SELECT c.id, c.table_oid, ARRAY(SELECT a.relid::oid FROM pg_partition_ancestors(c.table_oid) a WHERE a.relid <> c.table_oid),
-               c.op, CASE WHEN octet_length(t.rt) <= {MaxImageBytes} THEN t.rt END, CASE WHEN octet_length(t.ot) <= {MaxImageBytes} THEN t.ot END,
-               c.committed_at, octet_length(t.rt) > {MaxImageBytes} OR octet_length(t.ot) > {MaxImageBytes}, coalesce(c.xact::text::int8, -c.id),
-               CASE WHEN octet_length(t.rt) > {MaxImageBytes} OR octet_length(t.ot) > {MaxImageBytes}
-                    THEN CASE WHEN octet_length(t.rt) <= {MaxImageBytes} THEN t.rt ELSE 'md5:' || md5(t.rt) END END,
-               CASE WHEN octet_length(t.rt) > {MaxImageBytes} OR octet_length(t.ot) > {MaxImageBytes}
-                    THEN CASE WHEN octet_length(t.ot) <= {MaxImageBytes} THEN t.ot ELSE 'md5:' || md5(t.ot) END END
-               , c.xact = (SELECT p.xact FROM dbstudio_realtime.changes p WHERE p.schema_name = $1 AND p.id = $2)
-        FROM dbstudio_realtime.changes c
-        CROSS JOIN LATERAL (SELECT c.record::text AS rt, c.old_record::text AS ot OFFSET 0) t
-        """;
+    private static readonly string Columns = ColumnsSql(safe: false);
+
+    /// <summary>
+    /// The same, for a read the plain one could not make: an image whose text PostgreSQL cannot build (over 1 GB — a
+    /// 180 MB string of control characters, each written \u0001, is one) failed every read of the project's log, so
+    /// every stream of the project stalled. Here an image stored larger than <see cref="SafeStoredBytes"/> is not turned
+    /// into text at all: too large to stream, identified by its jsonb hash.
+    /// </summary>
+    private static readonly string SafeColumns = ColumnsSql(safe: true);
+
+    /// <summary>Stored (compressed) size up to which an image's text stays far below PostgreSQL's 1 GB limit.</summary>
+    private const int SafeStoredBytes = 256 * 1024;
+
+    private static string ColumnsSql(bool safe)
+    {
+        string TooLarge(string text, string huge) => safe
+            ? $"(coalesce({huge}, false) OR coalesce(octet_length({text}) > {MaxImageBytes}, false))"
+            : $"coalesce(octet_length({text}) > {MaxImageBytes}, false)";
+        // What identifies an image too large to stream (netting follows a row through it): its text's digest; in the
+        // safe read jsonb's own hash, the same however the value is stored (its text is not built).
+        string Identity(string image, string text, string huge) => safe
+            ? $"CASE WHEN {TooLarge(text, huge)} THEN 'md5:h' || jsonb_hash_extended({image}, 0)::text || '.' || jsonb_hash_extended({image}, 1)::text ELSE {text} END"
+            : $"CASE WHEN octet_length({text}) <= {MaxImageBytes} THEN {text} ELSE 'md5:' || md5({text}) END";
+        var (rBig, oBig) = (TooLarge("t.rt", "h.rh"), TooLarge("t.ot", "h.oh"));
+        var texts = safe
+            ? $"""
+              CROSS JOIN LATERAL (SELECT pg_column_size(c.record) > {SafeStoredBytes} AS rh, pg_column_size(c.old_record) > {SafeStoredBytes} AS oh OFFSET 0) h
+              CROSS JOIN LATERAL (SELECT CASE WHEN NOT h.rh THEN c.record::text END AS rt, CASE WHEN NOT h.oh THEN c.old_record::text END AS ot OFFSET 0) t
+              """
+            : "CROSS JOIN LATERAL (SELECT c.record::text AS rt, c.old_record::text AS ot OFFSET 0) t";
+        return $"""
+            SELECT c.id, c.table_oid, ARRAY(SELECT a.relid::oid FROM pg_partition_ancestors(c.table_oid) a WHERE a.relid <> c.table_oid),
+                   c.op, CASE WHEN NOT {rBig} THEN t.rt END, CASE WHEN NOT {oBig} THEN t.ot END,
+                   c.committed_at, {rBig} OR {oBig}, coalesce(c.xact::text::int8, -c.id),
+                   CASE WHEN {rBig} OR {oBig} THEN {Identity("c.record", "t.rt", "h.rh")} END,
+                   CASE WHEN {rBig} OR {oBig} THEN {Identity("c.old_record", "t.ot", "h.oh")} END
+                   , c.xact = (SELECT p.xact FROM dbstudio_realtime.changes p WHERE p.schema_name = $1 AND p.id = $2)
+            FROM dbstudio_realtime.changes c
+            {texts}
+            """;
+    }
 
     /// <summary>The most changes of one transaction the log follows whole (a larger one is shown to nobody: see README).</summary>
     public const int MaxFollowedTransaction = 1_000_000;
 
     /// <summary>
-    /// Every change of transaction $3 (whose change $2 is), in order: its table, kind and images' hashes (the first 16
-    /// bytes of SHA-256 of their text; jsonb's text is canonical). Ids of one project's transaction are consecutive
+    /// Every change of transaction $3 (whose change $2 is), in order: its table, kind and images' hashes (jsonb's own
+    /// hash with two seeds: computed from the value, whatever its size or how it is stored, without building its text). Ids of one project's transaction are consecutive
     /// (given out under its stream row's lock), so the transaction is the run of ids around $2 with its xact.
     /// </summary>
     private static readonly string TransactionSql = $"""
@@ -81,21 +112,20 @@ public sealed class ChangeLog(Platform.ProjectServers servers)
                     ORDER BY c.id DESC LIMIT 1), 0) AS lo,
           coalesce((SELECT c.id FROM dbstudio_realtime.changes c WHERE c.schema_name = $1 AND c.id > $2 AND c.xact IS DISTINCT FROM $3::xid8
                     ORDER BY c.id LIMIT 1), 9223372036854775807) AS hi)
-        SELECT c.id, c.table_oid, c.op, substr(sha256(convert_to(c.record::text, 'UTF8')), 1, 16),
-               substr(sha256(convert_to(c.old_record::text, 'UTF8')), 1, 16)
+        SELECT c.id, c.table_oid, c.op,
+               int8send(jsonb_hash_extended(c.record, 0)) || int8send(jsonb_hash_extended(c.record, 1)),
+               int8send(jsonb_hash_extended(c.old_record, 0)) || int8send(jsonb_hash_extended(c.old_record, 1))
         FROM dbstudio_realtime.changes c, b WHERE c.schema_name = $1 AND c.id > b.lo AND c.id < b.hi
         ORDER BY c.id LIMIT {MaxFollowedTransaction + 1}
         """;
 
-    /// <summary>What chains' first changes say of their rows before the transaction: the old image as a change's own read
-    /// gives it (null and a digest where the change is too large to stream).</summary>
+    /// <summary>What chains' first changes say of their rows before the transaction: the old image, or — too large to
+    /// stream (or stored too large to be turned into text safely) — null and the mark of a too large one.</summary>
     private static readonly string FirstChangesSql = $"""
-        SELECT c.id, CASE WHEN NOT t.big THEN t.ot END,
-               CASE WHEN t.big THEN CASE WHEN octet_length(t.ot) <= {MaxImageBytes} THEN t.ot ELSE 'md5:' || md5(t.ot) END END
+        SELECT c.id, CASE WHEN octet_length(t.ot) <= {MaxImageBytes} THEN t.ot END,
+               CASE WHEN t.ot IS NULL OR octet_length(t.ot) > {MaxImageBytes} THEN 'md5:' END
         FROM dbstudio_realtime.changes c
-        CROSS JOIN LATERAL (SELECT c.old_record::text AS ot,
-                                   octet_length(c.record::text) > {MaxImageBytes} OR octet_length(c.old_record::text) > {MaxImageBytes} AS big
-                            OFFSET 0) t
+        CROSS JOIN LATERAL (SELECT CASE WHEN pg_column_size(c.old_record) <= {SafeStoredBytes} THEN c.old_record::text END AS ot OFFSET 0) t
         WHERE c.schema_name = $1 AND c.id = ANY($2)
         """;
 
@@ -335,6 +365,35 @@ public sealed class ChangeLog(Platform.ProjectServers servers)
 
     private async Task<(List<Change> Changes, bool More)> QueryAsync(string projectId, string sql, int limit, object[] args, CancellationToken ct)
     {
+        List<Change> list;
+        bool more, continues;
+        try { (list, more, continues) = await ReadChangesAsync(projectId, sql, args, limit, ct); }
+        catch (PostgresException e) when (e.SqlState is PostgresErrorCodes.ProgramLimitExceeded or PostgresErrorCodes.OutOfMemory)
+        {
+            // An image whose text PostgreSQL cannot build: read again without building the text of large images.
+            Unreadable.Add(1);
+            (list, more, continues) = await ReadChangesAsync(projectId, sql.Replace(Columns, SafeColumns, StringComparison.Ordinal),
+                [.. args.Select(a => a is NpgsqlParameter p ? p.Clone() : a)], limit, ct);
+        }
+        // A read that stopped short ends with the last whole transaction: a transaction's changes of one row are netted
+        // together (ChangeNetting), so none of them may wait for the next read.
+        long? followed = continues && list[0].Tx > 0 ? list[0].Tx : null;
+        if (more && list.Count > 0)
+        {
+            var lastTx = list[^1].Tx;
+            var whole = list.FindLastIndex(c => c.Tx != lastTx) + 1;
+            if (whole > 0) list.RemoveRange(whole, list.Count - whole);
+            else if (lastTx > 0) followed = lastTx;
+        }
+        // A transaction larger than one read (this read is part of it, or goes on with one begun before it): its rows are
+        // followed through the whole transaction, and each of its changes here is told its place.
+        if (followed is { } tx) await PlaceAsync(projectId, tx, list, ct);
+        return (list, more);
+    }
+
+    private async Task<(List<Change> List, bool More, bool Continues)> ReadChangesAsync(string projectId, string sql, object[] args,
+        int limit, CancellationToken ct)
+    {
         var list = new List<Change>();
         await using var cmd = (await LogOfAsync(projectId, ct)).CreateCommand(sql);
         foreach (var a in args) cmd.Parameters.Add(a as NpgsqlParameter ?? new NpgsqlParameter { Value = a });
@@ -360,21 +419,7 @@ public sealed class ChangeLog(Platform.ProjectServers servers)
                 RecordDigest = r.IsDBNull(9) ? null : r.GetString(9), OldRecordDigest = r.IsDBNull(10) ? null : r.GetString(10),
             });
         }
-        var more = list.Count == limit || bytes >= BatchBytes;
-        // A read that stopped short ends with the last whole transaction: a transaction's changes of one row are netted
-        // together (ChangeNetting), so none of them may wait for the next read.
-        long? followed = continues && list[0].Tx > 0 ? list[0].Tx : null;
-        if (more && list.Count > 0)
-        {
-            var lastTx = list[^1].Tx;
-            var whole = list.FindLastIndex(c => c.Tx != lastTx) + 1;
-            if (whole > 0) list.RemoveRange(whole, list.Count - whole);
-            else if (lastTx > 0) followed = lastTx;
-        }
-        // A transaction larger than one read (this read is part of it, or goes on with one begun before it): its rows are
-        // followed through the whole transaction, and each of its changes here is told its place.
-        if (followed is { } tx) await PlaceAsync(projectId, tx, list, ct);
-        return (list, more);
+        return (list, list.Count == limit || bytes >= BatchBytes, continues);
     }
 
     /// <summary>Transactions larger than one read, followed whole: read page by page by every feed of the project (and by

@@ -186,6 +186,39 @@ public class BigTransactionReviewTests(TestApp app)
         Assert.Single(replay);
     }
 
+    /// <summary>
+    /// Every read of the log turns each image into text (record::text, to size it; FollowAsync and the big-transaction
+    /// queries hash that text too). A jsonb whose text is over 1 GB — a 180 MB string of control characters, each written
+    /// \u0001 — makes every such statement fail ("out of memory ... Cannot enlarge string buffer"), deterministically:
+    /// the project's pump logs a warning and reads again 250 ms later, forever (until the change is pruned a day later),
+    /// with PostgreSQL detoasting the 180 MB and building 1 GB of text each time. Every stream of the project stalls —
+    /// here one on another table than the one written.
+    /// </summary>
+    [Fact]
+    public async Task One_change_whose_image_text_exceeds_1GB_does_not_stall_the_projects_streams()
+    {
+        var (owner, p) = await AnonReadableAsync("poison image", "create table notes (n int, secret text); create table blobs (b text)", "notes");
+        await using var s = await SseClient.OpenAsync(app.BaseUrl, $"/db/{p.Id}/rest/notes/stream?apikey={p.AnonKey}");
+        Assert.Equal(HttpStatusCode.OK, s.Response.StatusCode);
+        NoErrors(await TestApp.SqlAsync(owner, p.Id, "insert into blobs values (repeat(chr(1), 180000000))"));
+        NoErrors(await TestApp.SqlAsync(owner, p.Id, "insert into notes values (0, 'marker')"));
+        SseEvent? e = null;
+        try { e = await s.NextAsync(TimeSpan.FromSeconds(90)); }
+        catch (TimeoutException)
+        {
+            // Why: what the log's read does with that change.
+            await using var conn = new Npgsql.NpgsqlConnection(app.Db.PlatformConnectionString);
+            await conn.OpenAsync();
+            await using var cmd = new Npgsql.NpgsqlCommand(
+                "SELECT max(octet_length(record::text)) FROM dbstudio_realtime.changes WHERE schema_name = $1", conn);
+            cmd.Parameters.Add(new() { Value = ProjectNaming.Schema(p.Id) });
+            string why;
+            try { why = $"read fine: {await cmd.ExecuteScalarAsync()}"; } catch (Npgsql.PostgresException x) { why = x.MessageText; }
+            Assert.Fail("the marker never came; the log's read of the big change: " + why);
+        }
+        Assert.Equal("marker", e!.RecordText("secret"));
+    }
+
     /// <summary>Checked fine: rows moved between partitions inside a big transaction (a delete on one partition, an insert
     /// on the other), a savepoint rolled back in it, and resumes from the first, a middle and the last of its events.</summary>
     [Fact]

@@ -379,7 +379,7 @@ public class StreamTests(TestApp app)
         // Every change was read back by its key for each of the two: 10,026 index lookups of one row each, once the
         // sessions have reported them (when idle, up to seconds later) — and no read of the whole grown table.
         long tuplesReadWhole = 0, lookups = 0, fetched = 0;
-        for (var deadline = DateTime.UtcNow.AddSeconds(30); lookups < 10026 && DateTime.UtcNow < deadline; await Task.Delay(200))
+        for (var deadline = DateTime.UtcNow.AddSeconds(90); lookups < 10026 && DateTime.UtcNow < deadline; await Task.Delay(200))
         {
             var r = await TestApp.SqlAsync(w.Owner, p.Id,
                 "select seq_tup_read, coalesce(idx_scan, 0), coalesce(idx_tup_fetch, 0) from pg_stat_user_tables where relid = 'grow'::regclass");
