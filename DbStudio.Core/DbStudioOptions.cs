@@ -76,6 +76,12 @@ public sealed class RestOptions
     /// <summary>Largest request body accepted, in bytes.</summary>
     public long MaxBodyBytes { get; set; } = 10 * 1024 * 1024;
     /// <summary>
+    /// Largest REST or RPC answer, in bytes: the answer is made in the app's memory before it is sent, and a short request
+    /// can ask for a great deal (embeds multiply: each to-many level may bring MaxRows rows). A larger one is refused
+    /// (400, DBS001) and nothing is written.
+    /// </summary>
+    public long MaxResponseBytes { get; set; } = 64 * 1024 * 1024;
+    /// <summary>
     /// REST statements one project may run at once (and the most connections one of its pools holds): one busy project
     /// cannot take the server, and the rest wait their turn in order instead of all competing for the CPU — about
     /// two per core is where a machine's throughput peaks and its tail latency stays short.

@@ -122,7 +122,10 @@ public sealed class RestExecutor(RestConnections connections, SchemaCache schema
             batch.BatchCommands.Add(main);
             // A write asking for exactly one object is checked before commit and rolled back otherwise (PGRST116);
             // Prefer: tx=rollback runs everything and commits nothing.
-            if (req.Singular && plan.IsWrite || req.Rollback) batch.Transaction = tx = await conn.BeginTransactionAsync(ct);
+            // A write answering with JSON rows (embeds can multiply them) commits only once its answer is within
+            // MaxResponseBytes: refused, it writes nothing.
+            if (req.Singular && plan.IsWrite || req.Rollback || plan.IsWrite && plan.ReturnsRows && plan.PlainColumns is null && plan.CsvHeader is null)
+                batch.Transaction = tx = await conn.BeginTransactionAsync(ct);
 
             long? total = null;
             var estimated = false;
@@ -148,9 +151,9 @@ public sealed class RestExecutor(RestConnections connections, SchemaCache schema
                     await reader.NextResultAsync(ct);
                 }
                 (body, page) = plan.PlainColumns is { } plain
-                    ? await ReadPlainRowsAsync(reader, plain, req.Singular, ct)
-                    : plan.CsvHeader is { } header ? await ReadCsvAsync(reader, header, ct)
-                    : await ReadRowsAsync(reader, req.Singular, ct);
+                    ? await ReadPlainRowsAsync(reader, plain, req.Singular, Opt.MaxResponseBytes, ct)
+                    : plan.CsvHeader is { } header ? await ReadCsvAsync(reader, header, Opt.MaxResponseBytes, ct)
+                    : await ReadRowsAsync(reader, req.Singular, Opt.MaxResponseBytes, ct);
             }
 
             if (req.Singular && page != 1)
@@ -197,6 +200,12 @@ public sealed class RestExecutor(RestConnections connections, SchemaCache schema
             batch = null;
             try
             {
+                // An explicit transaction, aborted by the error, ends first: nothing else runs in it.
+                if (tx is not null)
+                {
+                    await tx.DisposeAsync();
+                    tx = null;
+                }
                 conn.UnprepareAll();
                 // Code of the project's that failed half-way may have left the session in another role: set it back.
                 await RestConnections.RestoreRoleAsync(conn, caller.ProjectId, role, CancellationToken.None);
@@ -232,8 +241,27 @@ public sealed class RestExecutor(RestConnections connections, SchemaCache schema
     private static ReadOnlyMemory<byte>? AsBody(byte[]? body) => body is null ? default(ReadOnlyMemory<byte>?) : new ReadOnlyMemory<byte>(body);
 
     /// <summary>Writes rows of plain values as JSON objects (RowJson), as an array or the single object.</summary>
+    /// <summary>One text column's bytes as they arrive (sequential access), null for NULL; refused past <paramref name="max"/>.</summary>
+    internal static async Task<byte[]?> ReadBoundedAsync(NpgsqlDataReader reader, int ordinal, long max, CancellationToken ct)
+    {
+        if (await reader.IsDBNullAsync(ordinal, ct)) return null;
+        using var body = new ArrayPoolBufferWriter<byte>(BodyPool, BodyScratch);
+        await using var column = await reader.GetStreamAsync(ordinal, ct);
+        int read;
+        while ((read = await column.ReadAsync(body.GetMemory(4096), ct)) > 0)
+        {
+            body.Advance(read);
+            if (body.WrittenCount > max) throw TooLarge(max);
+        }
+        return body.WrittenSpan.ToArray();
+    }
+
+    /// <summary>The answer would be larger than <see cref="RestOptions.MaxResponseBytes"/>.</summary>
+    internal static RestException TooLarge(long max) => new(400, "DBS001", $"The response is larger than {max:N0} bytes",
+        null, "Select fewer columns or embedded resources, or fewer rows (limit); the limit is the server's Rest:MaxResponseBytes");
+
     private static async Task<(byte[] Body, long Page)> ReadPlainRowsAsync(NpgsqlDataReader reader,
-        IReadOnlyList<PlainColumn> columns, bool singular, CancellationToken ct)
+        IReadOnlyList<PlainColumn> columns, bool singular, long max, CancellationToken ct)
     {
         using var body = new ArrayPoolBufferWriter<byte>(BodyPool, BodyScratch);
         long page = 0;
@@ -251,6 +279,7 @@ public sealed class RestExecutor(RestConnections connections, SchemaCache schema
                     RowJson.WriteValue(w, reader, i, columns[i].Kind);
                 }
                 w.WriteEndObject();
+                if (w.BytesCommitted + w.BytesPending > max) throw TooLarge(max);
             }
             if (!singular) w.WriteEndArray();
             w.Flush();
@@ -259,7 +288,7 @@ public sealed class RestExecutor(RestConnections connections, SchemaCache schema
     }
 
     /// <summary>Joins the rows' JSON texts into one array (or the single object) without parsing them.</summary>
-    private static async Task<(byte[] Body, long Page)> ReadRowsAsync(NpgsqlDataReader reader, bool singular, CancellationToken ct)
+    private static async Task<(byte[] Body, long Page)> ReadRowsAsync(NpgsqlDataReader reader, bool singular, long max, CancellationToken ct)
     {
         using var body = new ArrayPoolBufferWriter<byte>(BodyPool, BodyScratch);
         long page = 0;
@@ -272,14 +301,18 @@ public sealed class RestExecutor(RestConnections connections, SchemaCache schema
             // The row's JSON arrives as UTF-8 text: copy its bytes as they are, no string in between.
             await using var column = await reader.GetStreamAsync(0, ct);
             int read;
-            while ((read = await column.ReadAsync(body.GetMemory(4096), ct)) > 0) body.Advance(read);
+            while ((read = await column.ReadAsync(body.GetMemory(4096), ct)) > 0)
+            {
+                body.Advance(read);
+                if (body.WrittenCount > max) throw TooLarge(max);
+            }
         }
         if (!singular) body.Write("]"u8);
         return (body.WrittenSpan.ToArray(), page);
     }
 
     /// <summary>CSV: the header line, then each row's line (PostgreSQL's record text without its parentheses), "\n" between.</summary>
-    private static async Task<(byte[] Body, long Page)> ReadCsvAsync(NpgsqlDataReader reader, string header, CancellationToken ct)
+    private static async Task<(byte[] Body, long Page)> ReadCsvAsync(NpgsqlDataReader reader, string header, long max, CancellationToken ct)
     {
         using var body = new ArrayPoolBufferWriter<byte>(BodyPool, BodyScratch);
         body.Write(Encoding.UTF8.GetBytes(header));
@@ -290,7 +323,11 @@ public sealed class RestExecutor(RestConnections connections, SchemaCache schema
             body.Write("\n"u8);
             await using var column = await reader.GetStreamAsync(0, ct);
             int read;
-            while ((read = await column.ReadAsync(body.GetMemory(4096), ct)) > 0) body.Advance(read);
+            while ((read = await column.ReadAsync(body.GetMemory(4096), ct)) > 0)
+            {
+                body.Advance(read);
+                if (body.WrittenCount > max) throw TooLarge(max);
+            }
         }
         return (body.WrittenSpan.ToArray(), page);
     }

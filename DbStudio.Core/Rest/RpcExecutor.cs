@@ -94,19 +94,21 @@ public sealed class RpcExecutor(RestConnections connections, FunctionCatalog fun
             batch.BatchCommands.Add(main);
             // What a function does to the session's role ends here: each request sets its own, for its transaction only.
             // A write asked for as one object is checked before commit and rolled back otherwise (PGRST116).
-            if (req.Read.Singular && plan.IsWrite) batch.Transaction = tx = await conn.BeginTransactionAsync(ct);
+            // A write commits only once its answer is known to be within MaxResponseBytes: refused, it writes nothing.
+            if (plan.IsWrite) batch.Transaction = tx = await conn.BeginTransactionAsync(ct);
 
             long? total;
             long page;
-            string? body;
-            await using (var reader = await batch.ExecuteReaderAsync(ct))
+            byte[]? body;
+            // Read as it arrives, within MaxResponseBytes (a function can answer a great deal).
+            await using (var reader = await batch.ExecuteReaderAsync(System.Data.CommandBehavior.SequentialAccess, ct))
             {
                 await reader.NextResultAsync(ct); // the prelude
                 await reader.NextResultAsync(ct); // search_path
                 await reader.ReadAsync(ct);
-                total = reader.IsDBNull(0) ? null : reader.GetInt64(0);
+                total = await reader.IsDBNullAsync(0, ct) ? null : reader.GetInt64(0);
                 page = reader.GetInt64(1);
-                body = reader.IsDBNull(2) ? null : reader.GetString(2);
+                body = await RestExecutor.ReadBoundedAsync(reader, 2, options.Value.Rest.MaxResponseBytes, ct);
             }
             var fn = plan.Function;
             if (req.Read.Singular && (fn.ReturnsSet || fn.Returns == FunctionReturn.Rows) && page != 1)
@@ -120,7 +122,7 @@ public sealed class RpcExecutor(RestConnections connections, FunctionCatalog fun
 
             var applied = new AppliedPreferences { Count = req.Read.Count, SingleObject = req.SingleObject };
             if (fn.Returns == FunctionReturn.Void) return new RestResult { Outcome = RestOutcome.Nothing, Applied = applied };
-            var bytes = System.Text.Encoding.UTF8.GetBytes(body ?? "null");
+            var bytes = body ?? "null"u8.ToArray();
             var format = req.Read.Singular ? BodyFormat.Object : BodyFormat.Json;
             if (!fn.ReturnsSet)
                 return new RestResult { Outcome = RestOutcome.Value, Rows = 1, Body = bytes, Format = format, Applied = applied };
@@ -140,6 +142,12 @@ public sealed class RpcExecutor(RestConnections connections, FunctionCatalog fun
             batch = null;
             try
             {
+                // An explicit transaction, aborted by the error, ends first: nothing else runs in it.
+                if (tx is not null)
+                {
+                    await tx.DisposeAsync();
+                    tx = null;
+                }
                 conn.UnprepareAll();
                 await RestConnections.RestoreRoleAsync(conn, caller.ProjectId, role, CancellationToken.None);
             }

@@ -165,4 +165,72 @@ public class HostileTenantReviewTests(TestApp app)
         for (var i = 0; i < 3; i++)
             Assert.Equal("\"10s on\"", await CallAsync(HttpMethod.Get, "limits"));
     }
+
+    /// <summary>
+    /// DESIGN §2 "Limits protect the shared server": an anonymous caller of any project whose tables anon may read (a
+    /// team with 1,000 members: 1,001 rows) embeds the same to-many relationship back and forth under several aliases.
+    /// Each to-many level is capped at MaxRows (1,000), but the levels multiply, and the answer is made in the app's
+    /// memory before a byte is sent: a request of a few hundred bytes made the shared app allocate hundreds of MB (55 MB
+    /// of answer, 630 MB allocated, 8 at once per project). Answers are capped (Rest:MaxResponseBytes, 64 MiB): past it
+    /// a clear error, and a write asking for such an answer writes nothing.
+    /// </summary>
+    [Fact]
+    public async Task A_small_anonymous_request_that_asks_for_an_unbounded_answer_is_refused_and_writes_nothing()
+    {
+        var owner = await app.NewUserClientAsync();
+        var p = await TestApp.CreateProjectAsync(owner, "fanout");
+        NoErrors(await TestApp.SqlAsync(owner, p.Id, """
+            create table teams (id int primary key);
+            create table people (id int primary key, team_id int references teams);
+            insert into teams values (1);
+            insert into people select g, 1 from generate_series(1, 1000) g;
+            create function everybody() returns text language sql stable as $$ select repeat('x', 70 * 1024 * 1024) $$;
+            """));
+        (await owner.PutAsJsonAsync($"/api/projects/{p.Id}/functions/everybody/access", new { anon_execute = true, auth_execute = false }))
+            .EnsureSuccessStatusCode();
+        foreach (var t in new[] { "teams", "people" })
+            (await owner.PutAsJsonAsync($"/api/projects/{p.Id}/tables/{t}/access", new
+            {
+                anon_select = true, anon_insert = t == "people", auth_insert = false, auth_select_own = false, auth_update_own = false,
+                auth_delete_own = false, user_id_col = (string?)null,
+            })).EnsureSuccessStatusCode();
+
+        var inner = string.Join(",", Enumerable.Range(1, 7).Select(i => $"t{i}:teams(people(id))"));
+        using var http = new HttpClient { BaseAddress = app.BaseUrl, Timeout = TimeSpan.FromMinutes(2) };
+        async Task<(HttpStatusCode Status, JsonElement Body)> SendAsync(HttpMethod method, string path, object? body = null)
+        {
+            var req = new HttpRequestMessage(method, path);
+            req.Headers.Add("apikey", p.AnonKey);
+            if (body is not null)
+            {
+                req.Content = JsonContent.Create(body);
+                req.Headers.Add("Prefer", "return=representation");
+            }
+            using var res = await http.SendAsync(req);
+            return (res.StatusCode, await res.Content.ReadFromJsonAsync<JsonElement>());
+        }
+
+        var url = $"/db/{p.Id}/rest/teams?select=id,people(id,{inner})";
+        Assert.True(url.Length < 250);
+        var (status, error) = await SendAsync(HttpMethod.Get, url);
+        Assert.Equal(HttpStatusCode.BadRequest, status);
+        Assert.Equal("DBS001", error.GetProperty("code").GetString());
+        // A write whose answer would be as large is refused before it commits.
+        (status, error) = await SendAsync(HttpMethod.Post, $"/db/{p.Id}/rest/people?select=id,teams(people(id,{inner}))",
+            new { id = 1001, team_id = 1 });
+        Assert.Equal(HttpStatusCode.BadRequest, status);
+        Assert.Equal("DBS001", error.GetProperty("code").GetString());
+        // An RPC answer too.
+        (status, error) = await SendAsync(HttpMethod.Get, $"/db/{p.Id}/rest/rpc/everybody");
+        Assert.Equal(HttpStatusCode.BadRequest, status);
+        Assert.Equal("DBS001", error.GetProperty("code").GetString());
+        // Nothing was written, and a sensible request is answered.
+        var (okStatus, teams) = await SendAsync(HttpMethod.Get, $"/db/{p.Id}/rest/teams?select=id,people(id)");
+        Assert.Equal(HttpStatusCode.OK, okStatus);
+        Assert.Equal(1, teams.GetArrayLength());
+        Assert.Equal(1000, teams[0].GetProperty("people").GetArrayLength());
+        // (A write with a small answer still writes.)
+        (okStatus, _) = await SendAsync(HttpMethod.Post, $"/db/{p.Id}/rest/people?select=id,teams(id)", new { id = 1002, team_id = 1 });
+        Assert.Equal(HttpStatusCode.Created, okStatus);
+    }
 }
