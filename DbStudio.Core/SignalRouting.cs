@@ -57,6 +57,7 @@ internal sealed class SignalRouting(PlatformListener listener, PlatformSignals s
                 restConnections.Forget(projectId);
                 capture.Forget(projectId);
                 visibility.Forget(projectId); // its tables have other OIDs there
+                changeLog.Forget(projectId); // and its transactions other ids
                 hub.ReleaseProject(projectId); // open streams end as dropped; clients resume with Last-Event-ID on the new server
                 break;
             case PlatformSignals.Topics.Project:
@@ -71,6 +72,7 @@ internal sealed class SignalRouting(PlatformListener listener, PlatformSignals s
                 hub.RevokeProject(projectId);
                 history.Forget(projectId);
                 visibility.Forget(projectId);
+                changeLog.Forget(projectId);
                 _ = changeLog.DropProjectAsync(projectId, CancellationToken.None)
                     .ContinueWith(t => log.LogWarning("Dropping a deleted project's change log failed: {Message}; pruning will",
                         t.Exception!.GetBaseException().Message), TaskContinuationOptions.OnlyOnFaulted);

@@ -138,6 +138,8 @@ public sealed class EndUserAuth(IDbContextFactory<PlatformDbContext> contexts, T
         var now = clock.GetUtcNow();
         if (_cache.TryGet(hash, out var hit))
             return hit.ExpiresAt > now ? hit : null;
+        // A session evicted while it was being read (role changed, user deleted, logout) is not cached as it was read.
+        var evictions = Interlocked.Read(ref _evictions);
         await using var db = await contexts.CreateDbContextAsync(ct);
         var row = await (from s in db.EndUserSessions
                          join u in db.EndUsers on s.UserId equals u.Id
@@ -145,7 +147,7 @@ public sealed class EndUserAuth(IDbContextFactory<PlatformDbContext> contexts, T
                          select new { s.ProjectId, s.UserId, u.Role, s.AccessExpiresAt }).FirstOrDefaultAsync(ct);
         if (row is null) { _cache.Remove(hash); return null; }
         var principal = new SessionPrincipal(row.ProjectId, row.UserId, row.Role, row.AccessExpiresAt);
-        _cache.Set(hash, principal, CacheFor);
+        if (Interlocked.Read(ref _evictions) == evictions) _cache.Set(hash, principal, CacheFor);
         return principal;
     }
 
@@ -209,13 +211,28 @@ public sealed class EndUserAuth(IDbContextFactory<PlatformDbContext> contexts, T
     }
 
     /// <summary>Forgets one cached session (signals: it ended on some instance).</summary>
-    public void Evict(string accessHash) => _cache.Remove(accessHash);
+    public void Evict(string accessHash)
+    {
+        Interlocked.Increment(ref _evictions);
+        _cache.Remove(accessHash);
+    }
+
+    /// <summary>How many evictions there have been: a validation that raced one does not cache what it read.</summary>
+    private long _evictions;
 
     /// <summary>Forgets an end user's cached sessions (signals: role changed, user deleted).</summary>
-    public void EvictUser(Guid userId) => _cache.RemoveWhere((_, p) => p.UserId == userId);
+    public void EvictUser(Guid userId)
+    {
+        Interlocked.Increment(ref _evictions);
+        _cache.RemoveWhere((_, p) => p.UserId == userId);
+    }
 
     /// <summary>Forgets a project's cached sessions (signals: the project was deleted).</summary>
-    public void EvictProject(string projectId) => _cache.RemoveWhere((_, p) => p.ProjectId == projectId);
+    public void EvictProject(string projectId)
+    {
+        Interlocked.Increment(ref _evictions);
+        _cache.RemoveWhere((_, p) => p.ProjectId == projectId);
+    }
 
     public void Dispose() => _cache.Dispose();
 

@@ -182,10 +182,8 @@ public sealed partial class RestSql
         // outer SELECT list only for the rows that survive OFFSET/LIMIT (a cast in the inner list would run for every
         // skipped row too).
         var plain = _req.Csv ? null : PlainColumns();
-        var inner = new StringBuilder(256).Append("SELECT ").Append(SelectList(_req.Select, Root));
         var joins = new StringBuilder();
-        foreach (var output in EmbedJoins(_req.Embeds, Root, joins)) inner.Append(", ").Append(output);
-        inner.Append(" FROM ").Append(Target()).Append(" AS ").Append(T).Append(joins);
+        var inner = new StringBuilder(256).Append("SELECT ").Append(RootList(joins)).Append(" FROM ").Append(Target()).Append(" AS ").Append(T).Append(joins);
         if (where.Length > 0) inner.Append(" WHERE ").Append(where);
         inner.Append(OrderBy(_req.Order, Root));
         inner.Append(" LIMIT ").Append(Param(limit, NpgsqlDbType.Bigint));
@@ -315,10 +313,8 @@ public sealed partial class RestSql
         // Embeds (or CSV, or an order): the written rows' columns that the select, the order and the relationships need,
         // then the same select as a read over them: SELECT … FROM pgrst_source AS pgrst_t LEFT JOIN LATERAL (…) ORDER BY ….
         _sql.Append(" RETURNING ").Append(ReturnedColumns()).Append(") ");
-        var inner = new StringBuilder(256).Append("SELECT ").Append(SelectList(_req.Select, Root));
         var joins = new StringBuilder();
-        foreach (var output in EmbedJoins(_req.Embeds, Root, joins)) inner.Append(", ").Append(output);
-        inner.Append(" FROM ").Append(Src).Append(" AS ").Append(T).Append(joins);
+        var inner = new StringBuilder(256).Append("SELECT ").Append(RootList(joins)).Append(" FROM ").Append(Src).Append(" AS ").Append(T).Append(joins);
         inner.Append(OrderBy(_req.Order, Root));
         AppendOutput(inner.ToString(), null);
         return new RestPlan(_sql.ToString(), _params, ReturnsRows: true, IsWrite: true) { CsvHeader = CsvHeader() };
@@ -426,6 +422,11 @@ public sealed partial class RestSql
 
     private static string MakePlainSelectList(IReadOnlyList<PlainColumn> plain) =>
         string.Join(", ", plain.Select(c => c.SelectAsText ? $"({Src}.{SqlText.Ident(c.Name)})::text" : $"{Src}.{SqlText.Ident(c.Name)}"));
+
+    /// <summary>The top level's columns and its embeds' outputs (their joins into <paramref name="joins"/>): a select of
+    /// embeds only (`?select=children(id)`) has no column before them.</summary>
+    private string RootList(StringBuilder joins) =>
+        string.Join(", ", new[] { SelectList(_req.Select, Root) }.Where(x => x.Length > 0).Concat(EmbedJoins(_req.Embeds, Root, joins)));
 
     private string SelectList(IReadOnlyList<SelectItem> select, Scope scope)
     {

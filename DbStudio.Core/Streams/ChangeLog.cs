@@ -481,6 +481,13 @@ public sealed class ChangeLog(Platform.ProjectServers servers)
         }
     }
 
+    /// <summary>Forgets a project's followed transactions (moved: its log's transaction ids were another server's; deleted).</summary>
+    public void Forget(string projectId)
+    {
+        foreach (var key in _followed.Keys)
+            if (key.Project == projectId) _followed.TryRemove(key, out _);
+    }
+
     private void KeepFollowedWithinBounds((string, long) inUse)
     {
         var entries = _followed.ToArray();

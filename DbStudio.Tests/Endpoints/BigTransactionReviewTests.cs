@@ -200,7 +200,13 @@ public class BigTransactionReviewTests(TestApp app)
         var (owner, p) = await AnonReadableAsync("poison image", "create table notes (n int, secret text); create table blobs (b text)", "notes");
         await using var s = await SseClient.OpenAsync(app.BaseUrl, $"/db/{p.Id}/rest/notes/stream?apikey={p.AnonKey}");
         Assert.Equal(HttpStatusCode.OK, s.Response.StatusCode);
-        NoErrors(await TestApp.SqlAsync(owner, p.Id, "insert into blobs values (repeat(chr(1), 180000000))"));
+        // Over the Connection URL: the console's statement timeout is short, and the machine may be slow.
+        await using (var direct = new Npgsql.NpgsqlConnection(DbStudio.Tests.Integration.ConnectionSharesTests.FromUrl(p.ConnectionUrl)))
+        {
+            await direct.OpenAsync();
+            await using var insert = new Npgsql.NpgsqlCommand("insert into blobs values (repeat(chr(1), 180000000))", direct) { CommandTimeout = 0 };
+            await insert.ExecuteNonQueryAsync();
+        }
         NoErrors(await TestApp.SqlAsync(owner, p.Id, "insert into notes values (0, 'marker')"));
         SseEvent? e = null;
         try { e = await s.NextAsync(TimeSpan.FromSeconds(90)); }

@@ -85,6 +85,9 @@ public class EmbeddingTests(TestApp app)
             await GetJsonAsync(p, "teams?select=name,people(name)&people.order=name.desc&people.limit=1&people.offset=1&id=eq.1"));
         AssertJson("""[{"id":1,"people":[{"id":2}]}]""",
             await GetJsonAsync(p, "teams?select=id,people(id)&people.or=(name.eq.bob,name.eq.zed)&id=eq.1"));
+        // embeds only, no column of the top level (PostgREST accepts it)
+        AssertJson("""[{"people":[{"id":2}]}]""",
+            await GetJsonAsync(p, "teams?select=people(id)&people.or=(name.eq.bob,name.eq.zed)&id=eq.1"));
         // many-to-many through person_tags, nested under a one-to-many
         AssertJson("""[{"name":"red","people":[{"name":"ann","tags":[{"name":"x"},{"name":"y"}]},{"name":"bob","tags":[{"name":"z"}]}]}]""",
             await GetJsonAsync(p, "teams?select=name,people(name,tags(name))&people.order=id&people.tags.order=name&id=eq.1"));
