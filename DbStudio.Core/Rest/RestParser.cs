@@ -58,7 +58,8 @@ public static class RestParser
         {
             var (from, to) = ParseRange(range);
             offset = Math.Max(offset, from);
-            if (to is long end) limit = Math.Min(limit ?? long.MaxValue, end - from + 1);
+            // (items=0-9223372036854775807: to the end — not a count that overflows into a negative LIMIT)
+            if (to is long end) limit = Math.Min(limit ?? long.MaxValue, end - from == long.MaxValue ? long.MaxValue : end - from + 1);
         }
         var singular = false;
         var csv = false;
