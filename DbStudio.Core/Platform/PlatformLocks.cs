@@ -19,26 +19,46 @@ public static class PlatformLocks
 
     private static readonly string[] Tables = ["database_grants", "rest_logins", "change_log"];
 
-    // SHARE ROW EXCLUSIVE conflicts with itself: one holder at a time, and nobody else ever reads these tables.
-    private static string Sql(string table) => $"LOCK TABLE {Schema}.{table} IN SHARE ROW EXCLUSIVE MODE;";
+    // SHARE ROW EXCLUSIVE conflicts with itself: one holder at a time, and nobody else ever reads these tables. The
+    // transaction waits for no lock longer than a few seconds: what it does next (DROP ROLE, ALTER ROLE) can wait on a
+    // lock a project holds — a GRANT to one of the roles, kept open — and every other project would wait behind it.
+    private static string Sql(string table) => $"SET LOCAL lock_timeout = '5s'; LOCK TABLE {Schema}.{table} IN SHARE ROW EXCLUSIVE MODE;";
 
-    /// <summary>Makes the lock tables on a server (idempotent; instances that start together may race, and retry).</summary>
+    /// <summary>
+    /// Makes the lock tables on a server where they are missing (instances that start together may race: the one that
+    /// loses retries). Only what is missing is made: rewriting the catalog rows of what exists (a REVOKE at every start)
+    /// made two starting instances fail with "tuple concurrently updated".
+    /// </summary>
     public static async Task EnsureAsync(NpgsqlDataSource server, CancellationToken ct = default)
     {
-        var sql = $"CREATE SCHEMA IF NOT EXISTS {Schema}; REVOKE ALL ON SCHEMA {Schema} FROM PUBLIC;"
-                  + string.Concat(Tables.Select(t => $"CREATE TABLE IF NOT EXISTS {Schema}.{t} (); REVOKE ALL ON {Schema}.{t} FROM PUBLIC;"));
         for (var attempt = 0; ; attempt++)
         {
             try
             {
-                await using var cmd = server.CreateCommand(sql);
-                await cmd.ExecuteNonQueryAsync(ct);
+                await using var conn = await server.OpenConnectionAsync(ct);
+                var missing = new List<string>();
+                await using (var check = new NpgsqlCommand(
+                    "SELECT t FROM unnest($1::text[]) t WHERE to_regclass($2 || '.' || t) IS NULL", conn))
+                {
+                    check.Parameters.Add(new() { Value = Tables });
+                    check.Parameters.Add(new() { Value = Schema });
+                    await using var r = await check.ExecuteReaderAsync(ct);
+                    while (await r.ReadAsync(ct)) missing.Add(r.GetString(0));
+                }
+                if (missing.Count == 0) return;
+                await using var tx = await conn.BeginTransactionAsync(ct);
+                var sql = $"CREATE SCHEMA IF NOT EXISTS {Schema}; REVOKE ALL ON SCHEMA {Schema} FROM PUBLIC;"
+                          + string.Concat(missing.Select(t => $"CREATE TABLE IF NOT EXISTS {Schema}.{t} (); REVOKE ALL ON {Schema}.{t} FROM PUBLIC;"));
+                await using (var create = new NpgsqlCommand(sql, conn, tx)) await create.ExecuteNonQueryAsync(ct);
+                await tx.CommitAsync(ct);
                 return;
             }
             // Made at the same moment by another instance: IF NOT EXISTS does not cover the race.
-            catch (PostgresException e) when (attempt < 5 && e.SqlState is PostgresErrorCodes.UniqueViolation
-                                                  or PostgresErrorCodes.DuplicateTable or PostgresErrorCodes.DuplicateSchema)
+            catch (PostgresException e) when (attempt < 10 && e.SqlState is PostgresErrorCodes.UniqueViolation
+                                                  or PostgresErrorCodes.DuplicateTable or PostgresErrorCodes.DuplicateSchema
+                                                  or PostgresErrorCodes.InternalError) // XX000: tuple concurrently updated
             {
+                await Task.Delay(TimeSpan.FromMilliseconds(20 * (attempt + 1)), ct);
             }
         }
     }

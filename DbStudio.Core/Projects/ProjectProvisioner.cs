@@ -95,13 +95,12 @@ public sealed class ProjectProvisioner
         if (logins.Count > 0) sql += Projects.RestConnections.LoginsLockSql;
         foreach (var login in logins)
             sql += $"ALTER ROLE {SqlText.Ident(login)} NOLOGIN; REVOKE ALL ON DATABASE {SqlText.Ident(conn.Database)} FROM {SqlText.Ident(login)};";
-        if (grouped.Count > 0)
-        {
-            var list = string.Join(", ", grouped.Select(SqlText.Ident));
-            if (grouped.Contains(roles[0])) sql += $"ALTER ROLE {SqlText.Ident(roles[0])} NOLOGIN;";
-            sql += $"GRANT {list} TO CURRENT_USER; DROP OWNED BY {list} CASCADE;";
-        }
         if (existing.Count == 0) return;
+        if (grouped.Contains(roles[0])) sql += $"ALTER ROLE {SqlText.Ident(roles[0])} NOLOGIN;";
+        // What other projects granted to any of them (the REST logins too: any owner may GRANT to them) goes first, else
+        // DROP ROLE fails and the project cannot be deleted. DROP OWNED runs no project code.
+        var list = string.Join(", ", existing.Select(SqlText.Ident));
+        sql += $"GRANT {list} TO CURRENT_USER; DROP OWNED BY {list} CASCADE;";
         sql += $"DROP ROLE {string.Join(", ", existing.Select(SqlText.Ident))};";
         await Exec(conn, tx, sql, ct);
     }

@@ -122,9 +122,9 @@ public sealed class RestExecutor(RestConnections connections, SchemaCache schema
             batch.BatchCommands.Add(main);
             // A write asking for exactly one object is checked before commit and rolled back otherwise (PGRST116);
             // Prefer: tx=rollback runs everything and commits nothing.
-            // A write answering with JSON rows (embeds can multiply them) commits only once its answer is within
+            // A write answering with JSON rows or CSV (embeds can multiply them) commits only once its answer is within
             // MaxResponseBytes: refused, it writes nothing.
-            if (req.Singular && plan.IsWrite || req.Rollback || plan.IsWrite && plan.ReturnsRows && plan.PlainColumns is null && plan.CsvHeader is null)
+            if (req.Singular && plan.IsWrite || req.Rollback || plan.IsWrite && plan.ReturnsRows && plan.PlainColumns is null)
                 batch.Transaction = tx = await conn.BeginTransactionAsync(ct);
 
             long? total = null;

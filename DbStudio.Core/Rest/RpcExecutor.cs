@@ -95,7 +95,8 @@ public sealed class RpcExecutor(RestConnections connections, FunctionCatalog fun
             // What a function does to the session's role ends here: each request sets its own, for its transaction only.
             // A write asked for as one object is checked before commit and rolled back otherwise (PGRST116).
             // A write commits only once its answer is known to be within MaxResponseBytes: refused, it writes nothing.
-            if (plan.IsWrite) batch.Transaction = tx = await conn.BeginTransactionAsync(ct);
+            // Prefer: tx=rollback runs the call and commits nothing (as REST does).
+            if (plan.IsWrite || req.Read.Rollback) batch.Transaction = tx = await conn.BeginTransactionAsync(ct);
 
             long? total;
             long page;
@@ -117,10 +118,18 @@ public sealed class RpcExecutor(RestConnections connections, FunctionCatalog fun
                 return RestResult.Fail(406, new RestError("PGRST116", "Cannot coerce the result to a single JSON object",
                     $"The result contains {page} rows", null));
             }
-            if (tx is not null) await tx.CommitAsync(ct);
-            if (plan.IsWrite) commits.Committed(caller.ProjectId); // the function's writes reach the streams now
+            if (tx is not null)
+            {
+                if (req.Read.Rollback) await tx.RollbackAsync(ct);
+                else await tx.CommitAsync(ct);
+            }
+            if (plan.IsWrite && !req.Read.Rollback) commits.Committed(caller.ProjectId); // the function's writes reach the streams now
 
-            var applied = new AppliedPreferences { Count = req.Read.Count, SingleObject = req.SingleObject };
+            var applied = new AppliedPreferences
+            {
+                Count = req.Read.Count, SingleObject = req.SingleObject,
+                Tx = req.Read.Rollback ? TxPref.Rollback : req.Read.CommitAsked ? TxPref.Commit : TxPref.Unset,
+            };
             if (fn.Returns == FunctionReturn.Void) return new RestResult { Outcome = RestOutcome.Nothing, Applied = applied };
             var bytes = body ?? "null"u8.ToArray();
             var format = req.Read.Singular ? BodyFormat.Object : BodyFormat.Json;

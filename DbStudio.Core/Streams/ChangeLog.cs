@@ -337,13 +337,23 @@ public sealed class ChangeLog(Platform.ProjectServers servers)
         var platform = server.DataSource;
         // Whole transactions: a cut inside one (its changes were captured on both sides of the cut-off) would leave its
         // tail to be netted on its own — a resumed stream would get its updates from versions inside the transaction. So
-        // the rest of each project's last cut transaction goes too (ids of a transaction are consecutive), and pruned_through
-        // moves past it: a stream resuming in it is reset.
+        // the rest of each project's last cut transaction goes too (the run of ids after the cut with its xact), and
+        // pruned_through moves past it: a stream resuming in it is reset. Only projects whose stream row nobody holds: a
+        // project writing (its capture holds the row to the end of its transaction — which it may keep open) is pruned
+        // next time, and neither holds up the prune nor, through it, other projects' writes.
         await using var cmd = platform.CreateCommand("""
-            WITH cut AS (DELETE FROM dbstudio_realtime.changes WHERE committed_at < now() - $1 RETURNING schema_name, id, xact),
+            WITH locked AS (
+                   SELECT s.schema_name FROM dbstudio_realtime.streams s
+                   WHERE (SELECT c.committed_at FROM dbstudio_realtime.changes c WHERE c.schema_name = s.schema_name ORDER BY c.id LIMIT 1) < now() - $1
+                   FOR UPDATE SKIP LOCKED),
+                 cut AS (DELETE FROM dbstudio_realtime.changes c USING locked l
+                         WHERE c.schema_name = l.schema_name AND c.committed_at < now() - $1 RETURNING c.schema_name, c.id, c.xact),
                  edge AS (SELECT DISTINCT ON (schema_name) schema_name, id, xact FROM cut ORDER BY schema_name, id DESC),
-                 rest AS (DELETE FROM dbstudio_realtime.changes c USING edge e
-                          WHERE c.schema_name = e.schema_name AND c.id > e.id AND c.xact = e.xact RETURNING c.schema_name, c.id),
+                 bound AS (SELECT e.schema_name, e.id, e.xact, coalesce(
+                             (SELECT n.id FROM dbstudio_realtime.changes n WHERE n.schema_name = e.schema_name AND n.id > e.id
+                                AND n.xact IS DISTINCT FROM e.xact ORDER BY n.id LIMIT 1), 9223372036854775807) AS hi FROM edge e),
+                 rest AS (DELETE FROM dbstudio_realtime.changes c USING bound e
+                          WHERE c.schema_name = e.schema_name AND c.id > e.id AND c.id < e.hi AND c.xact = e.xact RETURNING c.schema_name, c.id),
                  gone AS (SELECT schema_name, id FROM cut UNION ALL SELECT schema_name, id FROM rest)
             UPDATE dbstudio_realtime.streams s SET pruned_through = greatest(s.pruned_through, g.max_id)
             FROM (SELECT schema_name, max(id) AS max_id FROM gone GROUP BY schema_name) g WHERE s.schema_name = g.schema_name

@@ -7,8 +7,8 @@ namespace DbStudio.Core.Platform.Migrations
 {
     /// <summary>
     /// The capture trigger writes row images under fixed output settings. to_jsonb() turns a timestamptz, an interval, a
-    /// float, a bytea or money into JSON text as the writer's session has it (TimeZone, IntervalStyle, extra_float_digits,
-    /// bytea_output, lc_monetary); a writer that changed one between two statements of a transaction gave one row two
+    /// float, a bytea, money or a range of dates into JSON text as the writer's session has it (TimeZone, IntervalStyle,
+    /// extra_float_digits, bytea_output, lc_monetary, DateStyle); a writer that changed one between two statements of a transaction gave one row two
     /// texts for one value, and the stream — which follows a row from image to image to net a transaction's changes
     /// (Streams/ChangeNetting) — lost it and showed the version from inside the transaction. No EF model change.
     /// </summary>
@@ -23,6 +23,7 @@ namespace DbStudio.Core.Platform.Migrations
             ALTER FUNCTION dbstudio_realtime.capture() SET extra_float_digits TO 1;
             ALTER FUNCTION dbstudio_realtime.capture() SET bytea_output TO 'hex';
             ALTER FUNCTION dbstudio_realtime.capture() SET lc_monetary TO 'C';
+            ALTER FUNCTION dbstudio_realtime.capture() SET "DateStyle" TO 'ISO, MDY';
             """;
 
         /// <inheritdoc />
@@ -35,6 +36,7 @@ namespace DbStudio.Core.Platform.Migrations
             ALTER FUNCTION dbstudio_realtime.capture() RESET extra_float_digits;
             ALTER FUNCTION dbstudio_realtime.capture() RESET bytea_output;
             ALTER FUNCTION dbstudio_realtime.capture() RESET lc_monetary;
+            ALTER FUNCTION dbstudio_realtime.capture() RESET "DateStyle";
             """);
     }
 }

@@ -397,10 +397,12 @@ ALTER FUNCTION dbstudio_realtime.capture() SET "IntervalStyle" TO 'postgres';
 ALTER FUNCTION dbstudio_realtime.capture() SET extra_float_digits TO 1;
 ALTER FUNCTION dbstudio_realtime.capture() SET bytea_output TO 'hex';
 ALTER FUNCTION dbstudio_realtime.capture() SET lc_monetary TO 'C';
+ALTER FUNCTION dbstudio_realtime.capture() SET "DateStyle" TO 'ISO, MDY';
 -- down
 ALTER FUNCTION dbstudio_realtime.capture() RESET "TimeZone";
 ALTER FUNCTION dbstudio_realtime.capture() RESET "IntervalStyle";
 ALTER FUNCTION dbstudio_realtime.capture() RESET extra_float_digits;
 ALTER FUNCTION dbstudio_realtime.capture() RESET bytea_output;
 ALTER FUNCTION dbstudio_realtime.capture() RESET lc_monetary;
+ALTER FUNCTION dbstudio_realtime.capture() RESET "DateStyle";
 

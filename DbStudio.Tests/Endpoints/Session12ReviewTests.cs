@@ -1,0 +1,199 @@
+// Attacks from the review of 6274d05..f1e0352 (stream followed whole, platform lock tables, capture settings,
+// whole-transaction prune, safe re-read, MaxResponseBytes).
+using System.Net;
+using System.Net.Http.Json;
+using System.Text.Json;
+using DbStudio.Core.Projects;
+using DbStudio.Core.Streams;
+using DbStudio.Tests.Infrastructure;
+using Npgsql;
+
+namespace DbStudio.Tests.Endpoints;
+
+public class Session12ReviewTests(TestApp app)
+{
+    private static void NoErrors(JsonElement[] r) =>
+        Assert.All(r, x => Assert.False(x.TryGetProperty("error", out var e) && e.ValueKind == JsonValueKind.Object, x.ToString()));
+
+    private async Task<(HttpClient Owner, ProjectInfo P)> AnonTableAsync(string name, string createSql, string table, bool anonWrites = false)
+    {
+        var owner = await app.NewUserClientAsync();
+        var p = await TestApp.CreateProjectAsync(owner, name);
+        NoErrors(await TestApp.SqlAsync(owner, p.Id, createSql));
+        (await owner.PutAsJsonAsync($"/api/projects/{p.Id}/tables/{table}/access", new
+        {
+            anon_select = true, anon_insert = anonWrites, auth_insert = false, auth_select_own = false, auth_update_own = false,
+            auth_delete_own = false, user_id_col = (string?)null,
+        })).EnsureSuccessStatusCode();
+        return (owner, p);
+    }
+
+    /// <summary>
+    /// Several instances start together (a scale-out deploy): each runs PlatformLocks.EnsureAsync, whose
+    /// `REVOKE ALL ON SCHEMA/TABLE … FROM PUBLIC` rewrites the same pg_namespace/pg_class rows every time, with no lock
+    /// around it (it makes the lock). Two at once: "tuple concurrently updated" (XX000), which the retry does not cover,
+    /// and UseDbStudioAsync throws: the instance does not start.
+    /// </summary>
+    [Fact]
+    public async Task Instances_starting_together_each_make_the_lock_schema()
+    {
+        await using var ds = NpgsqlDataSource.Create(app.Db.PlatformConnectionString);
+        for (var round = 0; round < 20; round++)
+            await Task.WhenAll(Enumerable.Range(0, 8).Select(_ => Task.Run(() => DbStudio.Core.Platform.PlatformLocks.EnsureAsync(ds))));
+    }
+
+    /// <summary>
+    /// f1e0352: "a write asking for such an answer writes nothing (explicit transaction)" — but only a write answering JSON
+    /// rows gets the explicit transaction. The same write with `Accept: text/csv` runs in the batch's implicit transaction,
+    /// which commits at Sync whatever the app does with the rows: the client gets 400 DBS001 and the row is written.
+    /// </summary>
+    [Fact]
+    public async Task A_csv_write_whose_answer_is_too_large_writes_nothing()
+    {
+        var owner = await app.NewUserClientAsync();
+        var p = await TestApp.CreateProjectAsync(owner, "csv fanout");
+        NoErrors(await TestApp.SqlAsync(owner, p.Id, """
+            create table teams (id int primary key);
+            create table people (id int primary key, team_id int references teams);
+            insert into teams values (1);
+            insert into people select g, 1 from generate_series(1, 1000) g;
+            """));
+        foreach (var t in new[] { "teams", "people" })
+            (await owner.PutAsJsonAsync($"/api/projects/{p.Id}/tables/{t}/access", new
+            {
+                anon_select = true, anon_insert = t == "people", auth_insert = false, auth_select_own = false, auth_update_own = false,
+                auth_delete_own = false, user_id_col = (string?)null,
+            })).EnsureSuccessStatusCode();
+        var inner = string.Join(",", Enumerable.Range(1, 7).Select(i => $"t{i}:teams(people(id))"));
+        using var http = new HttpClient { BaseAddress = app.BaseUrl, Timeout = TimeSpan.FromMinutes(2) };
+        var req = new HttpRequestMessage(HttpMethod.Post, $"/db/{p.Id}/rest/people?select=id,teams(people(id,{inner}))")
+            { Content = JsonContent.Create(new { id = 1001, team_id = 1 }) };
+        req.Headers.Add("apikey", p.AnonKey);
+        req.Headers.Add("Prefer", "return=representation");
+        req.Headers.Add("Accept", "text/csv");
+        using var res = await http.SendAsync(req);
+        var body = await res.Content.ReadAsStringAsync();
+        Assert.Equal(HttpStatusCode.BadRequest, res.StatusCode);
+        Assert.Contains("DBS001", body);
+        var written = await TestApp.SqlAsync(owner, p.Id, "select count(*) as n from people where id = 1001");
+        Assert.True(written[0].GetProperty("rows")[0][0].GetInt64() == 0, "the refused CSV write committed: " + written[0]);
+    }
+
+    /// <summary>
+    /// CaptureSettings pins TimeZone, IntervalStyle, extra_float_digits, bytea_output and lc_monetary — not DateStyle.
+    /// to_jsonb writes a date, timestamp or timestamptz column in ISO whatever DateStyle says, but a range (daterange,
+    /// tsrange, tstzrange, multiranges) goes through its type's output function, which writes its bounds in DateStyle.
+    /// A writer changing DateStyle between two statements gives one row version two images: the chain breaks and the
+    /// version inside the transaction is shown.
+    /// </summary>
+    [Fact]
+    public async Task A_row_is_followed_whatever_DateStyle_its_writer_uses()
+    {
+        var (owner, p) = await AnonTableAsync("datestyle images", "create table events (during daterange, secret text)", "events");
+        await using var s = await SseClient.OpenAsync(app.BaseUrl, $"/db/{p.Id}/rest/events/stream?apikey={p.AnonKey}");
+        Assert.Equal(HttpStatusCode.OK, s.Response.StatusCode);
+        NoErrors(await TestApp.SqlAsync(owner, p.Id, """
+            do $$ begin
+              set constraints all immediate;
+              perform set_config('datestyle', 'ISO, MDY', true);
+              insert into events values ('[2026-01-01,2026-02-01)', 'SECRET');
+              perform set_config('datestyle', 'SQL, DMY', true);
+              update events set secret = 'redacted';
+            end $$;
+            insert into events values (null, 'marker');
+            """));
+        var seen = new List<SseEvent>();
+        while (true)
+        {
+            var e = await s.NextAsync(TimeSpan.FromSeconds(60));
+            seen.Add(e);
+            if (e.RecordText("secret") == "marker") break;
+        }
+        var all = string.Join("\n", seen.Select(e => e.Data.GetRawText()));
+        Assert.False(all.Contains("SECRET"), "anon stream events:\n" + all);
+    }
+
+    /// <summary>
+    /// The capture trigger locks the project's dbstudio_realtime.streams row (FOR UPDATE) at a transaction's first change
+    /// and keeps it until the end of the transaction — a transaction its project's owner can keep open as long as it
+    /// likes (Connection URL). The prune is one UPDATE of every pruned project's streams row: it waits for that tenant,
+    /// holding the rows it has already updated — so the first write of every other such project waits behind it, and the
+    /// log is pruned for nobody.
+    /// </summary>
+    [Fact]
+    public async Task A_tenant_keeping_a_write_open_neither_stalls_the_prune_nor_other_projects_writes()
+    {
+        var projects = new List<(HttpClient Owner, ProjectInfo P)>();
+        for (var i = 0; i < 9; i++)
+            projects.Add(await AnonTableAsync($"prune {i}", "create table notes (n int primary key, secret text)", "notes", anonWrites: true));
+        foreach (var (owner, p) in projects)
+        {
+            await app.Service<ChangeCapture>().EnsureProjectAsync(p.Id);
+            NoErrors(await TestApp.SqlAsync(owner, p.Id, "insert into notes values (1, 'old')"));
+        }
+        // Their changes are past the retention (as after a day).
+        await using (var conn = new NpgsqlConnection(app.Db.PlatformConnectionString))
+        {
+            await conn.OpenAsync();
+            await using var age = new NpgsqlCommand(
+                "UPDATE dbstudio_realtime.changes SET committed_at = now() - interval '2 days' WHERE schema_name = ANY($1)", conn);
+            age.Parameters.Add(new() { Value = projects.Select(x => ProjectNaming.Schema(x.P.Id)).ToArray() });
+            Assert.Equal(9, await age.ExecuteNonQueryAsync());
+        }
+        // Each project is a tenant keeping a write open in turn; the others must still write and be pruned.
+        var attacker = projects[0].P;
+        // (A committed write just before: its streams row's visible version is the newest, so the prune comes to it last.)
+        NoErrors(await TestApp.SqlAsync(projects[0].Owner, attacker.Id, "insert into notes values (5, 'fresh')"));
+        await using var held = new NpgsqlConnection(DbStudio.Tests.Integration.ConnectionSharesTests.FromUrl(attacker.ConnectionUrl));
+        await held.OpenAsync();
+        await using var tx = await held.BeginTransactionAsync();
+        await using (var write = new NpgsqlCommand("set constraints all immediate; insert into notes values (2, 'held')", held, tx)) await write.ExecuteNonQueryAsync();
+
+        var prune = Task.Run(() => app.Service<ChangeHub>().PruneAsync());
+        await Task.Delay(TimeSpan.FromSeconds(2));
+        using var http = new HttpClient { BaseAddress = app.BaseUrl, Timeout = TimeSpan.FromSeconds(60) };
+        var slow = new List<string>();
+        foreach (var (_, p) in projects.Skip(1))
+        {
+            var sw = System.Diagnostics.Stopwatch.StartNew();
+            var req = new HttpRequestMessage(HttpMethod.Post, $"/db/{p.Id}/rest/notes") { Content = JsonContent.Create(new { n = 3, secret = "x" }) };
+            req.Headers.Add("apikey", p.AnonKey);
+            var res = await http.SendAsync(req);
+            // (Well under Npgsql's 30 s command timeout, which is what a write queued behind the stalled prune waited.)
+            if (sw.Elapsed > TimeSpan.FromSeconds(20) || res.StatusCode != HttpStatusCode.Created)
+                slow.Add($"{p.Id}: {(int)res.StatusCode} after {sw.Elapsed.TotalSeconds:0.0} s");
+        }
+        // The prune ends while the tenant still holds its write (stalled, it failed at the 30 s command timeout).
+        await Task.WhenAny(prune, Task.Delay(TimeSpan.FromSeconds(25)));
+        var pruneDone = prune.IsCompletedSuccessfully;
+        await tx.RollbackAsync();
+        try { await prune; } catch { /* reported below */ }
+        Assert.True(pruneDone && slow.Count == 0,
+            $"while one tenant kept a write open: prune finished: {pruneDone}; other projects' writes: [{string.Join("; ", slow)}]");
+    }
+
+    /// <summary>
+    /// `Prefer: tx=rollback` is honoured by REST writes (RestExecutor rolls its explicit transaction back) but an RPC
+    /// write — now always in an explicit transaction (f1e0352) — commits regardless, and Preference-Applied does not say
+    /// it was ignored either way.
+    /// </summary>
+    [Fact]
+    public async Task An_rpc_write_asked_to_roll_back_writes_nothing()
+    {
+        var owner = await app.NewUserClientAsync();
+        var p = await TestApp.CreateProjectAsync(owner, "rpc rollback");
+        NoErrors(await TestApp.SqlAsync(owner, p.Id, """
+            create table hits (n int);
+            create function hit() returns int language sql as $$ insert into hits values (1) returning n $$;
+            """));
+        using var http = new HttpClient { BaseAddress = app.BaseUrl };
+        var req = new HttpRequestMessage(HttpMethod.Post, $"/db/{p.Id}/rest/rpc/hit") { Content = JsonContent.Create(new { }) };
+        req.Headers.Add("apikey", p.ApiKey);
+        req.Headers.Add("Prefer", "tx=rollback");
+        using var res = await http.SendAsync(req);
+        var applied = res.Headers.TryGetValues("Preference-Applied", out var v) ? string.Join(",", v) : "";
+        Assert.True(res.IsSuccessStatusCode, await res.Content.ReadAsStringAsync());
+        var rows = await TestApp.SqlAsync(owner, p.Id, "select count(*) as n from hits");
+        Assert.True(rows[0].ToString().Contains("[[0]]"), $"Preference-Applied: '{applied}'; hits after tx=rollback: " + rows[0]);
+    }
+}
