@@ -7,38 +7,12 @@ using System.Text.Json;
 using DbStudio.Core.Projects;
 using DbStudio.Core.Streams;
 using DbStudio.Tests.Infrastructure;
+using static DbStudio.Tests.Infrastructure.TenantSetups;
 
 namespace DbStudio.Tests.Endpoints;
 
 public class BigTransactionReviewTests(TestApp app)
 {
-    private async Task<(HttpClient Owner, ProjectInfo P)> AnonReadableAsync(string name, string createSql, string table)
-    {
-        var owner = await app.NewUserClientAsync();
-        var p = await TestApp.CreateProjectAsync(owner, name);
-        await TestApp.SqlAsync(owner, p.Id, createSql);
-        (await owner.PutAsJsonAsync($"/api/projects/{p.Id}/tables/{table}/access", new
-        {
-            anon_select = true, anon_insert = false, auth_insert = false, auth_select_own = false, auth_update_own = false,
-            auth_delete_own = false, user_id_col = (string?)null,
-        })).EnsureSuccessStatusCode();
-        return (owner, p);
-    }
-
-    private static void NoErrors(JsonElement[] r) =>
-        Assert.All(r, x => Assert.False(x.TryGetProperty("error", out var e) && e.ValueKind == JsonValueKind.Object, x.ToString()));
-
-    private static async Task<List<SseEvent>> UpToMarkerAsync(SseClient s, string column, string marker)
-    {
-        var seen = new List<SseEvent>();
-        while (true)
-        {
-            var e = await s.NextAsync(TimeSpan.FromSeconds(60));
-            seen.Add(e);
-            if (e.RecordText(column) == marker) return seen;
-        }
-    }
-
     /// <summary>
     /// A table without a primary key holding identical rows: a row is followed by its image, and two rows with the same
     /// image share one entry of the "open chains" map (ChangeNetting.NetTransaction and ChangeLog.FollowAsync alike), so
@@ -51,7 +25,7 @@ public class BigTransactionReviewTests(TestApp app)
     [InlineData(1100)]
     public async Task Identical_rows_without_primary_key_show_only_what_committed(int rows)
     {
-        var (owner, p) = await AnonReadableAsync($"dup rows {rows}", "create table notes (n int, secret text)", "notes");
+        var (owner, p) = await app.AnonReadableAsync($"dup rows {rows}", "create table notes (n int, secret text)", "notes");
         await using var notes = await SseClient.OpenAsync(app.BaseUrl, $"/db/{p.Id}/rest/notes/stream?apikey={p.AnonKey}");
         Assert.Equal(HttpStatusCode.OK, notes.Response.StatusCode);
         NoErrors(await TestApp.SqlAsync(owner, p.Id, $$"""
@@ -74,21 +48,24 @@ public class BigTransactionReviewTests(TestApp app)
     /// legitimate choice) under another TimeZone than the next change's gives the same row version two images: the chain
     /// breaks and the version inside the transaction is shown (as an INSERT, and as the UPDATE's old_record).
     /// </summary>
-    [Fact]
-    public async Task A_row_is_followed_whatever_output_settings_its_writer_changes()
+    [Theory]
+    [InlineData("timestamptz", "timezone", "UTC", "Asia/Tokyo", "2026-01-01 00:00+00")]
+    [InlineData("daterange", "datestyle", "ISO, MDY", "SQL, DMY", "[2026-01-01,2026-02-01)")] // a range's text follows DateStyle
+    public async Task A_row_is_followed_whatever_output_settings_its_writer_changes(string type, string setting, string first, string then,
+        string value)
     {
-        var (owner, p) = await AnonReadableAsync("tz images", "create table events (at timestamptz, secret text)", "events");
+        var (owner, p) = await app.AnonReadableAsync($"{setting} images", $"create table events (at {type}, secret text)", "events");
         await using var s = await SseClient.OpenAsync(app.BaseUrl, $"/db/{p.Id}/rest/events/stream?apikey={p.AnonKey}");
         Assert.Equal(HttpStatusCode.OK, s.Response.StatusCode);
-        NoErrors(await TestApp.SqlAsync(owner, p.Id, """
+        NoErrors(await TestApp.SqlAsync(owner, p.Id, $$"""
             do $$ begin
               set constraints all immediate;
-              perform set_config('timezone', 'UTC', true);
-              insert into events values ('2026-01-01 00:00+00', 'SECRET');
-              perform set_config('timezone', 'Asia/Tokyo', true);
+              perform set_config('{{setting}}', '{{first}}', true);
+              insert into events values ('{{value}}', 'SECRET');
+              perform set_config('{{setting}}', '{{then}}', true);
               update events set secret = 'redacted';
             end $$;
-            insert into events values (now(), 'marker');
+            insert into events values (null, 'marker');
             """));
         var seen = await UpToMarkerAsync(s, "secret", "marker");
         var all = string.Join("\n", seen.Select(e => e.Data.GetRawText()));
@@ -106,7 +83,7 @@ public class BigTransactionReviewTests(TestApp app)
     [Fact]
     public async Task Interleaved_reads_of_several_big_transactions_follow_each_once()
     {
-        var (owner, p) = await AnonReadableAsync("follow cache", "create table notes (n int, secret text)", "notes");
+        var (owner, p) = await app.AnonReadableAsync("follow cache", "create table notes (n int, secret text)", "notes");
         await app.Service<ChangeCapture>().EnsureProjectAsync(p.Id);
         var log = app.Service<ChangeLog>();
         var (start, _) = await log.StateAsync(p.Id, CancellationToken.None);
@@ -140,7 +117,7 @@ public class BigTransactionReviewTests(TestApp app)
     [Fact]
     public async Task A_prune_takes_whole_transactions_so_no_tail_is_replayed_on_its_own()
     {
-        var (owner, p) = await AnonReadableAsync("prune cut", "create table notes (n int, secret text)", "notes");
+        var (owner, p) = await app.AnonReadableAsync("prune cut", "create table notes (n int, secret text)", "notes");
         await app.Service<ChangeCapture>().EnsureProjectAsync(p.Id);
         const int rows = 1100;
         NoErrors(await TestApp.SqlAsync(owner, p.Id, $$"""
@@ -197,7 +174,7 @@ public class BigTransactionReviewTests(TestApp app)
     [Fact]
     public async Task One_change_whose_image_text_exceeds_1GB_does_not_stall_the_projects_streams()
     {
-        var (owner, p) = await AnonReadableAsync("poison image", "create table notes (n int, secret text); create table blobs (b text)", "notes");
+        var (owner, p) = await app.AnonReadableAsync("poison image", "create table notes (n int, secret text); create table blobs (b text)", "notes");
         await using var s = await SseClient.OpenAsync(app.BaseUrl, $"/db/{p.Id}/rest/notes/stream?apikey={p.AnonKey}");
         Assert.Equal(HttpStatusCode.OK, s.Response.StatusCode);
         // Over the Connection URL: the console's statement timeout is short, and the machine may be slow.
@@ -230,7 +207,7 @@ public class BigTransactionReviewTests(TestApp app)
     [Fact]
     public async Task Partition_moves_and_a_rolled_back_savepoint_in_a_big_transaction_and_resumes_from_within_it()
     {
-        var (owner, p) = await AnonReadableAsync("big tx partitions", """
+        var (owner, p) = await app.AnonReadableAsync("big tx partitions", """
             create table items (region text not null, n int, secret text) partition by list (region);
             create table items_a partition of items for values in ('a');
             create table items_b partition of items for values in ('b');
@@ -279,7 +256,7 @@ public class BigTransactionReviewTests(TestApp app)
     [InlineData(40)]
     public async Task A_row_over_1MiB_only_inside_its_transaction_is_sent_as_it_committed(int rows)
     {
-        var (owner, p) = await AnonReadableAsync($"big tx bytes {rows}", "create table docs (n int, secret text, body text)", "docs");
+        var (owner, p) = await app.AnonReadableAsync($"big tx bytes {rows}", "create table docs (n int, secret text, body text)", "docs");
         await using var s = await SseClient.OpenAsync(app.BaseUrl, $"/db/{p.Id}/rest/docs/stream?apikey={p.AnonKey}");
         Assert.Equal(HttpStatusCode.OK, s.Response.StatusCode);
         NoErrors(await TestApp.SqlAsync(owner, p.Id, $$"""

@@ -6,6 +6,7 @@ using System.Net.Http.Json;
 using System.Text.Json;
 using DbStudio.Core.Projects;
 using DbStudio.Tests.Infrastructure;
+using static DbStudio.Tests.Infrastructure.TenantSetups;
 
 namespace DbStudio.Tests.Endpoints;
 
@@ -23,20 +24,6 @@ public class SessionAndTransactionLeakTests(TestApp app)
         return await http.SendAsync(req);
     }
 
-    /// <summary>A project with one table, made by <paramref name="createSql"/>, that anonymous callers may read (and nothing else).</summary>
-    private async Task<(HttpClient Owner, ProjectInfo P)> AnonReadableAsync(string name, string createSql, string table)
-    {
-        var owner = await app.NewUserClientAsync();
-        var p = await TestApp.CreateProjectAsync(owner, name);
-        await TestApp.SqlAsync(owner, p.Id, createSql);
-        (await owner.PutAsJsonAsync($"/api/projects/{p.Id}/tables/{table}/access", new
-        {
-            anon_select = true, anon_insert = false, auth_insert = false, auth_select_own = false, auth_update_own = false,
-            auth_delete_own = false, user_id_col = (string?)null,
-        })).EnsureSuccessStatusCode();
-        return (owner, p);
-    }
-
     /// <summary>
     /// DESIGN §6: an event reaches a subscriber only if GET with the same credential at that moment would return that row.
     /// A table without a primary key is judged on the log's row image — which is the row as it was at that statement,
@@ -46,7 +33,7 @@ public class SessionAndTransactionLeakTests(TestApp app)
     [Fact]
     public async Task A_stream_on_a_table_without_primary_key_sends_row_versions_no_GET_ever_returned()
     {
-        var (owner, p) = await AnonReadableAsync("no pk stream", "create table posts (title text, secret text, public boolean not null default true)", "posts");
+        var (owner, p) = await app.AnonReadableAsync("no pk stream", "create table posts (title text, secret text, public boolean not null default true)", "posts");
         // Anonymous callers see public rows only.
         var policy = await TestApp.SqlAsync(owner, p.Id,
             $"create policy only_public on posts as restrictive for select to {ProjectNaming.AnonRole(p.Id)} using (public)");
@@ -100,7 +87,7 @@ public class SessionAndTransactionLeakTests(TestApp app)
     [Fact]
     public async Task A_stream_sends_the_key_of_a_row_no_GET_ever_returned()
     {
-        var (owner, p) = await AnonReadableAsync("pk stream", "create table members (email text primary key, public boolean not null default true)", "members");
+        var (owner, p) = await app.AnonReadableAsync("pk stream", "create table members (email text primary key, public boolean not null default true)", "members");
         await TestApp.SqlAsync(owner, p.Id,
             $"create policy only_public on members as restrictive for select to {ProjectNaming.AnonRole(p.Id)} using (public)");
 
@@ -150,15 +137,11 @@ public class SessionAndTransactionLeakTests(TestApp app)
     [Fact]
     public async Task A_transaction_larger_than_one_read_of_the_log_shows_only_what_committed()
     {
-        var (owner, p) = await AnonReadableAsync("big tx stream", """
+        var (owner, p) = await app.AnonReadableAsync("big tx stream", """
             create table notes (n int, secret text);
             create table members (email text primary key, public boolean not null default true);
             """, "notes");
-        (await owner.PutAsJsonAsync($"/api/projects/{p.Id}/tables/members/access", new
-        {
-            anon_select = true, anon_insert = false, auth_insert = false, auth_select_own = false, auth_update_own = false,
-            auth_delete_own = false, user_id_col = (string?)null,
-        })).EnsureSuccessStatusCode();
+        await AllowAnonAsync(owner, p, "members");
         await TestApp.SqlAsync(owner, p.Id,
             $"create policy only_public on members as restrictive for select to {ProjectNaming.AnonRole(p.Id)} using (public)");
 
@@ -179,16 +162,6 @@ public class SessionAndTransactionLeakTests(TestApp app)
             """);
         Assert.All(r, x => Assert.False(x.TryGetProperty("error", out var e) && e.ValueKind == JsonValueKind.Object, x.ToString()));
 
-        async Task<List<SseEvent>> UpToMarkerAsync(SseClient s, string column, string marker)
-        {
-            var seen = new List<SseEvent>();
-            while (true)
-            {
-                var e = await s.NextAsync(TimeSpan.FromSeconds(30));
-                seen.Add(e);
-                if (e.RecordText(column) == marker) return seen;
-            }
-        }
         var seenNotes = await UpToMarkerAsync(notes, "secret", "marker");
         var seenMembers = await UpToMarkerAsync(members, "email", "marker@example.com");
         var all = string.Join("\n", seenNotes.Concat(seenMembers).Select(e => e.Data.GetRawText()));
@@ -269,7 +242,7 @@ public class SessionAndTransactionLeakTests(TestApp app)
     public async Task A_stream_resumed_in_the_middle_of_a_transaction_still_shows_only_what_committed()
     {
         // No primary key: the images themselves are sent.
-        var (owner, p) = await AnonReadableAsync("resume mid tx", "create table notes (title text, secret text)", "notes");
+        var (owner, p) = await app.AnonReadableAsync("resume mid tx", "create table notes (title text, secret text)", "notes");
 
         string? firstId;
         await using (var s = await SseClient.OpenAsync(app.BaseUrl, $"/db/{p.Id}/rest/notes/stream?apikey={p.AnonKey}"))
