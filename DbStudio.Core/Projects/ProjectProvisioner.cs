@@ -97,10 +97,28 @@ public sealed class ProjectProvisioner
             sql += $"ALTER ROLE {SqlText.Ident(login)} NOLOGIN; REVOKE ALL ON DATABASE {SqlText.Ident(conn.Database)} FROM {SqlText.Ident(login)};";
         if (existing.Count == 0) return;
         if (grouped.Contains(roles[0])) sql += $"ALTER ROLE {SqlText.Ident(roles[0])} NOLOGIN;";
-        // What other projects granted to any of them (the REST logins too: any owner may GRANT to them) goes first, else
-        // DROP ROLE fails and the project cannot be deleted. DROP OWNED runs no project code.
+        // What other projects granted to any of them (any owner may GRANT on its objects to any role, the REST logins
+        // included) goes first, else DROP ROLE fails and the project cannot be deleted. A grant is revoked only by a role
+        // with the rights of its grantor: for this transaction the platform is a member of the owners of those objects
+        // too (DROP OWNED runs no project code), and gives that membership up before it commits.
+        var grantors = new List<string>();
+        await using (var cmd = new NpgsqlCommand("""
+            SELECT DISTINCT r.rolname FROM pg_shdepend a
+            JOIN pg_shdepend o ON o.dbid = a.dbid AND o.classid = a.classid AND o.objid = a.objid AND o.deptype = 'o'
+            JOIN pg_roles r ON r.oid = o.refobjid
+            WHERE a.deptype = 'a' AND a.dbid = (SELECT d.oid FROM pg_database d WHERE d.datname = current_database())
+              AND a.refobjid IN (SELECT g.oid FROM pg_roles g WHERE g.rolname = ANY($1))
+              AND r.rolname <> ALL($1) AND r.rolname LIKE 'proj\_%\_owner'
+            """, conn, tx))
+        {
+            cmd.Parameters.Add(new() { Value = existing.ToArray() });
+            await using var r = await cmd.ExecuteReaderAsync(ct);
+            while (await r.ReadAsync(ct)) grantors.Add(r.GetString(0));
+        }
         var list = string.Join(", ", existing.Select(SqlText.Ident));
-        sql += $"GRANT {list} TO CURRENT_USER; DROP OWNED BY {list} CASCADE;";
+        var owners = string.Join(", ", grantors.Select(SqlText.Ident));
+        sql += $"GRANT {list} TO CURRENT_USER;" + (grantors.Count > 0 ? $"GRANT {owners} TO CURRENT_USER;" : "")
+               + $"DROP OWNED BY {list} CASCADE;" + (grantors.Count > 0 ? $"REVOKE {owners} FROM CURRENT_USER;" : "");
         sql += $"DROP ROLE {string.Join(", ", existing.Select(SqlText.Ident))};";
         await Exec(conn, tx, sql, ct);
     }

@@ -111,6 +111,41 @@ public class Session12ReviewTests(TestApp app)
     }
 
     /// <summary>
+    /// Any project owner may GRANT on its own tables to any role — another project's REST login included. That grant is a
+    /// shared dependency: (a) kept in an open transaction it holds a lock on the role, so the other project's deletion
+    /// (ProjectProvisioner.DropAsync) waits in DROP ROLE while it holds dbstudio_locks.rest_logins — every project's first
+    /// REST request (ProjectLogins.EnsureAsync) waits behind it; (b) committed, DROP ROLE fails ("some objects depend on
+    /// it"): DropAsync clears grants to the project's NOLOGIN roles (DROP OWNED) but not to its logins, so the victim can
+    /// never delete its project.
+    /// </summary>
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)] // its anon role
+    public async Task A_grant_from_another_project_to_a_projects_rest_login_does_not_block_its_deletion(bool toLogin)
+    {
+        var attackerOwner = await app.NewUserClientAsync();
+        var y = await TestApp.CreateProjectAsync(attackerOwner, "granter");
+        NoErrors(await TestApp.SqlAsync(attackerOwner, y.Id, "create table bait (n int)"));
+        var victimOwner = await app.NewUserClientAsync();
+        var x = await TestApp.CreateProjectAsync(victimOwner, "victim");
+        NoErrors(await TestApp.SqlAsync(victimOwner, x.Id, "create table t (id int primary key)"));
+        using var http = new HttpClient { BaseAddress = app.BaseUrl };
+        var first = new HttpRequestMessage(HttpMethod.Get, $"/db/{x.Id}/rest/t"); // makes x's REST logins
+        first.Headers.Add("apikey", x.ApiKey);
+        Assert.Equal(HttpStatusCode.OK, (await http.SendAsync(first)).StatusCode);
+
+        NoErrors(await TestApp.SqlAsync(attackerOwner, y.Id, $"grant select on bait to {(toLogin ? ProjectLogins.LoginRole(x.Id, RestRole.Anon) : ProjectNaming.AnonRole(x.Id))}"));
+        var res = await victimOwner.DeleteAsync($"/api/projects/{x.Id}");
+        Assert.True(res.StatusCode == HttpStatusCode.NoContent,
+            $"deleting project {x.Id}: {(int)res.StatusCode}\n" + string.Join("\n", app.Factory.Errors.Where(e => e.Contains(x.Id)).Select(e => e[..Math.Min(e.Length, 3000)])));
+        // The platform kept no membership in the granting project's owner (it had one for the deleting transaction only).
+        await using var platform = new NpgsqlConnection(app.Db.PlatformConnectionString);
+        await platform.OpenAsync();
+        await using var member = new NpgsqlCommand($"SELECT pg_has_role(current_user, '{ProjectNaming.OwnerRole(y.Id)}', 'MEMBER')", platform);
+        Assert.Equal(false, await member.ExecuteScalarAsync());
+    }
+
+    /// <summary>
     /// `Prefer: tx=rollback` is honoured by REST writes (RestExecutor rolls its explicit transaction back) but an RPC
     /// write — now always in an explicit transaction (f1e0352) — commits regardless, and Preference-Applied does not say
     /// it was ignored either way.
