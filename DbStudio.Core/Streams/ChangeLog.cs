@@ -518,6 +518,9 @@ public sealed class ChangeLog(Platform.ProjectServers servers)
     private async Task<Followed> FollowAsync(string projectId, long tx, long anyId)
     {
         await using var cmd = (await LogOfAsync(projectId, CancellationToken.None)).CreateCommand(TransactionSql);
+        // Bounded by the transaction (at most MaxFollowedTransaction changes), not by the default 30 s: a large one on a
+        // slow machine would fail every time, and the project's streams would stall on it.
+        cmd.CommandTimeout = 600;
         cmd.Parameters.Add(new NpgsqlParameter { Value = ProjectNaming.Schema(projectId) });
         cmd.Parameters.Add(new NpgsqlParameter { Value = anyId });
         cmd.Parameters.Add(new NpgsqlParameter { Value = tx.ToString(System.Globalization.CultureInfo.InvariantCulture), NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Text });
