@@ -30,7 +30,7 @@ public partial class PanelBrowserTests
                            "5,Di,50,not a date\n" +        // line 6: not a date
                            "6,Ed,60,1994-04-04\n";
         await page.ClickAsync("#data-import");
-        await page.SetInputFilesAsync("#csv-file", File("people.csv", bad));
+        await ChooseFileAsync(page, "csv-file", File("people.csv", bad));
         var preview = page.Locator("#csv-preview");
         await Assertions.Expect(preview.Locator("th[data-column=age]")).ToContainTextAsync("→ age integer");
         await Assertions.Expect(preview.Locator("tbody tr")).ToHaveCountAsync(5);
@@ -52,7 +52,7 @@ public partial class PanelBrowserTests
 
         // Fixed: the dry run passes and imports nothing, the real run imports every row.
         var good = bad.Replace("Bob,abc", "Bob,35").Replace("4,,20", "4,Cat,20").Replace("not a date", "1995-05-05");
-        await page.SetInputFilesAsync("#csv-file", File("people.csv", good));
+        await ChooseFileAsync(page, "csv-file", File("people.csv", good));
         await page.ClickAsync("#csv-dry-run");
         await Assertions.Expect(page.Locator("#csv-result")).ToContainTextAsync("Dry run: all 6 rows can be imported");
         await Assertions.Expect(page.Locator("#data-range")).ToHaveTextAsync("No rows on this page of 0");
@@ -97,7 +97,7 @@ public partial class PanelBrowserTests
                              "A-1,3,9.99,2024-01-31,true,\"{\"\"c\"\":\"\"red\"\"}\"\n" +
                              "B-2,1,19.50,2024-02-01,false,\"{\"\"c\"\":\"\"blue\"\"}\"\n" +
                              "C-3,12,5,2024-02-02,true,[]\n";
-        await page.SetInputFilesAsync("#csv-file", new FilePayload { Name = "Sales 2024.csv", MimeType = "text/csv", Buffer = Encoding.UTF8.GetBytes(sales) });
+        await ChooseFileAsync(page, "csv-file", new FilePayload { Name = "Sales 2024.csv", MimeType = "text/csv", Buffer = Encoding.UTF8.GetBytes(sales) });
         await Assertions.Expect(page.Locator("#csv-table-name")).ToHaveValueAsync("sales_2024");
         foreach (var (index, type) in new[] { (0, "TEXT"), (1, "INTEGER"), (2, "NUMERIC"), (3, "DATE"), (4, "BOOLEAN"), (5, "JSONB") })
             await Assertions.Expect(page.Locator($"#csv-type-{index}")).ToHaveValueAsync(type);

@@ -713,6 +713,14 @@ public partial class PanelBrowserTests(TestApp app) : IAsyncLifetime
         await page.EvaluateAsync("text => monaco.editor.getModels()[0].setValue(text)", sql);
     }
 
+    /// <summary>Chooses a file in a Blazor InputFile once Blazor has wired it: a file set before its change listener is
+    /// attached (after the first render, through JS interop) is lost, which a slow machine shows.</summary>
+    private static async Task ChooseFileAsync(IPage page, string id, FilePayload file)
+    {
+        await page.WaitForFunctionAsync("id => document.getElementById(id)?._blazorInputFileNextFileId !== undefined", id);
+        await page.SetInputFilesAsync($"#{id}", file);
+    }
+
     /// <summary>Opens a MudSelect (its input is hidden: click the visible field) and picks an option.</summary>
     private static async Task ChooseAsync(IPage page, string id, string option)
     {
