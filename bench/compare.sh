@@ -15,6 +15,7 @@
 #    each build's own CPU time per request (/proc, user + system): the server's cost, which the machine's noise
 #    sways less than req/s does (wrk and PostgreSQL share the two cores).
 #  - stream: `stream 1000 200 30` runs alternately on each build; medians of p50/p99, lost events and stages printed.
+#    Streams are opened 2 at a time (BENCH_OPEN) in both builds; BENCH_QUICK=1 skips the memory phases.
 # Needs wrk (apt-get install wrk).
 set -euo pipefail
 base=${1:?usage: bench/compare.sh BASE rest|stream [rounds]}
@@ -26,6 +27,12 @@ trap 'for p in $serve_pids; do kill -9 "$p" 2>/dev/null || true; done; git -C "$
 
 git -C "$here" worktree add --detach "$work/base" "$base" >/dev/null 2>&1
 echo "base $(git -C "$work/base" log --oneline -1)"
+# An older build's benchmark harness may need a fix to run at all: bench/patches/<base's short id>.patch is applied to
+# its worktree (harness only, never the code measured), e.g. 3682b0f's stream harness, which opened 32 streams at
+# once past its own login's connection limit (53300, a 500) and knew no BENCH_QUICK.
+for patch in "$here"/bench/patches/"$(git -C "$work/base" rev-parse --short=7 HEAD)"*.patch; do
+  [ -e "$patch" ] && git -C "$work/base" apply "$patch" && echo "base harness patched: bench/patches/$(basename "$patch")"
+done
 echo "this $(git -C "$here" log --oneline -1)$(git -C "$here" diff --quiet HEAD || echo ' (+ uncommitted changes)')"
 for dir in "$work/base" "$here"; do
   dotnet build -c Release "$dir/bench/DbStudio.Bench" -v q -nologo 2>&1 | grep -E " error |rror\(s\)" || true
@@ -126,7 +133,7 @@ elif [ "$what" = stream ]; then
     for l in base this; do
       dir=$([ $l = base ] && echo "$work/base" || echo "$here")
       out="$work/stream-$l-$r.log"
-      (cd "$dir" && "$(bin "$dir")" stream 1000 200 30 > "$out" 2>&1) || { echo "stream bench failed on $l:"; tail -20 "$out"; exit 1; }
+      (cd "$dir" && BENCH_OPEN=${BENCH_OPEN:-2} "$(bin "$dir")" stream 1000 200 30 > "$out" 2>&1) || { echo "stream bench failed on $l:"; tail -20 "$out"; exit 1; }
       line=$(grep -A3 "DbStudio stream" "$out" | grep "commit→client")
       p50[$l]+="$(sed -E 's/.*p50 ([0-9.]+) ms.*/\1/' <<<"$line") "; p99[$l]+="$(sed -E 's/.*p99 ([0-9.]+) ms.*/\1/' <<<"$line") "
       lost[$l]+="$(grep -A2 "DbStudio stream" "$out" | grep "delivered / lost" | sed -E 's/.*\/ ([0-9,]+) \(.*/\1/' | tr -d ,) "

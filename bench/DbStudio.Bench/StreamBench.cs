@@ -374,7 +374,8 @@ public static class StreamBench
     private static async Task<List<HttpResponseMessage>> OpenAsync(HttpClient http, string path, int count, CancellationToken ct)
     {
         var list = new List<HttpResponseMessage>(count);
-        var gate = new SemaphoreSlim(32);
+        // BENCH_OPEN: how many are opened at once (32; compare.sh uses 2 for both builds, as 3682b0f refused more).
+        var gate = new SemaphoreSlim(int.TryParse(Environment.GetEnvironmentVariable("BENCH_OPEN"), out var open) && open > 0 ? open : 32);
         var tasks = Enumerable.Range(0, count).Select(async _ =>
         {
             await gate.WaitAsync(ct);
