@@ -45,7 +45,8 @@ public sealed class ChangeLog(Platform.ProjectServers servers)
     /// <summary>The notification channel the capture trigger notifies (with no payload).</summary>
     public const string Channel = "dbstudio_changes";
 
-    /// <summary>The newest change id of a stream: last_id marks only each transaction's first (CaptureInBulk).</summary>
+    /// <summary>The newest change id of a stream: the newest change, or past what pruning cut (last_id, no longer moved by
+    /// writes since CaptureCost, is a floor a moved project's log brought along).</summary>
     private const string LastIdSql =
         "greatest(s.last_id, s.pruned_through, coalesce((SELECT max(c.id) FROM dbstudio_realtime.changes c WHERE c.schema_name = s.schema_name), 0))";
 
@@ -135,7 +136,7 @@ public sealed class ChangeLog(Platform.ProjectServers servers)
 
     /// <summary>
     /// The change log's schema on a server other than the platform's, as the migrations left it on the platform's (the
-    /// ChangeLog, CaptureInBulk, Isolation, InlineCallerSchema, ChangeTransactions and CaptureSettings migrations' SQL in order): made when the schema is
+    /// ChangeLog, CaptureInBulk, Isolation, InlineCallerSchema, ChangeTransactions, CaptureSettings and CaptureCost migrations' SQL): made when the schema is
     /// missing; a server that has it gets the later migrations' replaced functions (they are idempotent). A later change
     /// to the log's SQL must be made here too.
     /// </summary>
@@ -156,7 +157,10 @@ public sealed class ChangeLog(Platform.ProjectServers servers)
               + "ALTER TABLE dbstudio_realtime.changes ADD COLUMN table_oid oid NOT NULL;\n"
               + isolation[isolation.IndexOf("CREATE OR REPLACE FUNCTION", StringComparison.Ordinal)..] + "\n"
               + Platform.Migrations.InlineCallerSchema.Sql)
-            + "\n" + Platform.Migrations.CaptureSettings.Sql; // (ALTER FUNCTION … SET: the same again changes nothing)
+            // The capture function as it is now (CREATE OR REPLACE: the same again changes nothing), then its settings
+            // (ALTER FUNCTION … SET, which it already has).
+            + "\n" + Platform.Migrations.CaptureCost.Sql
+            + "\n" + Platform.Migrations.CaptureSettings.Sql;
         await using (var create = new NpgsqlCommand(sql, conn, tx)) await create.ExecuteNonQueryAsync(ct);
         // The ChangeTransactions migration only where the log lacks its column: ALTER TABLE locks the log (every captured
         // write of the server) even when it changes nothing, and instances start while projects write.
