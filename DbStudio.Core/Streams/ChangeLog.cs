@@ -336,34 +336,41 @@ public sealed class ChangeLog(Platform.ProjectServers servers)
         foreach (var server in servers.All) await PruneAsync(server, retention, ct);
     }
 
+    /// <summary>Changes one pruning statement removes (plus the rest of the last transaction it cuts into).</summary>
+    internal const int PruneBatch = 50_000;
+    /// <summary>Batches per project and pass: a project with more due (a bulk load a day ago, or rows a tenant wrote into
+    /// its own log) goes on at the next pass, after every other project of the server has had its turn.</summary>
+    internal const int PruneBatchesPerPass = 20;
+
     private static async Task PruneAsync(Platform.DbServer server, TimeSpan retention, CancellationToken ct)
     {
         var platform = server.DataSource;
-        // Whole transactions: a cut inside one (its changes were captured on both sides of the cut-off) would leave its
-        // tail to be netted on its own — a resumed stream would get its updates from versions inside the transaction. So
-        // the rest of each project's last cut transaction goes too (the run of ids after the cut with its xact), and
-        // pruned_through moves past it: a stream resuming in it is reset. Only projects whose stream row nobody holds: a
-        // project writing (its capture holds the row to the end of its transaction — which it may keep open) is pruned
-        // next time, and neither holds up the prune nor, through it, other projects' writes.
-        await using var cmd = platform.CreateCommand("""
-            WITH locked AS (
-                   SELECT s.schema_name FROM dbstudio_realtime.streams s
-                   WHERE (SELECT c.committed_at FROM dbstudio_realtime.changes c WHERE c.schema_name = s.schema_name ORDER BY c.id LIMIT 1) < now() - $1
-                   FOR UPDATE SKIP LOCKED),
-                 cut AS (DELETE FROM dbstudio_realtime.changes c USING locked l
-                         WHERE c.schema_name = l.schema_name AND c.committed_at < now() - $1 RETURNING c.schema_name, c.id, c.xact),
-                 edge AS (SELECT DISTINCT ON (schema_name) schema_name, id, xact FROM cut ORDER BY schema_name, id DESC),
-                 bound AS (SELECT e.schema_name, e.id, e.xact, coalesce(
-                             (SELECT n.id FROM dbstudio_realtime.changes n WHERE n.schema_name = e.schema_name AND n.id > e.id
-                                AND n.xact IS DISTINCT FROM e.xact ORDER BY n.id LIMIT 1), 9223372036854775807) AS hi FROM edge e),
-                 rest AS (DELETE FROM dbstudio_realtime.changes c USING bound e
-                          WHERE c.schema_name = e.schema_name AND c.id > e.id AND c.id < e.hi AND c.xact = e.xact RETURNING c.schema_name, c.id),
-                 gone AS (SELECT schema_name, id FROM cut UNION ALL SELECT schema_name, id FROM rest)
-            UPDATE dbstudio_realtime.streams s SET pruned_through = greatest(s.pruned_through, g.max_id)
-            FROM (SELECT schema_name, max(id) AS max_id FROM gone GROUP BY schema_name) g WHERE s.schema_name = g.schema_name
-            """);
-        cmd.Parameters.Add(new() { Value = retention });
-        await cmd.ExecuteNonQueryAsync(ct);
+        // Projects whose oldest change is due: each is then pruned in transactions of its own, holding only its own
+        // stream row. (One statement for all of them held every due project's row — which each of their writes needs —
+        // while it deleted the largest log, and one log large enough ran it past its timeout: nobody was pruned.)
+        var due = new List<string>();
+        await using (var find = platform.CreateCommand("""
+            SELECT s.schema_name FROM dbstudio_realtime.streams s
+            WHERE (SELECT c.committed_at FROM dbstudio_realtime.changes c WHERE c.schema_name = s.schema_name ORDER BY c.id LIMIT 1) < now() - $1
+            """))
+        {
+            find.Parameters.Add(new() { Value = retention });
+            await using var r = await find.ExecuteReaderAsync(ct);
+            while (await r.ReadAsync(ct)) due.Add(r.GetString(0));
+        }
+        List<Exception>? failed = null;
+        foreach (var schema in due)
+        {
+            try
+            {
+                for (var batch = 0; batch < PruneBatchesPerPass; batch++)
+                    if (await PruneBatchAsync(platform, schema, retention, ct) < PruneBatch) break;
+            }
+            catch (Exception e) when (e is not OperationCanceledException || !ct.IsCancellationRequested)
+            {
+                (failed ??= []).Add(e); // the other projects are pruned all the same
+            }
+        }
         // The log of a project that no longer exists (its deletion's own clean-up did not get to it): on another server than
         // the platform's, one whose schema is gone there (deleted, or moved away).
         await using var orphans = platform.CreateCommand($"""
@@ -374,7 +381,46 @@ public sealed class ChangeLog(Platform.ProjectServers servers)
                   : "SELECT 1 FROM pg_namespace n WHERE n.nspname = s.schema_name")}) RETURNING s.schema_name)
             DELETE FROM dbstudio_realtime.changes c USING gone g WHERE c.schema_name = g.schema_name;
             """);
+        orphans.CommandTimeout = 600; // a deleted project's whole log, when its deletion did not get to it
         await orphans.ExecuteNonQueryAsync(ct);
+        if (failed is not null) throw new AggregateException("Pruning the change log failed for some projects", failed);
+    }
+
+    /// <summary>
+    /// Prunes up to <see cref="PruneBatch"/> of one project's due changes, in one transaction that holds its stream row;
+    /// none when another holds it (a project writing: its capture holds the row to the end of its transaction, which it
+    /// may keep open) — then it is pruned at a later pass, and neither holds up the other. Returns how many were cut.
+    /// </summary>
+    private static async Task<int> PruneBatchAsync(NpgsqlDataSource platform, string schema, TimeSpan retention, CancellationToken ct)
+    {
+        // Whole transactions: a cut inside one (its changes were captured on both sides of the cut) would leave its tail to
+        // be netted on its own — a resumed stream would get its updates from versions inside the transaction. So the rest
+        // of the last cut transaction goes too (the run of ids after the cut with its xact), and pruned_through moves past
+        // it: a stream resuming in it is reset.
+        await using var cmd = platform.CreateCommand("""
+            WITH locked AS (SELECT s.schema_name FROM dbstudio_realtime.streams s WHERE s.schema_name = $2 FOR UPDATE SKIP LOCKED),
+                 first AS (SELECT c.id FROM dbstudio_realtime.changes c
+                           WHERE c.schema_name = $2 AND EXISTS (SELECT FROM locked) AND c.committed_at < now() - $1
+                           ORDER BY c.id LIMIT $3),
+                 cut AS (DELETE FROM dbstudio_realtime.changes c USING first f
+                         WHERE c.schema_name = $2 AND c.id = f.id RETURNING c.id, c.xact),
+                 edge AS (SELECT id, xact FROM cut ORDER BY id DESC LIMIT 1),
+                 bound AS (SELECT e.id, e.xact, coalesce(
+                             (SELECT n.id FROM dbstudio_realtime.changes n WHERE n.schema_name = $2 AND n.id > e.id
+                                AND n.xact IS DISTINCT FROM e.xact ORDER BY n.id LIMIT 1), 9223372036854775807) AS hi FROM edge e),
+                 rest AS (DELETE FROM dbstudio_realtime.changes c USING bound e
+                          WHERE c.schema_name = $2 AND c.id > e.id AND c.id < e.hi AND c.xact = e.xact RETURNING c.id),
+                 moved AS (UPDATE dbstudio_realtime.streams s
+                           SET pruned_through = greatest(s.pruned_through, (SELECT max(id) FROM (SELECT id FROM cut UNION ALL SELECT id FROM rest) g))
+                           WHERE s.schema_name = $2 AND EXISTS (SELECT FROM cut) RETURNING 1)
+            SELECT count(*)::int FROM cut
+            """);
+        // Bounded by the batch, and by the size of the last transaction it cuts into (its rest goes in the same statement).
+        cmd.CommandTimeout = 600;
+        cmd.Parameters.Add(new() { Value = retention });
+        cmd.Parameters.Add(new() { Value = schema });
+        cmd.Parameters.Add(new() { Value = PruneBatch });
+        return (int)(await cmd.ExecuteScalarAsync(ct))!;
     }
 
     private async Task<(List<Change> Changes, bool More)> QueryAsync(string projectId, string sql, int limit, object[] args, CancellationToken ct)

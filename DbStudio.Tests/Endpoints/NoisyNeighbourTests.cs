@@ -1,4 +1,6 @@
 // What one project can do to the service other projects get, through state PostgreSQL shares across the database.
+using System.Net;
+using System.Net.Http.Json;
 using System.Text.Json;
 using DbStudio.Tests.Infrastructure;
 using static DbStudio.Tests.Infrastructure.TenantSetups;
@@ -126,5 +128,66 @@ public class NoisyNeighbourTests(TestApp app)
         var rows = (long)(await read.ExecuteScalarAsync())!;
         Assert.True(rows <= 2, $"one captured write read {rows} rows of the change log (3,001 changes in it)");
         await tx.CommitAsync();
+    }
+    /// <summary>
+    /// From the availability review: the prune was one statement for every project of the server. It locked the stream
+    /// row of every project with changes due — the row each of their writes locks at commit — and kept them while it
+    /// deleted the largest log; a tenant can make its own log as large as it likes (its owner may insert into it), so other
+    /// projects' writes waited behind it (8.8 s behind 3,000,000 rows), and past 30 s the statement failed and nobody was
+    /// pruned. Here the other project's deletion is held up by a lock instead of by size (a count, not a time): a write of
+    /// a project must still go through meanwhile. Each project is now pruned in transactions of its own.
+    /// </summary>
+    [Fact]
+    public async Task The_prune_never_holds_up_a_projects_writes_while_it_deals_with_another_projects_log()
+    {
+        var (victimOwner, victim) = await app.AnonReadableAsync("prune victim", "create table notes (n int primary key)", "notes", anonInsert: true);
+        var otherOwner = await app.NewUserClientAsync();
+        var other = await TestApp.CreateProjectAsync(otherOwner, "big log");
+        NoErrors(await TestApp.SqlAsync(otherOwner, other.Id, "create table t (id int primary key)"));
+        var capture = app.Service<DbStudio.Core.Streams.ChangeCapture>();
+        await capture.EnsureProjectAsync(victim.Id);
+        await capture.EnsureProjectAsync(other.Id);
+        NoErrors(await TestApp.SqlAsync(victimOwner, victim.Id, "insert into notes values (1)"));
+        NoErrors(await TestApp.SqlAsync(otherOwner, other.Id, "insert into t select generate_series(1, 10)"));
+        var schemas = new[] { victim.Id, other.Id }.Select(DbStudio.Core.Projects.ProjectNaming.Schema).ToArray();
+        await using var platform = new NpgsqlConnection(app.Db.PlatformConnectionString);
+        await platform.OpenAsync();
+        await using (var age = new NpgsqlCommand(
+            "UPDATE dbstudio_realtime.changes SET committed_at = now() - interval '2 days' WHERE schema_name = ANY($1)", platform))
+        {
+            age.Parameters.Add(new() { Value = schemas });
+            Assert.Equal(11, await age.ExecuteNonQueryAsync()); // both are due, as every project active a day ago is
+        }
+        // The other project's deletion cannot finish while one of its changes is locked.
+        await using var holder = new NpgsqlConnection(app.Db.PlatformConnectionString);
+        await holder.OpenAsync();
+        var held = await holder.BeginTransactionAsync();
+        await using (var hold = new NpgsqlCommand(
+            "SELECT 1 FROM dbstudio_realtime.changes WHERE schema_name = $1 ORDER BY id DESC LIMIT 1 FOR UPDATE", holder, held))
+        {
+            hold.Parameters.Add(new() { Value = schemas[1] });
+            await hold.ExecuteNonQueryAsync();
+        }
+        var prune = Task.Run(() => app.Service<DbStudio.Core.Streams.ChangeHub>().PruneAsync());
+        await using (var waiting = new NpgsqlCommand(
+            "SELECT count(*) FROM pg_stat_activity WHERE usename = current_user AND wait_event_type = 'Lock' AND query LIKE '%dbstudio_realtime.changes%' AND pid <> pg_backend_pid()",
+            platform))
+            for (var deadline = DateTime.UtcNow.AddSeconds(60); (long)(await waiting.ExecuteScalarAsync())! == 0; await Task.Delay(50))
+                Assert.True(DateTime.UtcNow < deadline && !prune.IsCompleted, "the prune never reached the other project's locked change");
+
+        using var http = new HttpClient { BaseAddress = app.BaseUrl, Timeout = TimeSpan.FromSeconds(30) };
+        var req = new HttpRequestMessage(HttpMethod.Post, $"/db/{victim.Id}/rest/notes") { Content = JsonContent.Create(new { n = 2 }) };
+        req.Headers.Add("apikey", victim.AnonKey);
+        HttpStatusCode status;
+        try { status = (await http.SendAsync(req)).StatusCode; }
+        catch (TaskCanceledException) { status = HttpStatusCode.RequestTimeout; }
+        await held.RollbackAsync();
+        await prune;
+        Assert.Equal(HttpStatusCode.Created, status);
+        // Both were pruned once nothing held them up: the victim's day-old change and the other project's ten.
+        await using var left = new NpgsqlCommand(
+            "SELECT count(*) FROM dbstudio_realtime.changes WHERE schema_name = ANY($1) AND committed_at < now() - interval '1 day'", platform);
+        left.Parameters.Add(new() { Value = schemas });
+        Assert.Equal(0L, (long)(await left.ExecuteScalarAsync())!);
     }
 }
