@@ -4,16 +4,21 @@
 // LISTEN to any channel, so a payload is encrypted and authenticated with the platform's Data Protection keys (kept
 // in the database, shared by every instance): a project's role can neither forge a signal nor read one (which
 // project changed what). Nor can it replay one it overheard: each carries when it was sent and a nonce, and is acted on
-// once, within its lifetime.
+// once, within its lifetime. Nor can it make an instance read the key ring for each payload it makes up (Data Protection
+// reads it again, from the database, for a key id it does not know): a payload naming a key the platform does not have
+// is dropped before it is opened, and the ring is looked at again for an unknown key at most twice a minute.
+using System.Buffers.Text;
 using System.Collections.Concurrent;
 using System.Globalization;
 using System.Security.Cryptography;
 using Microsoft.AspNetCore.DataProtection;
+using Microsoft.AspNetCore.DataProtection.KeyManagement;
 using Npgsql;
 
 namespace DbStudio.Core.Platform;
 
-public sealed class PlatformSignals(NpgsqlDataSource platform, IDataProtectionProvider protection, TimeProvider clock)
+public sealed class PlatformSignals(NpgsqlDataSource platform, IDataProtectionProvider protection, TimeProvider clock,
+    IKeyManager? keyRing = null)
 {
     public const string Channel = "dbstudio_platform";
     /// <summary>How long a signal may take to arrive (instances' clocks may differ by part of it); older ones are ignored.</summary>
@@ -71,7 +76,7 @@ public sealed class PlatformSignals(NpgsqlDataSource platform, IDataProtectionPr
     /// only the first time it arrives.</summary>
     public void Raise(string? payload)
     {
-        if (string.IsNullOrEmpty(payload) || payload.Length > 4000) return;
+        if (string.IsNullOrEmpty(payload) || payload.Length > 4000 || !NamesAKeyOfOurs(payload)) return;
         string message;
         try { message = _protector.Unprotect(payload); }
         catch (CryptographicException) { return; } // not ours: forged, or another deployment's
@@ -82,6 +87,36 @@ public sealed class PlatformSignals(NpgsqlDataSource platform, IDataProtectionPr
         Prune(now);
         if (!_seen.TryAdd(parts[1], now)) return; // seen: a replay (or our own)
         Received?.Invoke(parts[2], parts[3], parts[4]);
+    }
+
+    /// <summary>The key ids of the platform's key ring, as last read (null: not read yet), and when.</summary>
+    private volatile HashSet<Guid>? _keyIds;
+    private DateTimeOffset _keysRead = DateTimeOffset.MinValue;
+    private readonly Lock _keysLock = new();
+    /// <summary>How often an unknown key id may have the key ring read again (a new key made by another instance).</summary>
+    internal static readonly TimeSpan KeyRingRereadEvery = TimeSpan.FromSeconds(30);
+
+    /// <summary>
+    /// Whether the payload is sealed with a key of this platform's ring: Data Protection's payload begins with its magic
+    /// header and the key's id. Checked before opening it, so that one made up with an unknown key id costs a set lookup.
+    /// </summary>
+    private bool NamesAKeyOfOurs(string payload)
+    {
+        if (keyRing is null) return true;
+        Span<byte> head = stackalloc byte[21];
+        if (payload.Length < 28 || Base64Url.DecodeFromChars(payload.AsSpan(0, 28), head) != 21) return false;
+        if (head[0] != 0x09 || head[1] != 0xF0 || head[2] != 0xC9 || head[3] != 0xF0) return false;
+        var id = new Guid(head.Slice(4, 16));
+        if (_keyIds?.Contains(id) == true) return true;
+        var now = clock.GetUtcNow();
+        lock (_keysLock)
+        {
+            if (_keyIds?.Contains(id) == true) return true;
+            if (_keyIds is not null && now - _keysRead < KeyRingRereadEvery) return false;
+            _keysRead = now;
+            _keyIds = [.. keyRing.GetAllKeys().Select(k => k.KeyId)];
+            return _keyIds.Contains(id);
+        }
     }
 
     /// <summary>Forgets nonces older than twice the lifetime (a replay of those is stale anyway), at most once a minute.</summary>
