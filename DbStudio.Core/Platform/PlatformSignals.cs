@@ -104,7 +104,9 @@ public sealed class PlatformSignals(NpgsqlDataSource platform, IDataProtectionPr
     {
         if (keyRing is null) return true;
         Span<byte> head = stackalloc byte[21];
-        if (payload.Length < 28 || Base64Url.DecodeFromChars(payload.AsSpan(0, 28), head) != 21) return false;
+        if (payload.Length < 28
+            || Base64Url.DecodeFromChars(payload.AsSpan(0, 28), head, out _, out var written) != System.Buffers.OperationStatus.Done
+            || written != 21) return false; // not base64url: not Data Protection's
         if (head[0] != 0x09 || head[1] != 0xF0 || head[2] != 0xC9 || head[3] != 0xF0) return false;
         var id = new Guid(head.Slice(4, 16));
         if (_keyIds?.Contains(id) == true) return true;

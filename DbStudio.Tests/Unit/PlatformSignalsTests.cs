@@ -118,6 +118,8 @@ public class PlatformSignalsTests
                 forged[0] = 0x09; forged[1] = 0xF0; forged[2] = 0xC9; forged[3] = 0xF0; // the header, then a made-up key id
                 receiver.Raise(Convert.ToBase64String(forged).TrimEnd('=').Replace('+', '-').Replace('/', '_'));
             }
+            receiver.Raise(new string('!', 40)); // not base64url at all: dropped, not thrown on the listener's thread
+            receiver.Raise("CfDJ8" + new string('*', 40));
             Assert.True(ring.Reads - reads <= 1, $"the key ring was read {ring.Reads - reads} times for 2,000 made-up key ids");
             Assert.Equal(["keys:first"], heard);
 
