@@ -333,7 +333,13 @@ public sealed class ChangeLog(Platform.ProjectServers servers)
     /// on every server.</summary>
     public async Task PruneAsync(TimeSpan retention, CancellationToken ct)
     {
-        foreach (var server in servers.All) await PruneAsync(server, retention, ct);
+        List<Exception>? failed = null;
+        foreach (var server in servers.All)
+        {
+            try { await PruneAsync(server, retention, ct); }
+            catch (Exception e) when (!ct.IsCancellationRequested) { (failed ??= []).Add(e); } // the next servers all the same
+        }
+        if (failed is not null) throw new AggregateException("Pruning the change log failed", failed);
     }
 
     /// <summary>Changes one pruning statement removes (plus the rest of the last transaction it cuts into).</summary>
@@ -372,13 +378,14 @@ public sealed class ChangeLog(Platform.ProjectServers servers)
             }
         }
         // The log of a project that no longer exists (its deletion's own clean-up did not get to it): on another server than
-        // the platform's, one whose schema is gone there (deleted, or moved away).
+        // the platform's, one whose schema is gone there (deleted, or moved away — or dropped by its owner, who may then
+        // hold its stream row: such a row is skipped, never waited for).
         await using var orphans = platform.CreateCommand($"""
             WITH gone AS (
               DELETE FROM dbstudio_realtime.streams s
-              WHERE NOT EXISTS ({(server.IsPlatform
-                  ? "SELECT 1 FROM platform.projects p WHERE 'proj_' || p.\"Id\" = s.schema_name"
-                  : "SELECT 1 FROM pg_namespace n WHERE n.nspname = s.schema_name")}) RETURNING s.schema_name)
+              WHERE s.schema_name IN (SELECT o.schema_name FROM dbstudio_realtime.streams o WHERE NOT EXISTS ({(server.IsPlatform
+                  ? "SELECT 1 FROM platform.projects p WHERE 'proj_' || p.\"Id\" = o.schema_name"
+                  : "SELECT 1 FROM pg_namespace n WHERE n.nspname = o.schema_name")}) FOR UPDATE SKIP LOCKED) RETURNING s.schema_name)
             DELETE FROM dbstudio_realtime.changes c USING gone g WHERE c.schema_name = g.schema_name;
             """);
         orphans.CommandTimeout = 600; // a deleted project's whole log, when its deletion did not get to it
