@@ -3,7 +3,6 @@
 // is granted to PUBLIC, RLS lets it see its own row): the orphan DELETE then waits on the tenant's lock, now for up to
 // 600 s (CommandTimeout), then throws, every pass — and servers after this one in the pass are not pruned at all.
 using DbStudio.Core.Projects;
-using DbStudio.Tests.Integration;
 using Microsoft.Extensions.DependencyInjection;
 using Npgsql;
 
