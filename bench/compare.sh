@@ -15,7 +15,9 @@
 #    each build's own CPU time per request (/proc, user + system): the server's cost, which the machine's noise
 #    sways less than req/s does (wrk and PostgreSQL share the two cores).
 #  - stream: `stream 1000 200 30` runs alternately on each build; medians of p50/p99, lost events and stages printed.
-#    Streams are opened 2 at a time (BENCH_OPEN) in both builds; BENCH_QUICK=1 skips the memory phases.
+#    Streams are opened 2 at a time (BENCH_OPEN) in both builds; BENCH_QUICK=1 skips the memory phases. Both harnesses
+#    run BENCH_WARMUP (5) seconds of the same load before the measured 30 s (3682b0f's through its patch); the
+#    warm-up's own p99 is printed beside them.
 # Needs wrk (apt-get install wrk).
 set -euo pipefail
 base=${1:?usage: bench/compare.sh BASE rest|stream [rounds]}
@@ -128,7 +130,7 @@ LUA
   echo "(medians of $rounds rounds; each round: 5 s of wrk -c$conns per build and variant, builds alternating; server µs/req: the build's own CPU time per request, lower is better)"
 elif [ "$what" = stream ]; then
   rounds=${3:-2}
-  declare -A p50 p99 lost
+  declare -A p50 p99 lost warm hand
   for r in $(seq 1 "$rounds"); do
     for l in base this; do
       dir=$([ $l = base ] && echo "$work/base" || echo "$here")
@@ -137,13 +139,15 @@ elif [ "$what" = stream ]; then
       line=$(grep -A3 "DbStudio stream" "$out" | grep "commit→client")
       p50[$l]+="$(sed -E 's/.*p50 ([0-9.]+) ms.*/\1/' <<<"$line") "; p99[$l]+="$(sed -E 's/.*p99 ([0-9.]+) ms.*/\1/' <<<"$line") "
       lost[$l]+="$(grep -A2 "DbStudio stream" "$out" | grep "delivered / lost" | sed -E 's/.*\/ ([0-9,]+) \(.*/\1/' | tr -d ,) "
-      hand=$(grep -A3 "hand-written SSE broadcast" "$out" | grep "commit→client" | sed -E 's/.*(p99 [0-9.]+ ms).*/\1/')
-      echo "round $r $l: $line; lost $(tail -c 12 <<<"${lost[$l]}"); hand-written broadcast in the same run: $hand"
+      warm[$l]+="$(grep -A4 "DbStudio stream" "$out" | grep -F "(warm-up, first" | sed -E 's/.*p99 ([0-9.]+) ms.*/\1/') "
+      handp99=$(grep -A3 "hand-written SSE broadcast" "$out" | grep "commit→client" | sed -E 's/.*p99 ([0-9.]+) ms.*/\1/')
+      hand[$l]+="$handp99 "
+      echo "round $r $l: $line; lost $(tail -c 12 <<<"${lost[$l]}"); hand-written broadcast in the same run: p99 $handp99 ms"
     done
   done
-  printf '\n%-6s %10s %10s %10s\n' build "p50 ms" "p99 ms" lost
+  printf '\n%-6s %10s %10s %14s %16s %10s\n' build "p50 ms" "p99 ms" "warm-up p99" "hand-written p99" lost
   # shellcheck disable=SC2086
-  for l in base this; do printf '%-6s %10s %10s %10s\n' "$l" "$(median ${p50[$l]})" "$(median ${p99[$l]})" "${lost[$l]}"; done
+  for l in base this; do printf '%-6s %10s %10s %14s %16s %10s\n' "$l" "$(median ${p50[$l]})" "$(median ${p99[$l]})" "$(median ${warm[$l]})" "$(median ${hand[$l]})" "${lost[$l]}"; done
   echo "(medians of $rounds runs of stream 1000 200 30 per build, alternating; full outputs were in $work)"
 else
   echo "usage: bench/compare.sh BASE rest|stream [rounds]" >&2; exit 2

@@ -2,7 +2,9 @@
 // Prints commit→client delivery latency (p50/p99), events lost, and the server's memory per idle subscriber, each next
 // to a baseline from the same run: a raw LISTEN connection receiving the same commits' pg_notify (the floor for
 // latency), and a hand-written SSE endpoint that only holds its connections open (the floor for memory).
-// The server runs as a child process (`stream-serve`) so its memory is its own.
+// The server runs as a child process (`stream-serve`) so its memory is its own. Each phase first runs the same load for
+// BENCH_WARMUP seconds (5; 0: none) — JIT, connection pools, PostgreSQL's caches — and measures the seconds after it:
+// events committed during the warm-up count for lost/delivered, and their latency is printed on a line of its own.
 using System.Buffers;
 using System.Diagnostics;
 using System.Net.Http.Headers;
@@ -213,10 +215,12 @@ public static class StreamBench
         foreach (var r in new[] { baseline with { Name = "hand-written SSE broadcast, no database" }, ours with { Name = "DbStudio stream, REST inserts, ANON key (policy-checked)" } })
         {
             Console.WriteLine($"  {r.Name}");
-            Console.WriteLine($"    writes acknowledged          {r.Acknowledged} of {rate * seconds} in {r.LoadSeconds:F1} s");
+            Console.WriteLine($"    writes acknowledged          {r.Acknowledged} of {rate * (seconds + (int)r.WarmupSeconds)} in {r.LoadSeconds:F1} s (warm-up included)");
             // (Row ids are not commit order when 16 writes are in flight: out-of-order ids are counted, not lost events.)
             Console.WriteLine($"    events delivered / lost      {r.Delivered:N0} / {r.Expected - r.Delivered:N0} (row ids out of order: {r.Gaps})");
             Console.WriteLine($"    commit→client latency        p50 {r.P50:F1} ms, p99 {r.P99:F1} ms, max {r.Max:F1} ms");
+            if (r.WarmupSeconds > 0)
+                Console.WriteLine($"      (warm-up, first {r.WarmupSeconds:F0} s)    p50 {r.WarmupP50:F1} ms, p99 {r.WarmupP99:F1} ms (not counted above)");
             Console.WriteLine($"    CPU                          server {r.ServerCpu:F0} %, load generator {r.ClientCpu:F0} % (of one core)");
             if (r.NotifyP50 is not null)
             {
@@ -252,9 +256,11 @@ public static class StreamBench
                     new StringContent($"{{\"payload\":\"event\",\"user_id\":\"{who}\"}}", Encoding.UTF8, "application/json"));
             }, expectedPerSubscriber: acknowledged => (double)acknowledged / users.Count);
         Console.WriteLine($"\n== Live row stream: {users.Count} distinct signed-in subscribers, own rows, {rate} inserts/s for {seconds} s, loopback, {Environment.ProcessorCount} cores ==");
-        Console.WriteLine($"    writes acknowledged          {r.Acknowledged} of {rate * seconds} in {r.LoadSeconds:F1} s");
+        Console.WriteLine($"    writes acknowledged          {r.Acknowledged} of {rate * (seconds + (int)r.WarmupSeconds)} in {r.LoadSeconds:F1} s (warm-up included)");
         Console.WriteLine($"    events delivered / lost      {r.Delivered:N0} / {r.Expected - r.Delivered:N0}");
         Console.WriteLine($"    commit→client latency        p50 {r.P50:F1} ms, p99 {r.P99:F1} ms, max {r.Max:F1} ms");
+        if (r.WarmupSeconds > 0)
+            Console.WriteLine($"      (warm-up, first {r.WarmupSeconds:F0} s)    p50 {r.WarmupP50:F1} ms, p99 {r.WarmupP99:F1} ms (not counted above)");
         Console.WriteLine($"    CPU                          server {r.ServerCpu:F0} %, load generator {r.ClientCpu:F0} % (of one core)");
         foreach (var (stage, (p50, p99)) in Stages)
             Console.WriteLine($"    commit→{stage,-18}         p50 {p50:F1} ms, p99 {p99:F1} ms (server side)");
@@ -264,7 +270,11 @@ public static class StreamBench
     private static List<(string Stage, (double P50, double P99) Delay)> Stages = [];
 
     private sealed record PhaseResult(string Name, int Acknowledged, double LoadSeconds, long Delivered, long Expected, int Gaps,
-        double P50, double P99, double Max, double ServerCpu, double ClientCpu, double? NotifyP50, double? NotifyP99);
+        double P50, double P99, double Max, double ServerCpu, double ClientCpu, double? NotifyP50, double? NotifyP99,
+        double WarmupSeconds = 0, double WarmupP50 = double.NaN, double WarmupP99 = double.NaN);
+
+    /// <summary>Seconds of the same load before each phase's measured window (BENCH_WARMUP, default 5).</summary>
+    private static int WarmupSeconds => int.TryParse(Environment.GetEnvironmentVariable("BENCH_WARMUP"), out var w) && w >= 0 ? w : 5;
 
     private static Task<PhaseResult> PhaseAsync(HttpClient http, Process server, string path, int subscribers, int rate, int seconds,
         string? platformCs, Func<Task<HttpResponseMessage>> fire) =>
@@ -274,6 +284,8 @@ public static class StreamBench
         int seconds, string? platformCs, Func<Task<HttpResponseMessage>> fire, Func<int, double>? expectedPerSubscriber)
     {
         var path = pathOf(0);
+        var warmup = WarmupSeconds;
+        Volatile.Write(ref Receiver.MeasureFrom, long.MaxValue); // everything is warm-up until the measured window starts
         var stop = new CancellationTokenSource();
         var streams = new List<HttpResponseMessage>();
         if (expectedPerSubscriber is null) streams = await OpenAsync(http, path, subscribers, stop.Token);
@@ -294,6 +306,7 @@ public static class StreamBench
             listen.Notification += (_, e) =>
             {
                 var sent = double.Parse(e.Payload, System.Globalization.CultureInfo.InvariantCulture);
+                if (sent * TimeSpan.TicksPerSecond + DateTime.UnixEpoch.Ticks < Volatile.Read(ref Receiver.MeasureFrom)) return; // warm-up
                 lock (notifyLatencies) notifyLatencies.Add(((DateTimeOffset.UtcNow - DateTimeOffset.UnixEpoch).TotalSeconds - sent) * 1000);
             };
             await using (var cmd = new NpgsqlCommand("LISTEN dbstudio_bench", listen)) await cmd.ExecuteNonQueryAsync();
@@ -304,7 +317,7 @@ public static class StreamBench
                 await conn.OpenAsync();
                 await using var cmd = new NpgsqlCommand("SELECT pg_notify('dbstudio_bench', extract(epoch from clock_timestamp())::text)", conn);
                 var started = Stopwatch.StartNew();
-                for (var i = 0; i < rate * seconds; i++)
+                for (var i = 0; i < rate * (warmup + seconds); i++)
                 {
                     var due = TimeSpan.FromSeconds((double)i / rate);
                     if (due > started.Elapsed) await Task.Delay(due - started.Elapsed);
@@ -313,22 +326,36 @@ public static class StreamBench
             });
         }
 
-        var gcBefore = System.Text.Json.JsonDocument.Parse(await http.GetStringAsync("/bench/dispatch")).RootElement.Clone();
-        var clientPause0 = GC.GetTotalPauseDuration();
-        var clientGcs0 = (GC.CollectionCount(0), GC.CollectionCount(1), GC.CollectionCount(2));
-        // Load: `rate` writes a second, paced, a few in flight at once.
-        var total = rate * seconds;
+        System.Text.Json.JsonElement gcBefore = default;
+        var clientPause0 = TimeSpan.Zero;
+        var clientGcs0 = (0, 0, 0);
+        var serverCpu0 = TimeSpan.Zero;
+        var clientCpu0 = TimeSpan.Zero;
+        var measuredFrom = TimeSpan.Zero;
+        async Task StartMeasuringAsync(TimeSpan at)
+        {
+            // The server's stage histograms start again here (the call returns and clears what the warm-up left).
+            gcBefore = System.Text.Json.JsonDocument.Parse(await http.GetStringAsync("/bench/dispatch")).RootElement.Clone();
+            clientPause0 = GC.GetTotalPauseDuration();
+            clientGcs0 = (GC.CollectionCount(0), GC.CollectionCount(1), GC.CollectionCount(2));
+            server.Refresh();
+            serverCpu0 = server.TotalProcessorTime;
+            clientCpu0 = Process.GetCurrentProcess().TotalProcessorTime;
+            measuredFrom = at;
+            Volatile.Write(ref Receiver.MeasureFrom, DateTime.UtcNow.Ticks);
+        }
+        // Load: `rate` writes a second, paced, a few in flight at once; the first `warmup` seconds are not measured.
+        var total = rate * (warmup + seconds);
         var acknowledged = 0;
         var gate = new SemaphoreSlim(16);
         var clock = Stopwatch.StartNew();
-        server.Refresh();
-        var serverCpu0 = server.TotalProcessorTime;
-        var clientCpu0 = Process.GetCurrentProcess().TotalProcessorTime;
+        if (warmup == 0) await StartMeasuringAsync(TimeSpan.Zero);
         var inFlight = new List<Task>();
         for (var i = 0; i < total; i++)
         {
             var due = TimeSpan.FromSeconds((double)i / rate);
             if (due > clock.Elapsed) await Task.Delay(due - clock.Elapsed);
+            if (i == rate * warmup && warmup > 0) await StartMeasuringAsync(clock.Elapsed);
             await gate.WaitAsync();
             inFlight.Add(Task.Run(async () =>
             {
@@ -343,9 +370,10 @@ public static class StreamBench
         await Task.WhenAll(inFlight);
         await notifying;
         var loadSeconds = clock.Elapsed.TotalSeconds;
+        var measuredSeconds = loadSeconds - measuredFrom.TotalSeconds;
         server.Refresh();
-        var serverCpu = (server.TotalProcessorTime - serverCpu0).TotalSeconds / loadSeconds * 100;
-        var clientCpu = (Process.GetCurrentProcess().TotalProcessorTime - clientCpu0).TotalSeconds / loadSeconds * 100;
+        var serverCpu = (server.TotalProcessorTime - serverCpu0).TotalSeconds / measuredSeconds * 100;
+        var clientCpu = (Process.GetCurrentProcess().TotalProcessorTime - clientCpu0).TotalSeconds / measuredSeconds * 100;
         // Let the last events arrive, then stop.
         var deadline = DateTime.UtcNow.AddSeconds(10);
         var perSubscriber = expectedPerSubscriber?.Invoke(acknowledged) ?? acknowledged;
@@ -359,6 +387,8 @@ public static class StreamBench
         Console.Error.WriteLine($"client gc during {path}: pause {(GC.GetTotalPauseDuration() - clientPause0).TotalMilliseconds:F0} ms, gen0 {GC.CollectionCount(0) - clientGcs0.Item1}, gen1 {GC.CollectionCount(1) - clientGcs0.Item2}, gen2 {GC.CollectionCount(2) - clientGcs0.Item3}");
         var latencies = receivers.SelectMany(r => r.Latencies).ToList();
         latencies.Sort();
+        var warm = receivers.SelectMany(r => r.Warmup).ToList();
+        warm.Sort();
         notifyLatencies.Sort();
         var dispatch = System.Text.Json.JsonDocument.Parse(await http.GetStringAsync("/bench/dispatch")).RootElement;
         Console.Error.WriteLine($"gc during {path}: pause {dispatch.GetProperty("gcPauseMs").GetDouble() - gcBefore.GetProperty("gcPauseMs").GetDouble():F0} ms, " +
@@ -368,7 +398,8 @@ public static class StreamBench
                 ? (a[0].GetDouble(), a[1].GetDouble()) : (double.NaN, double.NaN)))];
         return new PhaseResult(path, acknowledged, loadSeconds, receivers.Sum(r => (long)r.Received), (long)Math.Round(perSubscriber * subscribers),
             expectedPerSubscriber is null ? receivers.Sum(r => r.Gaps) : 0, Stats.Percentile(latencies, 50), Stats.Percentile(latencies, 99), latencies.Count > 0 ? latencies[^1] : double.NaN,
-            serverCpu, clientCpu, platformCs is null ? null : Stats.Percentile(notifyLatencies, 50), platformCs is null ? null : Stats.Percentile(notifyLatencies, 99));
+            serverCpu, clientCpu, platformCs is null ? null : Stats.Percentile(notifyLatencies, 50), platformCs is null ? null : Stats.Percentile(notifyLatencies, 99),
+            warmup, warm.Count > 0 ? Stats.Percentile(warm, 50) : double.NaN, warm.Count > 0 ? Stats.Percentile(warm, 99) : double.NaN);
     }
 
     private static async Task<List<HttpResponseMessage>> OpenAsync(HttpClient http, string path, int count, CancellationToken ct)
@@ -395,6 +426,10 @@ public static class StreamBench
     private sealed class Receiver(HttpResponseMessage response)
     {
         public readonly List<double> Latencies = [];
+        /// <summary>Latencies of events committed before the measured window (the warm-up).</summary>
+        public readonly List<double> Warmup = [];
+        /// <summary>UTC ticks from which commits are measured (before: warm-up).</summary>
+        public static long MeasureFrom = long.MaxValue;
         public int Received;
         public int Gaps;
         private long _lastId = -1;
@@ -454,7 +489,7 @@ public static class StreamBench
             var t = frame.Slice(at, 27);
             var committed = new DateTime(Digits(t[..4]), Digits(t[5..7]), Digits(t[8..10]), Digits(t[11..13]), Digits(t[14..16]),
                 Digits(t[17..19]), DateTimeKind.Utc).AddTicks(Digits(t[20..26]) * 10L);
-            Latencies.Add((now - committed).TotalMilliseconds);
+            (committed.Ticks >= Volatile.Read(ref MeasureFrom) ? Latencies : Warmup).Add((now - committed).TotalMilliseconds);
         }
     }
 }
