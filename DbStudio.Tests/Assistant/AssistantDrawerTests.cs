@@ -32,8 +32,8 @@ public class AssistantDrawerTests : BunitContext, IClassFixture<AssistantFixture
         Render<MudBlazor.MudPopoverProvider>();
         var cut = Render<AssistantDrawer>(ps => ps.Add(c => c.Project, p));
         cut.WaitForElement("#assistant-empty");
-        cut.Find("textarea#assistant-input, #assistant-input textarea").Input(question);
-        Click(cut, "#assistant-send");
+        cut.Fire("textarea#assistant-input, #assistant-input textarea", e => e.Input(question));
+        cut.Click("#assistant-send");
         return cut;
     }
 
@@ -50,7 +50,7 @@ public class AssistantDrawerTests : BunitContext, IClassFixture<AssistantFixture
         Assert.Contains("two tables please", cut.Find("#assistant-msg-0").TextContent);
         Assert.False(await AssistantFixture.ExistsAsync(client, p.Id, "ui_first"));
 
-        Click(cut, "#assistant-run-all-1");
+        cut.Click("#assistant-run-all-1");
         cut.WaitForAssertion(() => Assert.Contains("Stopped at block 2", cut.Find("#assistant-stopped-at-1").TextContent), Wait);
         Assert.Contains("22P02", cut.Find("#assistant-block-1-1 .assistant-error").TextContent);
         Assert.Contains("ran", cut.Find("#assistant-block-1-0 .assistant-done").TextContent);
@@ -67,16 +67,16 @@ public class AssistantDrawerTests : BunitContext, IClassFixture<AssistantFixture
         var cut = Ask(p, "drop precious");
         cut.WaitForElement("#assistant-run-1-0", Wait);
         Assert.Contains("destructive", cut.Find("#assistant-block-1-0 .assistant-risk").TextContent);
-        Click(cut, "#assistant-run-1-0");
+        cut.Click("#assistant-run-1-0");
         cut.WaitForElement("#assistant-confirm-1-0");
         Assert.Contains("Type precious to run it", cut.Find("#assistant-confirm-1-0").TextContent);
         Assert.True(cut.Find("#assistant-confirm-run-1-0").HasAttribute("disabled"));
-        cut.Find("input#assistant-confirm-input-1-0, #assistant-confirm-input-1-0 input").Input("precio");
+        cut.Fire("input#assistant-confirm-input-1-0, #assistant-confirm-input-1-0 input", e => e.Input("precio"));
         Assert.True(cut.Find("#assistant-confirm-run-1-0").HasAttribute("disabled"));
         Assert.True(await AssistantFixture.ExistsAsync(client, p.Id, "precious"));
-        cut.Find("input#assistant-confirm-input-1-0, #assistant-confirm-input-1-0 input").Input("precious");
+        cut.Fire("input#assistant-confirm-input-1-0, #assistant-confirm-input-1-0 input", e => e.Input("precious"));
         cut.WaitForAssertion(() => Assert.False(cut.Find("#assistant-confirm-run-1-0").HasAttribute("disabled")));
-        Click(cut, "#assistant-confirm-run-1-0");
+        cut.Click("#assistant-confirm-run-1-0");
         cut.WaitForElement("#assistant-block-1-0 .assistant-done", Wait);
         Assert.False(await AssistantFixture.ExistsAsync(client, p.Id, "precious"));
     }
@@ -92,18 +92,5 @@ public class AssistantDrawerTests : BunitContext, IClassFixture<AssistantFixture
         foreach (var key in new[] { "DbStudio:Assistant:Endpoint", "DbStudio:Assistant:Model", "DbStudio:Assistant:ApiKey", "11434/v1" })
             Assert.Contains(key, notice);
         Assert.Empty(cut.FindAll("#assistant-send"));
-    }
-
-    private static void Click<T>(IRenderedComponent<T> cut, string selector) where T : Microsoft.AspNetCore.Components.IComponent
-    {
-        for (var attempt = 0; ; attempt++)
-        {
-            try
-            {
-                cut.Find(selector).Click();
-                return;
-            }
-            catch (Bunit.Rendering.UnknownEventHandlerIdException) when (attempt < 5) { } // re-rendered meanwhile: find it again
-        }
     }
 }

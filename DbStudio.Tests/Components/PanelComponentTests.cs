@@ -60,11 +60,11 @@ public class PanelComponentTests : BunitContext, IAsyncLifetime
         Assert.DoesNotContain("dak_", cut.Find("#cred-api").TextContent);
         var password = new Uri(p.ConnectionUrl).UserInfo.Split(':')[1];
         Assert.DoesNotContain(password, cut.Find("#cred-conn").TextContent);
-        Click(cut, "#cred-api-reveal");
+        cut.Click("#cred-api-reveal");
         cut.WaitForAssertion(() => Assert.Equal(p.ApiKey, cut.Find("#cred-api").TextContent));
-        Click(cut, "#cred-conn-reveal");
+        cut.Click("#cred-conn-reveal");
         cut.WaitForAssertion(() => Assert.Equal(p.ConnectionUrl, cut.Find("#cred-conn").TextContent));
-        Click(cut, "#cred-anon-copy");
+        cut.Click("#cred-anon-copy");
         cut.WaitForAssertion(() => Assert.Contains(JSInterop.Invocations, i => i.Identifier == "dbstudio.copy" && (string?)i.Arguments[0] == p.AnonKey));
     }
 
@@ -77,9 +77,9 @@ public class PanelComponentTests : BunitContext, IAsyncLifetime
         var supabaseUrl = p.RestUrl[..^"/rest".Length] + "/supabase";
         Assert.Equal(supabaseUrl, cut.Find("#cred-supabase").TextContent);
         Assert.Equal($"createClient('{supabaseUrl}', '{p.AnonKey}')", cut.Find("#cred-supabase-snippet").TextContent);
-        Click(cut, "#cred-supabase-copy");
+        cut.Click("#cred-supabase-copy");
         cut.WaitForAssertion(() => Assert.Contains(JSInterop.Invocations, i => i.Identifier == "dbstudio.copy" && (string?)i.Arguments[0] == supabaseUrl));
-        Click(cut, "#cred-supabase-snippet-copy");
+        cut.Click("#cred-supabase-snippet-copy");
         cut.WaitForAssertion(() => Assert.Contains(JSInterop.Invocations, i => i.Identifier == "dbstudio.copy"
             && (string?)i.Arguments[0] == $"import {{ createClient }} from '@supabase/supabase-js'\n\nconst supabase = createClient('{supabaseUrl}', '{p.AnonKey}')\n"));
     }
@@ -91,7 +91,7 @@ public class PanelComponentTests : BunitContext, IAsyncLifetime
         var ran = 0;
         var cut = Render<SqlTab>(ps => ps.Add(c => c.ProjectId, p.Id).Add(c => c.Ran, () => ran++)
             .Add(c => c.Sql, "create table t (id int, label text); insert into t values (1, null), (2, 'two'); select * from t order by id; select nope"));
-        Click(cut, "#sql-run");
+        cut.Click("#sql-run");
         cut.WaitForAssertion(() => Assert.Equal(4, cut.FindAll("[id^=sql-result-]").Count), TimeSpan.FromSeconds(10));
         Assert.Contains("INSERT · 2 rows", cut.Find("#sql-result-1").TextContent);
         Assert.Contains("SELECT · 2 rows", cut.Find("#sql-result-2").TextContent);
@@ -115,9 +115,9 @@ public class PanelComponentTests : BunitContext, IAsyncLifetime
         {
             var cut = Render<SqlTab>(ps => ps.Add(c => c.ProjectId, p.Id).Add(c => c.Sql, sql));
             cut.WaitForElement($"#sql-run-as option[value='{who}']");
-            Fire(cut, "#sql-run-as", e => e.Change(who));
+            cut.Fire("#sql-run-as", e => e.Change(who));
             cut.WaitForAssertion(() => Assert.Equal(who, cut.Find("#sql-run-as").GetAttribute("value"))); // chosen (end users are read again)
-            Click(cut, "#sql-run");
+            cut.Click("#sql-run");
             cut.WaitForElement("#sql-result-0", TimeSpan.FromSeconds(30));
             return cut;
         }
@@ -143,7 +143,7 @@ public class PanelComponentTests : BunitContext, IAsyncLifetime
     {
         var (_, p) = await ProjectAsync();
         var cut = Render<SqlTab>(ps => ps.Add(c => c.ProjectId, p.Id).Add(c => c.Sql, "select repeat('x', 3000000) as big, 'small' as s"));
-        Click(cut, "#sql-run");
+        cut.Click("#sql-run");
         cut.WaitForAssertion(() => Assert.Single(cut.FindAll("[id^=sql-result-]")), TimeSpan.FromSeconds(20));
         Assert.Contains("Truncated", cut.Find("#sql-result-0 .sql-truncated").TextContent);
         Assert.Contains("3,000,000 bytes", cut.Find("#sql-result-0 .cut-value").TextContent);
@@ -175,13 +175,13 @@ public class PanelComponentTests : BunitContext, IAsyncLifetime
         cut.WaitForAssertion(() => Assert.Equal("Rows 1–50 of 75", cut.Find("#data-range").TextContent.Trim()), TimeSpan.FromSeconds(10));
         Assert.Equal(50, cut.FindAll("#data-grid tbody tr").Count);
         Assert.NotEmpty(cut.FindAll("#data-grid .null-value"));
-        Click(cut, "#data-next"); // keyset on the primary key
+        cut.Click("#data-next"); // keyset on the primary key
         cut.WaitForAssertion(() => Assert.Equal("Rows 51–75 of 75", cut.Find("#data-range").TextContent.Trim()), TimeSpan.FromSeconds(10));
         Assert.Equal("51", cut.Find("#data-grid tbody tr td[data-column=id]").TextContent.Trim());
-        Click(cut, "#data-prev");
+        cut.Click("#data-prev");
         cut.WaitForAssertion(() => Assert.Equal("Rows 1–50 of 75", cut.Find("#data-range").TextContent.Trim()), TimeSpan.FromSeconds(10));
-        Fire(cut, "#data-page-jump", e => e.Input("2"));
-        Fire(cut, "#data-page-jump", e => e.KeyDown(new Microsoft.AspNetCore.Components.Web.KeyboardEventArgs { Key = "Enter" }));
+        cut.Fire("#data-page-jump", e => e.Input("2"));
+        cut.Fire("#data-page-jump", e => e.KeyDown(new Microsoft.AspNetCore.Components.Web.KeyboardEventArgs { Key = "Enter" }));
         cut.WaitForAssertion(() => Assert.Equal("Rows 51–75 of 75", cut.Find("#data-range").TextContent.Trim()), TimeSpan.FromSeconds(10));
     }
 
@@ -191,15 +191,15 @@ public class PanelComponentTests : BunitContext, IAsyncLifetime
         var (_, p) = await ProjectAsync("create table f (id int primary key, name text not null, doc jsonb, n int); insert into f values (1, 'one', '{\"a\": 1}', 5)");
         var cut = Render<DataTab>(ps => ps.Add(c => c.ProjectId, p.Id).Add(c => c.Table, "f"));
         cut.WaitForAssertion(() => Assert.Equal("Rows 1–1 of 1", cut.Find("#data-range").TextContent.Trim()), TimeSpan.FromSeconds(10));
-        Click(cut, ".row-open");
+        cut.Click(".row-open");
         cut.WaitForAssertion(() => Assert.Equal("Edit row", cut.Find("#data-row-form-title").TextContent), TimeSpan.FromSeconds(10));
         Assert.Equal(["id", "name", "doc", "n"], cut.FindAll("#data-row-form [data-column]").Select(e => e.GetAttribute("data-column")));
         Assert.Equal("TEXTAREA", cut.Find("#form-doc").TagName);
         Assert.Equal("10", cut.Find("#form-doc").GetAttribute("rows"));
         Assert.Empty(cut.FindAll("#form-null-name")); // NOT NULL: no toggle
-        cut.Find("#form-name").Change("renamed");
-        cut.Find("#form-null-n").Change(true);
-        Click(cut, "#form-save");
+        cut.Fire("#form-name", e => e.Change("renamed"));
+        cut.Fire("#form-null-n", e => e.Change(true));
+        cut.Click("#form-save");
         cut.WaitForAssertion(() => Assert.Empty(cut.FindAll("#data-row-form")), TimeSpan.FromSeconds(10));
         Assert.Equal("renamed", cut.Find("#data-grid td[data-column=name]").TextContent.Trim());
         Assert.Equal("NULL", cut.Find("#data-grid td[data-column=n] .null-value").TextContent);
@@ -235,7 +235,7 @@ public class PanelComponentTests : BunitContext, IAsyncLifetime
 
         var index = hello.Id!.Split('-')[1];
         Assert.DoesNotContain("Allowed", hello.TextContent);
-        cut.Find($"#function-auth-{index}").Change(true);
+        cut.Fire($"#function-auth-{index}", e => e.Change(true));
         cut.WaitForAssertion(() => Assert.Contains("Allowed", cut.Find("tr[data-function=hello]").TextContent), TimeSpan.FromSeconds(10));
         Assert.Equal(new FunctionAccessSettings(false, true), await _app.Service<FunctionAccess>().GetAsync(p.Id, "hello"));
     }
@@ -250,7 +250,7 @@ public class PanelComponentTests : BunitContext, IAsyncLifetime
         var cut = Render<EndUsersList>(ps => ps.Add(c => c.ProjectId, p.Id));
         cut.WaitForAssertion(() => Assert.Contains("eve@example.com", cut.Find("#end-users").TextContent));
         Assert.Contains("user", cut.Find("#end-users").TextContent);
-        cut.Find($"#end-user-admin-{session.user.id}").Change(true);
+        cut.Fire($"#end-user-admin-{session.user.id}", e => e.Change(true));
         cut.WaitForAssertion(() => Assert.Contains("admin", cut.Find("#end-users tbody").TextContent));
         Assert.Equal("admin", (await auth.GetUserAsync(p.Id, session.user.id))!.role);
     }
@@ -260,37 +260,18 @@ public class PanelComponentTests : BunitContext, IAsyncLifetime
     {
         var (_, p) = await ProjectAsync();
         var cut = Render<SqlTab>(ps => ps.Add(c => c.ProjectId, p.Id).Add(c => c.Sql, "select 1 as one"));
-        Click(cut, "#sql-run");
+        cut.Click("#sql-run");
         cut.WaitForAssertion(() => Assert.Single(cut.FindAll("[id^=sql-result-]")), TimeSpan.FromSeconds(10));
         // The assistant runs a block elsewhere; the open tab's history shows it.
         await Services.GetRequiredService<AssistantSql>().RunAsync(p.Id, "<sql>select 2 as two</sql>");
-        Click(cut, "#sql-history-toggle"); // the history re-renders live when the assistant's run lands
+        cut.Click("#sql-history-toggle"); // the history re-renders live when the assistant's run lands
         cut.WaitForAssertion(() => Assert.Equal(2, cut.FindAll(".history-entry").Count));
         Assert.Contains("assistant", cut.Find("#sql-history-0").TextContent);
         Assert.Contains("select 2 as two", cut.Find("#sql-history-0").TextContent);
-        Click(cut, "#sql-history-run-1"); // re-run the first one
+        cut.Click("#sql-history-run-1"); // re-run the first one
         cut.WaitForAssertion(() => Assert.Contains("one", cut.Find("#sql-result-0").TextContent), TimeSpan.FromSeconds(10));
-        Click(cut, "#sql-csv-0");
+        cut.Click("#sql-csv-0");
         cut.WaitForAssertion(() => Assert.Contains(JSInterop.Invocations, i => i.Identifier == "dbstudio.download"));
-    }
-
-    /// <summary>Finds and clicks, again if a live re-render replaced the element in between.</summary>
-    private static void Click<T>(IRenderedComponent<T> cut, string selector) where T : Microsoft.AspNetCore.Components.IComponent =>
-        Fire(cut, selector, e => e.Click());
-
-    /// <summary>An event on a fresh find, again if a render replaced its handler meanwhile.</summary>
-    private static void Fire<T>(IRenderedComponent<T> cut, string selector, Action<AngleSharp.Dom.IElement> fire)
-        where T : Microsoft.AspNetCore.Components.IComponent
-    {
-        for (var attempt = 0; ; attempt++)
-        {
-            try
-            {
-                fire(cut.Find(selector));
-                return;
-            }
-            catch (Bunit.Rendering.UnknownEventHandlerIdException) when (attempt < 5) { Thread.Sleep(50); }
-        }
     }
 
     [Fact]
@@ -340,12 +321,12 @@ public class PanelComponentTests : BunitContext, IAsyncLifetime
         var column = new ColumnInfo("meta", "jsonb", 3802, NotNull: true, Default: null, PrimaryKeyPosition: null, Generated: false);
         var cut = Render<CellEditor>(ps => ps.Add(c => c.Column, column).Add(c => c.Text, "{\"a\": 1}").Add(c => c.Save, (string? t) => saved = t));
         Assert.Empty(cut.FindAll("#cell-null"));
-        cut.Find("#cell-editor-input").Input("{broken");
-        Click(cut, "#cell-save");
+        cut.Fire("#cell-editor-input", e => e.Input("{broken"));
+        cut.Click("#cell-save");
         cut.WaitForAssertion(() => Assert.Contains("Not valid JSON", cut.Find("#cell-error").TextContent));
         Assert.Equal("untouched", saved);
-        cut.Find("#cell-editor-input").Input("[1, 2]");
-        Click(cut, "#cell-save");
+        cut.Fire("#cell-editor-input", e => e.Input("[1, 2]"));
+        cut.Click("#cell-save");
         cut.WaitForAssertion(() => Assert.Equal("[1, 2]", saved));
     }
 
@@ -355,21 +336,21 @@ public class PanelComponentTests : BunitContext, IAsyncLifetime
         var (_, p) = await ProjectAsync("create table n (id int primary key, v text); insert into n select g, case when g % 2 = 0 then 'x' || g end from generate_series(1, 75) g");
         var cut = Render<DataTab>(ps => ps.Add(c => c.ProjectId, p.Id).Add(c => c.Table, "n"));
         cut.WaitForAssertion(() => Assert.Equal("Rows 1–50 of 75", cut.Find("#data-range").TextContent.Trim()));
-        Fire(cut, "#data-filter-column", e => e.Change("v"));
-        Fire(cut, "#data-filter-op", e => e.Change("is.null"));
-        Click(cut, "#data-filter-apply");
+        cut.Fire("#data-filter-column", e => e.Change("v"));
+        cut.Fire("#data-filter-op", e => e.Change("is.null"));
+        cut.Click("#data-filter-apply");
         cut.WaitForAssertion(() => Assert.Equal("Rows 1–38 of 38", cut.Find("#data-range").TextContent.Trim()));
-        Fire(cut, "#data-filter-op", e => e.Change("contains"));
+        cut.Fire("#data-filter-op", e => e.Change("contains"));
         cut.WaitForElement("#data-filter-value");
-        Fire(cut, "#data-filter-value", e => e.Input("X7")); // the value box returns once the operator takes a value
-        Click(cut, "#data-filter-apply"); // contains, case-insensitive: x70, x72, x74
+        cut.Fire("#data-filter-value", e => e.Input("X7")); // the value box returns once the operator takes a value
+        cut.Click("#data-filter-apply"); // contains, case-insensitive: x70, x72, x74
         cut.WaitForAssertion(() => Assert.Equal("Rows 1–3 of 3", cut.Find("#data-range").TextContent.Trim()));
-        Fire(cut, "#data-filter-column", e => e.Change("id"));
-        Fire(cut, "#data-filter-op", e => e.Change("gt"));
-        Fire(cut, "#data-filter-value", e => e.Input("not a number"));
-        Click(cut, "#data-filter-apply"); // PostgreSQL's message, not a crash
+        cut.Fire("#data-filter-column", e => e.Change("id"));
+        cut.Fire("#data-filter-op", e => e.Change("gt"));
+        cut.Fire("#data-filter-value", e => e.Input("not a number"));
+        cut.Click("#data-filter-apply"); // PostgreSQL's message, not a crash
         cut.WaitForAssertion(() => Assert.Contains("22P02", cut.Markup));
-        Click(cut, "#data-filter-clear");
+        cut.Click("#data-filter-clear");
         cut.WaitForAssertion(() => Assert.Equal("Rows 1–50 of 75", cut.Find("#data-range").TextContent.Trim()));
     }
 }
