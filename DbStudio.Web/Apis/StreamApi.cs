@@ -46,6 +46,11 @@ public static class StreamApi
         var last = ctx.Request.Headers["Last-Event-ID"].FirstOrDefault();
         if (string.IsNullOrEmpty(last)) last = ctx.Request.Query["last_event_id"].FirstOrDefault();
         var credential = new StreamCredential(RestApi.ApiKey(ctx), RestApi.BearerToken(ctx));
+        // The parsed query (half a kilobyte) would stay cached on the request for the stream's whole life; everything
+        // needed from it is read. Without the feature, a later Request.Query parses the query string again. (The request
+        // object caches features until its next read of one sees the collection changed: that read is the last line.)
+        ctx.Features.Set<IQueryFeature>(null);
+        _ = ctx.Request.QueryString;
         var opened = await OpenAsync(new StreamServices(schemas, access, capture, hub, visibility), id, table, caller, pairs,
             credential, last, null, ctx.RequestAborted);
         if (opened.Error is { } error) await RestApi.WriteError(ctx, opened.Status, error);
