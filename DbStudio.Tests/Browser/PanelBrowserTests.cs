@@ -710,7 +710,7 @@ public partial class PanelBrowserTests(TestApp app) : IAsyncLifetime
     private static async Task SetSqlAsync(IPage page, string sql)
     {
         await Assertions.Expect(page.Locator("#sql-input .monaco-editor[role=code]")).ToBeVisibleAsync();
-        await page.EvaluateAsync("text => monaco.editor.getModels()[0].setValue(text)", sql);
+        await page.Locator("#sql-input .sql-monaco").EvaluateAsync("(host, text) => host.dbstudioEditor.setValue(text)", sql);
     }
 
     /// <summary>Chooses a file in a Blazor InputFile once Blazor has wired it: a file set before its change listener is

@@ -20,3 +20,32 @@ window.dbstudio.focusEditor = (el) => {
 };
 // The Data tab's table and filter in the address bar (shareable), without a navigation.
 window.dbstudio.replaceUrl = (url) => history.replaceState(history.state, '', url);
+// The SQL tab's editor: one Monaco editor per component, created through that circuit's own JS runtime (the handle
+// returned is an object reference of that circuit) and disposed with its component, model included. Ctrl+Enter
+// (Cmd+Enter on a Mac) asks the component to run.
+window.dbstudio.sqlEditor = (host, value, component) => {
+  const editor = monaco.editor.create(host, {
+    value: value || '', language: 'sql', automaticLayout: true, minimap: { enabled: false }, lineNumbers: 'on',
+    scrollBeyondLastLine: false, fontSize: 13, tabSize: 2,
+  });
+  editor.addCommand(monaco.KeyMod.CtrlCmd | monaco.KeyCode.Enter, () => component.invokeMethodAsync('RunFromEditor'));
+  host.dbstudioEditor = editor; // what a test drives
+  let marks = [];
+  return {
+    getValue: () => editor.getValue(),
+    setValue: (text) => editor.setValue(text ?? ''),
+    // Underlines one character (line and column from 1), or clears the mark.
+    mark: (line, column) => {
+      marks = editor.deltaDecorations(marks, line > 0 ? [{
+        range: new monaco.Range(line, column, line, column + 1),
+        options: { inlineClassName: 'sql-error-mark', className: 'sql-error-mark' },
+      }] : []);
+    },
+    dispose: () => {
+      const model = editor.getModel();
+      editor.dispose();
+      if (model) model.dispose();
+      delete host.dbstudioEditor;
+    },
+  };
+};
