@@ -71,6 +71,16 @@ public partial class PanelBrowserTests
         await Assertions.Expect(b.Locator("#sql-result-0")).Not.ToContainTextAsync($"proj_{aId}");
         await a.ScreenshotAsync(new() { Path = Path.Combine(Shots, "sql-editor-two-people.png") });
 
+        // Leaving the tab disposes the editor and its text model: one of each however often the tab opens.
+        for (var i = 0; i < 3; i++)
+        {
+            await a.GetByRole(AriaRole.Tab, new() { Name = "Data" }).ClickAsync();
+            await Assertions.Expect(a.Locator("#sql-input")).ToHaveCountAsync(0);
+            await a.GetByRole(AriaRole.Tab, new() { Name = "SQL" }).ClickAsync();
+            await Assertions.Expect(a.Locator("#sql-input .monaco-editor[role=code]")).ToBeVisibleAsync();
+        }
+        await a.WaitForFunctionAsync("() => monaco.editor.getModels().length === 1");
+
         await aContext.CloseAsync();
         await bContext.CloseAsync();
     }
