@@ -71,7 +71,9 @@ public partial class PanelBrowserTests
         await Assertions.Expect(b.Locator("#sql-result-0")).Not.ToContainTextAsync($"proj_{aId}");
         await a.ScreenshotAsync(new() { Path = Path.Combine(Shots, "sql-editor-two-people.png") });
 
-        // Leaving the tab disposes the editor and its text model: one of each however often the tab opens.
+        // Leaving the tab disposes the editor and its text model — one of each however often the tab opens — and the
+        // text comes back with the tab.
+        await SetSqlAsync(a, "select 'kept' as across_tabs");
         for (var i = 0; i < 3; i++)
         {
             await a.GetByRole(AriaRole.Tab, new() { Name = "Data" }).ClickAsync();
@@ -80,6 +82,7 @@ public partial class PanelBrowserTests
             await Assertions.Expect(a.Locator("#sql-input .monaco-editor[role=code]")).ToBeVisibleAsync();
         }
         await a.WaitForFunctionAsync("() => monaco.editor.getModels().length === 1");
+        Assert.Equal("select 'kept' as across_tabs", await a.Locator("#sql-input .sql-monaco").EvaluateAsync<string>("host => host.dbstudioEditor.getValue()"));
 
         await aContext.CloseAsync();
         await bContext.CloseAsync();
