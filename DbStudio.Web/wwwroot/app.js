@@ -23,7 +23,9 @@ window.dbstudio.replaceUrl = (url) => history.replaceState(history.state, '', ur
 // The SQL tab's editor: one Monaco editor per component, created through that circuit's own JS runtime (the handle
 // returned is an object reference of that circuit) and disposed with its component, model included. Ctrl+Enter
 // (Cmd+Enter on a Mac) asks the component to run.
-window.dbstudio.sqlEditor = (host, value, component) => {
+window.dbstudio.sqlEditor = async (host, value, component) => {
+  // Monaco's AMD bundle may still be loading when the first tab opens: wait for its module rather than fail.
+  if (typeof monaco === 'undefined') await new Promise((resolve, reject) => require(['vs/editor/editor.main'], resolve, reject));
   const editor = monaco.editor.create(host, {
     value: value || '', language: 'sql', automaticLayout: true, minimap: { enabled: false }, lineNumbers: 'on',
     scrollBeyondLastLine: false, fontSize: 13, tabSize: 2,
