@@ -24,7 +24,6 @@ public class PanelComponentTests : BunitContext, IAsyncLifetime
         _app = app;
         Services.AddMudServices();
         JSInterop.Mode = JSRuntimeMode.Loose;
-        JSInterop.Setup<string[]>(_ => true).SetResult([]); // Monaco's decoration ids (no Monaco in bUnit)
         // Core of its own, configured as the app (its settings, its platform database, its Data Protection keys).
         Services.AddCoreHost(app.Service<Microsoft.Extensions.Configuration.IConfiguration>());
         // Requests are counted by the instance that served them: the charts show what the app answered over HTTP.

@@ -34,7 +34,8 @@ window.dbstudio.sqlEditor = async (host, value, component) => {
   host.dbstudioEditor = editor; // what a test drives
   let marks = [];
   return {
-    getValue: () => editor.getValue(),
+    // UTF-8 bytes: the component asks for a stream (IJSStreamReference), which Blazor makes of a typed array — any length.
+    getValue: () => new TextEncoder().encode(editor.getValue()),
     setValue: (text) => editor.setValue(text ?? ''),
     // Underlines one character (line and column from 1), or clears the mark.
     mark: (line, column) => {
