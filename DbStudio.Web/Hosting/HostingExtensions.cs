@@ -22,6 +22,9 @@ namespace DbStudio.Web.Hosting;
 
 public static class HostingExtensions
 {
+    /// <summary>The largest message the browser may send the Blazor circuit (a UI event and its value).</summary>
+    public const long BrowserMessageBytes = 4 * 1024 * 1024;
+
     public static async Task AddDbStudioAsync(this WebApplicationBuilder builder)
     {
         var services = builder.Services;
@@ -125,7 +128,11 @@ public static class HostingExtensions
 
         services.AddHealthChecks().AddDbContextCheck<PlatformDbContext>("platform-db")
             .AddCheck<DbStudio.Core.Streams.ChangeListenerHealth>("change-listener");
-        services.AddRazorComponents().AddInteractiveServerComponents();
+        // One message from the browser carries a UI event with its value (a Data-tab cell, a form field): Blazor's
+        // default of 32 KB dropped the connection, and the edit, when a cell was set to a longer text. 4 MB takes the
+        // console's longest script and cells of about a million characters; the SQL editor streams its text anyway.
+        services.AddRazorComponents().AddInteractiveServerComponents()
+            .AddHubOptions(o => o.MaximumReceiveMessageSize = BrowserMessageBytes);
         services.AddCascadingAuthenticationState();
         // Pages challenge with the cookie (a redirect to sign in); the JSON APIs answer 401 instead.
         services.AddAuthentication(o => o.DefaultChallengeScheme = Microsoft.AspNetCore.Identity.IdentityConstants.ApplicationScheme);
